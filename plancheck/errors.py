@@ -1,0 +1,111 @@
+"""Exceptions raised by plancheck.
+
+Every exception carries enough context (file, tag, ROI, value, requirement) for
+one clear message that a dosimetrist can act on; the CLI turns them into exit
+codes without a traceback.
+
+Exception tree::
+
+    PlancheckError                      base of everything plancheck raises on purpose
+     ├── InputError                     the input cannot be used (CLI exit code 3)
+     │    ├── DicomReadError            not DICOM, truncated, unreadable file
+     │    ├── DicomConformanceError     a required attribute is missing or invalid
+     │    └── LinkError                 files do not belong together (UIDs, frame, patient)
+     ├── UsageError                     the caller asked for something invalid (exit code 2)
+     │    └── MetricSpecError           a DVH metric string that cannot be parsed
+     ├── RadiobiologyError (ValueError) nonsense input to an LQ formula (n <= 0, α/β <= 0 ...)
+     └── ProtocolError                  a protocol or case file that does not validate (exit 3)
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = [
+    "PlancheckError",
+    "InputError",
+    "DicomReadError",
+    "DicomConformanceError",
+    "LinkError",
+    "UsageError",
+    "MetricSpecError",
+    "RadiobiologyError",
+    "ProtocolError",
+]
+
+
+class PlancheckError(Exception):
+    """Base class of all errors plancheck raises deliberately."""
+
+
+class InputError(PlancheckError):
+    """The input cannot be used for the requested job.
+
+    Parameters
+    ----------
+    message
+        What is wrong, in words a dosimetrist understands.
+    path
+        The file (or directory) concerned, if any; it is named in ``str(error)``.
+    """
+
+    def __init__(self, message: str, path: str | PathLike[str] | None = None) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.path}: {self.message}"
+        return self.message
+
+
+class DicomReadError(InputError):
+    """A file is not DICOM, is truncated, or cannot be decoded."""
+
+
+class DicomConformanceError(InputError):
+    """A required DICOM attribute is missing or has a value plancheck cannot use.
+
+    The message names the tag, its keyword, the value found and what is required,
+    e.g. ``(3004,0002) 'Dose Units' is 'RELATIVE', it must be 'GY'``.
+    """
+
+
+class LinkError(InputError):
+    """Files do not belong together: unresolved references, several patients,
+    mismatched frames of reference, a plan without its dose."""
+
+
+class UsageError(PlancheckError):
+    """The caller asked for something that cannot be done (CLI exit code 2)."""
+
+
+class MetricSpecError(UsageError, ValueError):
+    """A DVH metric string (AAPM TG-263 §9 syntax) that cannot be parsed."""
+
+
+class RadiobiologyError(PlancheckError, ValueError):
+    """Nonsense input to a linear-quadratic formula (n <= 0, negative dose, α/β <= 0)."""
+
+
+class ProtocolError(PlancheckError):
+    """A protocol, mapping or case file that does not validate.
+
+    Parameters
+    ----------
+    message
+        What is wrong; names the rule id and the field where known.
+    path
+        The file concerned.
+    """
+
+    def __init__(self, message: str, path: str | PathLike[str] | None = None) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.path}: {self.message}"
+        return self.message

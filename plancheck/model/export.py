@@ -1,0 +1,90 @@
+"""What one export holds once read and linked: patient, structure sets, courses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from plancheck.model.dose import DoseGrid
+from plancheck.model.plan import Plan
+from plancheck.model.structures import StructureSet
+
+__all__ = ["ImageSeries", "SkippedFile", "Course", "PlanExport"]
+
+
+@dataclass(frozen=True)
+class ImageSeries:
+    """A CT/MR series (only what plancheck needs: identity and geometry summary)."""
+
+    series_instance_uid: str
+    modality: str
+    frame_of_reference_uid: str
+    number_of_images: int
+    slice_thickness_mm: float | None = None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file found in the input that plancheck did not use, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class Course:
+    """One course of treatment: a plan, its structure set and its dose.
+
+    Attributes
+    ----------
+    plan
+        The RT Plan.
+    structure_set
+        The structure set the plan references.
+    dose
+        The plan's dose in Gy (several RTDOSE files already summed; see
+        ``dose.sources`` and ``dose_summary``).
+    dose_summary
+        One line saying how the dose was obtained, e.g. ``"PLAN dose used as is"``
+        or ``"3 BEAM doses summed"``.
+    """
+
+    plan: Plan
+    structure_set: StructureSet
+    dose: DoseGrid
+    dose_summary: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.plan.label or self.plan.name or self.plan.sop_instance_uid
+
+
+@dataclass(frozen=True, eq=False)
+class PlanExport:
+    """A linked export: one patient, one frame of reference, one or more courses.
+
+    Attributes
+    ----------
+    patient_id, patient_name
+        For report headers only; never logged.
+    frame_of_reference_uid
+        The shared frame of reference.
+    structure_sets
+        All structure sets found.
+    courses
+        One per RT Plan, each with its structure set and (summed) dose.
+    images
+        CT/MR series found.
+    skipped
+        Files that were not used, with the reason.
+    warnings
+        Conformance remarks that did not stop the reading (e.g. an empty ROI).
+    """
+
+    patient_id: str
+    patient_name: str
+    frame_of_reference_uid: str
+    structure_sets: tuple[StructureSet, ...]
+    courses: tuple[Course, ...]
+    images: tuple[ImageSeries, ...] = ()
+    skipped: tuple[SkippedFile, ...] = ()
+    warnings: tuple[str, ...] = field(default=())

@@ -1,0 +1,153 @@
+"""RT Plan model: prescription, fractionation and beams.
+
+References
+----------
+DICOM PS3.3 C.8.8.9 (RT General Plan), C.8.8.10 (RT Prescription),
+C.8.8.13 (RT Fraction Scheme), C.8.8.14 (RT Beams), C.8.8.12 (RT Patient Setup).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Beam", "FractionGroup", "DoseReference", "Plan"]
+
+
+@dataclass(frozen=True)
+class Beam:
+    """A treatment beam.
+
+    Attributes
+    ----------
+    number, name
+        Beam Number and Beam Name.
+    machine
+        Treatment Machine Name.
+    radiation_type
+        ``PHOTON``, ``ELECTRON``, ``PROTON`` ...
+    energy_mev
+        Nominal Beam Energy of the first control point (MV for photons), or None.
+    technique
+        ``STATIC``, ``DYNAMIC`` (Beam Type) refined to ``ARC`` when the gantry rotates.
+    treatment_delivery_type
+        ``TREATMENT`` or ``SETUP`` etc.
+    meterset_mu
+        Beam Meterset from the fraction group (MU per fraction), or None.
+    isocenter_mm
+        Isocenter Position (x, y, z) in mm, or None.
+    patient_position
+        From the Patient Setup the beam references (e.g. ``HFS``), or "".
+    """
+
+    number: int
+    name: str = ""
+    machine: str = ""
+    radiation_type: str = ""
+    energy_mev: float | None = None
+    technique: str = ""
+    treatment_delivery_type: str = "TREATMENT"
+    meterset_mu: float | None = None
+    isocenter_mm: tuple[float, float, float] | None = None
+    patient_position: str = ""
+    number_of_control_points: int = 0
+
+
+@dataclass(frozen=True)
+class FractionGroup:
+    """A fraction group: how many fractions and which beams with what meterset."""
+
+    number: int
+    fractions_planned: int | None
+    beam_numbers: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class DoseReference:
+    """A dose reference of the RT Prescription module.
+
+    Attributes
+    ----------
+    number
+        Dose Reference Number.
+    structure_type
+        ``POINT``, ``VOLUME``, ``COORDINATES``, ``SITE``.
+    dose_reference_type
+        ``TARGET`` or ``ORGAN_AT_RISK``.
+    description
+        Dose Reference Description.
+    referenced_roi_number
+        ROI the reference applies to, if given.
+    target_prescription_dose_gy
+        Target Prescription Dose (Gy, whole course), if given.
+    """
+
+    number: int
+    structure_type: str = ""
+    dose_reference_type: str = ""
+    description: str = ""
+    referenced_roi_number: int | None = None
+    target_prescription_dose_gy: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An RT Plan (one course of treatment).
+
+    Attributes
+    ----------
+    sop_instance_uid
+        The plan's SOP Instance UID.
+    label, name
+        RT Plan Label and RT Plan Name.
+    date
+        RT Plan Date as ``YYYY-MM-DD`` (or "" when absent).
+    approval_status
+        ``APPROVED``, ``UNAPPROVED`` or ``REJECTED`` ("" when absent).
+    frame_of_reference_uid
+        Frame of reference of the plan.
+    referenced_structure_set_uid
+        SOP Instance UID of the structure set the plan references ("" if none).
+    fraction_groups, dose_references, beams
+        The plan's fraction scheme, prescription and beams.
+    path
+        The file it was read from.
+    """
+
+    sop_instance_uid: str
+    label: str = ""
+    name: str = ""
+    date: str = ""
+    approval_status: str = ""
+    frame_of_reference_uid: str = ""
+    referenced_structure_set_uid: str = ""
+    fraction_groups: tuple[FractionGroup, ...] = ()
+    dose_references: tuple[DoseReference, ...] = ()
+    beams: tuple[Beam, ...] = ()
+    path: str = ""
+
+    @property
+    def fractions_planned(self) -> int | None:
+        """Total number of fractions planned over all fraction groups (None if unknown)."""
+        counts = [g.fractions_planned for g in self.fraction_groups]
+        if not counts or any(c is None for c in counts):
+            return None
+        return int(sum(counts))  # type: ignore[arg-type]
+
+    @property
+    def target_prescriptions(self) -> tuple[DoseReference, ...]:
+        """Dose references of type TARGET that carry a prescription dose."""
+        return tuple(
+            r for r in self.dose_references
+            if r.target_prescription_dose_gy is not None and r.dose_reference_type in ("TARGET", "")
+        )
+
+    @property
+    def prescription_dose_gy(self) -> float | None:
+        """The highest target prescription dose (Gy, whole course), or None if the
+        plan states none."""
+        doses = [r.target_prescription_dose_gy for r in self.target_prescriptions]
+        return max(doses) if doses else None  # type: ignore[type-var]
+
+    @property
+    def treatment_beams(self) -> tuple[Beam, ...]:
+        return tuple(b for b in self.beams if b.treatment_delivery_type in ("TREATMENT", ""))

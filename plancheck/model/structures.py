@@ -1,0 +1,134 @@
+"""Structure set model: ROIs and their planar contours, in mm in the patient frame.
+
+References
+----------
+DICOM PS3.3 C.8.8.5 (Structure Set module), C.8.8.6 (ROI Contour module),
+C.8.8.8 (RT ROI Observations module).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+__all__ = ["Contour", "Roi", "StructureSet"]
+
+
+@dataclass(frozen=True, eq=False)
+class Contour:
+    """One closed planar contour.
+
+    Attributes
+    ----------
+    points_mm
+        ``(N, 3)`` float array of x, y, z in mm (DICOM patient coordinates);
+        all z equal for an axial contour. N >= 3.
+    geometric_type
+        DICOM Contour Geometric Type (``CLOSED_PLANAR``; ``POINT`` and
+        ``OPEN_PLANAR`` contours are kept but carry no volume).
+    """
+
+    points_mm: np.ndarray
+    geometric_type: str = "CLOSED_PLANAR"
+
+    @property
+    def z_mm(self) -> float:
+        """The contour's plane position (mean z, mm)."""
+        return float(np.mean(self.points_mm[:, 2]))
+
+    @property
+    def is_closed_planar(self) -> bool:
+        return self.geometric_type == "CLOSED_PLANAR"
+
+
+@dataclass(frozen=True, eq=False)
+class Roi:
+    """A region of interest of a structure set.
+
+    Holes and multiple islands are encoded as several contours on one plane;
+    plancheck combines them with the even-odd rule (a point is inside when it
+    is inside an odd number of the plane's contours).
+
+    Attributes
+    ----------
+    number
+        ROI Number (3006,0022).
+    name
+        ROI Name (3006,0026) as exported.
+    interpreted_type
+        RT ROI Interpreted Type (3006,00A4), e.g. ``EXTERNAL``, ``PTV``,
+        ``ORGAN``; empty string when absent.
+    contours
+        The ROI's contours (all geometric types).
+    color_rgb
+        ROI Display Color, if given.
+    """
+
+    number: int
+    name: str
+    interpreted_type: str = ""
+    contours: tuple[Contour, ...] = ()
+    color_rgb: tuple[int, int, int] | None = None
+
+    @cached_property
+    def planes(self) -> Mapping[float, tuple[np.ndarray, ...]]:
+        """Closed planar polygons grouped by plane, ``{z_mm: ((N, 2) xy arrays, ...)}``,
+        sorted by z. Planes closer than 1e-3 mm are merged."""
+        by_z: dict[float, list[np.ndarray]] = {}
+        for contour in self.contours:
+            if not contour.is_closed_planar or len(contour.points_mm) < 3:
+                continue
+            z = round(contour.z_mm, 3)
+            by_z.setdefault(z, []).append(np.ascontiguousarray(contour.points_mm[:, :2], dtype=float))
+        return {z: tuple(by_z[z]) for z in sorted(by_z)}
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the ROI has no closed planar contour (no volume)."""
+        return not self.planes
+
+    @property
+    def number_of_contours(self) -> int:
+        return sum(len(p) for p in self.planes.values())
+
+
+@dataclass(frozen=True, eq=False)
+class StructureSet:
+    """An RT Structure Set.
+
+    Attributes
+    ----------
+    sop_instance_uid
+        SOP Instance UID of the RTSTRUCT.
+    frame_of_reference_uid
+        The frame of reference the contours are defined in.
+    label
+        Structure Set Label.
+    rois
+        ROIs in file order.
+    path
+        The file it was read from (empty when built in memory).
+    """
+
+    sop_instance_uid: str
+    frame_of_reference_uid: str
+    label: str = ""
+    rois: tuple[Roi, ...] = ()
+    path: str = ""
+    patient_id: str = field(default="", repr=False)
+
+    def roi_by_number(self, number: int) -> Roi:
+        for roi in self.rois:
+            if roi.number == number:
+                return roi
+        raise KeyError(f"no ROI number {number} in structure set {self.label!r}")
+
+    def roi_by_name(self, name: str) -> Roi:
+        """The ROI whose name equals ``name`` exactly (case-sensitive)."""
+        for roi in self.rois:
+            if roi.name == name:
+                return roi
+        raise KeyError(f"no ROI named {name!r} in structure set {self.label!r}")
