@@ -1,0 +1,506 @@
+"""Read a whole export and link it: RTDOSE → RTPLAN → RTSTRUCT, one patient, one frame.
+
+Linking rules
+-------------
+* RTDOSE → RTPLAN by ReferencedRTPlanSequence (300C,0002); RTPLAN → RTSTRUCT by
+  ReferencedStructureSetSequence (300C,0060). A dangling reference is an error.
+* All RT objects share one FrameOfReferenceUID and all files one PatientID; otherwise an
+  error names the files (never patient names or IDs). A CT/MR series in another frame
+  (e.g. a registered MR) is only a warning: plancheck does not use image pixels.
+* Each RT Plan becomes a :class:`plancheck.model.Course` (several plans may share one
+  structure set).
+* Doses of a plan, in order of preference:
+
+  1. one ``PLAN`` dose, used as is (other doses of the plan are listed as skipped,
+     "superseded by the PLAN dose");
+  2. ``FRACTION`` / ``FRACTION_SESSION`` doses, one per fraction group, all groups needed;
+  3. ``BEAM`` / ``BEAM_SESSION`` doses, every treatment beam (with meterset > 0) of the
+     plan's fraction groups needed exactly once.
+
+  Doses of 2./3. are summed on the grid of the first file (sorted by name); grids of
+  another geometry are resampled trilinearly onto it (see :mod:`plancheck.dicom.dose_sum`).
+  A ``*_SESSION`` dose holds one session: it is multiplied by the referenced fraction
+  group's Number of Fractions Planned. ``MULTI_PLAN``, ``PLAN_OVERVIEW``, ``RECORD``,
+  ``CONTROL_POINT`` and brachy doses are refused (listed as skipped with the reason; a
+  plan left without any other dose is an error saying so).
+
+References
+----------
+DICOM PS3.3 C.8.8.3 (RT Dose: Dose Summation Type, Referenced RT Plan Sequence),
+C.8.8.9 (RT General Plan: Referenced Structure Set Sequence), C.7.4.1 (Frame of Reference).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePath
+from typing import Callable, TypeVar
+
+from plancheck.dicom.classify import ClassifiedFile, classify, gather_sources
+from plancheck.dicom.dose_sum import sum_grids
+from plancheck.dicom.read_common import (
+    IMAGE_SOP_CLASSES, check_not_truncated, optional_float, optional_int, optional_str, read_full,
+)
+from plancheck.dicom.read_dose import DoseHeader, dose_grid_from_dataset, dose_header_from_dataset
+from plancheck.dicom.read_plan import plan_from_dataset
+from plancheck.dicom.read_structures import structure_set_from_dataset
+from plancheck.errors import DicomConformanceError, DicomReadError, InputError, LinkError
+from plancheck.model import (
+    Course, DoseGrid, ImageSeries, Plan, PlanExport, SkippedFile, StructureSet,
+)
+
+__all__ = ["read_export"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+_PLAN_KIND = ("PLAN",)
+_FRACTION_KIND = ("FRACTION", "FRACTION_SESSION")
+_BEAM_KIND = ("BEAM", "BEAM_SESSION")
+_REFUSED = {
+    "MULTI_PLAN": "a sum of several plans",
+    "PLAN_OVERVIEW": "an overview of several plans",
+    "RECORD": "a delivered (treatment record) dose",
+    "CONTROL_POINT": "the dose of one control point",
+    "BRACHY": "a brachytherapy dose",
+    "BRACHY_SESSION": "a brachytherapy session dose",
+}
+
+
+def _name(label: str) -> str:
+    """The file name of a label (``dir/RD.dcm`` → ``RD.dcm``, ``a.zip!x/RD.dcm`` → ``RD.dcm``)."""
+    return PurePath(label.split("!")[-1]).name
+
+
+def _parse(file: ClassifiedFile, parse: Callable[[], _T]) -> _T:
+    """Run a parser, turning any unexpected exception into a DicomReadError naming the file."""
+    try:
+        return parse()
+    except InputError:
+        raise
+    except Exception as exc:  # never let a pydicom/KeyError traceback through
+        raise DicomReadError(f"cannot be interpreted: {type(exc).__name__}: {exc}", file.label) from exc
+
+
+@dataclass
+class _Doses:
+    """Per-plan dose bookkeeping."""
+
+    headers: list[tuple[DoseHeader, ClassifiedFile]] = field(default_factory=list)
+    refused: list[tuple[DoseHeader, str]] = field(default_factory=list)
+
+
+def _check_one_patient(files: Sequence[ClassifiedFile]) -> None:
+    first_of: dict[str, str] = {}
+    for file in files:
+        patient = optional_str(file.header, "PatientID")
+        first_of.setdefault(patient, file.label)
+    if len(first_of) > 1:
+        examples = list(first_of.values())
+        raise LinkError(
+            f"the input holds files of {len(first_of)} different patients ((0010,0020) 'Patient ID' "
+            f"differs), e.g. {examples[0]} and {examples[1]}; plancheck checks one patient at a time"
+        )
+
+
+def _check_one_frame(objects: Sequence[tuple[str, str]]) -> str:
+    """The shared frame of reference of (label, FrameOfReferenceUID) pairs, or a LinkError."""
+    reference_label, reference = next(((lab, uid) for lab, uid in objects if uid), ("", ""))
+    for label, uid in objects:
+        if uid and uid != reference:
+            raise LinkError(
+                f"(0020,0052) 'Frame of Reference UID' differs: {label} is in {uid} but "
+                f"{reference_label} is in {reference}; plan, structures and dose must share one frame"
+            )
+    return reference
+
+
+def _load_dose(file: ClassifiedFile, data: bytes) -> DoseGrid:
+    """Parse an RTDOSE, pixels included, from its bytes (already checked for truncation)."""
+    ds = read_full(file.source, data)
+    return _parse(file, lambda: dose_grid_from_dataset(ds, file.label))
+
+
+def _fraction_group_of(header: DoseHeader, plan: Plan) -> int:
+    """The fraction group a FRACTION/SESSION dose belongs to."""
+    if header.fraction_group_numbers:
+        return header.fraction_group_numbers[0]
+    if header.beam_numbers:
+        groups = [g.number for g in plan.fraction_groups if set(header.beam_numbers) <= set(g.beam_numbers)]
+        if len(groups) == 1:
+            return groups[0]
+    if len(plan.fraction_groups) == 1:
+        return plan.fraction_groups[0].number
+    raise LinkError(
+        f"{header.summation_type} dose does not say which fraction group it belongs to "
+        "((300C,0022) 'Referenced Fraction Group Number' in (300C,0002) 'Referenced RT Plan Sequence') "
+        f"and the plan has {len(plan.fraction_groups)} fraction groups", header.label
+    )
+
+
+def _fractions_of(group_number: int, plan: Plan, header: DoseHeader) -> int:
+    for group in plan.fraction_groups:
+        if group.number == group_number:
+            if not group.fractions_planned:
+                raise DicomConformanceError(
+                    f"(300A,0078) 'Number of Fractions Planned' of fraction group {group_number} is "
+                    f"missing; it is required to scale the per-session dose {_name(header.label)} to "
+                    "the course", plan.path
+                )
+            return group.fractions_planned
+    raise LinkError(f"references fraction group {group_number}, which the plan does not have",
+                    header.label)
+
+
+def _required_beams(plan: Plan) -> dict[int, str]:
+    """Treatment beams that must have a dose: in a fraction group, meterset not 0."""
+    in_groups = {n for g in plan.fraction_groups for n in g.beam_numbers}
+    return {
+        b.number: b.name for b in plan.treatment_beams
+        if (not in_groups or b.number in in_groups) and b.meterset_mu != 0.0
+    }
+
+
+def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped: list[SkippedFile],
+               warnings: list[str]) -> tuple[DoseGrid, str]:
+    """Choose, load and sum the doses of one plan. Returns the grid and the one-line summary."""
+    by_kind = {
+        kind: sorted([(h, f) for h, f in doses.headers if h.summation_type in kinds], key=lambda p: p[1].label)
+        for kind, kinds in (("PLAN", _PLAN_KIND), ("FRACTION", _FRACTION_KIND), ("BEAM", _BEAM_KIND))
+    }
+    chosen_kind = next((k for k in ("PLAN", "FRACTION", "BEAM") if by_kind[k]), None)
+    if chosen_kind is None:
+        detail = ""
+        if doses.refused:
+            detail = "; " + ", ".join(f"{_name(h.label)} is a {h.summation_type} dose ({why}), which "
+                                      "plancheck refuses" for h, why in doses.refused)
+        raise LinkError(
+            f"RT Plan {plan.label or plan.sop_instance_uid!r} has no usable dose: no RTDOSE with "
+            f"Dose Summation Type PLAN, FRACTION or BEAM references it{detail}; export the plan dose",
+            plan.path,
+        )
+    chosen = by_kind[chosen_kind]
+    for kind in ("PLAN", "FRACTION", "BEAM"):
+        if kind != chosen_kind:
+            for header, file in by_kind[kind]:
+                skipped.append(SkippedFile(file.label, f"superseded by the {chosen_kind} dose"
+                                                       f"{'s' if len(chosen) > 1 else ''} of the plan "
+                                                       f"({_name(chosen[0][1].label)})"))
+
+    factors: list[float] = []
+    notes: list[str] = []
+    if chosen_kind == "PLAN":
+        if len(chosen) > 1:
+            raise LinkError(
+                f"{len(chosen)} PLAN doses reference RT Plan {plan.label or plan.sop_instance_uid!r}: "
+                + ", ".join(f.label for _, f in chosen) + "; plancheck cannot tell which one to use",
+                plan.path,
+            )
+        factors = [1.0]
+    elif chosen_kind == "FRACTION":
+        seen: dict[int, str] = {}
+        for header, file in chosen:
+            group = _fraction_group_of(header, plan)
+            if group in seen:
+                raise LinkError(f"fraction group {group} has two doses: {seen[group]} and {file.label}",
+                                plan.path)
+            seen[group] = file.label
+            if header.summation_type == "FRACTION_SESSION":
+                fractions = _fractions_of(group, plan, header)
+                factors.append(float(fractions))
+                notes.append(f"{_name(file.label)} × {fractions} fractions")
+            else:
+                factors.append(1.0)
+        missing = [g.number for g in plan.fraction_groups if g.number not in seen]
+        if missing:
+            raise LinkError(
+                f"the FRACTION doses of RT Plan {plan.label or plan.sop_instance_uid!r} cover fraction "
+                f"group(s) {sorted(seen)} but not {missing}; every fraction group needs its dose", plan.path
+            )
+    else:
+        required = _required_beams(plan)
+        seen_beam: dict[int, str] = {}
+        for header, file in chosen:
+            beams = header.beam_numbers
+            if not beams:
+                if len(required) == 1 and len(chosen) == 1:
+                    beams = tuple(required)
+                else:
+                    raise DicomConformanceError(
+                        f"{header.summation_type} dose does not name its beams ((300C,0006) 'Referenced "
+                        "Beam Number' in (300C,0004) 'Referenced Beam Sequence' of (300C,0002) "
+                        "'Referenced RT Plan Sequence'); it is required to sum beam doses", file.label
+                    )
+            for beam in beams:
+                if beam in seen_beam:
+                    raise LinkError(f"beam {beam} has two doses: {seen_beam[beam]} and {file.label}", plan.path)
+                seen_beam[beam] = file.label
+            if header.summation_type == "BEAM_SESSION":
+                fractions = _fractions_of(_fraction_group_of(header, plan), plan, header)
+                factors.append(float(fractions))
+                notes.append(f"{_name(file.label)} × {fractions} fractions")
+            else:
+                factors.append(1.0)
+        missing_beams = [f"{n} {name!r}" for n, name in required.items() if n not in seen_beam]
+        if missing_beams:
+            raise LinkError(
+                f"RT Plan {plan.label or plan.sop_instance_uid!r} has BEAM doses but none for treatment "
+                f"beam(s) {', '.join(missing_beams)}; every treatment beam needs its dose", plan.path
+            )
+
+    grids = [_load_dose(file, dose_bytes.pop(file.label)) for _, file in chosen]
+    dose_types = {g.dose_type for g in grids}
+    if len(dose_types) > 1:
+        raise LinkError(f"the doses of RT Plan {plan.label or plan.sop_instance_uid!r} mix Dose Types "
+                        f"{sorted(dose_types)}; they cannot be summed", plan.path)
+    first = _name(chosen[0][1].label)
+    types = "/".join(sorted({h.summation_type for h, _ in chosen}))
+    if len(grids) == 1 and factors[0] == 1.0:
+        grid = grids[0]
+        summary = f"{types} dose {first} used as is"
+        if chosen_kind != "PLAN":
+            summary += " (it covers the whole plan)"
+        return DoseGrid(
+            dose_gy=grid.dose_gy, x_mm=grid.x_mm, y_mm=grid.y_mm, z_mm=grid.z_mm,
+            frame_of_reference_uid=grid.frame_of_reference_uid, dose_type=grid.dose_type,
+            summation_type=grid.summation_type, heterogeneity_correction=grid.heterogeneity_correction,
+            referenced_plan_uid=plan.sop_instance_uid, sources=grid.sources, description=summary,
+        ), summary
+
+    result = sum_grids(grids, factors)
+    if len(grids) == 1:
+        summary = f"{types} dose {first} multiplied by the fractions planned ({notes[0]})"
+    else:
+        summary = f"{len(grids)} {types} doses summed on the grid of {first}"
+        if result.resampled:
+            summary += f"; {len(result.resampled)} resampled trilinearly onto it (other grid geometry)"
+        if notes:
+            summary += f"; per-session doses scaled: {', '.join(notes)}"
+    for index, count in result.outside_voxels.items():
+        warnings.append(
+            f"{chosen[index][1].label}: its grid does not cover {count} voxel(s) of the grid of {first}; "
+            f"they received 0 Gy from it in the sum for RT Plan {plan.label or plan.sop_instance_uid!r}"
+        )
+    heterogeneity: list[str] = []
+    for grid in grids:
+        heterogeneity += [h for h in grid.heterogeneity_correction if h not in heterogeneity]
+    reference = grids[0]
+    return DoseGrid(
+        dose_gy=result.dose_gy, x_mm=reference.x_mm, y_mm=reference.y_mm, z_mm=reference.z_mm,
+        frame_of_reference_uid=reference.frame_of_reference_uid, dose_type=reference.dose_type,
+        summation_type="SUMMED", heterogeneity_correction=tuple(heterogeneity),
+        referenced_plan_uid=plan.sop_instance_uid,
+        sources=tuple(s for g in grids for s in g.sources), description=summary,
+    ), summary
+
+
+def _image_series(files: Sequence[ClassifiedFile]) -> tuple[ImageSeries, ...]:
+    series: dict[str, dict] = {}
+    for file in files:
+        ds = file.header
+        uid = optional_str(ds, "SeriesInstanceUID")
+        entry = series.setdefault(uid, {
+            "modality": optional_str(ds, "Modality") or IMAGE_SOP_CLASSES.get(optional_str(ds, "SOPClassUID"), ""),
+            "frame": optional_str(ds, "FrameOfReferenceUID"), "count": 0,
+            "thickness": _safe(lambda: optional_float(ds, "SliceThickness", file.label)),
+        })
+        entry["count"] += _safe(lambda: optional_int(ds, "NumberOfFrames", file.label)) or 1
+    return tuple(
+        ImageSeries(series_instance_uid=uid, modality=e["modality"], frame_of_reference_uid=e["frame"],
+                    number_of_images=e["count"], slice_thickness_mm=e["thickness"])
+        for uid, e in series.items()
+    )
+
+
+def _safe(function: Callable[[], _T]) -> _T | None:
+    """Image attributes are informative only: an invalid value becomes None."""
+    try:
+        return function()
+    except InputError:
+        return None
+
+
+def read_export(paths: str | Path | Sequence[str | Path]) -> PlanExport:
+    """Read and link a DICOM RT export.
+
+    Parameters
+    ----------
+    paths
+        A directory (searched recursively), a ``.zip`` file (members read in memory),
+        a single file, or a sequence of files/directories/zips.
+
+    Returns
+    -------
+    PlanExport
+        One patient, one frame of reference, one :class:`Course` per RT Plan with its
+        structure set and its (summed) dose; image series; skipped files with reasons;
+        warnings (e.g. an empty ROI).
+
+    Raises
+    ------
+    DicomReadError
+        A file given explicitly is not DICOM; a file is truncated or unreadable; nothing
+        usable was found.
+    DicomConformanceError
+        A required attribute is missing or invalid (Dose Units not GY, Dose Grid Scaling
+        missing, oblique dose grid, contour with fewer than 3 points, ...).
+    LinkError
+        Several patients, several frames of reference, a dose referencing an absent
+        plan, a plan referencing an absent structure set, a plan without dose,
+        incomplete BEAM/FRACTION doses, refused summation types.
+
+    References
+    ----------
+    DICOM PS3.3 C.8.8.3, C.8.8.9, C.7.4.1.
+    """
+    started = time.perf_counter()
+    sources, skipped = gather_sources(paths)
+    classified = classify(sources)
+    skipped += classified.skipped
+    shown_input = str(paths) if isinstance(paths, (str, Path)) else f"{len(sources)} input files"
+
+    # Drop duplicate instances (the same object exported twice).
+    files: list[ClassifiedFile] = []
+    seen_uid: dict[str, str] = {}
+    for file in classified.files:
+        uid = optional_str(file.header, "SOPInstanceUID")
+        if uid and uid in seen_uid and file.kind != "IMAGE":
+            skipped.append(SkippedFile(file.label, f"duplicate of {seen_uid[uid]} (same SOP Instance UID)"))
+            continue
+        seen_uid.setdefault(uid, file.label)
+        files.append(file)
+
+    rt_files = [f for f in files if f.kind != "IMAGE"]
+    if not any(f.kind == "RTPLAN" for f in rt_files):
+        found = ", ".join(f"{sum(f.kind == k for f in files)} {k}" for k in ("RTSTRUCT", "RTDOSE", "IMAGE"))
+        raise DicomReadError(
+            f"no RT Plan found among {len(sources)} file(s) ({classified.not_dicom} not DICOM, "
+            f"{len(classified.skipped) - classified.not_dicom} of other SOP classes; found {found}); "
+            "plancheck needs an RT Plan with its structure set and dose", shown_input
+        )
+    _check_one_patient(files)
+
+    warnings: list[str] = []
+    structure_sets: list[StructureSet] = []
+    plans: list[Plan] = []
+    dose_headers: list[tuple[DoseHeader, ClassifiedFile]] = []
+    dose_bytes: dict[str, bytes] = {}
+    for file in rt_files:
+        data = file.source.read_bytes()
+        check_not_truncated(data, file.header, file.label)
+        if file.kind == "RTDOSE":
+            dose_headers.append((_parse(file, lambda: dose_header_from_dataset(file.header, file.label)), file))
+            dose_bytes[file.label] = data
+            continue
+        if file.kind == "RTSTRUCT":
+            rtss, ss_warnings = _parse(file, lambda: structure_set_from_dataset(file.header, file.label))
+            structure_sets.append(rtss)
+            warnings += ss_warnings
+        else:
+            plans.append(_parse(file, lambda: plan_from_dataset(file.header, file.label)))
+
+    frame = _check_one_frame(
+        [(s.path, s.frame_of_reference_uid) for s in structure_sets]
+        + [(p.path, p.frame_of_reference_uid) for p in plans]
+        + [(h.label, h.frame_of_reference_uid) for h, _ in dose_headers]
+    )
+    images = _image_series([f for f in files if f.kind == "IMAGE"])
+    for series in images:
+        if series.frame_of_reference_uid and series.frame_of_reference_uid != frame:
+            warnings.append(f"{series.modality} series {series.series_instance_uid} is in frame of reference "
+                            f"{series.frame_of_reference_uid}, not in the plan's frame {frame}")
+
+    # RTPLAN → RTSTRUCT
+    rtss_by_uid = {s.sop_instance_uid: s for s in structure_sets}
+    plan_rtss: dict[str, StructureSet] = {}
+    for plan in plans:
+        if plan.referenced_structure_set_uid:
+            rtss = rtss_by_uid.get(plan.referenced_structure_set_uid)
+            if rtss is None:
+                raise LinkError(
+                    f"references RT Structure Set {plan.referenced_structure_set_uid} "
+                    "((300C,0060) 'Referenced Structure Set Sequence'), which is not in the input", plan.path
+                )
+        elif len(structure_sets) == 1:
+            rtss = structure_sets[0]
+            warnings.append(f"{plan.path}: no (300C,0060) 'Referenced Structure Set Sequence'; "
+                            f"using the only structure set, {rtss.path}")
+        else:
+            raise LinkError(
+                "has no (300C,0060) 'Referenced Structure Set Sequence' and the input holds "
+                f"{len(structure_sets)} structure sets; plancheck cannot tell which one belongs to the plan",
+                plan.path,
+            )
+        plan_rtss[plan.sop_instance_uid] = rtss
+    # The Frame of Reference module is optional in an RT Plan: take the frame of its structure set.
+    plans = [p if p.frame_of_reference_uid else replace(p, frame_of_reference_uid=frame) for p in plans]
+
+    # RTDOSE → RTPLAN
+    plan_by_uid = {p.sop_instance_uid: p for p in plans}
+    doses: dict[str, _Doses] = {p.sop_instance_uid: _Doses() for p in plans}
+    for header, file in dose_headers:
+        refused = _REFUSED.get(header.summation_type)
+        if refused is not None:
+            reason = (f"Dose Summation Type {header.summation_type} ({refused}) is refused: plancheck "
+                      "checks each plan with its own PLAN, FRACTION or BEAM dose")
+            skipped.append(SkippedFile(file.label, reason))
+            warnings.append(f"{file.label}: {reason}")
+            for uid in header.plan_uids:
+                if uid in doses:
+                    doses[uid].refused.append((header, refused))
+            continue
+        if header.summation_type not in _PLAN_KIND + _FRACTION_KIND + _BEAM_KIND:
+            raise DicomConformanceError(
+                f"(3004,000A) 'Dose Summation Type' is {header.summation_type!r}, it must be PLAN, FRACTION, "
+                "BEAM, FRACTION_SESSION or BEAM_SESSION", file.label
+            )
+        if not header.plan_uids:
+            if len(plans) == 1:
+                uid = plans[0].sop_instance_uid
+                warnings.append(f"{file.label}: no (300C,0002) 'Referenced RT Plan Sequence'; "
+                                f"assigned to the only plan, {plans[0].path}")
+            else:
+                raise LinkError(
+                    "has no (300C,0002) 'Referenced RT Plan Sequence' and the input holds "
+                    f"{len(plans)} plans; plancheck cannot tell which plan the dose belongs to", file.label
+                )
+        elif len(set(header.plan_uids)) > 1:
+            raise LinkError(f"a {header.summation_type} dose references {len(set(header.plan_uids))} RT Plans; "
+                            "it must reference one", file.label)
+        else:
+            uid = header.plan_uids[0]
+        if uid not in plan_by_uid:
+            raise LinkError(
+                f"references RT Plan {uid} ((300C,0002) 'Referenced RT Plan Sequence'), which is not in "
+                "the input", file.label
+            )
+        doses[uid].headers.append((header, file))
+
+    courses = []
+    for plan in plans:
+        grid, summary = _plan_dose(plan, doses[plan.sop_instance_uid], dose_bytes, skipped, warnings)
+        courses.append(Course(plan=plan, structure_set=plan_rtss[plan.sop_instance_uid], dose=grid,
+                              dose_summary=summary))
+        logger.info("plan %s: %s", plan.sop_instance_uid, summary)
+
+    for warning in warnings:
+        logger.warning("%s", warning)
+    first_plan = next(f for f in rt_files if f.kind == "RTPLAN").header
+    export = PlanExport(
+        patient_id=optional_str(first_plan, "PatientID"),
+        patient_name=optional_str(first_plan, "PatientName"),
+        frame_of_reference_uid=frame,
+        structure_sets=tuple(structure_sets),
+        courses=tuple(courses),
+        images=images,
+        skipped=tuple(skipped),
+        warnings=tuple(warnings),
+    )
+    logger.info("read export in frame %s: %d plan(s), %d structure set(s), %d dose file(s), %d image "
+                "series, %d skipped, %.3f s", frame, len(plans), len(structure_sets), len(dose_headers),
+                len(images), len(skipped), time.perf_counter() - started)
+    return export

@@ -1,0 +1,300 @@
+"""RT Dose → :class:`plancheck.model.DoseGrid` (dose in Gy on an increasing axis-aligned grid).
+
+Conventions
+-----------
+* ``dose_gy = stored pixel value × DoseGridScaling`` as ``float32`` (12 MB for 3 million
+  voxels instead of 24; the relative rounding of 6e-8 is far below any clinical tolerance).
+* PixelSpacing (0028,0030) is ``[row spacing, column spacing]``: the first value is the
+  distance between rows (along the column direction, normally y), the second the distance
+  between columns (along the row direction, normally x).
+* GridFrameOffsetVector (3004,000C): when its first value is 0 the offsets are *relative*
+  to ImagePositionPatient, measured along the image plane normal (row × column
+  direction); otherwise they are *absolute* z positions (PS3.3 C.8.8.3.2 allows this only
+  for the orientation ``[1,0,0,0,1,0]``; plancheck checks that the first value equals the
+  z of ImagePositionPatient).
+* Axis-aligned axial orientations with reversed or swapped axes (e.g. ``[-1,0,0,0,-1,0]``,
+  a decreasing offset vector) are flipped/transposed so that x, y and z increase; oblique
+  or non-axial orientations are refused.
+
+References
+----------
+DICOM PS3.3 C.8.8.3 (RT Dose module), C.7.6.2 (Image Plane module), C.7.6.6 (Multi-frame).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from plancheck.dicom.read_common import (
+    as_float, as_int, float_vector, optional_int, optional_str, require, tag_text,
+)
+from plancheck.errors import DicomConformanceError, DicomReadError
+from plancheck.model import DoseGrid, DoseSource
+
+__all__ = ["DoseHeader", "dose_header_from_dataset", "dose_grid_from_dataset"]
+
+logger = logging.getLogger(__name__)
+
+_AXIS_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class DoseHeader:
+    """What the linker needs to know about an RTDOSE before its pixels are read.
+
+    Attributes
+    ----------
+    label
+        The file.
+    sop_instance_uid, frame_of_reference_uid
+        Identity and frame.
+    summation_type
+        Dose Summation Type (3004,000A).
+    dose_type
+        Dose Type (3004,0004).
+    plan_uids
+        SOP Instance UIDs of the referenced RT Plan(s) (ReferencedRTPlanSequence).
+    fraction_group_numbers
+        Referenced Fraction Group Numbers (for FRACTION, BEAM and ``*_SESSION`` doses).
+    beam_numbers
+        Referenced Beam Numbers (for BEAM doses).
+    """
+
+    label: str
+    sop_instance_uid: str
+    frame_of_reference_uid: str
+    summation_type: str
+    dose_type: str
+    plan_uids: tuple[str, ...]
+    fraction_group_numbers: tuple[int, ...]
+    beam_numbers: tuple[int, ...]
+
+
+def dose_header_from_dataset(ds: Dataset, label: str) -> DoseHeader:
+    """Read the references and summation type of an RTDOSE (no pixel data needed).
+
+    Raises
+    ------
+    DicomConformanceError
+        Dose Summation Type or the SOP Instance UID missing.
+
+    References
+    ----------
+    DICOM PS3.3 C.8.8.3 (Dose Summation Type, Referenced RT Plan Sequence and its
+    Referenced Fraction Group / Referenced Beam Sequences).
+    """
+    plans: list[str] = []
+    groups: list[int] = []
+    beams: list[int] = []
+    for index, item in enumerate(ds.get("ReferencedRTPlanSequence") or (), start=1):
+        where = f" in item {index} of {tag_text('ReferencedRTPlanSequence')}"
+        uid = optional_str(item, "ReferencedSOPInstanceUID")
+        if uid:
+            plans.append(uid)
+        for g_index, group in enumerate(item.get("ReferencedFractionGroupSequence") or (), start=1):
+            g_where = f" in item {g_index} of {tag_text('ReferencedFractionGroupSequence')}{where}"
+            number = optional_int(group, "ReferencedFractionGroupNumber", label, g_where)
+            if number is not None:
+                groups.append(number)
+            for b_index, beam in enumerate(group.get("ReferencedBeamSequence") or (), start=1):
+                b_where = f" in item {b_index} of {tag_text('ReferencedBeamSequence')}{g_where}"
+                beam_number = optional_int(beam, "ReferencedBeamNumber", label, b_where)
+                if beam_number is not None:
+                    beams.append(beam_number)
+    return DoseHeader(
+        label=label,
+        sop_instance_uid=str(require(ds, "SOPInstanceUID", label)),
+        frame_of_reference_uid=optional_str(ds, "FrameOfReferenceUID"),
+        summation_type=str(require(ds, "DoseSummationType", label,
+                                   why="to know what the dose represents (PLAN, BEAM, FRACTION ...)")).strip(),
+        dose_type=optional_str(ds, "DoseType"),
+        plan_uids=tuple(plans),
+        fraction_group_numbers=tuple(groups),
+        beam_numbers=tuple(beams),
+    )
+
+
+def _axis_of(direction: np.ndarray, keyword: str, value: object, label: str) -> tuple[int, float]:
+    """(0 for x, 1 for y, 2 for z; sign) of a unit direction that must lie along an axis."""
+    axis = int(np.argmax(np.abs(direction)))
+    if abs(abs(direction[axis]) - 1.0) > _AXIS_TOLERANCE or np.sum(np.abs(direction)) - 1.0 > 3 * _AXIS_TOLERANCE:
+        raise DicomConformanceError(
+            f"{tag_text(keyword)} value of {value} is oblique; plancheck needs an axis-aligned "
+            "axial dose grid (row and column directions along x and y)", label
+        )
+    return axis, float(np.sign(direction[axis]))
+
+
+def _stored_values(ds: Dataset, label: str, rows: int, columns: int, frames: int) -> np.ndarray:
+    """The stored pixel values as an ``(frames, rows, columns)`` array."""
+    bits = as_int(require(ds, "BitsAllocated", label), "BitsAllocated", label)
+    if bits not in (16, 32):
+        raise DicomConformanceError(
+            f"{tag_text('BitsAllocated')} value of {bits} is invalid, it must be 16 or 32 for RT Dose", label
+        )
+    samples = optional_int(ds, "SamplesPerPixel", label)
+    if samples not in (None, 1):
+        raise DicomConformanceError(f"{tag_text('SamplesPerPixel')} value of {samples} is invalid, it must be 1",
+                                    label)
+    signed = optional_int(ds, "PixelRepresentation", label) == 1
+    if "PixelData" not in ds:
+        raise DicomConformanceError(f"{tag_text('PixelData')} is missing; it is required (the dose values)",
+                                    label)
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    expected = rows * columns * frames * bits // 8
+    if syntax is None or not syntax.is_compressed:
+        raw = ds.PixelData
+        if len(raw) < expected:
+            raise DicomReadError(
+                f"{tag_text('PixelData')} holds {len(raw)} bytes, but {tag_text('Rows')} {rows} × "
+                f"{tag_text('Columns')} {columns} × {tag_text('NumberOfFrames')} {frames} × {bits // 8} "
+                f"bytes = {expected} bytes are required: the file is truncated", label
+            )
+        little = syntax is None or syntax.is_little_endian
+        dtype = np.dtype(f"{'<' if little else '>'}{'i' if signed else 'u'}{bits // 8}")
+        return np.frombuffer(raw, dtype=dtype, count=rows * columns * frames).reshape(frames, rows, columns)
+    try:
+        values = np.asarray(ds.pixel_array)
+    except Exception as exc:
+        raise DicomReadError(f"{tag_text('PixelData')} cannot be decoded ({syntax.name}): {exc}", label) from exc
+    return values.reshape(frames, rows, columns)
+
+
+def dose_grid_from_dataset(ds: Dataset, label: str) -> DoseGrid:
+    """Build a :class:`DoseGrid` (Gy, increasing axes) from a complete RTDOSE data set.
+
+    The file is taken as it is: a ``*_SESSION`` dose stays per session here (the
+    linker in :func:`plancheck.dicom.read_export` scales it to the course).
+
+    Parameters
+    ----------
+    ds
+        The RTDOSE data set, pixel data included.
+    label
+        The file, named in messages and in ``DoseGrid.sources``.
+
+    Returns
+    -------
+    DoseGrid
+
+    Raises
+    ------
+    DicomConformanceError
+        Dose Units not ``GY``, Dose Grid Scaling or a geometry attribute missing,
+        oblique or non-axial orientation, offsets inconsistent.
+    DicomReadError
+        Pixel data truncated or not decodable.
+
+    References
+    ----------
+    DICOM PS3.3 C.8.8.3 (Dose Units, Dose Grid Scaling, Grid Frame Offset Vector,
+    Tissue Heterogeneity Correction), C.7.6.2 (Image Position/Orientation, Pixel Spacing).
+    """
+    header = dose_header_from_dataset(ds, label)
+    units = str(require(ds, "DoseUnits", label, why="(GY for absolute dose)")).strip().upper()
+    if units != "GY":
+        raise DicomConformanceError(
+            f"{tag_text('DoseUnits')} is {units!r}, plancheck needs absolute dose 'GY'", label
+        )
+    scaling = as_float(require(ds, "DoseGridScaling", label,
+                               why="to convert the stored pixel values to Gy"), "DoseGridScaling", label)
+    if scaling <= 0:
+        raise DicomConformanceError(
+            f"{tag_text('DoseGridScaling')} value of {scaling} is invalid, it must be > 0", label
+        )
+    frame = str(require(ds, "FrameOfReferenceUID", label, why="to place the dose in the patient"))
+    rows = as_int(require(ds, "Rows", label), "Rows", label)
+    columns = as_int(require(ds, "Columns", label), "Columns", label)
+    frames = optional_int(ds, "NumberOfFrames", label) or 1
+    if rows < 1 or columns < 1:
+        raise DicomConformanceError(f"{tag_text('Rows')} × {tag_text('Columns')} is {rows} × {columns}, "
+                                    "both must be at least 1", label)
+
+    position = float_vector(ds, "ImagePositionPatient", label, 3, why="to place the dose grid")
+    orientation = float_vector(ds, "ImageOrientationPatient", label, 6, why="to place the dose grid")
+    spacing = float_vector(ds, "PixelSpacing", label, 2, why="to place the dose grid")
+    if np.any(spacing <= 0):
+        raise DicomConformanceError(f"{tag_text('PixelSpacing')} value of {list(spacing)} is invalid, "
+                                    "it must be positive", label)
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    shown = "[" + ", ".join(f"{v:g}" for v in orientation) + "]"
+    row_axis, row_sign = _axis_of(row_dir, "ImageOrientationPatient", shown, label)
+    col_axis, col_sign = _axis_of(col_dir, "ImageOrientationPatient", shown, label)
+    if 2 in (row_axis, col_axis) or row_axis == col_axis:
+        raise DicomConformanceError(
+            f"{tag_text('ImageOrientationPatient')} value of {shown} is not axial; plancheck needs "
+            "dose planes perpendicular to z (rows and columns along x and y)", label
+        )
+    normal_z = float(np.cross(row_dir, col_dir)[2])
+
+    # Slice positions (z of each frame).
+    if frames > 1 or "GridFrameOffsetVector" in ds:
+        offsets = float_vector(ds, "GridFrameOffsetVector", label, frames,
+                               why="for a multi-frame dose (the z of each frame)")
+        if offsets[0] == 0.0:
+            z_frames = position[2] + normal_z * offsets
+        else:
+            if abs(offsets[0] - position[2]) > 1e-2:
+                raise DicomConformanceError(
+                    f"{tag_text('GridFrameOffsetVector')} starts at {offsets[0]:g}: neither 0 (relative "
+                    f"offsets) nor the z of {tag_text('ImagePositionPatient')} ({position[2]:g}) "
+                    "(absolute positions)", label
+                )
+            z_frames = offsets.copy()
+    else:
+        z_frames = np.array([position[2]])
+
+    values = _stored_values(ds, label, rows, columns, frames)
+    # Array axes (frame, row j, column i): column index i moves along row_dir with the column
+    # spacing PixelSpacing[1]; row index j moves along col_dir with the row spacing PixelSpacing[0].
+    along_i = position[row_axis] + row_sign * spacing[1] * np.arange(columns)
+    along_j = position[col_axis] + col_sign * spacing[0] * np.arange(rows)
+    if row_axis == 0:
+        x_mm, y_mm = along_i, along_j
+    else:  # rows run along y: transpose to (frame, y, x)
+        x_mm, y_mm = along_j, along_i
+        values = values.transpose(0, 2, 1)
+    dose_gy = values.astype(np.float32) * np.float32(scaling)
+
+    flipped = []
+    if x_mm.size > 1 and x_mm[1] < x_mm[0]:
+        x_mm, dose_gy = x_mm[::-1], dose_gy[:, :, ::-1]
+        flipped.append("x")
+    if y_mm.size > 1 and y_mm[1] < y_mm[0]:
+        y_mm, dose_gy = y_mm[::-1], dose_gy[:, ::-1, :]
+        flipped.append("y")
+    order = np.argsort(z_frames, kind="stable")
+    if not np.array_equal(order, np.arange(frames)):
+        z_frames, dose_gy = z_frames[order], dose_gy[order]
+        flipped.append("z")
+    if frames > 1 and not np.all(np.diff(z_frames) > 0):
+        raise DicomConformanceError(
+            f"{tag_text('GridFrameOffsetVector')} holds two frames at the same position; "
+            "frame positions must differ", label
+        )
+    if flipped:
+        logger.debug("dose %s: axes %s reversed in the file, flipped to increase", header.sop_instance_uid,
+                     ",".join(flipped))
+
+    heterogeneity = ds.get("TissueHeterogeneityCorrection") or ()
+    if isinstance(heterogeneity, str):
+        heterogeneity = (heterogeneity,)
+    return DoseGrid(
+        dose_gy=np.ascontiguousarray(dose_gy),
+        x_mm=np.ascontiguousarray(x_mm, dtype=float),
+        y_mm=np.ascontiguousarray(y_mm, dtype=float),
+        z_mm=np.ascontiguousarray(z_frames, dtype=float),
+        frame_of_reference_uid=frame,
+        dose_type=header.dose_type or "PHYSICAL",
+        summation_type=header.summation_type,
+        heterogeneity_correction=tuple(str(v).strip() for v in heterogeneity),
+        referenced_plan_uid=header.plan_uids[0] if header.plan_uids else "",
+        sources=(DoseSource(path=label, sop_instance_uid=header.sop_instance_uid,
+                            summation_type=header.summation_type,
+                            referenced_beam_numbers=header.beam_numbers),),
+        description=optional_str(ds, "DoseComment"),
+    )

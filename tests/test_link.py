@@ -1,0 +1,161 @@
+"""read_export: classification, linking RTDOSE → RTPLAN → RTSTRUCT, dose summation."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+from plancheck.dicom import read_export
+from plancheck.errors import LinkError
+from test_read import (
+    RT_IMAGE, _base, linear_dose, make_rtdose, make_rtplan, make_rtstruct, save, square, write_export,
+)
+
+
+def test_plan_dose_export(tmp_path: Path) -> None:
+    paths = write_export(tmp_path)
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    save(_base(RT_IMAGE, "RTIMAGE"), tmp_path / "RI.dcm")
+    export = read_export(tmp_path)
+    assert export.patient_id == "PC-TEST-1"
+    assert len(export.courses) == 1 and len(export.structure_sets) == 1
+    course = export.courses[0]
+    assert course.label == "C1_Test"
+    assert course.structure_set is export.structure_sets[0]
+    assert course.dose_summary == "PLAN dose RD.dcm used as is"
+    assert course.dose.summation_type == "PLAN"
+    assert course.dose.referenced_plan_uid == course.plan.sop_instance_uid
+    assert course.dose.sources[0].path == str(paths["rtdose"])
+    np.testing.assert_allclose(course.dose.dose_gy, linear_dose(), atol=1e-4)
+    assert [(s.modality, s.number_of_images, s.slice_thickness_mm) for s in export.images] == [("CT", 3, 3.0)]
+    reasons = {Path(s.path).name: s.reason for s in export.skipped}
+    assert "not a DICOM file" in reasons["notes.txt"]
+    assert "RT Image Storage" in reasons["RI.dcm"]
+    assert export.warnings == ()
+
+
+def test_list_of_files_and_zip(tmp_path: Path) -> None:
+    paths = write_export(tmp_path / "x")
+    export = read_export([paths["rtss"], paths["rtplan"], paths["rtdose"]])
+    assert len(export.courses) == 1
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in (tmp_path / "x").rglob("*.dcm"):
+            zf.write(file, file.relative_to(tmp_path / "x").as_posix())
+    export = read_export(archive)
+    assert export.courses[0].dose_summary == "PLAN dose RD.dcm used as is"
+    assert export.courses[0].dose.sources[0].path == f"{archive}!RD.dcm"
+    assert export.images[0].number_of_images == 3
+
+
+def test_beam_doses_are_summed(tmp_path: Path) -> None:
+    # Three BEAM doses: beam n holds n × linear_dose, so the sum is 6 × linear_dose.
+    write_export(tmp_path, n_beams=3, summation="BEAM")
+    course = read_export(tmp_path).courses[0]
+    assert course.dose_summary == "3 BEAM doses summed on the grid of RD_b1.dcm"
+    assert course.dose.summation_type == "SUMMED"
+    assert [s.referenced_beam_numbers for s in course.dose.sources] == [(1,), (2,), (3,)]
+    np.testing.assert_allclose(course.dose.dose_gy, 6 * linear_dose(), rtol=1e-5)
+
+
+def test_beam_session_doses_are_scaled_by_fractions(tmp_path: Path) -> None:
+    write_export(tmp_path, n_beams=2, summation="BEAM_SESSION", fractions=5)
+    course = read_export(tmp_path).courses[0]
+    assert "2 BEAM_SESSION doses summed" in course.dose_summary
+    assert "RD_b1.dcm × 5 fractions" in course.dose_summary
+    np.testing.assert_allclose(course.dose.dose_gy, 5 * 3 * linear_dose(), rtol=1e-5)
+
+
+def test_beam_doses_on_different_grids_are_resampled(tmp_path: Path) -> None:
+    rtss = make_rtstruct([(1, "BODY", "EXTERNAL", [square(0, 40)])])
+    plan = make_rtplan(rtss_uid=rtss.SOPInstanceUID, beams=[(1, "B1", 100), (2, "B2", 100)])
+    save(rtss, tmp_path / "RS.dcm")
+    save(plan, tmp_path / "RP.dcm")
+    # A field linear in x, y, z: trilinear resampling reproduces it exactly.
+    def field(origin, spacing, shape):
+        k, j, i = np.indices(shape)
+        x, y, z = (origin[0] + spacing[0] * i, origin[1] + spacing[1] * j, origin[2] + spacing[2] * k)
+        return 100 + x + 2 * y + 3 * z
+    a_origin, a_spacing, a_shape = (-10.0, -20.0, -5.0), (2.0, 2.5, 3.0), (4, 5, 6)
+    b_origin, b_spacing, b_shape = (-12.0, -22.0, -8.0), (1.0, 1.0, 1.5), (14, 16, 18)
+    save(make_rtdose(field(a_origin, a_spacing, a_shape), plan_uid=plan.SOPInstanceUID, origin_mm=a_origin,
+                     spacing_mm=a_spacing, summation="BEAM", beams=[1]), tmp_path / "RD_b1.dcm")
+    save(make_rtdose(field(b_origin, b_spacing, b_shape), plan_uid=plan.SOPInstanceUID, origin_mm=b_origin,
+                     spacing_mm=b_spacing, summation="BEAM", beams=[2]), tmp_path / "RD_b2.dcm")
+    course = read_export(tmp_path).courses[0]
+    assert "1 resampled trilinearly" in course.dose_summary
+    assert course.dose.shape == a_shape
+    np.testing.assert_allclose(course.dose.dose_gy, 2 * field(a_origin, a_spacing, a_shape), rtol=1e-5)
+
+
+def test_plan_dose_supersedes_beam_doses(tmp_path: Path) -> None:
+    paths = write_export(tmp_path)
+    plan_uid = read_export(tmp_path).courses[0].plan.sop_instance_uid
+    save(make_rtdose(linear_dose(), plan_uid=plan_uid, summation="BEAM", beams=[1]), tmp_path / "RD_beam.dcm")
+    export = read_export(tmp_path)
+    assert export.courses[0].dose.sources[0].path == str(paths["rtdose"])
+    reasons = {Path(s.path).name: s.reason for s in export.skipped}
+    assert reasons["RD_beam.dcm"].startswith("superseded by the PLAN dose")
+
+
+def test_several_plans_share_one_structure_set(tmp_path: Path) -> None:
+    rtss = make_rtstruct([(1, "BODY", "EXTERNAL", [square(0, 40)]), (2, "PTV", "PTV", [square(0, 5)])])
+    save(rtss, tmp_path / "RS.dcm")
+    for label in ("C1", "C2", "C3"):
+        plan = make_rtplan(rtss_uid=rtss.SOPInstanceUID, label=label)
+        save(plan, tmp_path / f"RP_{label}.dcm")
+        save(make_rtdose(linear_dose(), plan_uid=plan.SOPInstanceUID), tmp_path / f"RD_{label}.dcm")
+    export = read_export(tmp_path)
+    assert [c.label for c in export.courses] == ["C1", "C2", "C3"]
+    assert all(c.structure_set is export.structure_sets[0] for c in export.courses)
+    assert [Path(c.dose.sources[0].path).name for c in export.courses] == ["RD_C1.dcm", "RD_C2.dcm", "RD_C3.dcm"]
+
+
+def test_missing_beam_dose_is_an_error(tmp_path: Path) -> None:
+    paths = write_export(tmp_path, n_beams=3, summation="BEAM")
+    paths["rtdose2"].unlink()
+    with pytest.raises(LinkError, match=r"RP\.dcm: .*BEAM doses but none for treatment beam\(s\) 2 'B2'"):
+        read_export(tmp_path)
+
+
+def test_multi_plan_dose_is_refused(tmp_path: Path) -> None:
+    paths = write_export(tmp_path)
+    plan_uid = read_export(tmp_path).courses[0].plan.sop_instance_uid
+    paths["rtdose"].unlink()
+    save(make_rtdose(linear_dose(), plan_uid=plan_uid, summation="MULTI_PLAN"), tmp_path / "RD_sum.dcm")
+    with pytest.raises(LinkError, match=r"RP\.dcm: RT Plan 'C1_Test' has no usable dose.*RD_sum\.dcm is a "
+                                        r"MULTI_PLAN dose \(a sum of several plans\), which plancheck refuses"):
+        read_export(tmp_path)
+
+
+def test_duplicate_file_is_skipped(tmp_path: Path) -> None:
+    paths = write_export(tmp_path)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "RD_copy.dcm").write_bytes(paths["rtdose"].read_bytes())
+    export = read_export(tmp_path)
+    reasons = {Path(s.path).name: s.reason for s in export.skipped}
+    assert "duplicate of" in reasons.get("RD.dcm", "") + reasons.get("RD_copy.dcm", "")
+
+
+def test_ct_in_other_frame_is_a_warning(tmp_path: Path) -> None:
+    from test_read import make_ct
+    write_export(tmp_path)
+    save(make_ct(0.0, series_uid=generate_uid(), frame="1.2.3.999"), tmp_path / "MR" / "x.dcm")
+    export = read_export(tmp_path)
+    assert any("1.2.3.999" in w for w in export.warnings)
+
+
+def test_fraction_session_dose_is_scaled(tmp_path: Path) -> None:
+    paths = write_export(tmp_path, fractions=30)
+    plan_uid = read_export(tmp_path).courses[0].plan.sop_instance_uid
+    save(make_rtdose(linear_dose() / 30, plan_uid=plan_uid, summation="FRACTION_SESSION", fraction_group=1),
+         paths["rtdose"])
+    course = read_export(tmp_path).courses[0]
+    assert course.dose_summary == ("FRACTION_SESSION dose RD.dcm multiplied by the fractions planned "
+                                   "(RD.dcm × 30 fractions)")
+    assert course.dose.summation_type == "SUMMED"
+    np.testing.assert_allclose(course.dose.dose_gy, linear_dose(), rtol=1e-5)
