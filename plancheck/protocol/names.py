@@ -1,0 +1,1063 @@
+"""Structure names: find a protocol's structures in an exported structure set.
+
+A protocol names its structures with AAPM TG-263 standard names (``Lungs``,
+``SpinalCord``, ``SpinalCord_PRV05``); an exported RT Structure Set uses whatever
+the clinic typed (``LUNG_TOTAL``, ``Cord``, ``Lung L+R``). This module decides,
+for one standard name, which exported ROI it is — or says why it cannot:
+
+* :class:`StructureNameMatcher` matches by precedence (per-run user mapping >
+  exact standard name > the name in other case/separators > TG-263 reverse-order
+  name > a known synonym > a stand-in structure). Several ROIs at the best level
+  give ``AMBIGUOUS``; plancheck never guesses between them.
+* :func:`normalize_name` is the comparison key: case, spaces, ``_`` and ``.`` do
+  not matter, ``-`` and ``+`` do (TG-263 uses them for "minus" and "plus").
+* :func:`parse_target_name` reads a target ROI name (``PTVp1_6000``,
+  ``GTV_Met_Lung``, ``PTV_Eso``) into kind, role, site and dose.
+
+Data: the TG-263 worksheet of 2017-08-15 (AAPM Report 263, 2018), shipped
+unchanged as ``plancheck/constraints/tg263_nomenclature.csv``, and plancheck's own
+``structure_synonyms.yaml``; see :mod:`plancheck.protocol.nomenclature`. Both are
+read once per process.
+
+References
+----------
+AAPM Report 263, "Standardizing Nomenclatures in Radiation Oncology" (Mayo C et
+al., Int J Radiat Oncol Biol Phys 2018;100(4):1057-1066), §7 non-target and §8
+target nomenclature. DICOM PS3.3 C.8.8.5 (ROI Name) and C.8.8.8 (RT ROI
+Interpreted Type).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import lru_cache
+
+from plancheck.errors import ProtocolError, UsageError
+from plancheck.protocol.nomenclature import _PLACEHOLDER as _PLACEHOLDER_RUNS
+from plancheck.protocol.nomenclature import (
+    SynonymsFile,
+    TargetNameWords,
+    Tg263Structure,
+    default_synonyms,
+    default_tg263_table,
+)
+
+__all__ = [
+    "normalize_name",
+    "MatchStatus",
+    "NameMatch",
+    "StructureNameMatcher",
+    "TargetKind",
+    "TargetRole",
+    "TargetName",
+    "parse_target_name",
+]
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- normalisation
+
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+_SEPARATORS = re.compile(r"[\s_.]+")
+
+
+def _canonical_number(text: str) -> str:
+    whole, dot, frac = text.partition(".")
+    return str(int(whole)) + dot + frac
+
+
+@lru_cache(maxsize=8192)
+def normalize_name(name: str) -> str:
+    """The key under which two structure names are considered the same.
+
+    * surrounding whitespace is ignored and case is folded (``casefold``);
+    * spaces, ``_`` and ``.`` are removed (``Spinal Cord`` = ``SPINAL_CORD`` =
+      ``SpinalCord``), except that a ``.`` between two digits is a decimal point
+      (``0.5cm`` stays different from ``5cm``) and a separator between two numbers
+      is kept as ``_`` (``Ev05_5000`` does not become ``ev55000``);
+    * numbers lose leading zeros (``PRV05`` = ``PRV5``, ``Rib01_L`` = ``Rib1_L``);
+    * ``-`` and ``+`` are kept: TG-263 uses them as operators (``Lungs-PTV`` is
+      the lungs minus the PTV, not ``Lungs_PTV``).
+
+    Distinct TG-263 structures keep distinct keys (``Lung_L`` → ``lungl``,
+    ``Lungs`` → ``lungs``; ``SpinalCord_PRV05`` → ``spinalcordprv5``) with one
+    exception in the 2017 worksheet, ``VB_S`` (sacral vertebra) and ``VBs``
+    (vertebral bodies), which the matcher tells apart by their separators.
+
+    Examples
+    --------
+    >>> normalize_name(" Lung L+R ")
+    'lungl+r'
+    >>> normalize_name("SpinalCord_PRV05") == normalize_name("spinal cord prv5")
+    True
+    """
+    pieces = _NUMBER.split(name.strip().casefold())
+    out: list[str] = []
+    for i, piece in enumerate(pieces):
+        if i % 2:  # a number
+            out.append(_canonical_number(piece))
+            continue
+        stripped = _SEPARATORS.sub("", piece)
+        between_numbers = 0 < i < len(pieces) - 1
+        if not stripped and piece and between_numbers:
+            stripped = "_"
+        out.append(stripped)
+    return "".join(out)
+
+
+def _strict_key(name: str) -> str:
+    """Like :func:`normalize_name` but separators become one ``_`` (used only to tell
+    apart names whose :func:`normalize_name` keys collide, e.g. ``VB_S``/``VBs``)."""
+    pieces = _NUMBER.split(name.strip().casefold())
+    return "".join(
+        _canonical_number(p) if i % 2 else _SEPARATORS.sub("_", p) for i, p in enumerate(pieces)
+    ).strip("_")
+
+
+_SIDE_WORDS = {"l": ("L", "Lt", "Left"), "r": ("R", "Rt", "Right")}
+_SIDE_OF_WORD = {w.casefold(): side for side, words in _SIDE_WORDS.items() for w in words}
+
+
+def _laterality_variants(name: str, side: str) -> list[str]:
+    """Other ways to write the side of ``name`` (``Lung_L`` → ``Left Lung``, ``Lung Lt`` …).
+
+    Only a whole leading or trailing token is a side word; names without one give
+    no variants, nor do names whose side word is the other side.
+    """
+    tokens = [t for t in _SEPARATORS.split(name.strip()) if t]
+    if len(tokens) < 2:
+        return []
+    if _SIDE_OF_WORD.get(tokens[-1].casefold()) == side:
+        base = tokens[:-1]
+    elif _SIDE_OF_WORD.get(tokens[0].casefold()) == side:
+        base = tokens[1:]
+    else:
+        return []
+    out = []
+    for word in _SIDE_WORDS[side]:
+        out.append("_".join([*base, word]))
+        out.append("_".join([word, *base]))
+    return out
+
+
+def _side_of_standard(name: str) -> str | None:
+    m = re.search(r"_([LR])$", name)
+    return m.group(1).lower() if m else None
+
+
+# --------------------------------------------------------------------------- the index
+
+
+@dataclass(frozen=True)
+class _Standard:
+    """Everything known about one standard name."""
+
+    name: str
+    tg263: Tg263Structure | None  # None: not a TG-263 name
+    reverse_name: str | None  # TG-263 reverse-order name, when different
+    synonyms: Mapping[str, str]  # normalize_name(key) -> the synonym as written
+    listed_synonyms: tuple[str, ...]  # the synonyms file's own list (for messages)
+    stand_ins: tuple[str, ...]
+
+
+@dataclass
+class _Index:
+    """Lookup tables built once from the TG-263 table and a synonyms file."""
+
+    table: dict[str, Tg263Structure] = field(default_factory=dict)
+    templates: list[tuple[Tg263Structure, re.Pattern[str], re.Pattern[str]]] = field(default_factory=list)
+    standards: dict[str, _Standard] = field(default_factory=dict)
+    # normalize_name key -> standard names whose name / reverse-order name has that key
+    by_name: dict[str, set[str]] = field(default_factory=dict)
+    by_reverse: dict[str, set[str]] = field(default_factory=dict)
+    by_synonym: dict[str, str] = field(default_factory=dict)
+    words: TargetNameWords | None = None
+    # keys two standards share at the same level (resolved by _strict_key), for tests/docs
+    name_collisions: list[tuple[str, ...]] = field(default_factory=list)
+    # generated laterality variants dropped because they belong to another structure
+    dropped_variants: list[tuple[str, str]] = field(default_factory=list)
+
+    # -- building -------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, table: Sequence[Tg263Structure], synonyms: SynonymsFile, where: str) -> _Index:
+        idx = cls(words=synonyms.target_names)
+        for row in table:
+            idx.table[row.primary_name] = row
+            if row.is_template:
+                pat, rev = _template_key_regex(row, False), _template_key_regex(row, True)
+                idx.templates.append((row, pat, rev))
+        # 1. every concrete TG-263 name is a standard
+        for row in table:
+            if not row.is_template:
+                idx._add_names(row.primary_name, row, row.reverse_name)
+        # 2. the synonyms file: template instances become standards; synonyms attach
+        seen: set[str] = set()
+        for pos, entry in enumerate(synonyms.structures):
+            label = f"structures[{pos}] ({entry.standard})"
+            if entry.standard in seen:
+                raise ProtocolError(f"{label}.standard: {entry.standard!r} has two entries; merge them", where)
+            seen.add(entry.standard)
+            row, reverse = idx._tg263_of(entry.standard)
+            if row is None:
+                hint = idx._closest_tg263(entry.standard)
+                raise ProtocolError(
+                    f"{label}.standard: {entry.standard!r} is not a TG-263 primary name"
+                    + (f" (did you mean {hint!r}?)" if hint else ""),
+                    where,
+                )
+            if entry.standard not in idx.by_name.get(normalize_name(entry.standard), ()):
+                idx._add_names(entry.standard, row, reverse)
+        for pos, entry in enumerate(synonyms.structures):
+            label = f"structures[{pos}] ({entry.standard})"
+            idx._attach(entry.standard, entry.synonyms, entry.stand_ins, label, where)
+        # 3. laterality variants for every left/right standard
+        for name in list(idx.standards):
+            side = _side_of_standard(name)
+            if side is None:
+                continue
+            std = idx.standards[name]
+            sources = [name, *(std.reverse_name and [std.reverse_name] or []), *std.listed_synonyms]
+            for src in sources:
+                for variant in _laterality_variants(src, side):
+                    idx._add_variant(name, variant)
+        for key, names in idx.by_name.items():
+            if len(names) > 1:
+                idx.name_collisions.append(tuple(sorted(names)))
+        return idx
+
+    def _add_names(self, name: str, row: Tg263Structure | None, reverse: str | None) -> None:
+        reverse = reverse if reverse and reverse != name else None
+        self.standards[name] = _Standard(name, row, reverse, {}, (), ())
+        self.by_name.setdefault(normalize_name(name), set()).add(name)
+        if reverse:
+            self.by_reverse.setdefault(normalize_name(reverse), set()).add(name)
+
+    def _attach(self, name: str, synonyms: Iterable[str], stand_ins: Iterable[str], label: str, where: str) -> None:
+        std = self.standards[name]
+        own = normalize_name(name)
+        keyed: dict[str, str] = dict(std.synonyms)
+        listed: list[str] = []
+        for i, syn in enumerate(synonyms):
+            key = normalize_name(syn)
+            if key == own:
+                continue  # the standard name written differently: matched anyway
+            other = self._owner(key, syn)
+            if other is not None and other != name:
+                raise ProtocolError(
+                    f"{label}.synonyms[{i}]: {syn!r} is the TG-263 structure {other!r}, not {name!r}; "
+                    f"remove it (a different structure is never a synonym; use stand_ins to accept it in its place)",
+                    where,
+                )
+            claimed = self.by_synonym.get(key)
+            if claimed is not None and claimed != name:
+                raise ProtocolError(
+                    f"{label}.synonyms[{i}]: {syn!r} is already a synonym of {claimed!r}; "
+                    "a name can mean one structure only",
+                    where,
+                )
+            self.by_synonym[key] = name
+            keyed.setdefault(key, syn)
+            listed.append(syn)
+        checked_ins: list[str] = []
+        for i, other in enumerate(stand_ins):
+            canon = self.canonical(other)
+            if canon is None:
+                raise ProtocolError(f"{label}.stand_ins[{i}]: {other!r} is not a TG-263 name", where)
+            if canon == name:
+                raise ProtocolError(f"{label}.stand_ins[{i}]: {other!r} is the structure itself", where)
+            checked_ins.append(canon)
+        self.standards[name] = _Standard(
+            name, std.tg263, std.reverse_name, keyed, tuple(listed), tuple(checked_ins)
+        )
+
+    def _add_variant(self, name: str, variant: str) -> None:
+        key = normalize_name(variant)
+        std = self.standards[name]
+        if key == normalize_name(name) or key in std.synonyms:
+            return
+        other = self._owner(key, variant)
+        claimed = self.by_synonym.get(key)
+        if (other is not None and other != name) or (claimed is not None and claimed != name):
+            self.dropped_variants.append((name, variant))
+            return
+        self.by_synonym[key] = name
+        self.standards[name] = _Standard(
+            name, std.tg263, std.reverse_name, {**std.synonyms, key: variant}, std.listed_synonyms, std.stand_ins
+        )
+
+    def _owner(self, key: str, raw: str) -> str | None:
+        """The standard whose TG-263 name or reverse-order name has this key, if any."""
+        for level in (self.by_name, self.by_reverse):
+            names = level.get(key)
+            if names:
+                return self._pick(names, raw)
+        return self._template_instance(raw)
+
+    @staticmethod
+    def _pick(names: set[str], raw: str) -> str | None:
+        if len(names) == 1:
+            return next(iter(names))
+        strict = _strict_key(raw)
+        hits = [n for n in names if _strict_key(n) == strict]
+        return hits[0] if len(hits) == 1 else None
+
+    # -- look-ups -----------------------------------------------------------------------
+
+    def _tg263_of(self, name: str) -> tuple[Tg263Structure | None, str | None]:
+        """The TG-263 row and reverse-order name of a primary name or template instance."""
+        row = self.table.get(name)
+        if row is not None and not row.is_template:
+            return row, row.reverse_name
+        for tmpl, _, _ in self.templates:
+            pattern = tmpl.template_pattern()
+            assert pattern is not None
+            m = pattern.fullmatch(name)
+            if m and tmpl.fill_template(m.groups()) == name:
+                return tmpl, tmpl.fill_template(m.groups(), reverse=True)
+        return None, None
+
+    def _template_instance(self, raw: str) -> str | None:
+        """``SpinalCord_PRV05`` for ``spinal cord prv5``, ``PRV05_SpinalCord`` …"""
+        key = normalize_name(raw)
+        if not any(ch.isdigit() for ch in key):
+            return None
+        for tmpl, primary, reverse in self.templates:
+            for pattern in (primary, reverse):
+                m = pattern.fullmatch(key)
+                if m:
+                    widths = [len(x.group(0)) for x in _PLACEHOLDER_RUNS.finditer(tmpl.primary_name)]
+                    digits = [g.zfill(w) for g, w in zip(m.groups(), widths, strict=True)]
+                    if all(len(d) == w for d, w in zip(digits, widths, strict=True)):
+                        return tmpl.fill_template(digits)
+        return None
+
+    def canonical(self, name: str) -> str | None:
+        """The standard name ``name`` spells (any case/separators), or ``None``."""
+        names = self.by_name.get(normalize_name(name))
+        if names:
+            return self._pick(names, name)
+        return self._template_instance(name)
+
+    def standard(self, name: str) -> _Standard:
+        """The standard record for ``name``; built on the fly for names not indexed
+        (a template instance such as ``Brainstem_PRV03``, or a non-TG-263 name)."""
+        std = self.standards.get(name)
+        if std is not None:
+            return std
+        return _standard_on_the_fly(self, name)
+
+    def closest(self, key: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+        return difflib.get_close_matches(key, list(candidates), n=n, cutoff=0.75)
+
+    def _closest_tg263(self, name: str) -> str | None:
+        keys = {normalize_name(r): r for r in self.table}
+        hit = difflib.get_close_matches(normalize_name(name), list(keys), n=1, cutoff=0.7)
+        return keys[hit[0]] if hit else None
+
+
+def _template_key_regex(row: Tg263Structure, reverse: bool) -> re.Pattern[str]:
+    """A regex over :func:`normalize_name` keys for instances of a templated name
+    (``spinalcordprv5`` for ``SpinalCord_PRVxx``); leading zeros are already gone
+    from the key, so each placeholder accepts 1..n digits."""
+    name = row.reverse_name if reverse else row.primary_name
+    parts: list[str] = []
+    pos = 0
+    for m in _PLACEHOLDER_RUNS.finditer(name):
+        parts.append(re.escape(normalize_name(name[pos : m.start()])))
+        parts.append(rf"_?(\d{{1,{len(m.group(0))}}})_?")
+        pos = m.end()
+    parts.append(re.escape(normalize_name(name[pos:])))
+    return re.compile("".join(parts))
+
+
+def _standard_on_the_fly(idx: _Index, name: str) -> _Standard:
+    row, reverse = idx._tg263_of(name)
+    variants: dict[str, str] = {}
+    side = _side_of_standard(name)
+    if side is not None:
+        for src in [name, *([reverse] if reverse else [])]:
+            for v in _laterality_variants(src, side):
+                key = normalize_name(v)
+                owner = idx._owner(key, v)
+                if key != normalize_name(name) and owner in (None, name) and idx.by_synonym.get(key) in (None, name):
+                    variants.setdefault(key, v)
+    return _Standard(name, row, reverse if reverse != name else None, variants, (), ())
+
+
+@lru_cache(maxsize=1)
+def _default_index() -> _Index:
+    synonyms = default_synonyms()
+    return _Index.build(default_tg263_table(), synonyms, synonyms.origin)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+class MatchStatus(StrEnum):
+    """Outcome of looking for one standard structure in a structure set."""
+
+    MATCHED = "MATCHED"
+    MISSING = "MISSING"
+    AMBIGUOUS = "AMBIGUOUS"
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """Which exported ROI is a protocol's structure, and how that was decided.
+
+    Attributes
+    ----------
+    standard_name
+        The name asked for (``Lungs``).
+    status
+        MATCHED, MISSING or AMBIGUOUS.
+    roi_name
+        The exported ROI name when MATCHED, else ``None``.
+    candidates
+        The competing ROI names when AMBIGUOUS (in structure-set order), else ``()``.
+    how
+        How the ROI was recognised: ``"user mapping"``, ``"exact TG-263 name"``,
+        ``"synonym 'Lung_Total'"`` …; for AMBIGUOUS the level the candidates share.
+    reason
+        For MISSING and AMBIGUOUS, a sentence a dosimetrist can act on; ``""`` when MATCHED.
+    shadowed
+        ROIs that also looked like the structure at a lower precedence and were not
+        used (``Lungs`` matched exactly while ``Lung_Total`` is also present).
+    """
+
+    standard_name: str
+    status: MatchStatus
+    roi_name: str | None = None
+    candidates: tuple[str, ...] = ()
+    how: str = ""
+    reason: str = ""
+    shadowed: tuple[str, ...] = ()
+
+    @property
+    def matched(self) -> bool:
+        return self.status is MatchStatus.MATCHED
+
+
+def _quote_list(names: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:limit])
+    return shown + (", …" if len(names) > limit else "")
+
+
+class StructureNameMatcher:
+    """Finds protocol structures (TG-263 names) among exported ROI names.
+
+    Parameters
+    ----------
+    mapping
+        Per-run overrides ``{standard_name: exported_roi_name}``; they take
+        precedence over everything else and are never second-guessed.
+    table
+        TG-263 rows; the built-in worksheet when ``None``.
+    synonyms
+        A validated synonyms file; the built-in ``structure_synonyms.yaml`` when ``None``.
+
+    Raises
+    ------
+    UsageError
+        A mapping key or value that is not a non-empty string.
+    ProtocolError
+        A synonyms file whose standard names are not TG-263 names, or whose
+        synonyms name another TG-263 structure or two structures.
+
+    Notes
+    -----
+    Precedence, highest first (several ROIs at the best level → AMBIGUOUS):
+
+    1. user mapping;
+    2. the exact standard name (surrounding whitespace ignored);
+    3. the standard name in other case or separators (:func:`normalize_name`);
+    4. the TG-263 reverse-order name (``L_Lung`` for ``Lung_L``);
+    5. a synonym from the synonyms file, or the side written differently
+       (``Left Lung``, ``Lung_Lt``) for a left/right structure;
+    6. a stand-in: another TG-263 structure the synonyms file accepts in its
+       place (``Body`` for ``External``).
+
+    Built-in data are indexed once per process; a matcher with a mapping shares them.
+    """
+
+    def __init__(
+        self,
+        mapping: Mapping[str, str] | None = None,
+        *,
+        table: Sequence[Tg263Structure] | None = None,
+        synonyms: SynonymsFile | None = None,
+    ) -> None:
+        if table is None and synonyms is None:
+            self._idx = _default_index()
+        else:
+            synonyms = synonyms if synonyms is not None else default_synonyms()
+            self._idx = _Index.build(
+                table if table is not None else default_tg263_table(), synonyms, synonyms.origin
+            )
+        self._mapping: dict[str, str] = {}
+        for key, value in (mapping or {}).items():
+            if not isinstance(key, str) or not key.strip():
+                raise UsageError(f"structure mapping: key {key!r} must be a structure name")
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"structure mapping: {key!r} maps to {value!r}; it must be an exported ROI name")
+            self._mapping[key.strip()] = value
+
+    # -- public ------------------------------------------------------------------------
+
+    @property
+    def target_words(self) -> TargetNameWords:
+        """The target-name words of this matcher's synonyms file."""
+        assert self._idx.words is not None
+        return self._idx.words
+
+    def canonical_name(self, name: str) -> str | None:
+        """The TG-263 name that ``name`` spells in any case or separators
+        (``"spinal cord"`` → ``SpinalCord``, ``"SpinalCord_PRV5"`` → ``SpinalCord_PRV05``),
+        or ``None`` when it is not a TG-263 name."""
+        return self._idx.canonical(name)
+
+    def synonyms_of(self, standard_name: str) -> tuple[str, ...]:
+        """The synonyms the synonyms file lists for a standard name (``()`` if none)."""
+        return self._idx.standard(self._canon_or_self(standard_name)).listed_synonyms
+
+    def standard_name_of(self, roi_name: str) -> str | None:
+        """Which standard structure an exported ROI name denotes, or ``None``.
+
+        Looks at TG-263 names (any case/separators), TG-263 reverse-order names,
+        templated names with digits (``Cord`` PRVs), synonyms and side variants;
+        stand-ins are not used (``BODY`` is ``Body``, not ``External``) and the
+        per-run mapping is consulted first.
+        """
+        for std, roi in self._mapping.items():
+            if roi == roi_name or normalize_name(roi) == normalize_name(roi_name):
+                return self._canon_or_self(std)
+        key = normalize_name(roi_name)
+        if not key:
+            return None
+        for level in (self._idx.by_name, self._idx.by_reverse):
+            names = level.get(key)
+            if names:
+                return self._idx._pick(names, roi_name)
+        inst = self._idx._template_instance(roi_name)
+        if inst is not None:
+            return inst
+        return self._idx.by_synonym.get(key)
+
+    def match(self, standard_name: str, roi_names: Sequence[str]) -> NameMatch:
+        """Find ``standard_name`` among the exported ``roi_names``.
+
+        Parameters
+        ----------
+        standard_name
+            A TG-263 name (``Lungs``, ``SpinalCord_PRV05``); other names are matched
+            by exact name and case/separators only.
+        roi_names
+            ROI Name (3006,0026) of every ROI of the structure set, in order; a
+            name present twice counts as two ROIs.
+
+        Returns
+        -------
+        NameMatch
+        """
+        if isinstance(roi_names, str):
+            raise UsageError("roi_names must be a sequence of ROI names, not one string")
+        wanted = standard_name.strip()
+        mapped = self._mapped(wanted)
+        if mapped is not None:
+            return self._match_mapping(wanted, mapped, roi_names)
+
+        canon = self._canon_or_self(wanted)
+        std = self._idx.standard(canon)
+        is_tg263 = std.tg263 is not None
+        own_key = normalize_name(canon)
+        collision = len(self._idx.by_name.get(own_key, ())) > 1
+        reverse_key = normalize_name(std.reverse_name) if std.reverse_name else None
+        stand_ins = set(std.stand_ins)
+
+        # level -> list of (roi, description)
+        levels: dict[int, list[tuple[str, str]]] = {}
+        for roi in roi_names:
+            text = roi.strip()
+            key = normalize_name(roi)
+            level = None
+            desc = ""
+            if text == canon:
+                level, desc = 1, ("exact TG-263 name" if is_tg263 else "exact name")
+            elif key == own_key and (not collision or _strict_key(roi) == _strict_key(canon)):
+                level = 2
+                desc = f"{'TG-263 ' if is_tg263 else ''}name in other case or separators ('{text}')"
+            elif reverse_key is not None and key == reverse_key and (
+                len(self._idx.by_reverse.get(key, ())) <= 1 or _strict_key(roi) == _strict_key(std.reverse_name or "")
+            ):
+                level, desc = 3, f"TG-263 reverse-order name '{text}'"
+            elif std.tg263 is not None and std.tg263.is_template and self._idx._template_instance(roi) == canon:
+                level, desc = 3, f"TG-263 name written differently ('{text}')"
+            elif key in std.synonyms:
+                written = std.synonyms[key]
+                if written in std.listed_synonyms:
+                    desc = f"synonym '{written}'"
+                else:
+                    desc = f"side written differently ('{text}')"
+                level = 4
+            elif stand_ins:
+                other = self._idx.canonical(roi) or self._idx.by_synonym.get(key)
+                if other in stand_ins:
+                    level = 5
+                    desc = f"stand-in: TG-263 structure {other} ('{text}') accepted in place of {canon}"
+            if level is not None:
+                levels.setdefault(level, []).append((roi, desc))
+
+        if not levels:
+            return NameMatch(canon, MatchStatus.MISSING, reason=self._missing_reason(canon, std, roi_names))
+        best = min(levels)
+        hits = levels[best]
+        shadowed = tuple(roi for lvl in sorted(levels) if lvl != best for roi, _ in levels[lvl])
+        if len(hits) == 1:
+            roi, desc = hits[0]
+            if shadowed:
+                log.debug("%s: matched %r (%s); also similar: %s", canon, roi, desc, shadowed)
+            return NameMatch(canon, MatchStatus.MATCHED, roi_name=roi, how=desc, shadowed=shadowed)
+        names = tuple(roi for roi, _ in hits)
+        level_text = {
+            1: "all carry the exact name",
+            2: "the name in different case or separators",
+            3: "TG-263 reverse-order names",
+            4: "known synonyms",
+            5: "stand-ins",
+        }[best]
+        same = " (the same name more than once)" if len({r.strip() for r in names}) == 1 else ""
+        reason = (
+            f"{len(names)} structures could be {canon}: {_quote_list(names)}{same} — "
+            f"add a mapping {canon}: <ROI name> to say which one"
+        )
+        return NameMatch(
+            canon, MatchStatus.AMBIGUOUS, candidates=names, how=level_text, reason=reason, shadowed=shadowed
+        )
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _canon_or_self(self, name: str) -> str:
+        return self._idx.canonical(name) or name.strip()
+
+    def _mapped(self, wanted: str) -> str | None:
+        if wanted in self._mapping:
+            return self._mapping[wanted]
+        key = normalize_name(wanted)
+        hits = [v for k, v in self._mapping.items() if normalize_name(k) == key]
+        return hits[0] if len(hits) == 1 else None
+
+    def _match_mapping(self, wanted: str, mapped: str, roi_names: Sequence[str]) -> NameMatch:
+        canon = self._canon_or_self(wanted)
+        exact = [r for r in roi_names if r == mapped or r.strip() == mapped.strip()]
+        if len(exact) == 1:
+            return NameMatch(canon, MatchStatus.MATCHED, roi_name=exact[0], how="user mapping")
+        loose = exact or [r for r in roi_names if normalize_name(r) == normalize_name(mapped)]
+        if len(loose) == 1:
+            return NameMatch(
+                canon, MatchStatus.MATCHED, roi_name=loose[0], how=f"user mapping ('{mapped}' ≈ '{loose[0]}')"
+            )
+        if len(loose) > 1:
+            return NameMatch(
+                canon,
+                MatchStatus.AMBIGUOUS,
+                candidates=tuple(loose),
+                how="user mapping",
+                reason=(
+                    f"the mapping says {canon} is '{mapped}', and {len(loose)} structures have that name: "
+                    f"{_quote_list(loose)} — rename one of them in the structure set"
+                ),
+            )
+        return NameMatch(
+            canon,
+            MatchStatus.MISSING,
+            how="user mapping",
+            reason=f"the mapping says {canon} is '{mapped}', but the structure set has no structure of that name",
+        )
+
+    def _missing_reason(self, canon: str, std: _Standard, roi_names: Sequence[str]) -> str:
+        known = [*([std.reverse_name] if std.reverse_name else []), *std.listed_synonyms]
+        if known:
+            more = ", …" if len(known) > 5 else ""
+            head = f"no structure named {canon} or a known synonym ({', '.join(known[:5])}{more})"
+        else:
+            head = f"no structure named {canon}"
+        stand = f"; {' or '.join(std.stand_ins)} would also be accepted" if std.stand_ins else ""
+        reason = f"{head} in the structure set{stand}"
+        keys = {normalize_name(r): r for r in roi_names}
+        own = normalize_name(canon)
+        similar = [keys[k] for k in self._idx.closest(own, keys)]
+        similar += [r for k, r in keys.items() if own and own in k and r not in similar]
+        if similar:
+            reason += (
+                f"; similar names present: {_quote_list(similar[:3])} — if one of them is {canon}, "
+                f"add a mapping {canon}: <ROI name>"
+            )
+        return reason
+
+
+# --------------------------------------------------------------------------- target names
+
+
+class TargetKind(StrEnum):
+    """ICRU target volume type read from a name (IGTV and ICTV count as ITV)."""
+
+    GTV = "GTV"
+    CTV = "CTV"
+    ITV = "ITV"
+    PTV = "PTV"
+
+
+class TargetRole(StrEnum):
+    """What the target treats, as far as its name says."""
+
+    PRIMARY = "primary"
+    NODAL = "nodal"
+    METASTASIS = "metastasis"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class TargetName:
+    """A target ROI name read into its parts (see :func:`parse_target_name`).
+
+    Attributes
+    ----------
+    roi_name
+        The name as exported.
+    kind
+        GTV, CTV, ITV or PTV; ``None`` when the name is not a target name.
+    role
+        primary, nodal, metastasis or unknown.
+    site
+        Free text for the anatomical site (``Lung``, ``Vert``, ``L4``) or the
+        canonical primary site (``Esophagus`` for ``PTV_Eso``); ``None`` if absent.
+    dose_gy
+        Total dose written in the name, in Gy; ``None`` if absent or ambiguous.
+    index
+        The target's number (``PTVp2``, ``PTV_Met1`` → 2, 1), else ``None``.
+    type_token
+        The type as written in TG-263 terms: ``GTV``, ``CTV``, ``ITV``, ``IGTV``,
+        ``ICTV``, ``PTV`` or ``PTV!`` (TG-263's PTV excluding higher-dose PTVs).
+    classifier
+        TG-263 classifier (``p``, ``n``, ``sb``, ``par``, ``v``, ``vas``) or
+        plancheck's ``m``/``met``; lower case; ``None`` if absent.
+    n_fractions
+        Number of fractions when the name says ``20Gyx3``, else ``None``.
+    dose_level
+        ``High``, ``Mid``, ``Low`` … (TG-263 relative dose levels), else ``None``.
+    derived
+        True for a name with an operator (``PTV_6000-Rectum``, ``PTV1+PTV2``): an
+        evaluation or optimisation structure built from targets.
+    notes
+        Why something was not read, or was read by a non-TG-263 convention.
+    """
+
+    roi_name: str
+    kind: TargetKind | None = None
+    role: TargetRole = TargetRole.UNKNOWN
+    site: str | None = None
+    dose_gy: float | None = None
+    index: int | None = None
+    type_token: str | None = None
+    classifier: str | None = None
+    n_fractions: int | None = None
+    dose_level: str | None = None
+    derived: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_target(self) -> bool:
+        return self.kind is not None
+
+
+_TYPE_HEAD = re.compile(r"(IGTV|ICTV|GTV|CTV|ITV|PTV!?)", re.IGNORECASE)
+_KIND_OF_TYPE = {
+    "GTV": TargetKind.GTV,
+    "CTV": TargetKind.CTV,
+    "ITV": TargetKind.ITV,
+    "IGTV": TargetKind.ITV,
+    "ICTV": TargetKind.ITV,
+    "PTV": TargetKind.PTV,
+    "PTV!": TargetKind.PTV,
+}
+# longest first; TG-263 §8: n, p, sb, par, v, vas; plancheck: m, met
+_CLASSIFIERS = ("met", "vas", "par", "sb", "p", "n", "m", "v")
+_ROLE_OF_CLASSIFIER = {
+    "p": TargetRole.PRIMARY,
+    "n": TargetRole.NODAL,
+    "m": TargetRole.METASTASIS,
+    "met": TargetRole.METASTASIS,
+}
+_DICOM_TARGET_TYPES = {"GTV": TargetKind.GTV, "CTV": TargetKind.CTV, "PTV": TargetKind.PTV, "ITV": TargetKind.ITV}
+_NON_TARGET_TYPES = {
+    "EXTERNAL", "ORGAN", "AVOIDANCE", "CONTROL", "SUPPORT", "FIXATION", "BOLUS", "MARKER",
+    "REGISTRATION", "ISOCENTER", "CONTRAST_AGENT", "CAVITY", "DOSE_REGION", "DOSE_MEASUREMENT",
+    "BRACHY_CHANNEL", "BRACHY_ACCESSORY", "BRACHY_SRC_APP", "BRACHY_CHNL_SHLD",
+}
+_DOSE_LEVEL = re.compile(r"(?:high|mid|low|intermediate)\d*")
+_FRACTIONS = re.compile(r"^(\d+)(?:fx|fxs|fr|fractions?)$", re.IGNORECASE)
+_QUALIFIERS = ("eval", "opt", "optimization", "total", "sum", "final")
+_IMAGING = re.compile(r"^(?:(?:CT|MR|MRI|PET|CBCT|4DCT|SPECT|US)\d*)+$", re.IGNORECASE)
+_WORD_NUMBER = re.compile(r"^([A-Za-z]+?)(\d+)$")
+_GY = re.compile(r"^(\d+(?:\.\d+)?)(c?gy)$", re.IGNORECASE)
+_GY_X_FX = re.compile(r"^(\d+(?:\.\d+)?)gyx(\d+)$", re.IGNORECASE)
+
+
+@dataclass
+class _Reading:
+    roles: set[TargetRole] = field(default_factory=set)
+    site: list[str] = field(default_factory=list)
+    primary_site: str | None = None
+    doses: list[tuple[float, int | None, str]] = field(default_factory=list)
+    n_fractions: list[int] = field(default_factory=list)
+    index: int | None = None
+    dose_level: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_number_as_dose(text: str, attached: bool, r: _Reading) -> None:
+    """A bare number: a dose (cGy or Gy) or a target number, by TG-263 and plancheck rules."""
+    if "." in text:
+        r.doses.append((float(text), None, f"'{text}' read as Gy (a decimal number)"))
+        return
+    n = len(text)
+    if n == 1:
+        if r.index is None:
+            r.index = int(text)
+        else:
+            r.notes.append(f"'{text}' not read (a second target number)")
+    elif n == 2:
+        r.doses.append((float(text), None, f"'{text}' read as Gy (two digits are not a plausible dose in cGy)"))
+    elif n == 4 or (n == 3 and not attached):
+        r.doses.append((int(text) / 100.0, None, ""))  # TG-263: dose in cGy by default
+    else:
+        r.notes.append(f"'{text}' not read: neither a target number nor a dose in a form plancheck accepts")
+
+
+def _read_token(token: str, first: bool, words: TargetNameWords, r: _Reading) -> None:
+    low = token.casefold()
+    if not low:
+        return
+    m = _GY_X_FX.match(token)
+    if m:
+        per_fx, n_fx = float(m.group(1)), int(m.group(2))
+        r.doses.append((per_fx * n_fx, n_fx, ""))
+        return
+    m = _GY.match(token)
+    if m:
+        value = float(m.group(1))
+        r.doses.append((value / 100.0 if m.group(2).casefold() == "cgy" else value, None, ""))
+        return
+    if re.fullmatch(r"\d+(?:\.\d+)?", token):
+        _read_number_as_dose(token, attached=False, r=r)
+        return
+    m = _FRACTIONS.match(token)
+    if m:
+        r.n_fractions.append(int(m.group(1)))
+        return
+    word, number = low, None
+    m = _WORD_NUMBER.match(token)
+    if m:
+        word, number = m.group(1).casefold(), int(m.group(2))
+
+    def is_word(options: Sequence[str]) -> bool:
+        # single letters (T, N) only as the first token and without a number (T12 is a vertebra)
+        return any(word == o.casefold() and (len(o) > 1 or (first and number is None)) for o in options)
+
+    role = None
+    if is_word(words.metastasis):
+        role = TargetRole.METASTASIS
+    elif is_word(words.nodal):
+        role = TargetRole.NODAL
+    elif is_word(words.primary):
+        role = TargetRole.PRIMARY
+    if role is not None:
+        r.roles.add(role)
+        if number is not None:
+            if r.index is None:
+                r.index = number
+            else:
+                r.notes.append(f"'{token}': a second target number, not read")
+        return
+    for site, site_words in words.primary_sites.items():
+        if number is None and any(low == w.casefold() for w in site_words):
+            r.roles.add(TargetRole.PRIMARY)
+            r.primary_site = site
+            return
+    if _DOSE_LEVEL.fullmatch(low):
+        r.dose_level = token
+        return
+    if low in _QUALIFIERS or _IMAGING.match(token):
+        return
+    if token[0].isdigit():
+        r.notes.append(f"'{token}' not read (starts with a number but is not a dose form plancheck accepts)")
+        return
+    r.site.append(token)
+
+
+def parse_target_name(
+    roi_name: str, interpreted_type: str = "", *, words: TargetNameWords | None = None
+) -> TargetName:
+    """Read a target ROI name: kind, role (primary / nodal / metastasis), site, dose.
+
+    Accepted forms (case-insensitive; tokens separated by ``_``, spaces, or a ``-``
+    directly after the type):
+
+    * **type** first (TG-263 §8): ``GTV``, ``CTV``, ``ITV``, ``IGTV``, ``ICTV``,
+      ``PTV``, ``PTV!``. A name not starting with one is not a target name, unless
+      the RT ROI Interpreted Type is GTV/CTV/PTV (then the whole name is read as
+      the rest, e.g. ``Met1_L4`` of type PTV).
+    * **classifier** directly after the type: TG-263 ``p`` (primary), ``n``
+      (nodal), ``sb``, ``par``, ``v``, ``vas`` (role unknown), and plancheck's
+      ``m``/``met`` (metastasis): ``GTVp``, ``CTVn``, ``PTVm1``.
+    * **number** directly after type/classifier: one digit is the target number
+      (TG-263: ``PTV1``, ``GTVp2``); two digits are a dose in Gy (clinic usage,
+      ``PTV60``; TG-263 would read a number here); four digits are cGy
+      (``PTV5040`` = 50.4 Gy); three or five+ digits are not read.
+    * **dose token** anywhere after an underscore: 3–4 digits = cGy (TG-263
+      default unit: ``PTV_6000`` = 60 Gy, ``PTV_800`` = 8 Gy); ``60Gy``,
+      ``50.4Gy``, ``5040cGy``; ``20Gyx3`` = 60 Gy in 3 fractions; a decimal
+      ``50.4`` = Gy; two digits ``PTV_60`` = Gy (noted); one digit = target number.
+      Two different doses in one name → dose not read.
+    * **role words** (synonyms file ``target_names``): ``Met``, ``Mets``,
+      ``Metastasis`` (``Met1`` = metastasis no. 1), ``Primary``, ``Prim``,
+      ``Node``, ``LN``; ``T``/``N`` only right after the type and without a
+      number (``GTV-T``; ``T12`` is a vertebra).
+      Primary sites (``Eso``, ``Oesophagus`` …) make the role primary.
+    * ``High``/``Mid``/``Low`` are TG-263 relative dose levels; ``Eval``/``Opt``
+      and imaging tags (``CT1``, ``PET``) are ignored; ``3fx`` is a fraction
+      number; other tokens starting with a letter form ``site`` (``Lung``,
+      ``L4``), tokens starting with a digit that are no dose are noted and ignored.
+    * ``-`` after the type's own tokens, or ``+``, mark a derived structure
+      (``PTV_6000-Rectum``); ``-05`` (digits) is a crop margin and ignored.
+
+    Role is conservative: a name with no marker, or with markers that disagree
+    (``PTVp_Met``), has role ``unknown``. A dose alone does not make a target
+    primary (``PTV60`` and ``PTV_6000`` are ``unknown``): in an oligometastatic
+    course a metastasis PTV is also named by its dose.
+
+    Parameters
+    ----------
+    roi_name
+        ROI Name (3006,0026).
+    interpreted_type
+        RT ROI Interpreted Type (3006,00A4), ``""`` if absent.
+    words
+        Role words; those of the built-in synonyms file when ``None``.
+
+    Returns
+    -------
+    TargetName
+
+    References
+    ----------
+    AAPM Report 263 (2018) §8, target nomenclature: target types, the classifiers
+    n/p/sb/par/v/vas, spatially distinct targets numbered after type and
+    classifier, dose last after an underscore in cGy unless a unit is given,
+    relative levels High/Mid/Low, ``PTV!`` for a PTV excluding higher-dose PTVs.
+    """
+    words = words if words is not None else default_synonyms().target_names
+    text = roi_name.strip()
+    itype = interpreted_type.strip().upper()
+    notes: list[str] = []
+
+    head = _TYPE_HEAD.match(text)
+    if head is not None:
+        type_token = head.group(1).upper()
+        kind = _KIND_OF_TYPE[type_token]
+        rest = text[head.end() :]
+        if itype in _NON_TARGET_TYPES:
+            notes.append(f"the name says {type_token} but RT ROI Interpreted Type is {itype}")
+        elif itype in _DICOM_TARGET_TYPES and _DICOM_TARGET_TYPES[itype] is not kind:
+            notes.append(f"the name says {type_token} but RT ROI Interpreted Type is {itype}; the name is used")
+    elif itype in _DICOM_TARGET_TYPES:
+        type_token = itype
+        kind = _DICOM_TARGET_TYPES[itype]
+        rest = "_" + text
+        notes.append(f"kind from RT ROI Interpreted Type {itype} (the name has no target type)")
+    else:
+        return TargetName(roi_name=roi_name)
+
+    r = _Reading(notes=notes)
+    # classifier attached to the type
+    classifier = None
+    for c in _CLASSIFIERS:
+        if rest[: len(c)].casefold() == c and (len(rest) == len(c) or not rest[len(c)].isalpha()):
+            classifier = c
+            rest = rest[len(c) :]
+            break
+    if classifier in _ROLE_OF_CLASSIFIER:
+        r.roles.add(_ROLE_OF_CLASSIFIER[classifier])
+    # number attached to type/classifier
+    m = re.match(r"(\d+(?:\.\d+)?)(c?gy)?", rest, re.IGNORECASE)
+    if m:
+        if m.group(2):
+            _read_token(m.group(0), first=False, words=words, r=r)
+        else:
+            _read_number_as_dose(m.group(1), attached=True, r=r)
+        rest = rest[m.end() :]
+    # a "-" straight after the head is a separator (PTV-Met1, GTV-T); later it is an operator
+    if rest.startswith("-"):
+        rest = "_" + rest[1:]
+    derived = False
+    op = re.search(r"[-+]", rest)
+    main = rest
+    if op is not None:
+        main, after = rest[: op.start()], rest[op.end() :].strip()
+        if op.group(0) == "-" and re.fullmatch(r"\d+", after):
+            r.notes.append(f"'-{after}' read as a crop margin and ignored")
+        else:
+            derived = True
+            r.notes.append(f"derived structure ('{op.group(0)}{after}' after the target's own name)")
+    tokens = [t for t in re.split(r"[\s_]+", main) if t]
+    for pos, tok in enumerate(tokens):
+        _read_token(tok, first=(pos == 0), words=words, r=r)
+
+    # role
+    if len(r.roles) == 1:
+        role = next(iter(r.roles))
+    else:
+        role = TargetRole.UNKNOWN
+        if len(r.roles) > 1:
+            r.notes.append("role markers disagree (" + ", ".join(sorted(x.value for x in r.roles)) + ")")
+    # dose
+    dose_gy = n_fx = None
+    distinct = {round(d, 6) for d, _, _ in r.doses}
+    if len(distinct) == 1:
+        dose_gy, n_fx, how = r.doses[0]
+        if how:
+            r.notes.append(how)
+    elif len(distinct) > 1:
+        listed = ", ".join(f"{d:g} Gy" for d in sorted(distinct))
+        r.notes.append(f"several doses in the name ({listed}); dose not read")
+    if n_fx is None and len(set(r.n_fractions)) == 1:
+        n_fx = r.n_fractions[0]
+    elif len(set(r.n_fractions)) > 1 or (n_fx is not None and r.n_fractions and set(r.n_fractions) != {n_fx}):
+        r.notes.append("several fraction numbers in the name; not read")
+        n_fx = None
+    if dose_gy is not None and not (0 < dose_gy <= 100):
+        r.notes.append(f"{dose_gy:g} Gy is not a plausible target dose; dose not read")
+        dose_gy = n_fx = None
+    site = r.primary_site if r.primary_site and not r.site else ("_".join(r.site) or None)
+    if r.primary_site and r.site:
+        site = "_".join([r.primary_site, *r.site])
+    return TargetName(
+        roi_name=roi_name,
+        kind=kind,
+        role=role,
+        site=site,
+        dose_gy=dose_gy,
+        index=r.index,
+        type_token=type_token,
+        classifier=classifier,
+        n_fractions=n_fx,
+        dose_level=r.dose_level,
+        derived=derived,
+        notes=tuple(r.notes),
+    )
