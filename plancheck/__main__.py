@@ -1,0 +1,5 @@
+"""``python -m plancheck`` runs the command line."""
+
+from plancheck.cli.main import run
+
+run()

@@ -1,0 +1,84 @@
+"""``plancheck dvh``: DVHs and TG-263 metrics of every structure of every plan."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from plancheck.cli.exit_codes import ExitCode
+from plancheck.cli.output import write_atomically
+from plancheck.dicom import read_export
+from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+from plancheck.errors import UsageError
+from plancheck.radiobiology import DoseKind
+from plancheck.report.dvh_tables import dvh_csv, dvh_curves_csv, dvh_json, dvh_text
+
+__all__ = ["register", "run_dvh", "parse_alpha_beta_for"]
+
+_KINDS = {"physical": DoseKind.PHYSICAL, "eqd2": DoseKind.EQD2, "bed": DoseKind.BED}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dvh",
+        help="DVHs and DVH metrics of every structure of every plan",
+        description="Compute DVHs and AAPM TG-263 metrics (e.g. D95%%[Gy], V20Gy[%%], D0.03cc[Gy]) for an export.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="export directory (searched recursively), DICOM files, or a .zip")
+    p.add_argument("--structure", action="append", metavar="NAME", help="report only this structure (repeatable)")
+    p.add_argument("--metric", action="append", metavar="METRIC", help="TG-263 metric, e.g. 'D95%%[Gy]' (repeatable; default: a standard set)")
+    p.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    p.add_argument("--output", metavar="FILE", help="write the table to FILE instead of standard output")
+    p.add_argument("--engine", choices=("plancheck", "dicompyler"), default="plancheck", help="DVH engine (dicompyler: dicompyler-core's dvhcalc, for comparison)")
+    p.add_argument("--curves", metavar="FILE.csv", help="also write the cumulative DVH curves to this CSV file")
+    p.add_argument("--dose-kind", choices=tuple(_KINDS), default="physical", help="physical dose, or EQD2/BED converted voxel by voxel")
+    p.add_argument("--alpha-beta", type=float, metavar="GY", help="α/β for every structure (default: the α/β table per structure)")
+    p.add_argument("--alpha-beta-for", action="append", metavar="NAME=GY", default=[], help="α/β for one structure (repeatable)")
+    p.add_argument("--composite", action="store_true", help="sum all courses voxel by voxel (EQD2/BED: each with its own fractions)")
+    p.set_defaults(handler=run_dvh)
+
+
+def parse_alpha_beta_for(items: list[str]) -> dict[str, float]:
+    """``["SpinalCord=2", ...]`` → ``{"SpinalCord": 2.0}``; UsageError on a bad item."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        try:
+            ab = float(value)
+        except ValueError:
+            ab = float("nan")
+        if not sep or not name or not ab > 0:
+            raise UsageError(f"--alpha-beta-for {item!r}: expected NAME=GY with a positive α/β, e.g. SpinalCord=2")
+        out[name] = ab
+    return out
+
+
+def run_dvh(args: argparse.Namespace) -> int:
+    kind = _KINDS[args.dose_kind]
+    if kind is DoseKind.PHYSICAL and (args.alpha_beta is not None or args.alpha_beta_for):
+        raise UsageError("--alpha-beta applies to --dose-kind eqd2 or bed")
+    if args.alpha_beta is not None and not args.alpha_beta > 0:
+        raise UsageError(f"--alpha-beta {args.alpha_beta:g}: α/β must be > 0 Gy")
+    request = DoseKindRequest(kind, args.alpha_beta, parse_alpha_beta_for(args.alpha_beta_for))
+    export = read_export(args.paths if len(args.paths) > 1 else args.paths[0])
+    tables = dvh_tables(
+        export,
+        structures=args.structure,
+        metrics=args.metric,
+        dose_kind=request,
+        engine=args.engine,
+        composite=args.composite,
+    )
+    if args.format == "json":
+        text = dvh_json(tables) + "\n"
+    elif args.format == "csv":
+        text = dvh_csv(tables)
+    else:
+        text = dvh_text(tables, color=args.output is None and sys.stdout.isatty())
+    if args.curves:
+        write_atomically(args.curves, dvh_curves_csv(tables))
+    if args.output:
+        write_atomically(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return ExitCode.OK

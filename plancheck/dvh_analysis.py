@@ -1,0 +1,241 @@
+"""DVH tables for an export: every (selected) structure of every course, in a
+chosen dose kind, with TG-263 metrics — the library behind ``plancheck dvh``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from plancheck.dvh.dvh import DVH
+from plancheck.dvh.engine import sample_for_grid
+from plancheck.dvh.metrics import DEFAULT_METRICS, MetricSpec, MetricValue, evaluate_metric, parse_metric
+from plancheck.errors import UsageError
+from plancheck.model.export import Course, PlanExport
+from plancheck.model.structures import Roi, StructureSet
+from plancheck.radiobiology import DoseConversion, DoseKind, load_alpha_beta_table
+from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
+from plancheck.radiobiology.lq import bed_gy, eqd2_gy
+
+__all__ = ["DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables", "TARGET_TYPES"]
+
+TARGET_TYPES = frozenset({"GTV", "CTV", "ITV", "PTV"})
+
+
+@dataclass(frozen=True)
+class DoseKindRequest:
+    """Which dose kind to report and which α/β to use.
+
+    Attributes
+    ----------
+    kind
+        PHYSICAL, EQD2 or BED.
+    alpha_beta_gy
+        One α/β for every structure (overrides the table), or None to use the
+        α/β table (``constraints/alpha_beta.yaml``) per structure.
+    per_structure_gy
+        α/β for named structures (exported ROI names), highest precedence.
+    """
+
+    kind: DoseKind = DoseKind.PHYSICAL
+    alpha_beta_gy: float | None = None
+    per_structure_gy: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class StructureDVH:
+    """One structure's DVH and metrics."""
+
+    roi: Roi
+    dvh: DVH
+    metrics: tuple[MetricValue, ...]
+    dose_kind: str
+    alpha_beta_gy: float | None = None
+    alpha_beta_source: str = ""
+    prescription_gy: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class CourseDVHs:
+    """The DVH table of one course (or of a composite of courses)."""
+
+    label: str
+    sop_instance_uid: str
+    fractions: int | None
+    prescription_gy: float | None
+    dose_summary: str
+    structures: tuple[StructureDVH, ...]
+    engine: str
+    composite_of: tuple[str, ...] = ()
+
+
+def _is_target(roi: Roi) -> bool:
+    if roi.interpreted_type.upper() in TARGET_TYPES:
+        return True
+    return roi.name.upper()[:3] in TARGET_TYPES
+
+
+def select_rois(structure_set: StructureSet, names: Sequence[str] | None) -> list[Roi]:
+    """The ROIs to report: all with contours, or those named (exact, then case-insensitive).
+
+    Raises
+    ------
+    UsageError
+        For a name that matches no ROI (the message lists the available names).
+    """
+    if not names:
+        return list(structure_set.rois)
+    chosen = []
+    for name in names:
+        exact = [r for r in structure_set.rois if r.name == name]
+        loose = [r for r in structure_set.rois if r.name.casefold() == name.casefold()]
+        match = exact or loose
+        if len(match) != 1:
+            available = ", ".join(sorted(r.name for r in structure_set.rois))
+            problem = "matches several structures" if match else "is not in the structure set"
+            raise UsageError(f"structure {name!r} {problem}; available: {available}")
+        chosen.append(match[0])
+    return chosen
+
+
+@lru_cache(maxsize=1)
+def _alpha_beta_table():
+    return load_alpha_beta_table()
+
+
+def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion, float | None, str]:
+    if request.kind is DoseKind.PHYSICAL:
+        return DoseConversion.physical(), None, ""
+    if roi.name in request.per_structure_gy:
+        ab, source = request.per_structure_gy[roi.name], "given for this structure on the command line"
+    elif request.alpha_beta_gy is not None:
+        ab, source = request.alpha_beta_gy, "given on the command line"
+    else:
+        choice = _alpha_beta_table().lookup(roi.name, is_target=_is_target(roi))
+        ab, source = choice.alpha_beta_gy, choice.describe()
+    return DoseConversion(request.kind, ab), ab, source
+
+
+def _prescription_in_kind(course: Course, conversion: DoseConversion) -> float | None:
+    rx = course.plan.prescription_dose_gy
+    n = course.plan.fractions_planned
+    if rx is None:
+        return None
+    if conversion.kind is DoseKind.PHYSICAL:
+        return rx
+    if not n:
+        return None
+    ab = conversion.alpha_beta_gy
+    return float(eqd2_gy(rx, n, ab) if conversion.kind is DoseKind.EQD2 else bed_gy(rx, n, ab))  # type: ignore[arg-type]
+
+
+def _metrics(specs: Sequence[MetricSpec], dvh: DVH, rx: float | None) -> tuple[MetricValue, ...]:
+    return tuple(evaluate_metric(s, dvh, rx) for s in specs)
+
+
+def dvh_tables(
+    export: PlanExport,
+    *,
+    structures: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    dose_kind: DoseKindRequest | None = None,
+    engine: str = "plancheck",
+    composite: bool = False,
+) -> list[CourseDVHs]:
+    """DVHs and metrics for every course of an export (or their composite).
+
+    Parameters
+    ----------
+    export
+        A linked export.
+    structures
+        ROI names to report (default: all).
+    metrics
+        TG-263 metric strings (default: :data:`DEFAULT_METRICS`).
+    dose_kind
+        Physical (default), EQD2 or BED with α/β per structure.
+    engine
+        ``plancheck`` or ``dicompyler`` (dicompyler-core's dvhcalc; physical
+        dose of a single RTDOSE file only).
+    composite
+        Sum all courses (voxel-wise, each converted with its own fractions).
+
+    Raises
+    ------
+    UsageError, MetricSpecError
+        For an unknown structure or engine, an unparsable metric, or a request
+        the engine cannot do.
+    """
+    specs = [parse_metric(m) for m in (metrics or DEFAULT_METRICS)]
+    request = dose_kind or DoseKindRequest()
+    if engine not in ("plancheck", "dicompyler"):
+        raise UsageError(f"unknown engine {engine!r}: use 'plancheck' or 'dicompyler'")
+    if engine == "dicompyler" and (request.kind is not DoseKind.PHYSICAL or composite):
+        raise UsageError("the dicompyler engine computes physical DVHs of single courses only")
+    if composite:
+        return [_composite_table(export, structures, specs, request)]
+    return [_course_table(course, structures, specs, request, engine) for course in export.courses]
+
+
+def _course_table(course: Course, names, specs, request: DoseKindRequest, engine: str) -> CourseDVHs:
+    rows = []
+    for roi in select_rois(course.structure_set, names):
+        conversion, ab, ab_source = _conversion_for(roi, request)
+        if engine == "dicompyler":
+            dvh = _dicompyler(roi, course)
+        else:
+            dvh = course_dvh(roi, course, conversion, sampling=sample_for_grid(roi, course.dose))
+        rx = _prescription_in_kind(course, conversion)
+        rows.append(StructureDVH(roi, dvh, _metrics(specs, dvh, rx), conversion.label, ab, ab_source, rx))
+    return CourseDVHs(
+        label=course.label,
+        sop_instance_uid=course.plan.sop_instance_uid,
+        fractions=course.plan.fractions_planned,
+        prescription_gy=course.plan.prescription_dose_gy,
+        dose_summary=course.dose_summary,
+        structures=tuple(rows),
+        engine="dicompyler-core" if engine == "dicompyler" else "plancheck",
+    )
+
+
+def _dicompyler(roi: Roi, course: Course) -> DVH:
+    from plancheck.dvh.dicompyler_adapter import dicompyler_dvh
+
+    sources = course.dose.sources
+    if len(sources) != 1:
+        raise UsageError(f"the dicompyler engine needs a single RTDOSE file; plan {course.label!r} has {len(sources)}")
+    sampling = sample_for_grid(roi, course.dose)
+    from plancheck.dvh.interpolate import covered_by_grid
+
+    covered = float(sampling.weights_cc[covered_by_grid(course.dose, sampling.points_mm)].sum())
+    fraction = covered / sampling.volume_cc if sampling.volume_cc > 0 else 1.0
+    return dicompyler_dvh(course.structure_set.path, sources[0].path, roi.number, name=roi.name, covered_fraction=fraction)
+
+
+def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest) -> CourseDVHs:
+    courses = list(export.courses)
+    structure_set = courses[0].structure_set
+    rows = []
+    description = None
+    for roi in select_rois(structure_set, names):
+        conversion, ab, ab_source = _conversion_for(roi, request)
+        dvh, description = composite_dvh(roi, courses, conversion)
+        rows.append(StructureDVH(roi, dvh, _metrics(specs, dvh, None), conversion.label, ab, ab_source, None))
+    fractions = [c.plan.fractions_planned for c in courses]
+    return CourseDVHs(
+        label="composite",
+        sop_instance_uid="",
+        fractions=None if any(f is None for f in fractions) else int(sum(fractions)),  # type: ignore[arg-type]
+        prescription_gy=None,
+        dose_summary=description.describe() if description else "",
+        structures=tuple(rows),
+        engine="plancheck",
+        composite_of=tuple(c.label for c in courses),
+    )
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """JSON-friendly: None for None/NaN/inf."""
+    return None if x is None or not math.isfinite(x) else float(x)

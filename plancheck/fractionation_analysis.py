@@ -1,0 +1,76 @@
+"""Fractionation summary of each course: prescription, fractions, dose per
+fraction, BED₁₀, EQD2₁₀, regime — and where the plan contradicts itself.
+
+The prescription is the plan's TARGET dose reference (Target Prescription Dose,
+whole course); the number of fractions is the fraction group's Number of
+Fractions Planned. plancheck says so when they cannot be found, when several
+target prescriptions differ, and when the dose distribution does not match the
+prescription (median dose of the referenced target ROI more than
+``DOSE_MISMATCH_TOLERANCE_PCT`` away from it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plancheck.dvh.engine import compute_dvh
+from plancheck.dvh.metrics import evaluate_metric
+from plancheck.model.export import Course
+from plancheck.radiobiology import FractionationSummary, summarize_fractionation
+
+__all__ = ["CourseFractionation", "course_fractionation", "DOSE_MISMATCH_TOLERANCE_PCT"]
+
+DOSE_MISMATCH_TOLERANCE_PCT = 10.0
+"""Median target dose further than this from the prescription is reported."""
+
+
+@dataclass(frozen=True)
+class CourseFractionation:
+    """Fractionation of one course."""
+
+    label: str
+    sop_instance_uid: str
+    prescription_gy: float | None
+    fractions: int | None
+    summary: FractionationSummary | None
+    target_roi: str | None
+    target_median_gy: float | None
+    remarks: tuple[str, ...]
+
+
+def course_fractionation(course: Course) -> CourseFractionation:
+    """Summarise one course (never raises for missing data: remarks say what is missing)."""
+    plan = course.plan
+    remarks: list[str] = []
+    targets = plan.target_prescriptions
+    rx = plan.prescription_dose_gy
+    distinct = sorted({round(t.target_prescription_dose_gy, 4) for t in targets})  # type: ignore[arg-type]
+    if len(distinct) > 1:
+        remarks.append(f"the plan has {len(distinct)} different target prescriptions ({', '.join(f'{d:g}' for d in distinct)} Gy); the highest is used")
+    if rx is None:
+        remarks.append("no target prescription dose in the plan's dose references")
+    n = plan.fractions_planned
+    if n is None:
+        remarks.append("no number of fractions planned in the plan's fraction group")
+    if len(plan.fraction_groups) > 1:
+        remarks.append(f"{len(plan.fraction_groups)} fraction groups: fractions added")
+    summary = summarize_fractionation(rx, n) if rx and n else None
+    target_name = median = None
+    ref = next((t for t in targets if t.target_prescription_dose_gy == rx and t.referenced_roi_number is not None), None)
+    if ref is not None:
+        try:
+            roi = course.structure_set.roi_by_number(ref.referenced_roi_number)  # type: ignore[arg-type]
+        except KeyError:
+            remarks.append(f"the prescription refers to ROI number {ref.referenced_roi_number}, which is not in the structure set")
+        else:
+            target_name = roi.name
+            value = evaluate_metric("D50%[Gy]", compute_dvh(roi, course.dose)).value
+            median = value
+            if value is None:
+                remarks.append(f"the median dose of {roi.name} could not be computed (dose grid coverage)")
+            elif rx and abs(value - rx) / rx * 100 > DOSE_MISMATCH_TOLERANCE_PCT:
+                remarks.append(
+                    f"median dose of {roi.name} is {value:.2f} Gy, {100 * (value - rx) / rx:+.1f}% from the prescription {rx:g} Gy: "
+                    "dose and prescription disagree"
+                )
+    return CourseFractionation(course.label, plan.sop_instance_uid, rx, n, summary, target_name, median, tuple(remarks))
