@@ -1,0 +1,33 @@
+"""Deterministic synthetic radiotherapy cases (pure numpy; no DICOM here).
+
+A thoracic case of oligometastatic esophageal cancer with three courses
+(conventional esophagus, SBRT lung metastasis, SBRT vertebral metastasis):
+analytic anatomy → planar contours, a CT-like HU volume and phenomenological
+dose distributions. :func:`plancheck.dicom.write.write_case` writes it as DICOM.
+
+Example
+-------
+>>> from plancheck.synthetic import CaseSpec, build_case
+>>> case = build_case(CaseSpec.variant("violations"))   # doctest: +SKIP
+"""
+
+from plancheck.synthetic.case import (
+    SyntheticBeam,
+    SyntheticCase,
+    SyntheticCourse,
+    SyntheticImage,
+    SyntheticStructure,
+    build_case,
+)
+from plancheck.synthetic.spec import COURSE_LABELS, CaseSpec
+
+__all__ = [
+    "COURSE_LABELS",
+    "CaseSpec",
+    "SyntheticBeam",
+    "SyntheticCase",
+    "SyntheticCourse",
+    "SyntheticImage",
+    "SyntheticStructure",
+    "build_case",
+]
