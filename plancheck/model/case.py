@@ -1,0 +1,152 @@
+"""The case file: clinical context a plan check needs but DICOM does not carry.
+
+A small YAML (or JSON) file, given with ``--case FILE`` or found as ``case.yaml``
+next to the export::
+
+    histology: squamous_cell_carcinoma       # or adenocarcinoma, other
+    intent: curative                          # curative | palliative
+    primary:
+      diagnosis_date: 2025-01-06
+      target: PTVp                            # the PTV treating the primary (optional)
+    presentation: synchronous                 # synchronous | metachronous
+    omd_type: de_novo                         # de_novo | repeat | induced (ESTRO/EORTC 2020)
+    disease_free_interval_months: null        # metachronous: months from primary treatment to metastasis
+    metastases:
+      - organ: lung
+        site: right lower lobe
+        size_mm: 18
+        detected_date: 2025-01-06
+        target: PTV_Met_Lung                  # target structure that treats it (null: untreated)
+      - organ: bone
+        site: T8 vertebral body
+        size_mm: 20
+        target: PTV_Met_Vert
+    extra_regional_node_stations: 0           # involved extra-regional lymph-node stations
+    systemic_therapy:
+      agents: [paclitaxel, cisplatin, camrelizumab]
+      cycles: 4
+      start_date: 2025-01-20
+      end_date: 2025-04-10
+      ongoing_during_rt: false
+      response_at_restaging: PR               # CR | PR | SD | PD
+    concurrent_chemotherapy: false
+    concurrent_immunotherapy: false
+    restaging:
+      modality: FDG-PET/CT
+      date: 2025-04-28
+      progression: false
+      new_lesions: 0
+      brain_imaging: MRI
+
+Unknown keys are errors; every field is optional where the clinic may not know
+it, and rules that need a missing field report NOT_EVALUATED with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from plancheck.errors import ProtocolError
+
+__all__ = ["Case", "Lesion", "Primary", "SystemicTherapy", "Restaging", "load_case", "find_case_file", "CASE_FILE_NAMES"]
+
+CASE_FILE_NAMES = ("case.yaml", "case.yml", "case.json")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lesion(_Strict):
+    """One metastatic lesion."""
+
+    organ: str = Field(min_length=1, description="organ, e.g. lung, liver, bone, brain, adrenal, non_regional_lymph_node")
+    site: str = ""
+    size_mm: float | None = Field(default=None, gt=0)
+    detected_date: dt.date | None = None
+    target: str | None = Field(default=None, description="target structure (ROI name) treating it; null if untreated")
+
+
+class Primary(_Strict):
+    diagnosis_date: dt.date | None = None
+    target: str | None = None
+    treatment_end_date: dt.date | None = None
+
+
+class SystemicTherapy(_Strict):
+    agents: list[str] = Field(default_factory=list)
+    cycles: int | None = Field(default=None, ge=0)
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    ongoing_during_rt: bool | None = None
+    response_at_restaging: Literal["CR", "PR", "SD", "PD"] | None = None
+
+
+class Restaging(_Strict):
+    modality: str | None = None
+    date: dt.date | None = None
+    progression: bool | None = None
+    new_lesions: int | None = Field(default=None, ge=0)
+    brain_imaging: str | None = None
+
+
+class Case(_Strict):
+    """Clinical context of one patient's radiotherapy (see the module docstring)."""
+
+    histology: Literal["squamous_cell_carcinoma", "adenocarcinoma", "other"] | None = None
+    intent: Literal["curative", "palliative"] | None = None
+    primary: Primary | None = None
+    presentation: Literal["synchronous", "metachronous"] | None = None
+    omd_type: Literal["de_novo", "repeat", "induced"] | None = None
+    disease_free_interval_months: float | None = Field(default=None, ge=0)
+    metastases: list[Lesion] | None = None
+    extra_regional_node_stations: int | None = Field(default=None, ge=0)
+    systemic_therapy: SystemicTherapy | None = None
+    concurrent_chemotherapy: bool | None = None
+    concurrent_immunotherapy: bool | None = None
+    restaging: Restaging | None = None
+
+
+def load_case(path: str | Path) -> Case:
+    """Read and validate a case file.
+
+    Raises
+    ------
+    ProtocolError
+        Naming the file and the field, for unreadable YAML or invalid content.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProtocolError(f"cannot read case file: {exc.strerror or exc}", p) from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ProtocolError(f"case file is not valid YAML: {exc}", p) from exc
+    if not isinstance(data, dict):
+        raise ProtocolError("a case file must be a mapping of fields (histology, metastases, ...)", p)
+    try:
+        return Case.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(x) for x in err["loc"])
+            parts.append(f"field {where}: {err['msg']}")
+        raise ProtocolError("; ".join(parts), p) from exc
+
+
+def find_case_file(export_path: str | Path) -> Path | None:
+    """``case.yaml`` (or .yml/.json) in the export directory (or next to a file/zip), if present."""
+    p = Path(export_path)
+    folder = p if p.is_dir() else p.parent
+    for name in CASE_FILE_NAMES:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None

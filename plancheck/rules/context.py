@@ -1,0 +1,292 @@
+"""Everything an evaluator needs, computed once per check and cached.
+
+* structures: a protocol's standard name → the exported ROI (TG-263 names,
+  synonyms, the protocol's and the user's mapping), or why not;
+* courses: fractionation summary (prescription, fractions, regime) per course;
+* targets: GTV/CTV/PTV grouped per lesion (primary or metastasis), each group
+  with the course that treats it — from the case file where it names targets,
+  else from naming conventions and the plans' dose references;
+* DVHs: per (ROI, courses, dose kind, α/β), single course or voxel-wise composite.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from plancheck.dvh.dvh import DVH
+from plancheck.dvh.engine import sample_for_grid
+from plancheck.dvh.metrics import MetricValue, evaluate_metric
+from plancheck.model.case import Case
+from plancheck.model.export import Course, PlanExport
+from plancheck.model.structures import Roi
+from plancheck.protocol.loader import Protocol
+from plancheck.protocol.names import MatchStatus, NameMatch, StructureNameMatcher, TargetName, parse_target_name
+from plancheck.radiobiology import (
+    AlphaBetaTable,
+    DoseConversion,
+    DoseKind,
+    FractionationRegime,
+    FractionationSummary,
+    load_alpha_beta_table,
+    summarize_fractionation,
+)
+from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh, sample_for_grids
+
+__all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
+
+log = logging.getLogger(__name__)
+
+TARGET_KINDS = ("GTV", "ITV", "CTV", "PTV")
+
+
+@dataclass(frozen=True)
+class StructureLookup:
+    """A protocol structure found (``roi``) or not (``roi is None``, ``reason`` says why)."""
+
+    standard_name: str
+    roi: Roi | None
+    match: NameMatch | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CourseInfo:
+    """A course and its fractionation."""
+
+    course: Course
+    prescription_gy: float | None
+    fractions: int | None
+    summary: FractionationSummary | None
+
+    @property
+    def label(self) -> str:
+        return self.course.label
+
+    @property
+    def regime(self) -> FractionationRegime | None:
+        return self.summary.regime if self.summary else None
+
+    @property
+    def is_sbrt(self) -> bool:
+        return self.regime is FractionationRegime.SBRT
+
+
+@dataclass(frozen=True)
+class TargetGroup:
+    """The target volumes of one lesion and the course that treats it.
+
+    Attributes
+    ----------
+    role
+        ``primary``, ``metastasis``, ``nodal`` or ``unknown``.
+    key
+        Grouping key (role, site, index) — members share it.
+    volumes
+        ``{"GTV": Roi, "CTV": Roi, "PTV": Roi, ...}`` as present.
+    course
+        The course treating it (None when none could be identified).
+    how
+        How the course was identified.
+    organ, site
+        From the case file's lesion where it names this target, else from the name.
+    """
+
+    role: str
+    key: tuple
+    volumes: Mapping[str, Roi]
+    course: CourseInfo | None
+    how: str
+    organ: str | None = None
+    site: str | None = None
+
+    @property
+    def ptv(self) -> Roi | None:
+        return self.volumes.get("PTV")
+
+    @property
+    def label(self) -> str:
+        roi = self.ptv or next(iter(self.volumes.values()), None)
+        return roi.name if roi else "?"
+
+
+@dataclass
+class CheckContext:
+    """Shared, cached state of one check run.
+
+    Parameters
+    ----------
+    export
+        The linked export.
+    protocol
+        The resolved protocol.
+    case
+        Clinical context, or None when no case file was given or found.
+    case_source
+        Where the case came from (for reports).
+    user_mapping
+        ``{standard_name: roi_name}`` from the command line (wins over the protocol's).
+    """
+
+    export: PlanExport
+    protocol: Protocol
+    case: Case | None = None
+    case_source: str | None = None
+    user_mapping: Mapping[str, str] = field(default_factory=dict)
+    _dvh_cache: dict = field(default_factory=dict, repr=False)
+    _sampling_cache: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ structures
+    @cached_property
+    def structure_set(self):
+        return self.export.courses[0].structure_set if self.export.courses else self.export.structure_sets[0]
+
+    @cached_property
+    def matcher(self) -> StructureNameMatcher:
+        mapping = dict(self.protocol.structure_mapping)
+        mapping.update(self.user_mapping)
+        return StructureNameMatcher(mapping)
+
+    @cached_property
+    def roi_names(self) -> list[str]:
+        return [r.name for r in self.structure_set.rois]
+
+    def structure(self, standard_name: str) -> StructureLookup:
+        """Find a protocol structure in the structure set."""
+        match = self.matcher.match(standard_name, self.roi_names)
+        if match.status is not MatchStatus.MATCHED or match.roi_name is None:
+            return StructureLookup(standard_name, None, match, match.reason)
+        roi = self.structure_set.roi_by_name(match.roi_name)
+        if roi.is_empty:
+            return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
+        return StructureLookup(standard_name, roi, match)
+
+    def roi_named(self, name: str) -> Roi | None:
+        """An exported ROI by its exact name (case files and mappings name ROIs directly)."""
+        for roi in self.structure_set.rois:
+            if roi.name == name:
+                return roi
+        return None
+
+    # ------------------------------------------------------------------ courses
+    @cached_property
+    def courses(self) -> tuple[CourseInfo, ...]:
+        out = []
+        for c in self.export.courses:
+            rx, n = c.plan.prescription_dose_gy, c.plan.fractions_planned
+            summary = summarize_fractionation(rx, n) if rx and n else None
+            out.append(CourseInfo(c, rx, n, summary))
+        return tuple(out)
+
+    def courses_matching(self, selector: str) -> list[CourseInfo]:
+        """Courses for a rule's ``course`` selector: ``all``, ``conventional`` (any
+        non-SBRT regime), ``sbrt``, or a course label."""
+        if selector == "all":
+            return list(self.courses)
+        if selector == "sbrt":
+            return [c for c in self.courses if c.is_sbrt]
+        if selector == "conventional":
+            return [c for c in self.courses if c.summary is not None and not c.is_sbrt]
+        return [c for c in self.courses if c.label == selector]
+
+    # ------------------------------------------------------------------ α/β
+    @cached_property
+    def alpha_beta_table(self) -> AlphaBetaTable:
+        return load_alpha_beta_table()
+
+    def alpha_beta(self, standard_name: str, roi: Roi, explicit_gy: float | None = None) -> tuple[float, str]:
+        """α/β (Gy) for a structure and where it came from: the rule's own value,
+        the protocol's ``alpha_beta_gy``, else the α/β table."""
+        if explicit_gy is not None:
+            return explicit_gy, "set by the rule"
+        if standard_name in self.protocol.alpha_beta_gy:
+            return self.protocol.alpha_beta_gy[standard_name], f"set by protocol {self.protocol.id}"
+        is_target = roi.interpreted_type.upper() in TARGET_KINDS or parse_target_name(roi.name).kind is not None
+        choice = self.alpha_beta_table.lookup(standard_name or roi.name, is_target=is_target)
+        return choice.alpha_beta_gy, choice.describe()
+
+    # ------------------------------------------------------------------ DVHs
+    def dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None) -> DVH:
+        """DVH of ``roi`` for one course, or the voxel-wise composite of several."""
+        conversion = conversion or DoseConversion.physical()
+        key = (roi.number, tuple(c.course.plan.sop_instance_uid for c in courses), conversion)
+        if key in self._dvh_cache:
+            return self._dvh_cache[key]
+        grids_key = (roi.number, tuple(id(c.course.dose) for c in courses))
+        sampling = self._sampling_cache.get(grids_key)
+        if len(courses) == 1:
+            if sampling is None:
+                sampling = self._sampling_cache[grids_key] = sample_for_grid(roi, courses[0].course.dose)
+            dvh = course_dvh(roi, courses[0].course, conversion, sampling=sampling)
+        else:
+            if sampling is None:
+                sampling = self._sampling_cache[grids_key] = sample_for_grids(roi, [c.course.dose for c in courses])
+            dvh, _ = composite_dvh(roi, [c.course for c in courses], conversion, sampling=sampling)
+        self._dvh_cache[key] = dvh
+        return dvh
+
+    def metric(self, spec: str, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None,
+               prescription_gy: float | None = None) -> MetricValue:
+        return evaluate_metric(spec, self.dvh(roi, courses, conversion), prescription_gy)
+
+    # ------------------------------------------------------------------ targets
+    @cached_property
+    def targets(self) -> tuple[TargetGroup, ...]:
+        """Target groups (one per lesion), with the course that treats each."""
+        parsed: dict[str, TargetName] = {}
+        for roi in self.structure_set.rois:
+            t = parse_target_name(roi.name, roi.interpreted_type)
+            if t.kind is not None and not t.derived and not roi.is_empty:
+                parsed[roi.name] = t
+        groups: dict[tuple, dict[str, Roi]] = {}
+        for name, t in parsed.items():
+            key = (t.role.value if hasattr(t.role, "value") else str(t.role), (t.site or "").casefold(), t.index)
+            kind = "ITV" if str(t.kind) in ("ITV", "IGTV", "ICTV") else str(t.kind)
+            groups.setdefault(key, {})
+            if kind not in groups[key]:
+                groups[key][kind] = self.structure_set.roi_by_name(name)
+        lesion_by_target = {}
+        if self.case and self.case.metastases:
+            for lesion in self.case.metastases:
+                if lesion.target:
+                    lesion_by_target[lesion.target] = lesion
+        primary_target = self.case.primary.target if self.case and self.case.primary else None
+        out = []
+        for key, volumes in groups.items():
+            role = key[0]
+            names = {r.name for r in volumes.values()}
+            lesion = next((lesion_by_target[n] for n in names if n in lesion_by_target), None)
+            if lesion is not None:
+                role = "metastasis"
+            elif primary_target and primary_target in names:
+                role = "primary"
+            course, how = self._course_for(volumes)
+            out.append(TargetGroup(
+                role=role, key=key, volumes=volumes, course=course, how=how,
+                organ=lesion.organ if lesion else None,
+                site=(lesion.site if lesion else None) or (key[1] or None),
+            ))
+        return tuple(out)
+
+    def _course_for(self, volumes: Mapping[str, Roi]) -> tuple[CourseInfo | None, str]:
+        numbers = {r.number for r in volumes.values()}
+        for info in self.courses:
+            for ref in info.course.plan.target_prescriptions:
+                if ref.referenced_roi_number in numbers:
+                    return info, f"plan {info.label} prescribes to ROI {ref.referenced_roi_number}"
+        ptv = volumes.get("PTV") or next(iter(volumes.values()))
+        best, best_ratio = None, 0.0
+        for info in self.courses:
+            if not info.prescription_gy:
+                continue
+            value = self.metric("D50%[Gy]", ptv, [info]).value
+            if value is not None and value / info.prescription_gy > best_ratio:
+                best, best_ratio = info, value / info.prescription_gy
+        if best is not None and best_ratio >= 0.8:
+            return best, f"plan {best.label} gives {ptv.name} a median dose of {100 * best_ratio:.0f}% of its prescription"
+        return None, f"no plan prescribes to or covers {ptv.name}"
+
+    def targets_with_role(self, role: str) -> list[TargetGroup]:
+        return [t for t in self.targets if t.role == role]
