@@ -39,7 +39,7 @@ from plancheck.model.structures import Roi
 
 __all__ = ["RoiSampling", "sample_roi", "DEFAULT_TARGET_SAMPLES"]
 
-DEFAULT_TARGET_SAMPLES = 250_000
+DEFAULT_TARGET_SAMPLES = 150_000
 """Sample cells aimed for per ROI (lattice points x segments, before clipping the step)."""
 
 _GAP_FACTOR = 1.5
@@ -250,11 +250,11 @@ def _extreme_points(polys, z, lo, hi, step, x, y, plane_idx, extra) -> np.ndarra
     blocks = []
     for k, plane_polys in enumerate(polys):
         edge = _edge_points(plane_polys, step)
-        zs = [lo[k], hi[k]]
-        if extra.size:
-            zs.extend(extra[(extra > lo[k]) & (extra < hi[k])].tolist())
-        for zz in zs:
-            blocks.append(np.column_stack([edge, np.full(len(edge), zz)]))
+        zs = np.array([lo[k], hi[k]] + (extra[(extra > lo[k]) & (extra < hi[k])].tolist() if extra.size else []))
+        block = np.empty((len(edge) * len(zs), 3))
+        block[:, :2] = np.tile(edge, (len(zs), 1))
+        block[:, 2] = np.repeat(zs, len(edge))
+        blocks.append(block)
     # End caps: faces not shared with a neighbouring slab.
     shared_below = np.zeros(len(z), dtype=bool)
     shared_below[1:] = np.isclose(lo[1:], hi[:-1])

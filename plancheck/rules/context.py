@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 TARGET_KINDS = ("GTV", "ITV", "CTV", "PTV")
 
 
+def _geometry_key(grid) -> tuple:
+    """Grids with the same geometry share one sampling of a structure."""
+    return tuple((len(a), round(float(a[0]), 4), round(float(a[-1]), 4)) for a in (grid.x_mm, grid.y_mm, grid.z_mm))
+
+
 @dataclass(frozen=True)
 class StructureLookup:
     """A protocol structure found (``roi``) or not (``roi is None``, ``reason`` says why)."""
@@ -214,7 +219,7 @@ class CheckContext:
         key = (roi.number, tuple(c.course.plan.sop_instance_uid for c in courses), conversion)
         if key in self._dvh_cache:
             return self._dvh_cache[key]
-        grids_key = (roi.number, tuple(id(c.course.dose) for c in courses))
+        grids_key = (roi.number, tuple(_geometry_key(c.course.dose) for c in courses))
         sampling = self._sampling_cache.get(grids_key)
         if len(courses) == 1:
             if sampling is None:
