@@ -224,12 +224,17 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
         dvh, description = composite_dvh(roi, courses, conversion)
         rows.append(StructureDVH(roi, dvh, _metrics(specs, dvh, None), conversion.label, ab, ab_source, None))
     fractions = [c.plan.fractions_planned for c in courses]
+    parts = ", ".join(f"{c.label} ({c.plan.fractions_planned} fx)" for c in courses)
+    kind = request.kind.value
+    summary = f"voxel-wise {kind} sum of {parts}" + ("" if request.kind is DoseKind.PHYSICAL else "; α/β per structure (Dose kind column)")
+    if description is not None:
+        summary += f"; {description.grid}"
     return CourseDVHs(
         label="composite",
         sop_instance_uid="",
         fractions=None if any(f is None for f in fractions) else int(sum(fractions)),  # type: ignore[arg-type]
         prescription_gy=None,
-        dose_summary=description.describe() if description else "",
+        dose_summary=summary,
         structures=tuple(rows),
         engine="plancheck",
         composite_of=tuple(c.label for c in courses),

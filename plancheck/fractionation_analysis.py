@@ -5,8 +5,9 @@ The prescription is the plan's TARGET dose reference (Target Prescription Dose,
 whole course); the number of fractions is the fraction group's Number of
 Fractions Planned. plancheck says so when they cannot be found, when several
 target prescriptions differ, and when the dose distribution does not match the
-prescription (median dose of the referenced target ROI more than
-``DOSE_MISMATCH_TOLERANCE_PCT`` away from it).
+prescription: D95% of the referenced target ROI more than
+``DOSE_MISMATCH_TOLERANCE_PCT`` away from it. (D95%, not the median: SBRT is
+prescribed to the periphery, so its median dose is well above the prescription.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from plancheck.radiobiology import FractionationSummary, summarize_fractionation
 __all__ = ["CourseFractionation", "course_fractionation", "DOSE_MISMATCH_TOLERANCE_PCT"]
 
 DOSE_MISMATCH_TOLERANCE_PCT = 10.0
-"""Median target dose further than this from the prescription is reported."""
+"""Target D95% further than this (percent of the prescription) from the prescription is reported."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class CourseFractionation:
     fractions: int | None
     summary: FractionationSummary | None
     target_roi: str | None
-    target_median_gy: float | None
+    target_d95_gy: float | None
     remarks: tuple[str, ...]
 
 
@@ -55,7 +56,7 @@ def course_fractionation(course: Course) -> CourseFractionation:
     if len(plan.fraction_groups) > 1:
         remarks.append(f"{len(plan.fraction_groups)} fraction groups: fractions added")
     summary = summarize_fractionation(rx, n) if rx and n else None
-    target_name = median = None
+    target_name = d95 = None
     ref = next((t for t in targets if t.target_prescription_dose_gy == rx and t.referenced_roi_number is not None), None)
     if ref is not None:
         try:
@@ -64,13 +65,13 @@ def course_fractionation(course: Course) -> CourseFractionation:
             remarks.append(f"the prescription refers to ROI number {ref.referenced_roi_number}, which is not in the structure set")
         else:
             target_name = roi.name
-            value = evaluate_metric("D50%[Gy]", compute_dvh(roi, course.dose)).value
-            median = value
-            if value is None:
-                remarks.append(f"the median dose of {roi.name} could not be computed (dose grid coverage)")
-            elif rx and abs(value - rx) / rx * 100 > DOSE_MISMATCH_TOLERANCE_PCT:
+            metric = evaluate_metric("D95%[Gy]", compute_dvh(roi, course.dose))
+            d95 = metric.value
+            if d95 is None:
+                remarks.append(f"D95% of {roi.name} could not be computed: {metric.reason}")
+            elif rx and abs(d95 - rx) / rx * 100 > DOSE_MISMATCH_TOLERANCE_PCT:
                 remarks.append(
-                    f"median dose of {roi.name} is {value:.2f} Gy, {100 * (value - rx) / rx:+.1f}% from the prescription {rx:g} Gy: "
+                    f"D95% of {roi.name} is {d95:.2f} Gy, {100 * (d95 - rx) / rx:+.1f}% from the prescription {rx:g} Gy: "
                     "dose and prescription disagree"
                 )
-    return CourseFractionation(course.label, plan.sop_instance_uid, rx, n, summary, target_name, median, tuple(remarks))
+    return CourseFractionation(course.label, plan.sop_instance_uid, rx, n, summary, target_name, d95, tuple(remarks))

@@ -39,7 +39,7 @@ def run_fractionation(args: argparse.Namespace) -> int:
                     "eqd2_10_gy": r.summary.eqd2_10_gy if r.summary else None,
                     "regime": r.summary.regime.value if r.summary else None,
                     "target": r.target_roi,
-                    "target_median_gy": r.target_median_gy,
+                    "target_d95_gy": r.target_d95_gy,
                     "remarks": list(r.remarks),
                 }
                 for r in rows
@@ -53,7 +53,7 @@ def run_fractionation(args: argparse.Namespace) -> int:
     console = Console(color_system=None if not sys.stdout.isatty() else "standard", width=140)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col, just in (("Course", "left"), ("Rx [Gy]", "right"), ("Fractions", "right"), ("Gy/fx", "right"),
-                      ("BED10 [Gy]", "right"), ("EQD2(10) [Gy]", "right"), ("Regime", "left"), ("Target", "left"), ("Median [Gy]", "right")):
+                      ("BED10 [Gy]", "right"), ("EQD2(10) [Gy]", "right"), ("Regime", "left"), ("Target", "left"), ("D95% [Gy]", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows:
         s = r.summary
@@ -61,7 +61,7 @@ def run_fractionation(args: argparse.Namespace) -> int:
             r.label, f"{r.prescription_gy:g}" if r.prescription_gy else "—", str(r.fractions or "—"),
             f"{s.dose_per_fraction_gy:.3g}" if s else "—", f"{s.bed10_gy:.2f}" if s else "—",
             f"{s.eqd2_10_gy:.2f}" if s else "—", s.regime.value if s else "—", r.target_roi or "—",
-            f"{r.target_median_gy:.2f}" if r.target_median_gy is not None else "—",
+            f"{r.target_d95_gy:.2f}" if r.target_d95_gy is not None else "—",
         )
     console.print(table)
     for r in rows:
