@@ -223,7 +223,6 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
         conversion, ab, ab_source = _conversion_for(roi, request)
         dvh, description = composite_dvh(roi, courses, conversion)
         rows.append(StructureDVH(roi, dvh, _metrics(specs, dvh, None), conversion.label, ab, ab_source, None))
-    fractions = [c.plan.fractions_planned for c in courses]
     parts = ", ".join(f"{c.label} ({c.plan.fractions_planned} fx)" for c in courses)
     kind = request.kind.value
     summary = f"voxel-wise {kind} sum of {parts}" + ("" if request.kind is DoseKind.PHYSICAL else "; α/β per structure (Dose kind column)")
@@ -232,7 +231,7 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
     return CourseDVHs(
         label="composite",
         sop_instance_uid="",
-        fractions=None if any(f is None for f in fractions) else int(sum(fractions)),  # type: ignore[arg-type]
+        fractions=None,  # several regimens: composite_of and dose_summary say which
         prescription_gy=None,
         dose_summary=summary,
         structures=tuple(rows),

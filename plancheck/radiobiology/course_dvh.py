@@ -80,7 +80,14 @@ def sample_for_grids(roi: Roi, grids: Sequence[DoseGrid], *, target_samples: int
     spacing = [s for g in grids for s in g.spacing_mm if s > 0]
     split = np.unique(np.concatenate([g.z_mm for g in grids]))
     max_step = MAX_STEP_IN_DOSE_SPACINGS * min(spacing) if spacing else 3.0
-    return sample_roi(roi, target_samples=target_samples, max_step_mm=max_step, split_z_mm=split)
+    z_spacing = [g.spacing_mm[2] for g in grids if g.spacing_mm[2] > 0]
+    return sample_roi(
+        roi,
+        target_samples=target_samples,
+        max_step_mm=max_step,
+        split_z_mm=split,
+        default_thickness_mm=min(z_spacing) if z_spacing else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,8 @@ def composite_dvh(
         raise UsageError("a composite needs at least one course")
     frames = {c.dose.frame_of_reference_uid for c in courses}
     if len(frames) > 1:
-        raise UsageError("courses with different frames of reference cannot be summed")
+        listing = "; ".join(f"{c.label}: {c.dose.frame_of_reference_uid}" for c in courses)
+        raise UsageError(f"courses with different frames of reference cannot be summed ({listing})")
     grids = [c.dose for c in courses]
     sampling = sampling or sample_for_grids(roi, grids)
     sources = [_source(c, conversion) for c in courses]
