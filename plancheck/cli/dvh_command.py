@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from plancheck.cli.exit_codes import ExitCode
-from plancheck.cli.output import write_atomically
+from plancheck.cli.output import check_writable, write_all_atomically
 from plancheck.dicom import read_export
 from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
 from plancheck.errors import UsageError
@@ -59,8 +59,13 @@ def run_dvh(args: argparse.Namespace) -> int:
         raise UsageError("--alpha-beta applies to --dose-kind eqd2 or bed")
     if args.alpha_beta is not None and not args.alpha_beta > 0:
         raise UsageError(f"--alpha-beta {args.alpha_beta:g}: α/β must be > 0 Gy")
-    request = DoseKindRequest(kind, args.alpha_beta, parse_alpha_beta_for(args.alpha_beta_for))
+    per_structure = parse_alpha_beta_for(args.alpha_beta_for)
+    for option, path in (("--output", args.output), ("--curves", args.curves)):
+        if path:
+            check_writable(path, option)
     export = read_export(args.paths if len(args.paths) > 1 else args.paths[0])
+    per_structure = _resolve_structure_names(export, per_structure)
+    request = DoseKindRequest(kind, args.alpha_beta, per_structure)
     tables = dvh_tables(
         export,
         structures=args.structure,
@@ -75,10 +80,28 @@ def run_dvh(args: argparse.Namespace) -> int:
         text = dvh_csv(tables)
     else:
         text = dvh_text(tables, color=args.output is None and sys.stdout.isatty())
+    files = {}
     if args.curves:
-        write_atomically(args.curves, dvh_curves_csv(tables))
+        files[args.curves] = dvh_curves_csv(tables)
     if args.output:
-        write_atomically(args.output, text)
-    else:
+        files[args.output] = text
+    write_all_atomically(files)
+    if not args.output:
         sys.stdout.write(text)
     return ExitCode.OK
+
+
+def _resolve_structure_names(export, per_structure: dict[str, float]) -> dict[str, float]:
+    """Map ``--alpha-beta-for`` names to exported ROI names (exact, then ignoring case);
+    a name that matches no structure is a usage error, never silently ignored."""
+    names = {roi.name for ss in export.structure_sets for roi in ss.rois}
+    out = {}
+    for given, ab in per_structure.items():
+        if given in names:
+            out[given] = ab
+            continue
+        loose = [n for n in names if n.casefold() == given.casefold()]
+        if len(loose) != 1:
+            raise UsageError(f"--alpha-beta-for {given}: no such structure (available: {', '.join(sorted(names))})")
+        out[loose[0]] = ab
+    return out

@@ -100,31 +100,32 @@ def _fmt(x: float | None, digits: int) -> str:
 def dvh_text(tables: Sequence[CourseDVHs], *, color: bool = False, width: int = 160) -> str:
     """Aligned tables, one per plan; undefined values shown as ``—`` with the reason below."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(record=True, width=width, color_system="standard" if color else None, force_terminal=color, file=io.StringIO())
     for t in tables:
         title = t.label if not t.composite_of else f"composite of {', '.join(t.composite_of)}"
         rx = f"{t.prescription_gy:g} Gy" if t.prescription_gy else "not stated"
-        console.print(f"[bold]{title}[/bold]  fractions: {t.fractions or '?'}  prescription: {rx}  engine: {t.engine}")
+        console.print(f"[bold]{escape(title)}[/bold]  fractions: {t.fractions or '?'}  prescription: {rx}  engine: {t.engine}")
         if t.dose_summary:
-            console.print(f"  dose: {t.dose_summary}")
+            console.print(f"  dose: {escape(t.dose_summary)}")
         metric_names = [m.metric for m in t.structures[0].metrics] if t.structures else []
         table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
         table.add_column("Structure")
-        table.add_column("Volume [cc]", justify="right")
-        table.add_column("In grid [%]", justify="right")
+        table.add_column(escape("Volume [cc]"), justify="right")
+        table.add_column(escape("In grid [%]"), justify="right")
         kinds = {r.dose_kind for r in t.structures}
         if kinds != {"physical"}:
             table.add_column("Dose kind")
         for name in metric_names:
             if name != "Volume[cc]":
-                table.add_column(name, justify="right")
+                table.add_column(escape(name), justify="right")
         footnotes = []
         for r in t.structures:
-            cells = [r.roi.name, f"{r.dvh.volume_cc:.2f}", f"{r.dvh.dose_coverage_pct:.1f}"]
+            cells = [escape(r.roi.name), f"{r.dvh.volume_cc:.2f}", f"{r.dvh.dose_coverage_pct:.1f}"]
             if kinds != {"physical"}:
-                cells.append(r.dose_kind)
+                cells.append(escape(r.dose_kind))
             for m in r.metrics:
                 if m.metric == "Volume[cc]":
                     continue
@@ -136,6 +137,6 @@ def dvh_text(tables: Sequence[CourseDVHs], *, color: bool = False, width: int = 
             table.add_row(*cells)
         console.print(table)
         for note in footnotes:
-            console.print(f"  — {note}", highlight=False)
+            console.print(f"  — {escape(note)}", highlight=False)
         console.print()
     return console.export_text(styles=color)
