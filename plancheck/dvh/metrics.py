@@ -212,6 +212,8 @@ def evaluate_metric(spec: MetricSpec | str, dvh: DVH, prescription_gy: float | N
             return _undefined(spec, unit, f"the structure ({total:.3g} cc) is smaller than {spec.threshold:g} cc")
         if spec.kind == "DC":
             v = total - v
+        if unc == 0:
+            v = min(v, cov)  # histogram sums may fall a rounding error short of the volume
         lo = dvh.covered_dose_at_volume_gy(v) if v <= cov else 0.0
         hi = math.inf if v <= unc and unc > 0 else dvh.covered_dose_at_volume_gy(max(v - unc, 0.0))
         method = "interpolated on the cumulative DVH"
