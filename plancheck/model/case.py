@@ -112,6 +112,17 @@ class Case(_Strict):
     restaging: Restaging | None = None
 
 
+class _CaseLoader(yaml.SafeLoader):
+    """YAML loader that leaves dates as text: pydantic parses them, so an invalid date
+    (``2025-13-40``) is reported with its field instead of crashing the YAML parser."""
+
+
+_CaseLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_case(path: str | Path) -> Case:
     """Read and validate a case file.
 
@@ -126,7 +137,7 @@ def load_case(path: str | Path) -> Case:
     except OSError as exc:
         raise ProtocolError(f"cannot read case file: {exc.strerror or exc}", p) from exc
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_CaseLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ProtocolError(f"case file is not valid YAML: {exc}", p) from exc
     if not isinstance(data, dict):

@@ -19,6 +19,7 @@ from functools import cached_property
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import sample_for_grid
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
+from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
@@ -213,6 +214,13 @@ class CheckContext:
         return choice.alpha_beta_gy, choice.describe()
 
     # ------------------------------------------------------------------ DVHs
+    def sampling(self, roi: Roi, info: CourseInfo) -> RoiSampling:
+        """The ROI's sample points for one course's dose grid (cached; shared with :meth:`dvh`)."""
+        key = (roi.number, (_geometry_key(info.course.dose),))
+        if key not in self._sampling_cache:
+            self._sampling_cache[key] = sample_for_grid(roi, info.course.dose)
+        return self._sampling_cache[key]
+
     def dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None) -> DVH:
         """DVH of ``roi`` for one course, or the voxel-wise composite of several."""
         conversion = conversion or DoseConversion.physical()

@@ -1,0 +1,730 @@
+"""Rule kind ``integrity``: is the export a coherent, plausible plan? (consensus.md §6)
+
+Every plan, whatever the protocol, is first checked for integrity: one patient,
+linked objects, dose units, dose summation, dose grid, heterogeneity correction,
+prescription against dose, fractionation against the protocol, isocenter,
+machine, energies and monitor units. Each rule names one ``check``; the fields
+each check takes (all thresholds live in the protocol file, none in this code)::
+
+    - id: INT-GRID-SPACING
+      kind: integrity
+      check: grid_spacing
+      title: Dose grid spacing
+      category: integrity
+      course: all                     # all | conventional | sbrt | a course label (per-course checks)
+      limits_by_regime:               # 'conventional' = every course that is not SBRT
+        conventional: {unit: mm, upper: {per_protocol: 3}}
+        sbrt: {unit: mm, upper: {per_protocol: 2}}
+      provenance: {source: ..., section: ..., confidence: companion}
+
+=============================  ==================================================================
+check                          fields (R = required)
+=============================  ==================================================================
+same_patient                   —
+references                     —
+dose_units                     ``allowed_dose_types`` R: [PHYSICAL] and/or EFFECTIVE
+dose_summation                 ``accepted_summation_types`` R: Dose Summation Types of the files
+grid_covers                    ``structures``: ``evaluated`` (targets and every structure a rule
+                               of the protocol names), ``all_contoured`` or a list of standard
+                               names; ``exclude_external`` (default true); ``exclude_types``
+                               (RT ROI Interpreted Types); ``limits`` R (unit %)
+grid_spacing                   ``limits_by_regime`` R (unit mm)
+heterogeneity                  ``disallowed`` R (e.g. [WATER]); ``only_if_structures`` (standard
+                               names: the rule applies when one is contoured, e.g. the lungs
+                               for a thoracic plan)
+prescription_matches_dose      ``metric`` (default ``D95%[Gy]``); ``limits`` or
+                               ``limits_by_regime`` R (unit %: the metric as % of the dose
+                               reference's Target Prescription Dose)
+fractions_match_protocol       ``regimes_by_role`` R: {primary|metastasis|nodal: {per_protocol:
+                               [...], acceptable: [...]}} of regimes hyperfractionated,
+                               conventional, moderately_hypofractionated, sbrt, other;
+                               ``dose_per_fraction_by_role`` (Limits, unit Gy)
+isocenter_in_body              ``body_structure`` (standard name, default External)
+single_machine                 —
+beam_energy                    ``allowed_mv`` (photon nominal energies); ``mixed_energies``
+                               (pass | warn | fail, default warn)
+meterset                       ``limits_by_regime`` R (unit MU/Gy: course MU / course Rx)
+=============================  ==================================================================
+
+A field that does not belong to the rule's check is an error, so a misplaced
+threshold never goes unnoticed.
+
+References
+----------
+DICOM PS3.3 C.8.8.3 (RT Dose: Dose Units, Dose Type, Dose Summation Type, Tissue
+Heterogeneity Correction), C.8.8.10 (RT Prescription), C.8.8.13 (RT Fraction Scheme:
+Beam Meterset), C.8.8.14 (RT Beams: Treatment Machine Name, Nominal Beam Energy,
+Isocenter Position). AAPM TG-275 (physics plan and chart review, 2020); AAPM TG-101
+(SBRT, 2010: dose grid ≤ 2 mm, heterogeneity correction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from plancheck.dvh.interpolate import covered_by_grid
+from plancheck.dvh.metrics import parse_metric
+from plancheck.dvh.rasterize import points_in_polygons
+from plancheck.errors import MetricSpecError
+from plancheck.model.structures import Roi
+from plancheck.protocol.schema import RuleBase, StrictModel
+from plancheck.radiobiology import FractionationRegime
+from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
+from plancheck.rules.context import CheckContext, CourseInfo
+from plancheck.rules.findings import Finding, Status, worst_status
+from plancheck.rules.registry import RuleKind
+from plancheck.rules.thresholds import Limits, grade, grade_interval
+
+__all__ = ["IntegrityRule", "LimitsByRegime", "RegimeSet", "INTEGRITY_KIND", "evaluate_integrity_rule", "coverage_pct"]
+
+Check = Literal[
+    "same_patient", "references", "dose_units", "dose_summation", "grid_covers", "grid_spacing",
+    "heterogeneity", "prescription_matches_dose", "fractions_match_protocol", "isocenter_in_body",
+    "single_machine", "beam_energy", "meterset",
+]
+RegimeName = Literal["hyperfractionated", "conventional", "moderately_hypofractionated", "sbrt", "other"]
+Role = Literal["primary", "metastasis", "nodal"]
+
+_REGIME_NAME = {
+    FractionationRegime.HYPERFRACTIONATED: "hyperfractionated",
+    FractionationRegime.CONVENTIONAL: "conventional",
+    FractionationRegime.MODERATELY_HYPOFRACTIONATED: "moderately_hypofractionated",
+    FractionationRegime.SBRT: "sbrt",
+    FractionationRegime.OTHER: "other",
+}
+_SUMMATION_TYPES = Literal["PLAN", "BEAM", "FRACTION", "BEAM_SESSION", "FRACTION_SESSION"]
+
+
+class LimitsByRegime(StrictModel):
+    """Limits per fractionation regime: ``sbrt`` for SBRT courses, ``conventional`` for every other one."""
+
+    conventional: Limits | None = None
+    sbrt: Limits | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> LimitsByRegime:
+        if self.conventional is None and self.sbrt is None:
+            raise ValueError("give limits for 'conventional' and/or 'sbrt'")
+        return self
+
+
+class RegimeSet(StrictModel):
+    """Regimes expected per protocol (PASS) and acceptable as a variation (WARN); any other: FAIL."""
+
+    per_protocol: list[RegimeName] = Field(min_length=1)
+    acceptable: list[RegimeName] = Field(default_factory=list)
+
+
+# check → (allowed fields, required fields), beyond the fields every rule has
+_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    "same_patient": (set(), set()),
+    "references": (set(), set()),
+    "dose_units": ({"allowed_dose_types"}, {"allowed_dose_types"}),
+    "dose_summation": ({"accepted_summation_types"}, {"accepted_summation_types"}),
+    "grid_covers": ({"structures", "exclude_external", "exclude_types", "limits"}, {"limits"}),
+    "grid_spacing": ({"limits_by_regime"}, {"limits_by_regime"}),
+    "heterogeneity": ({"disallowed", "only_if_structures"}, {"disallowed"}),
+    "prescription_matches_dose": ({"metric", "limits", "limits_by_regime"}, set()),
+    "fractions_match_protocol": ({"regimes_by_role", "dose_per_fraction_by_role"}, {"regimes_by_role"}),
+    "isocenter_in_body": ({"body_structure"}, set()),
+    "single_machine": (set(), set()),
+    "beam_energy": ({"allowed_mv", "mixed_energies"}, set()),
+    "meterset": ({"limits_by_regime"}, {"limits_by_regime"}),
+}
+_PER_COURSE = {"dose_units", "dose_summation", "grid_covers", "grid_spacing", "heterogeneity",
+               "prescription_matches_dose", "fractions_match_protocol", "isocenter_in_body",
+               "single_machine", "beam_energy", "meterset", "references"}
+_UNITS = {"grid_covers": "%", "grid_spacing": "mm", "prescription_matches_dose": "%", "meterset": "MU/Gy"}
+
+
+class IntegrityRule(RuleBase):
+    kind: Literal["integrity"]
+    check: Check
+    course: str = "all"
+    allowed_dose_types: list[Literal["PHYSICAL", "EFFECTIVE"]] | None = None
+    accepted_summation_types: list[_SUMMATION_TYPES] | None = None
+    structures: Literal["evaluated", "all_contoured"] | list[str] = "evaluated"
+    exclude_external: bool = True
+    exclude_types: list[str] = Field(default_factory=list)
+    limits: Limits | None = None
+    limits_by_regime: LimitsByRegime | None = None
+    disallowed: list[str] | None = None
+    only_if_structures: list[str] | None = None
+    metric: str = "D95%[Gy]"
+    regimes_by_role: dict[Role, RegimeSet] | None = None
+    dose_per_fraction_by_role: dict[Role, Limits] | None = None
+    body_structure: str = "External"
+    allowed_mv: list[float] | None = None
+    mixed_energies: Literal["pass", "warn", "fail"] = "warn"
+
+    @model_validator(mode="after")
+    def _check(self) -> IntegrityRule:
+        allowed, required = _FIELDS[self.check]
+        base = set(RuleBase.model_fields) | {"check"} | ({"course"} if self.check in _PER_COURSE else set())
+        for name, info in type(self).model_fields.items():
+            if name in base or name in allowed:
+                continue
+            value = getattr(self, name)
+            default = info.get_default(call_default_factory=True)
+            if value != default:
+                raise ValueError(f"field {name!r} does not apply to check {self.check!r} "
+                                 f"(it takes: {', '.join(sorted(allowed)) or 'no fields'})")
+        missing = [name for name in sorted(required) if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"check {self.check!r} needs field(s) {', '.join(missing)}")
+        if self.check == "prescription_matches_dose":
+            if (self.limits is None) == (self.limits_by_regime is None):
+                raise ValueError("check 'prescription_matches_dose' needs exactly one of 'limits' or 'limits_by_regime'")
+            try:
+                spec = parse_metric(self.metric)
+            except MetricSpecError as exc:
+                raise ValueError(str(exc)) from exc
+            if not (spec.is_dose and spec.result_unit == "Gy"):
+                raise ValueError(f"metric {self.metric!r} must be a dose in Gy (e.g. 'D95%[Gy]' or 'Mean[Gy]')")
+        unit = _UNITS.get(self.check)
+        if unit is not None:
+            for lim in self._all_limits():
+                if lim.unit != unit:
+                    raise ValueError(f"check {self.check!r} takes limits in {unit!r}, not {lim.unit!r}")
+        for role, lim in (self.dose_per_fraction_by_role or {}).items():
+            if lim.unit != "Gy":
+                raise ValueError(f"dose_per_fraction_by_role.{role} must be in 'Gy', not {lim.unit!r}")
+        if self.allowed_mv is not None and (not self.allowed_mv or min(self.allowed_mv) <= 0):
+            raise ValueError("allowed_mv must list energies > 0 MV")
+        return self
+
+    def _all_limits(self) -> Iterable[Limits]:
+        if self.limits is not None:
+            yield self.limits
+        if self.limits_by_regime is not None:
+            yield from (x for x in (self.limits_by_regime.conventional, self.limits_by_regime.sbrt) if x is not None)
+
+
+# ---------------------------------------------------------------------- helpers
+def _courses(rule: IntegrityRule, ctx: CheckContext) -> list[CourseInfo]:
+    chosen = ctx.courses_matching(rule.course)
+    if not chosen:
+        raise RuleNotApplicable(f"no {rule.course} course in the export")
+    return chosen
+
+
+def _regime_limits(info: CourseInfo, by_regime: LimitsByRegime) -> tuple[list[Limits], str]:
+    """The limits that apply to a course: one set when its regime is known, else every set
+    given (the caller reports a grade only if they agree)."""
+    if info.regime is None:
+        options = [x for x in (by_regime.conventional, by_regime.sbrt) if x is not None]
+        return options, "regime unknown (no prescription or fractions)"
+    lim = by_regime.sbrt if info.is_sbrt else by_regime.conventional
+    name = "SBRT" if info.is_sbrt else "non-SBRT"
+    return ([lim] if lim is not None else []), name
+
+
+def _grade_options(value: float, options: list[Limits]) -> tuple[Status, str]:
+    grades = {grade(value, lim) for lim in options}
+    if len(grades) == 1:
+        text = options[0].describe() if len(options) == 1 else " or ".join(o.describe() for o in options)
+        return grades.pop(), text
+    return Status.NOT_EVALUATED, " or ".join(o.describe() for o in options)
+
+
+def _verdict(status: Status) -> str:
+    return {Status.PASS: "within", Status.WARN: "outside per-protocol but within acceptable",
+            Status.FAIL: "outside"}.get(status, "not graded against")
+
+
+def _body_roi(ctx: CheckContext, name: str) -> tuple[Roi | None, str]:
+    lookup = ctx.structure(name)
+    if lookup.roi is not None:
+        return lookup.roi, ""
+    for roi in ctx.structure_set.rois:
+        if roi.interpreted_type.upper() == "EXTERNAL" and not roi.is_empty:
+            return roi, ""
+    return None, f"{name}: {lookup.reason}"
+
+
+# ---------------------------------------------------------------------- checks
+def _same_patient(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    export = ctx.export
+    if not export.patient_id:
+        return [not_evaluated(rule, "(0010,0020) 'Patient ID' of the RT Plan is empty: the patient's identity cannot be confirmed")]
+    others = [s.path or s.label for s in export.structure_sets if s.patient_id and s.patient_id != export.patient_id]
+    n_files = len(export.courses) + len(export.structure_sets) + sum(len(c.dose.sources) for c in export.courses)
+    if others:
+        return [finding(rule, Status.FAIL, f"(0010,0020) 'Patient ID' of structure set(s) {', '.join(others)} differs from the plan's",
+                        details={"files": n_files})]
+    return [finding(rule, Status.PASS, f"all {n_files} RT files share one (0010,0020) 'Patient ID' (the reader refuses mixed patients)",
+                    details={"files": n_files})]
+
+
+def _references(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    frame = ctx.export.frame_of_reference_uid
+    out = []
+    for info in _courses(rule, ctx):
+        plan, rtss, dose = info.course.plan, info.course.structure_set, info.course.dose
+        problems, remarks = [], []
+        if not plan.referenced_structure_set_uid:
+            remarks.append("the plan has no (300C,0060) 'Referenced Structure Set Sequence' (linked to the only structure set)")
+        elif plan.referenced_structure_set_uid != rtss.sop_instance_uid:
+            problems.append(f"the plan references structure set {plan.referenced_structure_set_uid}, not {rtss.sop_instance_uid}")
+        if dose.referenced_plan_uid and dose.referenced_plan_uid != plan.sop_instance_uid:
+            problems.append(f"the dose references RT Plan {dose.referenced_plan_uid}, not {plan.sop_instance_uid}")
+        frames = {"plan": plan.frame_of_reference_uid, "structure set": rtss.frame_of_reference_uid,
+                  "dose": dose.frame_of_reference_uid}
+        for what, uid in frames.items():
+            if uid and uid != frame:
+                problems.append(f"the {what} is in frame of reference {uid}, not {frame}")
+        cts = [s for s in ctx.export.images if s.modality == "CT"]
+        if cts and not any(s.frame_of_reference_uid == frame for s in cts):
+            remarks.append("no CT series of the export is in the plan's frame of reference")
+        details = {"frame_of_reference_uid": frame, "structure_set": rtss.sop_instance_uid,
+                   "dose_files": [s.sop_instance_uid for s in dose.sources]}
+        if problems:
+            out.append(finding(rule, Status.FAIL, "; ".join(problems + remarks), courses=(info.label,), details=details))
+        elif remarks:
+            out.append(finding(rule, Status.WARN, "; ".join(remarks), courses=(info.label,), details=details))
+        else:
+            out.append(finding(rule, Status.PASS, "plan → structure set and dose → plan references resolve; plan, "
+                               "structure set and dose share one frame of reference", courses=(info.label,), details=details))
+    return out
+
+
+def _dose_units(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    allowed = rule.allowed_dose_types or []
+    out = []
+    for info in _courses(rule, ctx):
+        dose_type = info.course.dose.dose_type.strip().upper()
+        limit = f"Dose Units GY; Dose Type {' or '.join(allowed)}"
+        if not dose_type:
+            out.append(finding(rule, Status.WARN, "(3004,0004) 'Dose Type' is empty: plancheck treats the dose as PHYSICAL",
+                               limit=limit, courses=(info.label,)))
+        elif dose_type not in allowed:
+            out.append(finding(rule, Status.FAIL, f"(3004,0004) 'Dose Type' is {dose_type!r}, the protocol expects "
+                               f"{' or '.join(allowed)}", limit=limit, courses=(info.label,)))
+        else:
+            out.append(finding(rule, Status.PASS, f"dose in GY (the reader refuses other units), Dose Type {dose_type}",
+                               limit=limit, courses=(info.label,)))
+    return out
+
+
+def _dose_summation(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    accepted = rule.accepted_summation_types or []
+    out = []
+    for info in _courses(rule, ctx):
+        course = info.course
+        types = [s.summation_type for s in course.dose.sources]
+        details = {"dose_summary": course.dose_summary, "summation_types": types}
+        bad = sorted({t for t in types if t not in accepted})
+        limit = " or ".join(accepted)
+        if not types:
+            out.append(not_evaluated(rule, "the dose records no source file, so its Dose Summation Type is unknown",
+                                     courses=(info.label,), details=details))
+            continue
+        if bad:
+            out.append(finding(rule, Status.FAIL, f"(3004,000A) 'Dose Summation Type' {', '.join(bad)} is not accepted "
+                               f"by the protocol ({limit}); {course.dose_summary}", limit=limit,
+                               courses=(info.label,), details=details))
+            continue
+        beam_sources = [s for s in course.dose.sources if s.summation_type in ("BEAM", "BEAM_SESSION")]
+        if beam_sources:
+            beams = sorted(n for s in beam_sources for n in s.referenced_beam_numbers)
+            wanted = sorted(b.number for b in course.plan.treatment_beams if b.meterset_mu != 0.0)
+            if beams and beams != wanted:
+                out.append(finding(rule, Status.FAIL, f"BEAM doses hold beams {beams} but the plan's treatment beams are "
+                                   f"{wanted}; {course.dose_summary}", limit=limit, courses=(info.label,), details=details))
+                continue
+        out.append(finding(rule, Status.PASS, course.dose_summary or f"{'/'.join(types)} dose", limit=limit,
+                           courses=(info.label,), details=details))
+    return out
+
+
+def _evaluated_rois(rule: IntegrityRule, ctx: CheckContext) -> tuple[list[Roi], list[str]]:
+    """The ROIs whose coverage is checked, and the names asked for but not found."""
+    rois: dict[int, Roi] = {}
+    missing: list[str] = []
+    if rule.structures == "all_contoured":
+        for roi in ctx.structure_set.rois:
+            if not roi.is_empty:
+                rois[roi.number] = roi
+    else:
+        names = list(rule.structures) if isinstance(rule.structures, list) else []
+        if rule.structures == "evaluated":
+            for group in ctx.targets:
+                for roi in group.volumes.values():
+                    rois[roi.number] = roi
+            for resolved in ctx.protocol.rules:
+                name = getattr(resolved.rule, "structure", None)
+                if isinstance(name, str) and name not in names:
+                    names.append(name)
+        for name in names:
+            lookup = ctx.structure(name)
+            if lookup.roi is None:
+                missing.append(name)
+            else:
+                rois[lookup.roi.number] = lookup.roi
+    excluded_types = {t.upper() for t in rule.exclude_types}
+    if rule.exclude_external:
+        excluded_types.add("EXTERNAL")
+    external, _ = _body_roi(ctx, "External") if rule.exclude_external else (None, "")
+    kept = [r for r in rois.values() if r.interpreted_type.upper() not in excluded_types
+            and not (external is not None and r.number == external.number)]
+    return kept, missing
+
+
+def coverage_pct(ctx: CheckContext, roi: Roi, info: CourseInfo) -> float:
+    """Percentage of the ROI volume inside the course's dose grid: the DVH's
+    ``dose_coverage_pct``, computed from the DVH engine's sample points without
+    interpolating the dose (the same points and weights the DVH uses)."""
+    sampling = ctx.sampling(roi, info)
+    if sampling.volume_cc <= 0:
+        return 0.0
+    covered = float(np.sum(sampling.weights_cc[covered_by_grid(info.course.dose, sampling.points_mm)]))
+    uncovered = sampling.volume_cc - covered
+    if uncovered <= 1e-6 * sampling.volume_cc:
+        return 100.0
+    return 100.0 * (1.0 - uncovered / sampling.volume_cc)
+
+
+def _grid_covers(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    limits = rule.limits
+    assert limits is not None
+    rois, missing = _evaluated_rois(rule, ctx)
+    if not rois:
+        return [not_evaluated(rule, "no structure to check" + (f" (not in the structure set: {', '.join(missing)})" if missing else ""))]
+    out = []
+    for info in _courses(rule, ctx):
+        values = {roi.name: coverage_pct(ctx, roi, info) for roi in rois}
+        statuses = {name: grade(v, limits) for name, v in values.items()}
+        status = worst_status(list(statuses.values()))
+        short = sorted((n for n, s in statuses.items() if s is not Status.PASS), key=values.__getitem__)
+        worst = min(values.values())
+        details = {"coverage_pct": {n: round(v, 2) for n, v in values.items()}}
+        if missing:
+            details["not_in_structure_set"] = missing
+        if short:
+            message = (f"the dose grid of {info.label} covers only "
+                       + ", ".join(f"{values[n]:.1f}% of {n}" for n in short) + f" (limit {limits.describe()})")
+        else:
+            message = f"the dose grid of {info.label} covers all {len(values)} checked structures ({limits.describe()})"
+        out.append(finding(rule, status, message, measured=worst, unit="%", limit=limits.describe(),
+                           structures=tuple(short), courses=(info.label,), details=details))
+    return out
+
+
+def _grid_spacing(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    assert rule.limits_by_regime is not None
+    out = []
+    for info in _courses(rule, ctx):
+        grid = info.course.dose
+        steps = [float(np.max(np.diff(a))) if len(a) > 1 else 0.0 for a in (grid.x_mm, grid.y_mm, grid.z_mm)]
+        largest = max(steps)
+        options, regime = _regime_limits(info, rule.limits_by_regime)
+        details = {"spacing_mm": {"x": steps[0], "y": steps[1], "z": steps[2]}, "regime": regime}
+        shown = " × ".join(f"{s:g}" for s in steps) + " mm"
+        if not options:
+            raise RuleNotApplicable(f"no grid spacing limit for {regime} courses")
+        status, limit = _grade_options(largest, options)
+        if status is Status.NOT_EVALUATED:
+            out.append(not_evaluated(rule, f"dose grid {shown}: the limit depends on the regime, which is unknown "
+                                     "(no prescription or fractions)", measured=largest, unit="mm", limit=limit,
+                                     courses=(info.label,), details=details))
+            continue
+        out.append(finding(rule, status, f"dose grid spacing {shown} ({regime} course): largest {largest:g} mm "
+                           f"{_verdict(status)} {limit}", measured=largest, unit="mm", limit=limit,
+                           courses=(info.label,), details=details))
+    return out
+
+
+def _heterogeneity(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    if rule.only_if_structures:
+        present = [n for n in rule.only_if_structures if ctx.structure(n).roi is not None]
+        if not present:
+            raise RuleNotApplicable(f"none of {', '.join(rule.only_if_structures)} is contoured")
+    disallowed = {d.upper() for d in rule.disallowed or []}
+    limit = f"not only {', '.join(sorted(disallowed))}"
+    out = []
+    for info in _courses(rule, ctx):
+        values = tuple(v.strip().upper() for v in info.course.dose.heterogeneity_correction if v.strip())
+        joined = "\\".join(values)
+        if not values:
+            out.append(not_evaluated(rule, "the dose has no (3004,0014) 'Tissue Heterogeneity Correction': "
+                                     "whether it was corrected for tissue density is unknown", limit=limit,
+                                     courses=(info.label,)))
+        elif set(values) <= disallowed:
+            out.append(finding(rule, Status.FAIL, f"(3004,0014) 'Tissue Heterogeneity Correction' is {joined}: "
+                               "the dose was calculated without heterogeneity correction", limit=limit,
+                               courses=(info.label,), details={"values": list(values)}))
+        else:
+            out.append(finding(rule, Status.PASS, f"(3004,0014) 'Tissue Heterogeneity Correction' is {joined}",
+                               limit=limit, courses=(info.label,), details={"values": list(values)}))
+    return out
+
+
+def _prescription_matches_dose(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    out = []
+    for info in _courses(rule, ctx):
+        plan, rtss = info.course.plan, info.course.structure_set
+        refs = [r for r in plan.target_prescriptions if r.referenced_roi_number is not None]
+        subjects: list[tuple[Roi | None, float, str]] = []
+        for ref in refs:
+            try:
+                roi: Roi | None = rtss.roi_by_number(ref.referenced_roi_number)  # type: ignore[arg-type]
+            except KeyError:
+                roi = None
+            subjects.append((roi, ref.target_prescription_dose_gy, f"dose reference {ref.number} → ROI {ref.referenced_roi_number}"))  # type: ignore[arg-type]
+        if not subjects and info.prescription_gy:
+            for group in ctx.targets:
+                if group.course is info and group.ptv is not None:
+                    subjects.append((group.ptv, info.prescription_gy, f"PTV treated by the plan ({group.how})"))
+        if not subjects:
+            out.append(not_evaluated(rule, "the plan has no target prescription dose with an ROI and no target could be "
+                                     "attributed to it", courses=(info.label,)))
+            continue
+        for roi, rx, how in subjects:
+            if roi is None or roi.is_empty:
+                what = "is not in the structure set" if roi is None else f"({roi.name}) has no contours"
+                out.append(not_evaluated(rule, f"{how} {what}", courses=(info.label,)))
+                continue
+            options = ([rule.limits] if rule.limits is not None else _regime_limits(info, rule.limits_by_regime)[0])  # type: ignore[arg-type]
+            if not options:
+                raise RuleNotApplicable("no limits for this regime")
+            value = ctx.metric(rule.metric, roi, [info])
+            details = {"metric": rule.metric, "prescription_gy": rx, "how": how, "dose_gy": value.value,
+                       "method": getattr(value, "method", "")}
+            if value.value is None:
+                lo = None if value.lower is None else 100 * value.lower / rx
+                hi = None if value.upper is None else 100 * value.upper / rx
+                status = grade_interval(lo, hi, options[0]) if len(options) == 1 else Status.NOT_EVALUATED
+                if status is Status.NOT_EVALUATED:
+                    out.append(not_evaluated(rule, f"{roi.name} {rule.metric} in {info.label}: {value.reason}",
+                                             structures=(roi.name,), courses=(info.label,), details=details))
+                    continue
+                pct, limit = None, options[0].describe()
+            else:
+                pct = 100.0 * value.value / rx
+                status, limit = _grade_options(pct, options)
+                if status is Status.NOT_EVALUATED:
+                    out.append(not_evaluated(rule, f"{roi.name} {rule.metric} = {pct:.1f}% of {rx:g} Gy: the tolerance "
+                                             "depends on the regime, which is unknown", measured=pct, unit="%",
+                                             limit=limit, structures=(roi.name,), courses=(info.label,), details=details))
+                    continue
+            shown = f"{value.value:.4g} Gy = {pct:.1f}%" if pct is not None else "partly outside the grid"
+            out.append(finding(rule, status, f"{roi.name} {rule.metric} = {shown} of the prescription {rx:g} Gy "
+                               f"({how}): {_verdict(status)} {limit}", measured=pct, unit="%", limit=limit,
+                               structures=(roi.name,), courses=(info.label,), details=details))
+    return out
+
+
+def _fractions_match_protocol(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    by_role = rule.regimes_by_role or {}
+    out = []
+    for info in _courses(rule, ctx):
+        roles = sorted({g.role for g in ctx.targets if g.course is info})
+        if info.summary is None:
+            out.append(not_evaluated(rule, "the plan states no prescription dose and number of fractions",
+                                     courses=(info.label,)))
+            continue
+        regime = _REGIME_NAME[info.summary.regime]
+        known = [r for r in roles if r in by_role]
+        if not known:
+            why = f"it treats {', '.join(roles)}" if roles else "no target could be attributed to it"
+            out.append(not_evaluated(rule, f"{info.summary.describe()}: the expected regime depends on what the course "
+                                     f"treats, and {why} (expected regimes are given for {', '.join(by_role)})",
+                                     courses=(info.label,)))
+            continue
+        statuses, parts = [], []
+        for role in known:
+            spec = by_role[role]  # type: ignore[index]
+            if regime in spec.per_protocol:
+                s = Status.PASS
+            elif regime in spec.acceptable:
+                s = Status.WARN
+            else:
+                s = Status.FAIL
+            statuses.append(s)
+            allowed = ", ".join(spec.per_protocol) + (f" (acceptable: {', '.join(spec.acceptable)})" if spec.acceptable else "")
+            parts.append(f"{role}: {regime} {'is' if s is Status.PASS else 'is acceptable but not' if s is Status.WARN else 'is not'} "
+                         f"expected ({allowed})")
+            lim = (rule.dose_per_fraction_by_role or {}).get(role)  # type: ignore[call-overload]
+            if lim is not None:
+                d = info.summary.dose_per_fraction_gy
+                sd = grade(d, lim)
+                statuses.append(sd)
+                parts.append(f"{role}: {d:.4g} Gy per fraction {_verdict(sd)} {lim.describe()}")
+        status = worst_status(statuses)
+        out.append(finding(rule, status, f"{info.summary.describe()}; " + "; ".join(parts),
+                           measured=float(info.summary.fractions), unit="fx", courses=(info.label,),
+                           details={"regime": regime, "roles": roles,
+                                    "dose_per_fraction_gy": info.summary.dose_per_fraction_gy}))
+    return out
+
+
+def _inside_body(body: Roi, point: tuple[float, float, float]) -> tuple[bool, str]:
+    planes = body.planes
+    zs = np.array(list(planes))
+    x, y, z = point
+    if z < zs.min() - 1e-3 or z > zs.max() + 1e-3:
+        return False, f"z = {z:g} mm is outside the {body.name} contours (z {zs.min():g} to {zs.max():g} mm)"
+    nearest = float(zs[np.argmin(np.abs(zs - z))])
+    inside = bool(points_in_polygons(np.array([[x, y]]), planes[nearest])[0])
+    where = f"on the {body.name} plane z = {nearest:g} mm"
+    return inside, ("inside" if inside else "outside") + f" the contour {where}"
+
+
+def _isocenter_in_body(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    body, reason = _body_roi(ctx, rule.body_structure)
+    if body is None:
+        return [not_evaluated(rule, f"no body contour: {reason}")]
+    out = []
+    for info in _courses(rule, ctx):
+        beams = info.course.plan.treatment_beams
+        no_iso = [b.name or str(b.number) for b in beams if b.isocenter_mm is None]
+        isos: dict[tuple[float, float, float], list[str]] = {}
+        for b in beams:
+            if b.isocenter_mm is not None:
+                isos.setdefault(tuple(round(v, 2) for v in b.isocenter_mm), []).append(b.name or str(b.number))  # type: ignore[arg-type]
+        if not isos:
+            out.append(not_evaluated(rule, "no treatment beam states its (300A,012C) 'Isocenter Position'",
+                                     courses=(info.label,)))
+            continue
+        outside, texts = [], []
+        for iso, names in isos.items():
+            inside, text = _inside_body(body, iso)
+            shown = f"isocenter ({iso[0]:g}, {iso[1]:g}, {iso[2]:g}) mm of {', '.join(names)}: {text}"
+            texts.append(shown)
+            if not inside:
+                outside.append(shown)
+        details = {"isocenters_mm": [list(i) for i in isos], "body": body.name}
+        if outside:
+            out.append(finding(rule, Status.FAIL, "; ".join(outside), structures=(body.name,), courses=(info.label,),
+                               details=details))
+        elif no_iso:
+            out.append(not_evaluated(rule, f"beam(s) {', '.join(no_iso)} state no isocenter; " + "; ".join(texts),
+                                     structures=(body.name,), courses=(info.label,), details=details))
+        else:
+            out.append(finding(rule, Status.PASS, "; ".join(texts), structures=(body.name,), courses=(info.label,),
+                               details=details))
+    return out
+
+
+def _single_machine(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    out = []
+    for info in _courses(rule, ctx):
+        beams = info.course.plan.treatment_beams
+        machines = sorted({b.machine for b in beams if b.machine})
+        unnamed = [b.name or str(b.number) for b in beams if not b.machine]
+        if len(machines) > 1:
+            out.append(finding(rule, Status.FAIL, f"treatment beams use {len(machines)} machines: {', '.join(machines)}",
+                               courses=(info.label,), details={"machines": machines}))
+        elif unnamed or not machines:
+            out.append(not_evaluated(rule, f"beam(s) {', '.join(unnamed) or '-'} have no (300A,00B2) 'Treatment Machine Name'",
+                                     courses=(info.label,), details={"machines": machines}))
+        else:
+            out.append(finding(rule, Status.PASS, f"all {len(beams)} treatment beams on {machines[0]}",
+                               courses=(info.label,), details={"machines": machines}))
+    return out
+
+
+def _beam_energy(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    out = []
+    for info in _courses(rule, ctx):
+        beams = info.course.plan.treatment_beams
+        unknown = [b.name or str(b.number) for b in beams if b.energy_mev is None]
+        energies = sorted({(b.radiation_type or "?", float(b.energy_mev)) for b in beams if b.energy_mev is not None})
+        shown = ", ".join(f"{e:g} {'MV' if t == 'PHOTON' else 'MeV'} {t.lower()}" for t, e in energies)
+        details = {"energies": [list(e) for e in energies]}
+        if not beams:
+            out.append(not_evaluated(rule, "the plan has no treatment beam", courses=(info.label,)))
+            continue
+        if unknown:
+            out.append(not_evaluated(rule, f"beam(s) {', '.join(unknown)} state no (300A,0114) 'Nominal Beam Energy'",
+                                     courses=(info.label,), details=details))
+            continue
+        problems, status = [], Status.PASS
+        if rule.allowed_mv is not None:
+            bad = [f"{e:g} {'MV' if t == 'PHOTON' else 'MeV'} {t.lower()}" for t, e in energies
+                   if t != "PHOTON" or not any(abs(e - a) < 1e-6 for a in rule.allowed_mv)]
+            if bad:
+                status = Status.FAIL
+                problems.append(f"{', '.join(bad)} not among the allowed photon energies "
+                                f"{', '.join(f'{a:g}' for a in rule.allowed_mv)} MV")
+        if len(energies) > 1:
+            mixed = {"pass": Status.PASS, "warn": Status.WARN, "fail": Status.FAIL}[rule.mixed_energies]
+            status = worst_status([status, mixed])
+            if mixed is not Status.PASS:
+                problems.append(f"the plan mixes energies ({shown})")
+        message = "; ".join(problems) if problems else f"treatment beams at {shown}"
+        out.append(finding(rule, status, message, courses=(info.label,), details=details))
+    return out
+
+
+def _meterset(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    assert rule.limits_by_regime is not None
+    out = []
+    for info in _courses(rule, ctx):
+        plan = info.course.plan
+        beams = {b.number: b for b in plan.treatment_beams}
+        unknown = [b.name or str(b.number) for b in beams.values() if b.meterset_mu is None]
+        zero = [b.name or str(b.number) for b in beams.values() if b.meterset_mu is not None and b.meterset_mu <= 0]
+        if zero:
+            out.append(finding(rule, Status.FAIL, f"treatment beam(s) {', '.join(zero)} have a (300B,0086) 'Beam Meterset' "
+                               "≤ 0 MU", courses=(info.label,)))
+            continue
+        if unknown or not beams:
+            out.append(not_evaluated(rule, f"beam(s) {', '.join(unknown) or '-'} have no (300B,0086) 'Beam Meterset'",
+                                     courses=(info.label,)))
+            continue
+        if not info.prescription_gy or not plan.fraction_groups or any(g.fractions_planned is None for g in plan.fraction_groups):
+            out.append(not_evaluated(rule, "MU per Gy needs the prescription dose and every fraction group's number of fractions",
+                                     courses=(info.label,)))
+            continue
+        course_mu = 0.0
+        for group in plan.fraction_groups:
+            numbers = group.beam_numbers or tuple(beams)
+            course_mu += group.fractions_planned * sum(beams[n].meterset_mu for n in numbers if n in beams)  # type: ignore[operator,misc]
+        mu_per_gy = course_mu / info.prescription_gy
+        options, regime = _regime_limits(info, rule.limits_by_regime)
+        if not options:
+            raise RuleNotApplicable(f"no MU/Gy limit for {regime} courses")
+        status, limit = _grade_options(mu_per_gy, options)
+        per_fraction = course_mu / info.fractions if info.fractions else None
+        details = {"course_mu": course_mu, "mu_per_fraction": per_fraction, "regime": regime,
+                   "beam_mu": {b.name or str(b.number): b.meterset_mu for b in beams.values()}}
+        if status is Status.NOT_EVALUATED:
+            out.append(not_evaluated(rule, f"{mu_per_gy:.0f} MU/Gy: the range depends on the regime, which is unknown",
+                                     measured=mu_per_gy, unit="MU/Gy", limit=limit, courses=(info.label,), details=details))
+            continue
+        out.append(finding(rule, status, f"{course_mu:.0f} MU for {info.prescription_gy:g} Gy = {mu_per_gy:.0f} MU/Gy "
+                           f"({regime} course; {len(beams)} beams, all > 0 MU): {_verdict(status)} {limit}",
+                           measured=mu_per_gy, unit="MU/Gy", limit=limit, courses=(info.label,), details=details))
+    return out
+
+
+_CHECKS = {
+    "same_patient": _same_patient,
+    "references": _references,
+    "dose_units": _dose_units,
+    "dose_summation": _dose_summation,
+    "grid_covers": _grid_covers,
+    "grid_spacing": _grid_spacing,
+    "heterogeneity": _heterogeneity,
+    "prescription_matches_dose": _prescription_matches_dose,
+    "fractions_match_protocol": _fractions_match_protocol,
+    "isocenter_in_body": _isocenter_in_body,
+    "single_machine": _single_machine,
+    "beam_energy": _beam_energy,
+    "meterset": _meterset,
+}
+
+
+def evaluate_integrity_rule(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    """Evaluate one integrity rule (one finding per course for per-course checks)."""
+    if rule.check in _PER_COURSE and not ctx.courses:
+        return [not_evaluated(rule, "the export has no course with a dose")]
+    return _CHECKS[rule.check](rule, ctx)
+
+
+INTEGRITY_KIND = RuleKind(model=IntegrityRule, evaluate=evaluate_integrity_rule)
