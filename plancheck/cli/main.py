@@ -12,13 +12,15 @@ import traceback
 from collections.abc import Sequence
 
 from plancheck import __version__
-from plancheck.cli import dvh_command, fractionation_command
+from plancheck.cli import (
+    batch_command, check_command, dvh_command, fractionation_command, protocols_command, serve_command,
+)
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import InputError, ProtocolError, UsageError
 
 __all__ = ["main", "run", "build_parser"]
 
-_COMMANDS = (dvh_command, fractionation_command)
+_COMMANDS = (check_command, dvh_command, fractionation_command, protocols_command, serve_command, batch_command)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -45,6 +45,7 @@ def write_all_atomically(outputs: Mapping[str | os.PathLike[str], str]) -> None:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
         for tmp, target in staged:
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be read by others
             os.replace(tmp, target)
     except OSError as exc:
         for tmp, _ in staged:
@@ -60,6 +61,7 @@ def write_atomically(path: str | os.PathLike[str], text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be read by others
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,89 @@
+"""``plancheck check``: evaluate a protocol's rules on an export and report.
+
+Exit codes (see :class:`plancheck.cli.exit_codes.ExitCode`): 0 nothing failed,
+1 a rule FAILED or could not run (ERROR), 2 usage, 3 unusable input (export,
+protocol or case file), 4 with ``--strict`` when nothing failed but a rule was
+NOT EVALUATED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from plancheck.cli.exit_codes import ExitCode
+from plancheck.cli.output import write_atomically
+from plancheck.dicom import read_export
+from plancheck.errors import UsageError
+from plancheck.model.case import find_case_file, load_case
+from plancheck.protocol.loader import DEFAULT_PROTOCOL
+from plancheck.report import render_report
+from plancheck.rules.runner import CheckReport, protocol_for_check, run_check
+
+__all__ = ["register", "run_check_command", "exit_code_for", "parse_mapping"]
+
+FORMATS = ("text", "json", "html", "junit")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check",
+        help="check an export against a protocol (DVH limits, fractionation, integrity)",
+        description=(
+            "Evaluate every rule of a protocol (plus the plan-integrity rules) on a DICOM RT export and report "
+            "PASS / WARN / FAIL / NOT EVALUATED per rule. Exit code: 0 nothing failed, 1 a rule failed, "
+            "2 usage error, 3 unusable input, 4 (--strict) a rule could not be evaluated."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="export directory (searched recursively), DICOM files, or a .zip")
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL, metavar="NAME|FILE",
+                   help=f"built-in protocol id or a protocol YAML file (default: {DEFAULT_PROTOCOL}; see 'plancheck protocols')")
+    p.add_argument("--case", metavar="FILE", help="case file with the clinical context (default: case.yaml next to the export, if any)")
+    p.add_argument("--map", action="append", default=[], metavar="STANDARD=ROI",
+                   help="use the exported ROI for a protocol structure, e.g. --map SpinalCord=Cord (repeatable)")
+    p.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
+    p.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of standard output")
+    p.add_argument("--strict", action="store_true", help="exit with 4 when nothing failed but a rule was NOT EVALUATED")
+    p.set_defaults(handler=run_check_command)
+
+
+def parse_mapping(items: list[str]) -> dict[str, str]:
+    """``["SpinalCord=Cord", ...]`` → ``{"SpinalCord": "Cord"}``; UsageError on a bad item."""
+    out: dict[str, str] = {}
+    for item in items:
+        standard, sep, roi = item.partition("=")
+        if not sep or not standard.strip() or not roi.strip():
+            raise UsageError(f"--map {item!r}: expected STANDARD=ROI, e.g. --map SpinalCord=Cord")
+        if standard.strip() in out and out[standard.strip()] != roi.strip():
+            raise UsageError(f"--map {standard.strip()} given twice ({out[standard.strip()]!r} and {roi.strip()!r})")
+        out[standard.strip()] = roi.strip()
+    return out
+
+
+def exit_code_for(report: CheckReport, *, strict: bool = False) -> ExitCode:
+    """1 if any rule FAILED or ERRORed; with ``strict``, 4 if none did but one was NOT EVALUATED; else 0."""
+    s = report.summary
+    if s["fail"] or s["error"]:
+        return ExitCode.RULES_FAILED
+    if strict and s["not_evaluated"]:
+        return ExitCode.NOT_EVALUATED
+    return ExitCode.OK
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    mapping = parse_mapping(args.map)
+    # the protocol and case file first: a typo there should not wait for the DICOM reading
+    protocol = protocol_for_check(args.protocol)
+    case_path = args.case if args.case else find_case_file(args.paths[0])
+    case = load_case(case_path) if case_path else None
+    export = read_export(args.paths if len(args.paths) > 1 else args.paths[0])
+    report = run_check(export, protocol, case=case, case_source=str(case_path) if case_path else None,
+                       user_mapping=mapping)
+    color = args.format == "text" and args.output is None and sys.stdout.isatty()
+    text = render_report(report, args.format, color=color)
+    if args.output:
+        write_atomically(args.output, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return exit_code_for(report, strict=args.strict)
