@@ -1,0 +1,70 @@
+"""The batch summary table: one row per plan and finding, as CSV and Parquet.
+
+pyarrow is imported here only (the ``batch`` extra); without it the CSV is still written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from plancheck.batch.job import SUMMARY_COLUMNS
+
+__all__ = ["write_summary", "parquet_available"]
+
+log = logging.getLogger(__name__)
+
+
+def parquet_available() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_summary(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[str],
+                  *, stem: str = "summary") -> list[Path]:
+    """Write ``<stem>.csv`` and, if pyarrow is installed, ``<stem>.parquet``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in row.items()})
+    csv_path = out / f"{stem}.csv"
+    _atomic_bytes(csv_path, buffer.getvalue().encode("utf-8"))
+    written = [csv_path]
+    if not parquet_available():
+        log.warning("pyarrow is not installed (pip install 'plancheck[batch]'): %s.parquet not written", stem)
+        return written
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(c, pa.float64() if c == "measured" else pa.string()) for c in SUMMARY_COLUMNS])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    parquet_path = out / f"{stem}.parquet"
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    _atomic_bytes(parquet_path, sink.getvalue().to_pybytes())
+    written.append(parquet_path)
+    return written

@@ -1,0 +1,690 @@
+"""Keeping DICOM objects on disk safely, and finding the plans among stored files.
+
+Two jobs, both header-level and both needing pydicom (hence in the DICOM boundary package):
+
+* **Storing objects that arrive from the network** (:class:`ObjectStore`). Everything from the
+  wire is untrusted: the data set is parsed and walked for truncation before it is kept
+  (:func:`validate_received`), file names are built only from sanitised UIDs
+  (:func:`safe_uid`), a different object never overwrites one with the same name (the older
+  version is moved aside under a content-hash name), corrupt objects are kept aside in a
+  quarantine folder, and the size of one object and of the whole store are limited.
+* **Indexing files and grouping them into plans** (:func:`index_objects`,
+  :func:`group_plans`): which structure set, dose(s) and images belong to each RT Plan, and
+  whether the plan is complete (its structure set and every dose it needs are present). The
+  receiver uses it to decide when a plan can be checked; ``plancheck batch`` uses it to find
+  the plans of an archive in any folder layout.
+
+Store layout (all names from sanitised UIDs; nothing from patient names or IDs)::
+
+    STORE/studies/<StudyInstanceUID>/<RP|RS|RD|CT|MR>_<SOPInstanceUID>.dcm
+    STORE/superseded/<StudyInstanceUID>/<prefix>_<SOPInstanceUID>.<sha256[:16]>.dcm
+    STORE/quarantine/<UTC time>_<SOPInstanceUID>_<sha256[:12]>.dcm  (+ .txt: the reason)
+    STORE/.incoming/   temporary files, renamed into place atomically
+
+References
+----------
+DICOM PS3.4 Annex B (Storage Service Class; B.2.3 statuses), PS3.5 §9 (UID encoding rules:
+digits and dots, at most 64 characters), PS3.10 §7 (DICOM file format), PS3.3 C.8.8.3 (RT Dose
+module), C.8.8.9 - C.8.8.13 (RT Plan modules), C.8.8.5 (Structure Set module).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from plancheck.dicom.read_common import (
+    RT_DOSE, RT_ION_PLAN, RT_PLAN, RT_STRUCT, check_not_truncated, kind_of,
+    sop_class_name,
+)
+from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError
+
+__all__ = [
+    "STORABLE_SOP_CLASSES", "StorageLimitError", "ReceivedObject", "StoredObject", "ObjectStore",
+    "safe_uid", "validate_received", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
+    "index_objects", "group_plans", "scrub",
+]
+
+logger = logging.getLogger(__name__)
+
+#: SOP classes the receiver accepts, with the file-name prefix of each.
+STORABLE_SOP_CLASSES: dict[str, str] = {
+    RT_PLAN: "RP",
+    RT_ION_PLAN: "RP",
+    RT_STRUCT: "RS",
+    RT_DOSE: "RD",
+    "1.2.840.10008.5.1.4.1.1.2": "CT",     # CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.2.1": "CT",   # Enhanced CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.4": "MR",     # MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.4.1": "MR",   # Enhanced MR Image Storage
+}
+
+_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_LENIENT_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # leading zeros seen in the wild
+
+
+class StorageLimitError(PlancheckError):
+    """An object is larger than allowed, or storing it would exceed the disk budget.
+
+    Attributes
+    ----------
+    message
+        What limit was hit, with the numbers.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+def safe_uid(value: object) -> str:
+    """A file-name component derived from a UID received from outside.
+
+    A value that is a UID by PS3.5 §9 (digits and dots, at most 64 characters; leading zeros
+    tolerated) is used as is: it cannot contain a path separator, ``..`` or a drive letter.
+    Anything else is replaced by ``x`` and the first 32 hex digits of its SHA-256, so a raw
+    string from the wire never reaches the file system.
+
+    Parameters
+    ----------
+    value
+        The received value (any type; ``None`` and non-strings are hashed too).
+
+    Returns
+    -------
+    str
+        ``"1.2.840..."`` or ``"x3f1c..."``.
+    """
+    text = value if isinstance(value, str) else repr(value)
+    stripped = text.strip("\x00 ")
+    if 0 < len(stripped) <= 64 and _LENIENT_UID_RE.match(stripped):
+        return stripped
+    return "x" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of the given identifying strings (patient name, its
+    ``^``-separated components, patient ID) replaced by ``***``, for logs and summaries.
+
+    Only whole words of at least 3 characters are replaced (a 2-letter name component or ID
+    is not identifying, and replacing it inside UIDs and numbers would garble the message).
+    """
+    words: set[str] = set()
+    for secret in secrets:
+        secret = (secret or "").strip()
+        for word in [secret, *re.split(r"[\^=]", secret)]:
+            word = word.strip()
+            if len(word) >= 3:
+                words.add(word)
+    for word in sorted(words, key=len, reverse=True):
+        text = re.sub(rf"(?<![0-9A-Za-z]){re.escape(word)}(?![0-9A-Za-z])", "***", text, flags=re.IGNORECASE)
+    return text
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def status_dataset(status: int, comment: str) -> Dataset:
+    """A DIMSE status with an Error Comment (0000,0902), for a storage SCP's response.
+
+    The comment is cut to the 64 characters its VR (LO) allows.
+    """
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+# --------------------------------------------------------------------------- received objects
+
+@dataclass(frozen=True)
+class ReceivedObject:
+    """Identity of a validated object that arrived over the network (UIDs only)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    prefix: str  # RP, RS, RD, CT, MR
+    kind: str  # RTPLAN, RTSTRUCT, RTDOSE, IMAGE
+    size_bytes: int
+    sha256: str
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword, "")
+    except Exception:  # a value that cannot be decoded
+        return ""
+    return str(value).strip() if value is not None else ""
+
+
+def validate_received(data: bytes, *, sop_class_uid: str, sop_instance_uid: str, label: str) -> ReceivedObject:
+    """Check that a received Part 10 byte stream is a complete, readable object of the class
+    the sender announced.
+
+    Parameters
+    ----------
+    data
+        Preamble, file meta information and data set, as written by the network layer.
+    sop_class_uid, sop_instance_uid
+        The Affected SOP Class/Instance UID of the C-STORE request.
+    label
+        How the object is named in messages (a UID, never a patient's name).
+
+    Returns
+    -------
+    ReceivedObject
+
+    Raises
+    ------
+    DicomReadError
+        The stream cannot be parsed, or its element structure runs past its end (truncated).
+    DicomConformanceError
+        The data set's SOP Class/Instance UID differ from the request's, the SOP class is not
+        one plancheck stores, or (0020,000D) 'Study Instance UID' is missing.
+    """
+    try:
+        ds = dcmread(BytesIO(data), stop_before_pixels=False)
+        # Force the deferred parsing of every element now, not later in a reader.
+        for _ in ds.iterall():
+            pass
+    except InvalidDicomError as exc:
+        raise DicomReadError(f"is not a DICOM data set: {exc}", label) from exc
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise DicomReadError(f"cannot be parsed (corrupt or truncated): {type(exc).__name__}: {exc}",
+                             label) from exc
+    check_not_truncated(data, ds, label)
+    ds_class = _text(ds, "SOPClassUID")
+    ds_instance = _text(ds, "SOPInstanceUID")
+    if ds_class != sop_class_uid:
+        raise DicomConformanceError(
+            f"(0008,0016) 'SOP Class UID' is {sop_class_name(ds_class)}, but the C-STORE request "
+            f"announced {sop_class_name(sop_class_uid)}; they must be equal", label)
+    if ds_instance != sop_instance_uid:
+        raise DicomConformanceError(
+            f"(0008,0018) 'SOP Instance UID' is {safe_uid(ds_instance)}, but the C-STORE request "
+            f"announced {safe_uid(sop_instance_uid)}; they must be equal", label)
+    prefix = STORABLE_SOP_CLASSES.get(ds_class)
+    if prefix is None:
+        raise DicomConformanceError(f"SOP class {sop_class_name(ds_class)} is not stored by plancheck", label)
+    study = _text(ds, "StudyInstanceUID")
+    if not study:
+        raise DicomConformanceError("(0020,000D) 'Study Instance UID' is missing; it is required (Type 1) "
+                                    "to file the object with its study", label)
+    return ReceivedObject(ds_class, ds_instance, study, prefix, kind_of(ds_class) or "IMAGE", len(data),
+                          _sha256(data))
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where a received object was kept, and what happened to an earlier one of the same UID.
+
+    Attributes
+    ----------
+    path
+        The stored file.
+    study_dir
+        The folder of its study.
+    duplicate
+        True when an identical object was already stored (nothing was written).
+    superseded
+        Where a different, earlier object with the same SOP Instance UID was moved, if any.
+    """
+
+    obj: ReceivedObject
+    path: Path
+    study_dir: Path
+    duplicate: bool = False
+    superseded: Path | None = None
+
+
+class ObjectStore:
+    """A folder of received DICOM objects (see the module docstring for the layout).
+
+    Thread-safe: several associations may store at once.
+
+    Parameters
+    ----------
+    root
+        The store folder (created).
+    max_object_bytes
+        Largest single object accepted.
+    max_store_bytes
+        Budget of the whole folder (studies, superseded and quarantined objects).
+    min_free_bytes
+        Refuse an object that would leave less free space than this on the file system.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, max_object_bytes: int, max_store_bytes: int,
+                 min_free_bytes: int = 0) -> None:
+        self.root = Path(root)
+        self.studies = self.root / "studies"
+        self.quarantine_dir = self.root / "quarantine"
+        self.superseded_dir = self.root / "superseded"
+        self.incoming = self.root / ".incoming"
+        for folder in (self.studies, self.quarantine_dir, self.superseded_dir, self.incoming):
+            folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.incoming.iterdir():  # left over by a crash
+            stale.unlink(missing_ok=True)
+        self.max_object_bytes = int(max_object_bytes)
+        self.max_store_bytes = int(max_store_bytes)
+        self.min_free_bytes = int(min_free_bytes)
+        self._lock = threading.Lock()
+        self._usage = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    @property
+    def usage_bytes(self) -> int:
+        """Bytes currently held by the store."""
+        return self._usage
+
+    def check_size(self, size_bytes: int) -> None:
+        """Raise :class:`StorageLimitError` if an object of this size may not be stored now."""
+        if size_bytes > self.max_object_bytes:
+            raise StorageLimitError(f"object of {size_bytes / 1e6:.1f} MB exceeds the limit of "
+                                    f"{self.max_object_bytes / 1e6:.1f} MB per object")
+        if self._usage + size_bytes > self.max_store_bytes:
+            raise StorageLimitError(f"store is full: {self._usage / 1e9:.3f} GB used, limit "
+                                    f"{self.max_store_bytes / 1e9:.3f} GB")
+        if self.min_free_bytes:
+            free = shutil.disk_usage(self.root).free
+            if free - size_bytes < self.min_free_bytes:
+                raise StorageLimitError(f"disk nearly full: {free / 1e9:.3f} GB free, "
+                                        f"{self.min_free_bytes / 1e9:.3f} GB must stay free")
+
+    def _write_temp(self, data: bytes) -> Path:
+        fd, tmp = tempfile.mkstemp(prefix="rx-", suffix=".part", dir=self.incoming)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return Path(tmp)
+
+    def store(self, data: bytes, obj: ReceivedObject) -> StoredObject:
+        """Keep a validated object.
+
+        An identical object already stored is not written again; a *different* object with
+        the same SOP Instance UID replaces it, and the earlier one is moved to
+        ``superseded/`` under a name that includes its content hash (never overwritten).
+
+        Raises
+        ------
+        StorageLimitError
+            The object is too large, or the store budget or free disk space would be exceeded.
+        OSError
+            Writing failed.
+        """
+        self.check_size(len(data))
+        study_dir = self.studies / safe_uid(obj.study_instance_uid)
+        name = f"{obj.prefix}_{safe_uid(obj.sop_instance_uid)}.dcm"
+        target = study_dir / name
+        tmp = self._write_temp(data)
+        try:
+            with self._lock:
+                study_dir.mkdir(parents=True, exist_ok=True)
+                superseded = None
+                if target.exists():
+                    if target.stat().st_size == len(data) and _file_sha256(target) == obj.sha256:
+                        tmp.unlink()
+                        return StoredObject(obj, target, study_dir, duplicate=True)
+                    old_hash = _file_sha256(target)
+                    aside = self.superseded_dir / study_dir.name
+                    aside.mkdir(parents=True, exist_ok=True)
+                    superseded = aside / f"{target.stem}.{old_hash[:16]}.dcm"
+                    if superseded.exists():  # the same old content was set aside before
+                        self._usage -= target.stat().st_size
+                        target.unlink()
+                    else:
+                        os.replace(target, superseded)
+                    logger.warning("SOP instance %s re-sent with different content; the earlier version "
+                                   "is kept at %s", safe_uid(obj.sop_instance_uid), superseded)
+                os.replace(tmp, target)
+                self._usage += len(data)
+                return StoredObject(obj, target, study_dir, superseded=superseded)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def quarantine(self, data: bytes, reason: str, *, sop_instance_uid: str) -> Path | None:
+        """Keep a corrupt or non-conformant object aside with a ``.txt`` giving the reason.
+
+        Returns None (and logs) when the budget does not allow keeping it.
+        """
+        digest = _sha256(data)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.quarantine_dir / f"{stamp}_{safe_uid(sop_instance_uid)}_{digest[:12]}.dcm"
+        try:
+            self.check_size(len(data))
+        except StorageLimitError as exc:
+            logger.error("object %s not quarantined: %s", safe_uid(sop_instance_uid), exc.message)
+            return None
+        tmp = self._write_temp(data)
+        with self._lock:
+            os.replace(tmp, target)
+            reason_file = target.with_suffix(".txt")
+            reason_file.write_text(reason + "\n", encoding="utf-8")
+            self._usage += len(data) + reason_file.stat().st_size
+        return target
+
+
+# ------------------------------------------------------------------------------ indexing
+
+_INDEX_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "PatientID", "PatientName", "StudyInstanceUID",
+    "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "RTPlanLabel",
+    "ReferencedStructureSetSequence", "FractionGroupSequence", "DoseSummationType",
+    "ReferencedRTPlanSequence", "ReferencedFrameOfReferenceSequence",
+]
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What grouping needs from one file's header. Patient identity is kept for hashing and
+    scrubbing only; it is left out of ``repr`` so it cannot reach a log by accident.
+
+    Attributes
+    ----------
+    fraction_groups
+        RT Plan: fraction group number → beam numbers with a non-zero meterset.
+    dose_groups, dose_beams
+        RT Dose: the fraction groups and beams it references.
+    referenced_uids
+        RT Plan: the structure set(s) it references; RT Dose: the plan(s).
+    """
+
+    path: Path
+    kind: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    patient_id: str = field(repr=False)
+    patient_name: str = field(repr=False)
+    series_instance_uid: str = ""
+    label: str = ""
+    referenced_uids: tuple[str, ...] = ()
+    summation_type: str = ""
+    fraction_groups: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    dose_groups: tuple[int, ...] = ()
+    dose_beams: tuple[int, ...] = ()
+    mtime: float = 0.0
+
+
+@dataclass
+class IndexResult:
+    """Objects found, and files passed over with the reason."""
+
+    objects: list[ObjectInfo] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _info(path: Path, ds: Dataset) -> ObjectInfo | None:
+    sop_class = _text(ds, "SOPClassUID")
+    if not sop_class and hasattr(ds, "file_meta"):
+        sop_class = _text(ds.file_meta, "MediaStorageSOPClassUID")
+    kind = kind_of(sop_class)
+    if kind is None:
+        return None
+    frame = _text(ds, "FrameOfReferenceUID")
+    referenced: list[str] = []
+    groups: list[tuple[int, tuple[int, ...]]] = []
+    dose_groups: list[int] = []
+    dose_beams: list[int] = []
+    if kind == "RTSTRUCT" and not frame:
+        for item in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
+            frame = _text(item, "FrameOfReferenceUID")
+            if frame:
+                break
+    elif kind == "RTPLAN":
+        referenced = [_text(i, "ReferencedSOPInstanceUID") for i in ds.get("ReferencedStructureSetSequence", None) or []]
+        for group in ds.get("FractionGroupSequence", None) or []:
+            number = _int(group.get("FractionGroupNumber", None))
+            beams = []
+            for ref in group.get("ReferencedBeamSequence", None) or []:
+                beam = _int(ref.get("ReferencedBeamNumber", None))
+                try:
+                    meterset = float(ref.get("BeamMeterset", None))
+                except (TypeError, ValueError):
+                    meterset = None
+                if beam is not None and meterset != 0.0:
+                    beams.append(beam)
+            if number is not None:
+                groups.append((number, tuple(beams)))
+    elif kind == "RTDOSE":
+        for ref in ds.get("ReferencedRTPlanSequence", None) or []:
+            referenced.append(_text(ref, "ReferencedSOPInstanceUID"))
+            for group in ref.get("ReferencedFractionGroupSequence", None) or []:
+                number = _int(group.get("ReferencedFractionGroupNumber", None))
+                if number is not None:
+                    dose_groups.append(number)
+                for beam in group.get("ReferencedBeamSequence", None) or []:
+                    b = _int(beam.get("ReferencedBeamNumber", None))
+                    if b is not None:
+                        dose_beams.append(b)
+    return ObjectInfo(
+        path=path, kind=kind, sop_class_uid=sop_class, sop_instance_uid=_text(ds, "SOPInstanceUID"),
+        study_instance_uid=_text(ds, "StudyInstanceUID"), frame_of_reference_uid=frame,
+        patient_id=_text(ds, "PatientID"), patient_name=_text(ds, "PatientName"),
+        series_instance_uid=_text(ds, "SeriesInstanceUID"), label=_text(ds, "RTPlanLabel"),
+        referenced_uids=tuple(u for u in referenced if u), summation_type=_text(ds, "DoseSummationType").upper(),
+        fraction_groups=tuple(groups), dose_groups=tuple(dose_groups), dose_beams=tuple(dose_beams),
+        mtime=path.stat().st_mtime,
+    )
+
+
+def index_objects(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> IndexResult:
+    """Read the headers of every file under ``paths`` (directories searched recursively) and
+    keep the RT Plans, Structure Sets, Doses and images.
+
+    Only the attributes grouping needs are read (no contours, no pixels). Files that are not
+    DICOM, cannot be parsed, or are of other SOP classes are listed in ``skipped``; the same
+    SOP instance found twice is kept once (the first path in sorted order).
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")))
+        elif p.is_file():
+            files.append(p)
+    result = IndexResult()
+    seen: dict[str, Path] = {}
+    for path in files:
+        try:
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=_INDEX_TAGS)
+        except InvalidDicomError:
+            result.skipped.append((path, "not a DICOM file"))
+            continue
+        except Exception as exc:
+            result.skipped.append((path, f"unreadable DICOM header: {type(exc).__name__}"))
+            continue
+        try:
+            info = _info(path, ds)
+        except Exception as exc:
+            result.skipped.append((path, f"unreadable DICOM header: {type(exc).__name__}"))
+            continue
+        if info is None:
+            result.skipped.append((path, "SOP class not used by plancheck"))
+            continue
+        if info.sop_instance_uid in seen:
+            result.skipped.append((path, f"duplicate of {seen[info.sop_instance_uid]}"))
+            continue
+        seen[info.sop_instance_uid] = path
+        result.objects.append(info)
+    return result
+
+
+# ------------------------------------------------------------------------------ grouping
+
+_PLAN_TYPES = ("PLAN",)
+_FRACTION_TYPES = ("FRACTION", "FRACTION_SESSION")
+_BEAM_TYPES = ("BEAM", "BEAM_SESSION")
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    """One RT Plan and the files it needs.
+
+    Attributes
+    ----------
+    plan
+        The RT Plan.
+    structure_sets, doses, images
+        The structure set it references (or the only one in its frame of reference), the
+        doses that reference it, and the images of the same patient and frame of reference.
+    missing
+        Why the plan cannot be checked yet (empty when complete).
+    """
+
+    plan: ObjectInfo
+    structure_sets: tuple[ObjectInfo, ...]
+    doses: tuple[ObjectInfo, ...]
+    images: tuple[ObjectInfo, ...]
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def objects(self) -> tuple[ObjectInfo, ...]:
+        return (self.plan, *self.structure_sets, *self.doses, *self.images)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return tuple(o.path for o in self.objects)
+
+    @property
+    def component_uids(self) -> frozenset[str]:
+        """SOP Instance UIDs of the plan, its structure set and doses (not the images)."""
+        return frozenset(o.sop_instance_uid for o in (self.plan, *self.structure_sets, *self.doses))
+
+
+def _missing_doses(plan: ObjectInfo, doses: Sequence[ObjectInfo]) -> list[str]:
+    uid = safe_uid(plan.sop_instance_uid)
+    if not doses:
+        return [f"no RT Dose references RT Plan {uid}"]
+    if any(d.summation_type in _PLAN_TYPES for d in doses):
+        return []
+    fraction = [d for d in doses if d.summation_type in _FRACTION_TYPES]
+    if fraction:
+        covered = {g for d in fraction for g in d.dose_groups}
+        needed = {n for n, _ in plan.fraction_groups}
+        if len(fraction) == 1 and not fraction[0].dose_groups and len(needed) <= 1:
+            return []
+        lacking = sorted(needed - covered)
+        return [f"no FRACTION dose yet for fraction group(s) {lacking}"] if lacking else []
+    beam = [d for d in doses if d.summation_type in _BEAM_TYPES]
+    if beam:
+        needed_beams = {b for _, beams in plan.fraction_groups for b in beams}
+        covered_beams = {b for d in beam for b in d.dose_beams}
+        if len(beam) == 1 and not beam[0].dose_beams and len(needed_beams) <= 1:
+            return []
+        lacking = sorted(needed_beams - covered_beams)
+        return [f"no BEAM dose yet for beam(s) {lacking}"] if lacking else []
+    types = sorted({d.summation_type or "(none)" for d in doses})
+    return [f"the doses referencing RT Plan {uid} are of summation type(s) {types}, none usable"]
+
+
+def group_plans(objects: Sequence[ObjectInfo]) -> list[PlanGroup]:
+    """Group indexed objects by plan.
+
+    A structure set belongs to a plan when the plan references it; a plan without a
+    reference gets the only structure set of its patient and frame of reference. A dose
+    belongs to the plan it references (a dose referencing no plan goes to the only plan of
+    its patient and frame). Images go with every plan of the same patient and frame.
+
+    Returns
+    -------
+    list of PlanGroup
+        One per RT Plan, sorted by patient group then plan UID, with ``missing`` saying what
+        the plan still lacks (structure set, doses, fraction groups or beams without dose).
+    """
+    rtss_by_uid = {o.sop_instance_uid: o for o in objects if o.kind == "RTSTRUCT"}
+    plans = [o for o in objects if o.kind == "RTPLAN"]
+    doses_by_plan: dict[str, list[ObjectInfo]] = {}
+    unlinked_doses: list[ObjectInfo] = []
+    for dose in (o for o in objects if o.kind == "RTDOSE"):
+        if dose.referenced_uids:
+            for uid in dict.fromkeys(dose.referenced_uids):
+                doses_by_plan.setdefault(uid, []).append(dose)
+        else:
+            unlinked_doses.append(dose)
+
+    def frame_of(plan: ObjectInfo) -> str:
+        if plan.frame_of_reference_uid:
+            return plan.frame_of_reference_uid
+        for uid in plan.referenced_uids:
+            if uid in rtss_by_uid:
+                return rtss_by_uid[uid].frame_of_reference_uid
+        return ""
+
+    by_place: dict[tuple[str, str], list[ObjectInfo]] = {}
+    by_patient: dict[str, list[ObjectInfo]] = {}
+    for o in objects:
+        by_place.setdefault((o.patient_id, o.frame_of_reference_uid), []).append(o)
+        by_patient.setdefault(o.patient_id, []).append(o)
+    plan_frames = {p.sop_instance_uid: frame_of(p) for p in plans}
+    plans_at: dict[tuple[str, str], int] = {}
+    for p in plans:
+        key = (p.patient_id, plan_frames[p.sop_instance_uid])
+        plans_at[key] = plans_at.get(key, 0) + 1
+
+    groups: list[PlanGroup] = []
+    for plan in plans:
+        frame = plan_frames[plan.sop_instance_uid]
+        same_place = by_place.get((plan.patient_id, frame), []) if frame else by_patient.get(plan.patient_id, [])
+        missing: list[str] = []
+        rtss: list[ObjectInfo] = []
+        if plan.referenced_uids:
+            for uid in plan.referenced_uids:
+                if uid in rtss_by_uid:
+                    rtss.append(rtss_by_uid[uid])
+                else:
+                    missing.append(f"RT Structure Set {safe_uid(uid)} referenced by the plan is not present")
+        else:
+            candidates = [o for o in same_place if o.kind == "RTSTRUCT"]
+            if len(candidates) == 1:
+                rtss = candidates
+            else:
+                missing.append(f"the plan references no structure set and {len(candidates)} are present "
+                               "in its frame of reference")
+        doses = list(doses_by_plan.get(plan.sop_instance_uid, []))
+        if plans_at[(plan.patient_id, frame)] == 1:
+            doses += [d for d in unlinked_doses if d.patient_id == plan.patient_id
+                      and d.frame_of_reference_uid == frame]
+        missing += _missing_doses(plan, doses)
+        images = tuple(o for o in same_place if o.kind == "IMAGE" and frame)
+        groups.append(PlanGroup(plan, tuple(rtss), tuple(doses), images, tuple(missing)))
+    groups.sort(key=lambda g: (g.plan.patient_id, g.plan.sop_instance_uid))
+    return groups
+

@@ -1,0 +1,387 @@
+"""The DICOM Storage SCP of ``plancheck serve`` (the only module importing pynetdicom).
+
+Associations are served by pynetdicom, one thread each. The C-STORE handler only checks the
+size, validates and stores the object (:mod:`plancheck.dicom.store`); when an association is
+released, the studies it stored into are handed to the :class:`~plancheck.net.checks.CheckWorker`
+thread, which checks every plan the association completed or re-sent.
+
+DIMSE statuses of a C-STORE response (PS3.4 Table B.2-1; PS3.7 Annex C):
+
+========  ======================================================================
+0x0000    Success: stored (or an identical copy was already stored)
+0xA700    Refused, out of resources: object larger than ``--max-object-mb``, store
+          budget ``--max-store-gb`` or free disk space exhausted, write failure
+0xA900    Error, data set does not match SOP class: SOP Class/Instance UID differ
+          from the request, Study Instance UID missing (object quarantined)
+0xC210    Error, cannot understand: corrupt or truncated data set (quarantined)
+0xC211    Error, cannot understand: unexpected failure in the handler
+0x0122    Refused, SOP class not supported (only if a peer sends on a context
+          whose class plancheck does not store)
+========  ======================================================================
+
+Storage classes plancheck does not use are not negotiated (the presentation context is
+rejected with "abstract syntax not supported"); a calling AE title outside the allow-list
+gets an association rejection ("calling AE title not recognised"), as does a called AE
+title other than the server's.
+
+References
+----------
+DICOM PS3.4 Annex B (Storage Service Class), PS3.7 §9.1.1 (C-STORE), PS3.8 §9.3.4
+(A-ASSOCIATE-RJ reasons).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pynetdicom import AE, _config, evt
+from pynetdicom.sop_class import Verification
+
+from plancheck.dicom.store import (
+    STORABLE_SOP_CLASSES, ObjectStore, StorageLimitError, safe_uid, status_dataset, validate_received,
+)
+from plancheck.errors import DicomConformanceError, DicomReadError, UsageError
+from plancheck.net.checks import CheckRecord, CheckWorker
+from plancheck.protocol.loader import Protocol
+
+__all__ = ["ReceiverConfig", "Receiver", "STATUS", "TRANSFER_SYNTAXES_RT", "TRANSFER_SYNTAXES_IMAGE"]
+
+log = logging.getLogger(__name__)
+
+#: DIMSE status codes used by the receiver.
+STATUS = {
+    "success": 0x0000,
+    "out_of_resources": 0xA700,
+    "does_not_match": 0xA900,
+    "cannot_understand": 0xC210,
+    "handler_failure": 0xC211,
+    "sop_class_not_supported": 0x0122,
+}
+
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+#: Uncompressed syntaxes for RT objects (deflate is refused: unbounded decompression).
+TRANSFER_SYNTAXES_RT = [_EXPLICIT_LE, _IMPLICIT_LE]
+#: Images may also arrive compressed; plancheck reads their headers only.
+TRANSFER_SYNTAXES_IMAGE = TRANSFER_SYNTAXES_RT + [
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",     # RLE Lossless
+]
+
+_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def _shown(value: Any, limit: int = 16) -> str:
+    """An AE title or address from the wire, safe to log (printable ASCII, bounded)."""
+    return _PRINTABLE.sub("?", str(value).strip())[:limit]
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """Settings of the receiver.
+
+    Parameters
+    ----------
+    store_dir, reports_dir
+        Where received objects and reports go.
+    protocol
+        The resolved protocol to check plans against.
+    ae_title
+        The server's AE title; associations must call it.
+    bind, port
+        Listening address; port 0 picks a free port (tests).
+    allowed_calling_aes
+        If not empty, only these calling AE titles may associate.
+    max_object_bytes, max_store_bytes, min_free_bytes
+        Size of one object; budget of the store folder; free space to keep on its disk.
+    formats
+        Report formats.
+    max_associations
+        Concurrent associations.
+    """
+
+    store_dir: Path
+    reports_dir: Path
+    protocol: Protocol
+    ae_title: str = "PLANCHECK"
+    bind: str = "127.0.0.1"
+    port: int = 11112
+    allowed_calling_aes: tuple[str, ...] = ()
+    max_object_bytes: int = 1024 * 1024 * 1024
+    max_store_bytes: int = 50 * 1024**3
+    min_free_bytes: int = 256 * 1024 * 1024
+    formats: tuple[str, ...] = ("json", "html")
+    max_associations: int = 10
+
+    def __post_init__(self) -> None:
+        title = self.ae_title.strip()
+        if not 1 <= len(title) <= 16 or _PRINTABLE.search(title) or "\\" in title:
+            raise UsageError(f"AE title {self.ae_title!r}: 1 to 16 printable characters, no backslash")
+        for ae in self.allowed_calling_aes:
+            if not 1 <= len(ae.strip()) <= 16:
+                raise UsageError(f"calling AE title {ae!r}: 1 to 16 characters")
+        if self.max_object_bytes <= 0 or self.max_store_bytes <= 0:
+            raise UsageError("size limits must be positive")
+
+
+@dataclass
+class _AssocState:
+    studies: set[Path] = field(default_factory=set)
+    received: set[str] = field(default_factory=set)
+    stored: int = 0
+    refused: int = 0
+
+
+class Receiver:
+    """A running Storage SCP with its check thread.
+
+    Use :meth:`start` / :meth:`stop`, or as a context manager. Thread-safe.
+
+    Examples
+    --------
+    >>> with Receiver(ReceiverConfig(store, reports, protocol, port=0)) as rx:  # doctest: +SKIP
+    ...     print(rx.port)
+    """
+
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.config = config
+        self.store = ObjectStore(config.store_dir, max_object_bytes=config.max_object_bytes,
+                                 max_store_bytes=config.max_store_bytes, min_free_bytes=config.min_free_bytes)
+        self.records: list[CheckRecord] = []
+        self._records_changed = threading.Condition()
+        self.worker = CheckWorker(Path(config.reports_dir), config.protocol, formats=config.formats,
+                                  on_record=self._on_record)
+        self._states: dict[int, _AssocState] = {}
+        self._orphans = _AssocState()
+        self._lock = threading.Lock()
+        self._server = None
+        self._ae: AE | None = None
+        self._chunked_before: bool | None = None
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    def _make_ae(self) -> AE:
+        ae = AE(ae_title=self.config.ae_title)
+        ae.require_called_aet = True
+        ae.require_calling_aet = list(self.config.allowed_calling_aes)
+        ae.maximum_associations = self.config.max_associations
+        ae.acse_timeout = 30
+        ae.dimse_timeout = 120
+        ae.network_timeout = 120
+        ae.add_supported_context(Verification)
+        for sop_class, prefix in STORABLE_SOP_CLASSES.items():
+            syntaxes = TRANSFER_SYNTAXES_IMAGE if prefix in ("CT", "MR") else TRANSFER_SYNTAXES_RT
+            ae.add_supported_context(sop_class, syntaxes)
+        return ae
+
+    def start(self) -> tuple[str, int]:
+        """Start listening and the check thread; returns the bound (host, port).
+
+        Raises
+        ------
+        UsageError
+            The address cannot be bound (port in use, no permission).
+        """
+        # Received data sets go to a temporary file, not memory, so a large object or many
+        # at once cannot exhaust RAM (a process-wide pynetdicom setting, restored by stop()).
+        self._chunked_before = _config.STORE_RECV_CHUNKED_DATASET
+        _config.STORE_RECV_CHUNKED_DATASET = True
+        self._ae = self._make_ae()
+        handlers = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_RELEASED, self._on_released),
+            (evt.EVT_ABORTED, self._on_aborted),
+            (evt.EVT_CONN_CLOSE, self._on_closed),
+        ]
+        try:
+            self._server = self._ae.start_server((self.config.bind, self.config.port), block=False,
+                                                 evt_handlers=handlers)
+        except OSError as exc:
+            _config.STORE_RECV_CHUNKED_DATASET = self._chunked_before
+            raise UsageError(f"cannot listen on {self.config.bind}:{self.config.port}: {exc.strerror or exc}") from exc
+        self.worker.start()
+        host, port = self._server.server_address[:2]
+        log.info("listening on %s:%d as AE %s; store %s; reports %s", host, port, self.config.ae_title,
+                 self.config.store_dir, self.config.reports_dir)
+        return host, port
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the receiver is not started"
+        return int(self._server.server_address[1])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop accepting associations, let the active ones finish (up to ``timeout`` s, then
+        abort them), run the checks already queued, and stop."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.shutdown()
+        deadline = time.monotonic() + timeout
+        while server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for assoc in server.active_associations:
+            log.warning("aborting association from AE %s at shutdown", _shown(assoc.requestor.ae_title))
+            assoc.abort()
+        if not self.worker.stop(max(1.0, deadline - time.monotonic())):
+            log.warning("checks still running at shutdown were abandoned")
+        if self._chunked_before is not None:
+            _config.STORE_RECV_CHUNKED_DATASET = self._chunked_before
+        log.info("receiver stopped")
+
+    def __enter__(self) -> Receiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------- checks
+
+    def _on_record(self, record: CheckRecord) -> None:
+        with self._records_changed:
+            self.records.append(record)
+            self._records_changed.notify_all()
+
+    def wait_for_records(self, count: int, timeout: float = 30.0) -> list[CheckRecord]:
+        """Wait until at least ``count`` checks have finished in total; returns the records."""
+        deadline = time.monotonic() + timeout
+        with self._records_changed:
+            while len(self.records) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._records_changed.wait(left)
+            return list(self.records)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no association is active and no check is queued or running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = bool(self._states)
+            if not busy and self.worker.idle():
+                return True
+            time.sleep(0.02)
+        return False
+
+    # ------------------------------------------------------------------------- handlers
+
+    def _state(self, event: Any) -> _AssocState:
+        with self._lock:
+            return self._states.setdefault(id(event.assoc), _AssocState())
+
+    def _on_established(self, event: Any) -> None:
+        self._state(event)
+        req = event.assoc.requestor
+        log.info("association from %s (calling AE %s) accepted", _shown(req.address, 45), _shown(req.ae_title))
+
+    def _on_rejected(self, event: Any) -> None:
+        req = event.assoc.requestor
+        log.warning("association from %s (calling AE %s, called AE %s) rejected", _shown(req.address, 45),
+                    _shown(req.ae_title), _shown(event.assoc.acceptor.ae_title))
+
+    def _on_echo(self, event: Any) -> int:
+        log.info("C-ECHO from AE %s", _shown(event.assoc.requestor.ae_title))
+        return STATUS["success"]
+
+    def _on_store(self, event: Any) -> Any:
+        try:
+            return self._store(event)
+        except Exception as exc:  # a bug: the peer gets a failure, the server goes on
+            log.error("C-STORE handler failed: %s: %s", type(exc).__name__, exc)
+            return status_dataset(STATUS["handler_failure"], "internal error while storing")
+
+    def _store(self, event: Any) -> Any:
+        request = event.request
+        sop_class = str(request.AffectedSOPClassUID or "")
+        sop_instance = str(request.AffectedSOPInstanceUID or "")
+        uid = safe_uid(sop_instance)
+        state = self._state(event)
+        if sop_class not in STORABLE_SOP_CLASSES:
+            state.refused += 1
+            log.warning("object %s refused: SOP class %s is not stored", uid, safe_uid(sop_class))
+            return status_dataset(STATUS["sop_class_not_supported"], "SOP class not stored by plancheck")
+        try:
+            path = event.dataset_path  # STORE_RECV_CHUNKED_DATASET: a temporary Part 10 file
+        except AttributeError:
+            path = None
+        size = Path(path).stat().st_size if path else len(event.encoded_dataset())
+        try:
+            self.store.check_size(size)
+        except StorageLimitError as exc:
+            state.refused += 1
+            log.error("object %s refused: %s", uid, exc.message)
+            return status_dataset(STATUS["out_of_resources"], exc.message)
+        data = Path(path).read_bytes() if path else event.encoded_dataset()
+        label = f"SOP instance {uid}"
+        try:
+            obj = validate_received(data, sop_class_uid=sop_class, sop_instance_uid=sop_instance, label=label)
+        except (DicomReadError, DicomConformanceError) as exc:
+            state.refused += 1
+            kept = self.store.quarantine(data, str(exc), sop_instance_uid=sop_instance)
+            corrupt = isinstance(exc, DicomReadError)
+            log.error("object %s failed validation (%s); %s", uid, exc.message,
+                      f"kept aside at {kept}" if kept else "not kept")
+            if corrupt:
+                return status_dataset(STATUS["cannot_understand"], "corrupt or truncated data set")
+            return status_dataset(STATUS["does_not_match"], exc.message)
+        try:
+            stored = self.store.store(data, obj)
+        except StorageLimitError as exc:
+            state.refused += 1
+            log.error("object %s refused: %s", uid, exc.message)
+            return status_dataset(STATUS["out_of_resources"], exc.message)
+        except OSError as exc:
+            state.refused += 1
+            log.error("object %s could not be written: %s", uid, exc.strerror or exc)
+            return status_dataset(STATUS["out_of_resources"], "the object could not be written")
+        with self._lock:
+            state.studies.add(stored.study_dir)
+            state.received.add(obj.sop_instance_uid)
+            state.stored += 1
+        log.debug("stored %s %s in study %s%s", obj.prefix, uid, stored.study_dir.name,
+                 " (identical copy already stored)" if stored.duplicate else "")
+        return STATUS["success"]
+
+    def _finish(self, event: Any, how: str) -> None:
+        with self._lock:
+            state = self._states.pop(id(event.assoc), None)
+            if state is None:
+                return
+            if how == "released":
+                state.studies |= self._orphans.studies
+                state.received |= self._orphans.received
+                self._orphans = _AssocState()
+            elif state.received:
+                self._orphans.studies |= state.studies
+                self._orphans.received |= state.received
+        log.info("association from AE %s %s: %d object(s) stored, %d refused", _shown(event.assoc.requestor.ae_title),
+                 how, state.stored, state.refused)
+        if how == "released" and state.received:
+            self.worker.submit(state.studies, state.received)
+        elif state.received:
+            log.warning("association %s: its %d object(s) are kept and will be checked after the next "
+                        "released association", how, len(state.received))
+
+    def _on_released(self, event: Any) -> None:
+        self._finish(event, "released")
+
+    def _on_aborted(self, event: Any) -> None:
+        self._finish(event, "aborted")
+
+    def _on_closed(self, event: Any) -> None:
+        self._finish(event, "closed without release")
