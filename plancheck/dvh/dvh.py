@@ -32,6 +32,19 @@ MAX_BINS = 400_000
 """The bin width grows beyond the default when the maximum dose would need more bins."""
 
 
+_CHUNK = 65_536
+"""Samples per block in the histogram passes (the temporaries of a block stay in cache)."""
+
+
+def _accumulate(acc: np.ndarray, index: np.ndarray, weights: np.ndarray) -> None:
+    """``acc += bincount(index, weights)`` over the index range the block touches only."""
+    if index.size == 0:
+        return
+    base = int(index.min())
+    counts = np.bincount(index - base, weights=weights)
+    acc[base:base + len(counts)] += counts
+
+
 def _histogram(d: np.ndarray, w: np.ndarray, spread: np.ndarray | None, lo: float, hi: float, width: float) -> np.ndarray:
     """Differential histogram (bins of ``width`` from 0) of samples at doses ``d``
     with volumes ``w``, each spread uniformly over ``d ± spread/2`` within ``[lo, hi]``.
@@ -40,34 +53,55 @@ def _histogram(d: np.ndarray, w: np.ndarray, spread: np.ndarray | None, lo: floa
     G(x) = ρ·(clip(x, a, b) − a) to the integral of volume below x; G at every bin
     edge is a difference of cumulative sums, so the exact bin contents come
     from four bincounts. Spreads narrower than a bin are put at their centre.
+    The samples are processed in blocks.
     """
     nbins = int(hi / width) + 1
     hist = np.zeros(nbins)
-    if spread is None:
-        point = np.ones(len(d), dtype=bool)
-        a = b = d
-    else:
-        a = np.clip(d - spread / 2, lo, hi)
-        b = np.clip(d + spread / 2, lo, hi)
+    r1a = np.zeros(nbins + 2)
+    r2a = np.zeros(nbins + 2)
+    r1b = np.zeros(nbins + 2)
+    r2b = np.zeros(nbins + 2)
+    spread_total = 0.0
+    any_spread = False
+    for start in range(0, len(d), _CHUNK):
+        stop = start + _CHUNK
+        dc, wc = d[start:stop], w[start:stop]
+        if spread is None:
+            index = np.minimum((dc / width).astype(np.int64), nbins - 1)
+            _accumulate(hist, index, wc)
+            continue
+        half = spread[start:stop] / 2
+        a = np.clip(dc - half, lo, hi)
+        b = np.clip(dc + half, lo, hi)
         point = (b - a) < width
-    if point.any():
-        centre = (a[point] + b[point]) / 2
-        index = np.minimum((centre / width).astype(np.int64), nbins - 1)
-        hist += np.bincount(index, weights=w[point], minlength=nbins)
-    if (~point).any():
-        a, b, wi = a[~point], b[~point], w[~point]
-        rho = wi / (b - a)
+        if point.all():
+            centre = (a + b) / 2
+            _accumulate(hist, np.minimum((centre / width).astype(np.int64), nbins - 1), wc)
+            continue
+        if point.any():
+            centre = (a[point] + b[point]) / 2
+            _accumulate(hist, np.minimum((centre / width).astype(np.int64), nbins - 1), wc[point])
+            wide = ~point
+            a, b, wc = a[wide], b[wide], wc[wide]
+        any_spread = True
+        rho = wc / (b - a)
+        # first edge index strictly above a value v: floor(v / width) + 1 (<= nbins: v <= hi)
+        ia = (a / width).astype(np.int64)
+        ia += 1
+        ib = (b / width).astype(np.int64)
+        ib += 1
+        _accumulate(r1a, ia, rho)
+        _accumulate(r2a, ia, rho * a)
+        _accumulate(r1b, ib, rho)
+        _accumulate(r2b, ib, rho * b)
+        spread_total += float(wc.sum())
+    if any_spread:
         edges = np.arange(nbins + 1) * width
-        # first edge index strictly above a value v: floor(v / width) + 1
-        ia = np.minimum((a / width).astype(np.int64) + 1, nbins + 1)
-        ib = np.minimum((b / width).astype(np.int64) + 1, nbins + 1)
-        r1a = np.cumsum(np.bincount(ia, weights=rho, minlength=nbins + 2))[: nbins + 1]
-        r2a = np.cumsum(np.bincount(ia, weights=rho * a, minlength=nbins + 2))[: nbins + 1]
-        r1b = np.cumsum(np.bincount(ib, weights=rho, minlength=nbins + 2))[: nbins + 1]
-        r2b = np.cumsum(np.bincount(ib, weights=rho * b, minlength=nbins + 2))[: nbins + 1]
-        below = edges * (r1a - r1b) - (r2a - r2b)
+        below = edges * (np.cumsum(r1a)[: nbins + 1] - np.cumsum(r1b)[: nbins + 1]) - (
+            np.cumsum(r2a)[: nbins + 1] - np.cumsum(r2b)[: nbins + 1]
+        )
         hist += np.diff(below)
-        hist[-1] += float(wi.sum()) - below[-1]  # rounding only: every b lies below the last edge
+        hist[-1] += spread_total - below[-1]  # rounding only: every b lies below the last edge
     return np.maximum(hist, 0.0)
 
 
@@ -143,23 +177,35 @@ class DVH:
         """
         doses = np.asarray(doses_gy, dtype=float)
         weights = np.asarray(weights_cc, dtype=float)
+        spread = None if spread_gy is None else np.asarray(spread_gy, dtype=float)
         covered = ~np.isnan(doses)
-        d = doses[covered]
-        w = weights[covered]
-        spread = None if spread_gy is None else np.asarray(spread_gy, dtype=float)[covered]
+        if not covered.all():
+            doses, weights_covered = doses[covered], weights[covered]
+            spread = None if spread is None else spread[covered]
+        else:
+            weights_covered = weights
         total = float(weights.sum()) if volume_cc is None else float(volume_cc)
-        if d.size == 0 or w.sum() <= 0:
+        # one blocked pass: clipped doses, their range, volume and dose integral
+        d = np.empty(len(doses))
+        lo, hi, w_sum, dw_sum = np.inf, -np.inf, 0.0, 0.0
+        for start in range(0, len(doses), _CHUNK):
+            stop = start + _CHUNK
+            dc = np.maximum(doses[start:stop], 0.0, out=d[start:stop])
+            wc = weights_covered[start:stop]
+            lo = min(lo, float(dc.min()))
+            hi = max(hi, float(dc.max()))
+            w_sum += float(wc.sum())
+            dw_sum += float(np.multiply(dc, wc).sum())  # not np.dot: BLAS threads cost more than they save here
+        if d.size == 0 or w_sum <= 0:
             return cls(name, bin_width_gy, np.zeros(0), total, None, None, None, dose_kind, engine, notes)
-        d = np.maximum(d, 0.0)
-        lo, hi = float(d.min()), float(d.max())
         if extreme_doses_gy is not None:
             ext = np.asarray(extreme_doses_gy, dtype=float)
             ext = ext[~np.isnan(ext)]
             if ext.size:
                 lo, hi = min(lo, float(max(ext.min(), 0.0))), max(hi, float(ext.max()))
         width = max(bin_width_gy, hi / MAX_BINS)
-        hist = _histogram(d, w, spread, lo, hi, width)
-        mean = float(np.dot(d, w) / w.sum())
+        hist = _histogram(d, weights_covered, spread, lo, hi, width)
+        mean = dw_sum / w_sum
         return cls(name, width, hist, total, lo, hi, mean, dose_kind, engine, notes)
 
     @classmethod

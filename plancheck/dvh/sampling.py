@@ -25,6 +25,11 @@ The lattice step adapts to the ROI so that about ``target_samples`` lattice
 points are used over all planes, within ``[min_step_mm, max_step_mm]``: small
 structures are sampled finely (≈0.05–0.2 mm), large ones no coarser than the
 dose grid.
+
+Implementation: the cells are described as columns (:class:`~plancheck.dvh.interpolate.PointColumns`:
+a lattice point and the z-segments of its plane), so the engine interpolates the
+dose column by column (the in-plane part once per column and dose plane) and the
+geometry is vectorised over all polygons of the ROI (no Python loop per plane).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plancheck.dvh.rasterize import PlaneLattice, even_odd_area_mm2, rasterize_planes
+from plancheck.dvh.interpolate import PointColumns
+from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, expand_ranges, plane_areas_mm2, rasterize_polygon_set
 from plancheck.model.structures import Roi
 
 __all__ = ["RoiSampling", "sample_roi", "DEFAULT_TARGET_SAMPLES"]
@@ -53,13 +59,17 @@ class RoiSampling:
     Attributes
     ----------
     points_mm
-        ``(N, 3)`` x, y, z in mm of the centres of the sample cells.
+        ``(N, 3)`` x, y, z in mm of the centres of the sample cells. For a sampling
+        made by :func:`sample_roi` the cells come slot-major (see ``cell_columns``)
+        and the array is built from the columns on first use (None may be passed).
     heights_mm
-        ``(N,)`` height (z extent) of each cell, mm; its x and y extent is ``step_mm``.
+        ``(N,)`` height (z extent) of each cell, mm; its x and y extent is ``step_mm``
+        (built from the columns on first use when None is passed).
     weights_cc
         ``(N,)`` volume represented by each sample, cc; sums to ``volume_cc``.
     extreme_points_mm
-        ``(M, 3)`` surface points (zero weight) used for minimum and maximum dose.
+        ``(M, 3)`` surface points (zero weight) used for minimum and maximum dose
+        (built from ``extreme_columns`` on first use when None is passed).
     volume_cc
         Volume of the ROI in the slab model, cc.
     step_mm
@@ -68,6 +78,14 @@ class RoiSampling:
         Nominal contour spacing used for end caps, mm.
     notes
         Remarks on the geometry (assumed thickness, non-nested contours ...).
+    cell_columns
+        The sample cells as columns (lattice point x z-segments of its plane),
+        together in the order of ``points_mm`` (slot-major: the first segment of
+        every column, then the second ...); lets the dose be interpolated column
+        by column. None for a sampling built by other means.
+    extreme_columns
+        The extreme points as columns, together in the order of ``extreme_points_mm``
+        (empty when not known).
     """
 
     points_mm: np.ndarray
@@ -78,10 +96,51 @@ class RoiSampling:
     step_mm: float
     thickness_mm: float
     notes: tuple[str, ...] = ()
+    cell_columns: tuple[PointColumns, ...] | None = None
+    extreme_columns: tuple[PointColumns, ...] | None = None
 
     @property
     def number_of_samples(self) -> int:
         return int(len(self.weights_cc))
+
+
+def _lazy_coordinates(attr: str, columns_attr: str) -> property:
+    """A field that, given as None, is built on first use from the column description
+    (the coordinates of every cell are rarely needed: the engine works on the columns)."""
+    key = "_" + attr
+
+    def get(self: RoiSampling) -> np.ndarray:
+        value = self.__dict__.get(key)
+        if value is None:
+            columns = getattr(self, columns_attr) or ()
+            value = np.concatenate([c.points_mm() for c in columns]) if columns else np.zeros((0, 3))
+            self.__dict__[key] = value
+        return value
+
+    def set_(self: RoiSampling, value: np.ndarray | None) -> None:
+        self.__dict__[key] = value
+
+    return property(get, set_, doc=f"``(N, 3)`` coordinates ({attr}); see the class docstring.")
+
+
+RoiSampling.points_mm = _lazy_coordinates("points_mm", "cell_columns")  # type: ignore[assignment]
+
+
+def _get_heights(self: RoiSampling) -> np.ndarray:
+    value = self.__dict__.get("_heights_mm")
+    if value is None:
+        columns = self.cell_columns or ()
+        value = np.concatenate([c.slot_major(c.z_extent_mm) for c in columns]) if columns else np.zeros(0)
+        self.__dict__["_heights_mm"] = value
+    return value
+
+
+def _set_heights(self: RoiSampling, value: np.ndarray | None) -> None:
+    self.__dict__["_heights_mm"] = value
+
+
+RoiSampling.heights_mm = property(_get_heights, _set_heights, doc="``(N,)`` height (z extent) of each cell, mm.")  # type: ignore[assignment]
+RoiSampling.extreme_points_mm = _lazy_coordinates("extreme_points_mm", "extreme_columns")  # type: ignore[assignment]
 
 
 def _slab_bounds(z: np.ndarray, default_thickness_mm: float | None) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
@@ -106,17 +165,17 @@ def _slab_bounds(z: np.ndarray, default_thickness_mm: float | None) -> tuple[np.
     return lo, hi, t, notes
 
 
-def _edge_points(polygons: tuple[np.ndarray, ...], step_mm: float) -> np.ndarray:
-    """Vertices plus points along each edge no further apart than ``step_mm``."""
-    out = []
-    for poly in polygons:
-        nxt = np.roll(poly, -1, axis=0)
-        length = np.hypot(*(nxt - poly).T)
-        n = np.maximum(1, np.ceil(length / step_mm).astype(int))
-        owner = np.repeat(np.arange(len(poly)), n)
-        frac = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n)
-        out.append(poly[owner] + (nxt - poly)[owner] * frac[:, None])
-    return np.vstack(out)
+def _edge_points(pset: PolygonSet, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices plus points along each edge no further apart than ``step_mm``, and
+    the plane of each point."""
+    verts = pset.vertices
+    delta = verts[pset.next_index] - verts
+    length = np.hypot(delta[:, 0], delta[:, 1])
+    n = np.maximum(1, np.ceil(length / step_mm).astype(np.int64))
+    owner, within = expand_ranges(np.zeros(len(n), dtype=np.int64), n)
+    frac = within / n[owner]
+    points = verts[owner] + delta[owner] * frac[:, None]
+    return points, np.repeat(pset.plane, pset.length)[owner]
 
 
 def sample_roi(
@@ -158,19 +217,19 @@ def sample_roi(
         return RoiSampling(empty, np.zeros(0), np.zeros(0), empty, 0.0, 0.0, 0.0, ("no closed planar contours",))
     z = np.array(list(planes.keys()), dtype=float)
     polys = list(planes.values())
+    pset = PolygonSet.from_planes(polys)
     lo, hi, thickness, notes = _slab_bounds(z, default_thickness_mm)
     slab = hi - lo
 
-    areas = []
-    for k, plane_polys in enumerate(polys):
-        area = even_odd_area_mm2(plane_polys)
-        if area is None:
-            notes.append(f"contours at z={z[k]:g} mm overlap without nesting: area from the raster")
-        areas.append(area)
-    rough_area = np.array([a if a is not None else sum(abs(_area(p)) for p in pp) for a, pp in zip(areas, polys)])
+    areas = plane_areas_mm2(pset)
+    nested = ~np.isnan(areas)
+    for k in np.flatnonzero(~nested):
+        notes.append(f"contours at z={z[k]:g} mm overlap without nesting: area from the raster")
+    rough = np.zeros(len(z))
+    np.add.at(rough, pset.plane, np.abs(pset.signed_areas_mm2()))
+    rough_area = np.where(nested, areas, rough)
     split = np.unique(np.asarray(split_z_mm, dtype=float)) if split_z_mm is not None else np.zeros(0)
-    seg_plane, seg_lo, seg_hi = _segments(lo, hi, split)
-    seg_count = np.bincount(seg_plane, minlength=len(z))
+    seg_lo, seg_hi, seg_count = _segments(lo, hi, split)
     area_estimate = float(np.sum(rough_area * seg_count))  # lattice cells x segments, per mm^2 of step
     if area_estimate <= 0:
         empty = np.zeros((0, 3))
@@ -178,20 +237,21 @@ def sample_roi(
     step = (area_estimate / target_samples) ** 0.5
     step = float(min(max(step, min_step_mm), max_step_mm))
 
-    all_xy = np.vstack([p for pp in polys for p in pp])
+    all_xy = pset.vertices
     x0 = math.floor(all_xy[:, 0].min() / step) * step - step
     y0 = math.floor(all_xy[:, 1].min() / step) * step - step
     nx = int(math.ceil((all_xy[:, 0].max() - x0) / step)) + 2
     ny = int(math.ceil((all_xy[:, 1].max() - y0) / step)) + 2
     lattice = PlaneLattice(x0, y0, step, nx, ny)
-    plane_idx, col, row = rasterize_planes(polys, lattice)
+    plane_idx, col, row = rasterize_polygon_set(pset, lattice)
     x = x0 + (col + 0.5) * step
     y = y0 + (row + 0.5) * step
 
     counts = np.bincount(plane_idx, minlength=len(z))
-    area = np.array([a if a is not None else counts[k] * step * step for k, a in enumerate(areas)])
+    area = np.where(nested, areas, counts * step * step)
     # A plane whose polygons are smaller than one lattice cell: one sample at its centroid.
     tiny = np.flatnonzero((counts == 0) & (area > 0))
+    n_lattice = len(plane_idx)
     if tiny.size:
         cx = [np.mean(np.vstack(polys[k])[:, 0]) for k in tiny]
         cy = [np.mean(np.vstack(polys[k])[:, 1]) for k in tiny]
@@ -201,69 +261,91 @@ def sample_roi(
         counts = np.bincount(plane_idx, minlength=len(z))
     area_per_sample = np.divide(area, counts, out=np.zeros_like(area), where=counts > 0)
 
-    # Columns through each slab, split at the dose planes.
-    reps = seg_count[plane_idx]
-    owner = np.repeat(np.arange(len(plane_idx)), reps)
-    first_seg = np.cumsum(seg_count) - seg_count
-    seg = np.repeat(first_seg[plane_idx], reps) + (np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps))
-    heights = seg_hi[seg] - seg_lo[seg]
-    zs = (seg_lo[seg] + seg_hi[seg]) / 2
-    weights_mm3 = area_per_sample[plane_idx[owner]] * heights
-    points = np.column_stack([x[owner], y[owner], zs])
+    # Columns through each slab, split at the dose planes (cells slot-major, see PointColumns).
+    xy = np.column_stack([x, y])
+    z_cells = (seg_lo + seg_hi) / 2
+    heights_table = seg_hi - seg_lo
+    cell_columns = [PointColumns(xy[:n_lattice], plane_idx[:n_lattice], z_cells, seg_count, lattice, col, row, heights_table)]
+    if tiny.size:
+        cell_columns.append(PointColumns(xy[n_lattice:], plane_idx[n_lattice:], z_cells, seg_count, z_extent_mm=heights_table))
+    weights_table = area_per_sample[:, None] * heights_table / 1000.0
+    weights_cc = np.concatenate([c.slot_major(weights_table) for c in cell_columns])
 
-    extremes = _extreme_points(polys, z, lo, hi, step, x, y, plane_idx, split)
+    extreme_columns = _extreme_columns(pset, z, lo, hi, step, xy, plane_idx, split)
     return RoiSampling(
-        points_mm=points,
-        heights_mm=heights,
-        weights_cc=weights_mm3 / 1000.0,
-        extreme_points_mm=extremes,
+        points_mm=None,  # built from the columns when used
+        heights_mm=None,  # built from the columns when used
+        weights_cc=weights_cc,
+        extreme_points_mm=None,
         volume_cc=float(np.sum(area * slab) / 1000.0),
         step_mm=step,
         thickness_mm=thickness,
         notes=tuple(notes),
+        cell_columns=tuple(cell_columns),
+        extreme_columns=extreme_columns,
     )
 
 
 def _segments(lo: np.ndarray, hi: np.ndarray, split: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split each slab ``[lo_k, hi_k]`` at the ``split`` positions strictly inside it.
+    """Split each slab ``[lo_k, hi_k]`` at the ``split`` positions strictly inside it
+    (by more than 1e-6 mm).
 
-    Returns the plane index, lower and upper z of every segment, ordered by plane.
+    Returns the lower and upper z of the segments of each plane as ``(planes, S)``
+    tables (rows padded by repeating the last segment) and the number of segments of
+    each plane.
     """
-    seg_plane, seg_lo, seg_hi = [], [], []
-    for k in range(len(lo)):
-        inner = split[(split > lo[k] + 1e-6) & (split < hi[k] - 1e-6)]
-        bounds = np.concatenate([[lo[k]], inner, [hi[k]]])
-        seg_plane.append(np.full(len(bounds) - 1, k))
-        seg_lo.append(bounds[:-1])
-        seg_hi.append(bounds[1:])
-    return np.concatenate(seg_plane), np.concatenate(seg_lo), np.concatenate(seg_hi)
+    first = np.searchsorted(split, lo + 1e-6, side="right")
+    stop = np.searchsorted(split, hi - 1e-6, side="left")
+    inner = np.maximum(stop - first, 0)
+    count = inner + 1
+    s = int(count.max())
+    # bounds[k, i] for i <= count[k]: lo, the inner splits, hi; then hi repeated
+    bounds = np.empty((len(lo), s + 1))
+    idx = first[:, None] + np.arange(s + 1)[None, :] - 1
+    bounds[:] = split[np.clip(idx, 0, max(len(split) - 1, 0))] if len(split) else 0.0
+    bounds[:, 0] = lo
+    col = np.arange(s + 1)[None, :]
+    bounds = np.where(col > inner[:, None], hi[:, None], bounds)
+    seg_lo = bounds[:, :-1].copy()
+    seg_hi = bounds[:, 1:].copy()
+    pad = np.arange(s)[None, :] >= count[:, None]
+    last = count - 1
+    rows = np.arange(len(lo))
+    seg_lo = np.where(pad, seg_lo[rows, last][:, None], seg_lo)
+    seg_hi = np.where(pad, seg_hi[rows, last][:, None], seg_hi)
+    return seg_lo, seg_hi, count
 
 
-def _area(poly: np.ndarray) -> float:
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
-def _extreme_points(polys, z, lo, hi, step, x, y, plane_idx, extra) -> np.ndarray:
+def _extreme_columns(pset: PolygonSet, z, lo, hi, step, xy, plane_idx, extra) -> tuple[PointColumns, ...]:
     """Surface points: contour edges on both slab faces (and at extra z inside the
     slab), and the interior samples on the outer faces of end slabs."""
-    blocks = []
-    for k, plane_polys in enumerate(polys):
-        edge = _edge_points(plane_polys, step)
-        zs = np.array([lo[k], hi[k]] + (extra[(extra > lo[k]) & (extra < hi[k])].tolist() if extra.size else []))
-        block = np.empty((len(edge) * len(zs), 3))
-        block[:, :2] = np.tile(edge, (len(zs), 1))
-        block[:, 2] = np.repeat(zs, len(edge))
-        blocks.append(block)
+    out = []
+    edge, edge_plane = _edge_points(pset, step)
+    # z of each plane: lo, hi, then the extra positions strictly inside
+    if extra.size:
+        first = np.searchsorted(extra, lo, side="right")
+        inner = np.maximum(np.searchsorted(extra, hi, side="left") - first, 0)
+    else:
+        first = inner = np.zeros(len(z), dtype=np.int64)
+    count = inner + 2
+    s = int(count.max())
+    table = np.empty((len(z), s))
+    table[:, 0] = lo
+    table[:, 1] = hi
+    if s > 2:
+        idx = first[:, None] + np.arange(s - 2)[None, :]
+        valid = np.arange(s - 2)[None, :] < inner[:, None]
+        table[:, 2:] = np.where(valid, extra[np.clip(idx, 0, len(extra) - 1)], hi[:, None])
+    if len(edge):
+        out.append(PointColumns(edge, edge_plane, table, count))
     # End caps: faces not shared with a neighbouring slab.
     shared_below = np.zeros(len(z), dtype=bool)
     shared_below[1:] = np.isclose(lo[1:], hi[:-1])
     shared_above = np.zeros(len(z), dtype=bool)
     shared_above[:-1] = shared_below[1:]
-    for k in np.flatnonzero(~shared_below | ~shared_above):
-        sel = plane_idx == k
-        if not shared_below[k]:
-            blocks.append(np.column_stack([x[sel], y[sel], np.full(sel.sum(), lo[k])]))
-        if not shared_above[k]:
-            blocks.append(np.column_stack([x[sel], y[sel], np.full(sel.sum(), hi[k])]))
-    return np.vstack(blocks) if blocks else np.zeros((0, 3))
+    caps = (~shared_below).astype(np.int64) + (~shared_above)
+    cap_table = np.column_stack([np.where(shared_below, hi, lo), hi])
+    sel = caps[plane_idx] > 0
+    if sel.any():
+        out.append(PointColumns(xy[sel], plane_idx[sel], cap_table, caps))
+    return tuple(out)
