@@ -19,7 +19,7 @@ from plancheck.radiobiology import DoseConversion, DoseKind, load_alpha_beta_tab
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
 from plancheck.radiobiology.lq import bed_gy, eqd2_gy
 
-__all__ = ["DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables", "TARGET_TYPES"]
+__all__ = ["finite_or_none", "DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables", "TARGET_TYPES"]
 
 TARGET_TYPES = frozenset({"GTV", "CTV", "ITV", "PTV"})
 

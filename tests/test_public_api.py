@@ -35,14 +35,6 @@ MODULES = _module_names()
 MODULES_WITH_ALL = [name for name in MODULES if hasattr(importlib.import_module(name), "__all__")]
 # The packages whose ``__init__`` is the public surface (re-exports with ``__all__``).
 PUBLIC_PACKAGES = ["plancheck", "plancheck.dicom", "plancheck.model", "plancheck.radiobiology", "plancheck.synthetic"]
-KNOWN_PRIVATE_IMPORTS = {
-    # (importing file, module, name): a name used across modules that its module does not export (reported)
-    ("plancheck/report/dvh_tables.py", "plancheck.dvh_analysis", "finite_or_none"),
-    ("plancheck/radiobiology/course_dvh.py", "plancheck.dvh.engine", "MAX_STEP_IN_DOSE_SPACINGS"),
-    ("plancheck/protocol/names.py", "plancheck.protocol.nomenclature", "_PLACEHOLDER"),
-    ("plancheck/dvh/geometry.py", "plancheck.dvh.sampling", "_slab_bounds"),
-    ("plancheck/rules/kinds/conformity_rule.py", "plancheck.rules.kinds.prescription_rule", "target_prescription"),
-}
 
 
 # ------------------------------------------------------------------------------------- exports
@@ -112,15 +104,8 @@ def _cross_module_imports() -> set[tuple[str, str, str]]:
 
 
 def test_modules_use_only_each_others_exports() -> None:
-    assert sorted(_cross_module_imports() - KNOWN_PRIVATE_IMPORTS) == []
-
-
-@pytest.mark.xfail(strict=True, reason="names used across modules but not exported: "
-                                       "dvh_analysis.finite_or_none, dvh.engine.MAX_STEP_IN_DOSE_SPACINGS, "
-                                       "protocol.nomenclature._PLACEHOLDER, dvh.sampling._slab_bounds, "
-                                       "rules.kinds.prescription_rule.target_prescription")
-def test_known_private_imports_are_fixed() -> None:
-    assert sorted(_cross_module_imports() & KNOWN_PRIVATE_IMPORTS) == []
+    """A name one module imports from another is in that module's ``__all__``."""
+    assert sorted(_cross_module_imports()) == []
 
 
 def test_every_module_has_all_or_is_a_namespace_of_submodules() -> None:

@@ -17,7 +17,7 @@ from plancheck.dvh.sampling import DEFAULT_TARGET_SAMPLES, RoiSampling, sample_r
 from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
 
-__all__ = ["DoseTransform", "PointDoseSource", "sample_for_grid", "compute_dvh", "dvh_from_sources"]
+__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "compute_dvh", "dvh_from_sources"]
 
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
 """Coarsest lattice step, in units of the dose grid's smallest spacing."""

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from plancheck.dvh.rasterize import PlaneLattice, even_odd_area_mm2, points_in_polygons, rasterize_planes
-from plancheck.dvh.sampling import _slab_bounds
+from plancheck.dvh.sampling import slab_bounds
 from plancheck.model.structures import Roi
 
 __all__ = [
@@ -63,7 +63,7 @@ def _require_planes(roi: Roi) -> None:
 
 def _slabs(roi: Roi) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     z = np.array(list(roi.planes.keys()), dtype=float)
-    lo, hi, thickness, _ = _slab_bounds(z, None)
+    lo, hi, thickness, _ = slab_bounds(z, None)
     return z, lo, hi, thickness
 
 

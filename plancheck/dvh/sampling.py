@@ -43,7 +43,7 @@ from plancheck.dvh.interpolate import PointColumns
 from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, expand_ranges, plane_areas_mm2, rasterize_polygon_set
 from plancheck.model.structures import Roi
 
-__all__ = ["RoiSampling", "sample_roi", "DEFAULT_TARGET_SAMPLES"]
+__all__ = ["slab_bounds", "RoiSampling", "sample_roi", "DEFAULT_TARGET_SAMPLES"]
 
 DEFAULT_TARGET_SAMPLES = 150_000
 """Sample cells aimed for per ROI (lattice points x segments, before clipping the step)."""
@@ -143,7 +143,7 @@ RoiSampling.heights_mm = property(_get_heights, _set_heights, doc="``(N,)`` heig
 RoiSampling.extreme_points_mm = _lazy_coordinates("extreme_points_mm", "extreme_columns")  # type: ignore[assignment]
 
 
-def _slab_bounds(z: np.ndarray, default_thickness_mm: float | None) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
+def slab_bounds(z: np.ndarray, default_thickness_mm: float | None) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
     """Lower and upper face of each plane's slab, and the nominal spacing."""
     notes: list[str] = []
     if len(z) == 1:
@@ -218,7 +218,7 @@ def sample_roi(
     z = np.array(list(planes.keys()), dtype=float)
     polys = list(planes.values())
     pset = PolygonSet.from_planes(polys)
-    lo, hi, thickness, notes = _slab_bounds(z, default_thickness_mm)
+    lo, hi, thickness, notes = slab_bounds(z, default_thickness_mm)
     slab = hi - lo
 
     areas = plane_areas_mm2(pset)

@@ -38,7 +38,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from plancheck.errors import ProtocolError, UsageError
-from plancheck.protocol.nomenclature import _PLACEHOLDER as _PLACEHOLDER_RUNS
+from plancheck.protocol.nomenclature import TEMPLATE_PLACEHOLDER as _PLACEHOLDER_RUNS
 from plancheck.protocol.nomenclature import (
     SynonymsFile,
     TargetNameWords,

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from plancheck.errors import ProtocolError
 
-__all__ = [
+__all__ = ["TEMPLATE_PLACEHOLDER", 
     "TG263_FILE",
     "SYNONYMS_FILE",
     "Tg263Structure",
@@ -78,7 +78,7 @@ _CSV_COLUMNS = (
 # ("SpinalCord_PRVxx", "Colon_PTVxx"), as a whole "_xxxx" token ("E-PTV_xxxx") or
 # before "mm" ("Bolus_xxmm", "xxmm_Bolus"). Real words containing x (Cervix,
 # Larynx, Cortex) do not match.
-_PLACEHOLDER = re.compile(r"(?<=PRV)x+|(?<=PTV)x+|(?:(?<=_)|^)x+(?=mm|_|$)")
+TEMPLATE_PLACEHOLDER = re.compile(r"(?<=PRV)x+|(?<=PTV)x+|(?:(?<=_)|^)x+(?=mm|_|$)")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Tg263Structure:
     @property
     def is_template(self) -> bool:
         """True for names with digits to fill in (``SpinalCord_PRVxx``)."""
-        return _PLACEHOLDER.search(self.primary_name) is not None
+        return TEMPLATE_PLACEHOLDER.search(self.primary_name) is not None
 
     def template_pattern(self, reverse: bool = False) -> re.Pattern[str] | None:
         """A case-insensitive regex for instances of a templated name, or ``None``.
@@ -119,11 +119,11 @@ class Tg263Structure:
         Each placeholder run of n ``x`` becomes a group of exactly n digits.
         """
         name = self.reverse_name if reverse else self.primary_name
-        if _PLACEHOLDER.search(name) is None:
+        if TEMPLATE_PLACEHOLDER.search(name) is None:
             return None
         parts: list[str] = []
         pos = 0
-        for m in _PLACEHOLDER.finditer(name):
+        for m in TEMPLATE_PLACEHOLDER.finditer(name):
             parts.append(re.escape(name[pos : m.start()]))
             parts.append(rf"(\d{{{len(m.group(0))}}})")
             pos = m.end()
@@ -134,7 +134,7 @@ class Tg263Structure:
         """The name with its placeholders replaced by ``digits`` (one string per run)."""
         name = self.reverse_name if reverse else self.primary_name
         it = iter(digits)
-        return _PLACEHOLDER.sub(lambda m: next(it), name)
+        return TEMPLATE_PLACEHOLDER.sub(lambda m: next(it), name)
 
 
 def _open_data(name: str, path: str | PathLike[str] | None) -> tuple[str, str]:

@@ -86,7 +86,7 @@ from plancheck.rules.kinds.dvh_rule import target_subjects
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Limits, grade, grade_interval
 
-__all__ = ["PrescriptionRule", "ReferenceSchedule", "PRESCRIPTION_KIND", "evaluate_prescription_rule", "TargetPrescription"]
+__all__ = ["target_prescription", "PrescriptionRule", "ReferenceSchedule", "PRESCRIPTION_KIND", "evaluate_prescription_rule", "TargetPrescription"]
 
 Measure = Literal["total_dose", "dose_per_fraction", "fractions", "bed10", "eqd2_10", "regime",
                   "reference_schedule", "prescription_vs_dose"]
