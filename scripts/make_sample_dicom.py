@@ -8,6 +8,11 @@ Usage::
 The default writes the canonical sample (seed 0, no jitter) to ``sample_dicom/``
 next to this script's repository root. A non-zero seed turns on case-to-case
 variation (``--jitter``, default 1 for a non-zero seed). Same arguments, same bytes.
+
+Next to the DICOM files the script writes the case's clinical context, ``case.yaml``
+(:mod:`plancheck.synthetic.case_file`), which ``plancheck check`` finds there: for the
+violations variant it declares six lesions, some without a target. ``--no-case-file``
+leaves it out.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from plancheck.dicom.write import write_case
 from plancheck.synthetic import CaseSpec, build_case
+from plancheck.synthetic.case_file import write_case_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=None,
                         help="size of the variation (default 0 for seed 0, else 1)")
     parser.add_argument("--no-ct", action="store_true", help="do not write the CT series")
+    parser.add_argument("--no-case-file", action="store_true", help="do not write case.yaml (the clinical context)")
     args = parser.parse_args(argv)
     jitter = args.jitter if args.jitter is not None else (0.0 if args.seed == 0 else 1.0)
     spec = CaseSpec.variant(args.variant, seed=args.seed, jitter=jitter, include_ct=not args.no_ct)
     case = build_case(spec)
     files = write_case(case, args.out, name=args.variant)
+    if not args.no_case_file:
+        files.append(write_case_file(spec, args.out))
     size_mb = sum(f.stat().st_size for f in files) / 1e6
     print(f"wrote {len(files)} files ({size_mb:.1f} MB) to {args.out}")
     return 0

@@ -133,7 +133,7 @@ def test_dvh_json_documented_shape_and_default_metrics(full_json: dict) -> None:
         assert plan["fractions"] == RX[plan["label"]][1]
         assert plan["prescription_gy"] == RX[plan["label"]][0]
         assert plan["sop_instance_uid"].startswith("1.2.")
-        assert len(plan["structures"]) == 18
+        assert len(plan["structures"]) == 24
         for s in plan["structures"]:
             assert {"name", "roi_number", "volume_cc", "dose_coverage_pct", "metrics"} <= s.keys()
             assert isinstance(s["roi_number"], int)
@@ -274,7 +274,7 @@ def test_unknown_structure_lists_available_names(capsys: pytest.CaptureFixture[s
     assert code == ExitCode.USAGE_ERROR and out == ""
     assert "plancheck: error: structure 'Kidney_L' is not in the structure set; available: " in err
     available = err.split("available: ", 1)[1].strip().split(", ")
-    assert "PTVp" in available and "SpinalCord" in available and len(available) == 18
+    assert "PTVp" in available and "SpinalCord" in available and len(available) == 24
 
 
 def test_no_subcommand_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,10 @@ import pydicom
 import pytest
 
 from plancheck.dicom.write import write_case
+from plancheck.model.case import load_case
 from plancheck.synthetic import COURSE_LABELS, CaseSpec, build_case
+from plancheck.synthetic.case import C1_FULL_ARCS, C1_PARTIAL_ARCS, arc_gantry_angles
+from plancheck.synthetic.case_file import write_case_file
 from plancheck.synthetic.shapes import Ellipsoid, Ring, planar_contours
 
 #: coarse grids: same anatomy and dose models, a fraction of the voxels
@@ -76,8 +79,17 @@ def test_case_content(coarse_case):
     names = [s.name for s in coarse_case.structures]
     for required in ("External", "Lung_L", "Lung_R", "Lungs", "Heart", "SpinalCord", "SpinalCord_PRV05",
                      "Esophagus", "Trachea", "Stomach", "Liver", "GTVp", "CTVp", "PTVp", "GTV_Met_Lung",
-                     "PTV_Met_Lung", "GTV_Met_Vert", "PTV_Met_Vert"):
+                     "PTV_Met_Lung", "GTV_Met_Vert", "PTV_Met_Vert",
+                     # thoracic organs of TG-101 for the SBRT courses
+                     "BrachialPlex_L", "BrachialPlex_R", "GreatVes", "Bronchus", "Chestwall", "Skin"):
         assert required in names
+    # abdominal organs and the planning ring only in the clinical-size variant
+    assert not {"Kidney_L", "Kidney_R", "Bowel_Small", "Duodenum", "Ring_PTVp"} & set(names)
+    assert len(names) == 24
+    # Skin: a rind (outer contour and hole) on every plane, the first and last included
+    skin_z = [round(c[0, 2], 2) for c in coarse_case.structure("Skin").contours]
+    assert all(skin_z.count(z) == 2 for z in skin_z)
+    assert len(set(skin_z)) == len(coarse_case.anatomy.z_planes_mm)
     # Lungs: two islands on a plane; Trachea: an outer contour and its lumen on each plane
     lungs_z = [round(c[0, 2], 2) for c in coarse_case.structure("Lungs").contours]
     assert max(lungs_z.count(z) for z in lungs_z) == 2
@@ -94,12 +106,44 @@ def test_doses_are_plausible_and_zero_outside_body(coarse_case):
         assert np.all(course.dose_gy[~body] == 0.0)
         ptv = course.dose_gy[_mask(coarse_case, course, course.target_name)]
         d95 = np.percentile(ptv, 5) / course.prescription_gy
-        assert 0.97 < d95 < 1.05, course.label
-        assert 1.03 < ptv.max() / course.prescription_gy < 1.35, course.label
+        # SBRT courses are normalised on the dose interpolated between voxels (as a DVH engine
+        # reads it); on these coarse 5 mm grids that lifts D95% at voxel centres by up to ~10 %
+        assert 0.97 < d95 < (1.05 if course.fractions > 5 else 1.12), course.label
+        assert 1.03 < ptv.max() / course.prescription_gy < (1.35 if course.fractions > 5 else 1.42), course.label
     c1 = coarse_case.course("C1_Eso")
     assert c1.dose_gy[_mask(coarse_case, c1, "SpinalCord")].max() < 45.0
     c3 = coarse_case.course("C3_VertMet")
     assert c3.dose_gy[_mask(coarse_case, c3, "SpinalCord")].max() < 21.9
+    # C3 spares the cord PRV: about 17 Gy at its surface (composite EQD2(2) of the PRV < 45 Gy)
+    assert c3.dose_gy[_mask(coarse_case, c3, "SpinalCord_PRV05")].max() < 18.5
+    # C1's two partial arcs: none through the lateral sectors (75-125 and 235-285 degrees)
+    assert [(b.name, b.gantry_start_deg, b.gantry_stop_deg) for b in c1.beams] == [
+        ("ARC1", 290.0, 70.0), ("ARC2", 230.0, 130.0)]
+    angles = arc_gantry_angles(C1_PARTIAL_ARCS)
+    assert not np.any(((angles > 75) & (angles < 125)) | ((angles > 235) & (angles < 285)))
+
+
+def test_arc_gantry_angles():
+    np.testing.assert_allclose(arc_gantry_angles((("A", 350.0, 10.0, "CW"),), step_deg=5.0), [350, 355, 0, 5, 10])
+    np.testing.assert_allclose(arc_gantry_angles((("A", 10.0, 350.0, "CC"),), step_deg=10.0), [10, 0, 350])
+    assert len(arc_gantry_angles(C1_FULL_ARCS, step_deg=2.0)) == 2 * 180
+
+
+def test_case_files_validate_and_match_the_variants(tmp_path):
+    sample = load_case(write_case_file(CaseSpec(), tmp_path / "sample"))
+    assert [m.target for m in sample.metastases] == ["PTV_Met_Lung", "PTV_Met_Vert"]
+    assert sample.histology == "squamous_cell_carcinoma" and sample.presentation == "synchronous"
+    path = write_case_file(CaseSpec.variant("violations"), tmp_path / "violations")
+    assert path.name == "case.yaml"
+    violations = load_case(path)
+    assert len(violations.metastases) == 6
+    assert len({m.organ for m in violations.metastases}) == 4
+    assert [m.target for m in violations.metastases].count(None) == 3
+    assert "PTV_Met_Liver" in [m.target for m in violations.metastases]
+    # deterministic, readable YAML: same bytes twice, no anchors
+    text = path.read_text(encoding="utf-8")
+    assert write_case_file(CaseSpec.variant("violations"), tmp_path / "again").read_text(encoding="utf-8") == text
+    assert "&id" not in text and "*id" not in text
 
 
 def test_violations_variant_breaks_limits(coarse_case, coarse_violations):
@@ -110,8 +154,10 @@ def test_violations_variant_breaks_limits(coarse_case, coarse_violations):
     assert cord_bad > cord_good and cord_bad == pytest.approx(50.0, abs=3.0)
     lung_bad = bad.dose_gy[_mask(coarse_violations, bad, "Lungs")]
     assert np.mean(lung_bad >= 20.0) > 0.28
-    d95 = np.percentile(bad.dose_gy[_mask(coarse_violations, bad, "PTVp")], 5) / 60.0
-    assert d95 == pytest.approx(0.90, abs=0.03)
+    ptv_bad = bad.dose_gy[_mask(coarse_violations, bad, "PTVp")] / 60.0
+    # the cranial 3 cm under-dosed to about 92 %: D95% about 93 %, V100% well below 90 %
+    assert np.percentile(ptv_bad, 5) == pytest.approx(0.93, abs=0.02)
+    assert np.mean(ptv_bad >= 1.0) < 0.85
 
 
 def test_omit_structures_and_jitter(coarse_case):

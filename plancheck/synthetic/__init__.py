@@ -3,7 +3,8 @@
 A thoracic case of oligometastatic esophageal cancer with three courses
 (conventional esophagus, SBRT lung metastasis, SBRT vertebral metastasis):
 analytic anatomy → planar contours, a CT-like HU volume and phenomenological
-dose distributions. :func:`plancheck.dicom.write.write_case` writes it as DICOM.
+dose distributions. :func:`plancheck.dicom.write.write_case` writes it as DICOM and
+:func:`plancheck.synthetic.case_file.write_case_file` its clinical context (``case.yaml``).
 
 Example
 -------

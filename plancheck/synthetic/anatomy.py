@@ -125,9 +125,10 @@ def build_anatomy(spec: CaseSpec) -> Anatomy:
     heart = Ellipsoid((20.0 + move(4.0), -40.0 + move(3.0), -35.0 + move(5.0)),
                       (55.0 * size(), 45.0 * size(), 50.0 * size()))
     great_vessels = _tube(eso_x + 28.0, eso_y + 14.0, 12.0, 12.0, -100.0, 80.0, rounding=10.0)
+    # main bronchi: two tubes that stay 3 mm apart at the carina (one ROI's contours must not overlap)
     bronchi = Union((
-        _tube(0, 0, 7.0, 6.0, 12.0, 44.0, 4.0, knots=((12.0, eso_x - 38.0, eso_y - 24.0), (44.0, eso_x - 4.0, eso_y - 26.0))),
-        _tube(0, 0, 7.0, 6.0, 12.0, 44.0, 4.0, knots=((12.0, eso_x + 38.0, eso_y - 24.0), (44.0, eso_x + 4.0, eso_y - 26.0))),
+        _tube(0, 0, 7.0, 6.0, 12.0, 44.0, 4.0, knots=((12.0, eso_x - 38.0, eso_y - 24.0), (44.0, eso_x - 8.5, eso_y - 26.0))),
+        _tube(0, 0, 7.0, 6.0, 12.0, 44.0, 4.0, knots=((12.0, eso_x + 38.0, eso_y - 24.0), (44.0, eso_x + 8.5, eso_y - 26.0))),
     ))
 
     # --- abdomen ---------------------------------------------------------------------
@@ -140,12 +141,10 @@ def build_anatomy(spec: CaseSpec) -> Anatomy:
     duodenum = _tube(25.0, 15.0, 10.0, 8.0, -168.0, -122.0, rounding=5.0)
 
     # --- lungs -----------------------------------------------------------------------
-    lung_cuts: list[Shape] = [Offset(heart, 3.0)]
-    if spec.clinical_size:
-        lung_cuts += [Offset(great_vessels, 2.0), Offset(bronchi, 2.0)]
-    lung_l = Difference(Ellipsoid((85.0 + move(2.0), 5.0, 20.0), (55.0 * size(0.05), 70.0, 105.0)), tuple(lung_cuts),
+    lung_cuts: tuple[Shape, ...] = (Offset(heart, 3.0), Offset(great_vessels, 2.0), Offset(bronchi, 2.0))
+    lung_l = Difference(Ellipsoid((85.0 + move(2.0), 5.0, 20.0), (55.0 * size(0.05), 70.0, 105.0)), lung_cuts,
                         center_shift_mm=(10.0, 15.0))
-    lung_r = Difference(Ellipsoid((-85.0 + move(2.0), 5.0, 20.0), (55.0 * size(0.05), 70.0, 105.0)), tuple(lung_cuts),
+    lung_r = Difference(Ellipsoid((-85.0 + move(2.0), 5.0, 20.0), (55.0 * size(0.05), 70.0, 105.0)), lung_cuts,
                         center_shift_mm=(-10.0, 15.0))
     lungs = Union((lung_l, lung_r))
 
@@ -164,15 +163,22 @@ def build_anatomy(spec: CaseSpec) -> Anatomy:
     ptv_met_lung = Offset(gtv_met_lung, 5.0)
 
     # --- vertebral metastasis ------------------------------------------------------------
-    met_vert_c = (vb_x, vb_y + 1.0, 95.0 + move(4.0))
+    # violations: the lesion reaches back towards the canal (its PTV overlaps the cord PRV)
+    met_vert_c = (vb_x, vb_y + (7.0 if spec.violations else 1.0), 95.0 + move(4.0))
     gtv_met_vert = Ellipsoid(met_vert_c, (14.0 * size(0.06), 12.0, 12.0 * size(0.06)))
     ptv_met_vert = Offset(gtv_met_vert, 3.0)
 
-    # --- clinical extras ---------------------------------------------------------------
-    plexus_l = _tube(0, 0, 4.0, 4.0, 105.0, z_hi, 2.0, knots=((105.0, 50.0, 10.0), (z_hi, 72.0, 12.0)))
-    plexus_r = _tube(0, 0, 4.0, 4.0, 105.0, z_hi, 2.0, knots=((105.0, -50.0, 10.0), (z_hi, -72.0, 12.0)))
+    # --- thoracic organs for SBRT (TG-101) and clinical-size extras ---------------------------------------------------------------
+    # brachial plexus: about 5 cc each (TG-101's D3cc needs more than 3 cc)
+    plexus_l = _tube(0, 0, 6.5, 5.5, 88.0, z_hi, 2.0, knots=((88.0, 42.0, 10.0), (z_hi, 72.0, 12.0)))
+    plexus_r = _tube(0, 0, 6.5, 5.5, 88.0, z_hi, 2.0, knots=((88.0, -42.0, 10.0), (z_hi, -72.0, 12.0)))
     chestwall = Ring(Offset(lung_r, 20.0), lung_r)
-    skin = Ring(external, Offset(external, -5.0))
+    # skin: a 3 mm rind inside the External on every plane (the body shrunk in-plane only, so the
+    # first and last planes hold a rind, not a full disc)
+    body_core = SuperEllipticPrism(external.center_xy_mm,
+                                   (external.semi_axes_mm[0] - 3.0, external.semi_axes_mm[1] - 3.0),
+                                   external.modulation_mm, external.period_mm, external.exponent, external.z_range_mm)
+    skin = Ring(external, body_core)
     ring_ptvp = Ring(Offset(ptvp, 20.0), Offset(ptvp, 5.0))
 
     red, green, blue = (255, 0, 0), (0, 160, 0), (0, 90, 255)
@@ -197,12 +203,12 @@ def build_anatomy(spec: CaseSpec) -> Anatomy:
         ("PTV_Met_Vert", "PTV", blue, ptv_met_vert, False),
         ("Kidney_L", "ORGAN", (180, 120, 60), kidney_l, True),
         ("Kidney_R", "ORGAN", (180, 100, 60), kidney_r, True),
-        ("BrachialPlex_L", "ORGAN", (255, 0, 255), plexus_l, True),
-        ("BrachialPlex_R", "ORGAN", (220, 0, 255), plexus_r, True),
-        ("GreatVes", "ORGAN", (255, 60, 60), great_vessels, True),
-        ("Bronchus", "ORGAN", (100, 200, 255), bronchi, True),
-        ("Chestwall", "ORGAN", (200, 200, 120), chestwall, True),
-        ("Skin", "ORGAN", (255, 200, 170), skin, True),
+        ("BrachialPlex_L", "ORGAN", (255, 0, 255), plexus_l, False),
+        ("BrachialPlex_R", "ORGAN", (220, 0, 255), plexus_r, False),
+        ("GreatVes", "ORGAN", (255, 60, 60), great_vessels, False),
+        ("Bronchus", "ORGAN", (100, 200, 255), bronchi, False),
+        ("Chestwall", "ORGAN", (200, 200, 120), chestwall, False),
+        ("Skin", "ORGAN", (255, 200, 170), skin, False),
         ("Bowel_Small", "ORGAN", (240, 200, 0), bowel, True),
         ("Duodenum", "ORGAN", (200, 160, 0), duodenum, True),
         ("Ring_PTVp", "CONTROL", (128, 128, 128), ring_ptvp, True),

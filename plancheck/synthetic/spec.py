@@ -27,11 +27,16 @@ class CaseSpec:
     clinical_size
         A clinical-size export: 2 mm CT slices over 320 mm, 256 × 256 CT pixels,
         2 mm dose grids for all courses (over 3 million voxels), and 29 ROIs
-        (kidneys, brachial plexus, great vessels, bronchi, chest wall, skin,
-        small bowel, duodenum, a PTV ring).
+        (adding kidneys, small bowel, duodenum and a PTV ring to the 26 of the
+        sample).
     violations
-        A plan that breaks the usual limits: spinal cord max about 50 Gy and lung
-        V20Gy above 28 % in C1, PTVp D95% about 90 % of the prescription.
+        A plan that breaks the usual limits: C1 with two full arcs and wide fields
+        (composite Lungs V20Gy about 40 %, heart mean about 28 Gy EQD2), the
+        cranial 3 cm of PTVp under-dosed (V100% about 75 %, D95% about 93 %) and
+        a posterior hot band (spinal cord max about 50 Gy); C3 with the vertebral
+        lesion reaching the canal and no cord sparing (cord D0.03cc about 24 Gy,
+        D0.35cc about 20 Gy in 3 fx). Its case file (six lesions, some untreated)
+        is :func:`plancheck.synthetic.case_file.case_context`.
     omit_courses
         Course labels (see :data:`COURSE_LABELS`) to leave out.
     omit_structures

@@ -38,7 +38,7 @@ from plancheck.radiobiology import DoseConversion, DoseKind
 from plancheck.radiobiology.lq import bed_gy, eqd2_gy, total_dose_for_eqd2_gy
 from plancheck.rules.base import RuleNotApplicable, TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, CourseInfo
-from plancheck.rules.findings import Finding, Status
+from plancheck.rules.findings import Finding, Status, worst_status
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Bound, Limits, grade, grade_interval
 
@@ -175,6 +175,14 @@ def _grade_value(value: MetricValue, limits: Limits) -> Status:
     return grade_interval(value.lower, value.upper, limits)
 
 
+def _shown(value: MetricValue, unit: str) -> str:
+    if value.value is not None:
+        return f"{value.value:.4g} {unit}"
+    if value.lower is not None and value.upper is not None:
+        return f"between {value.lower:.4g} and {value.upper:.4g} {unit}"
+    return "not computable"
+
+
 def _evaluate_subject(rule: DvhRule, ctx: CheckContext, standard_name: str, roi: Roi, courses: list[CourseInfo],
                       how: str, rx_course: CourseInfo | None) -> Finding:
     labels = tuple(c.label for c in courses)
@@ -198,26 +206,28 @@ def _evaluate_subject(rule: DvhRule, ctx: CheckContext, standard_name: str, roi:
         return not_evaluated(rule, f"{where} {rule.metric}{kind_text} in {scope}: {limit_note}", measured=value.value,
                              unit=unit, structures=(roi.name,), courses=labels, details=details)
     limit_text = limits.describe()
+    status = _grade_value(value, limits)
     if rule.stricter_if is not None:
+        # The stricter limit applies *in addition* when the condition holds: the worse grade
+        # wins, so an institution that tightened the base limit is never loosened by it.
         holds = _condition(ctx, rule.stricter_if.condition)
         strict = rule.stricter_if.limits
         cond = rule.stricter_if.condition.replace("_", " ")
+        both = worst_status([status, _grade_value(value, strict)])
         if holds is True:
-            limits, limit_text = strict, f"{strict.describe()} ({cond})"
+            status, limit_text = both, f"{limits.describe()} and {strict.describe()} ({cond})"
         elif holds is None:
-            s_base, s_strict = _grade_value(value, limits), _grade_value(value, strict)
-            if s_base != s_strict:
+            if both != status:
                 return not_evaluated(
-                    rule, f"{where} {rule.metric}{kind_text} = {value.value:.4g} {unit} in {scope}: the limit is "
-                    f"{limits.describe()}, or {strict.describe()} with {cond}, which is not known (no case file or field)",
+                    rule, f"{where} {rule.metric}{kind_text} = {_shown(value, unit)} in {scope}: the limit is "
+                    f"{limits.describe()}, and {strict.describe()} with {cond}, which is not known (no case file or field)",
                     measured=value.value, unit=unit, limit=f"{limits.describe()}; {strict.describe()} with {cond}",
                     structures=(roi.name,), courses=labels, details=details)
             limit_text = f"{limits.describe()} ({strict.describe()} with {cond}; same result)"
-    status = _grade_value(value, limits)
     if value.value is None and status is Status.NOT_EVALUATED:
         return not_evaluated(rule, f"{where} {rule.metric}{kind_text} in {scope}: {value.reason}", unit=unit,
                              limit=limit_text, structures=(roi.name,), courses=labels, details=details)
-    shown = f"{value.value:.4g} {unit}" if value.value is not None else f"between {value.lower:.4g} and {value.upper:.4g} {unit}"
+    shown = _shown(value, unit)
     verdict = {Status.PASS: "within", Status.WARN: "outside per-protocol but within acceptable", Status.FAIL: "outside"}[status]
     message = f"{where} {rule.metric}{kind_text} = {shown} in {scope}: {verdict} {limit_text}"
     if limit_note:
