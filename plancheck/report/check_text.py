@@ -99,6 +99,7 @@ def check_text(report: CheckReport, *, color: bool = False, width: int = 180) ->
     table.add_column("Limit", max_width=34)
     table.add_column("Structure(s)", max_width=24)
     table.add_column("Course(s)", max_width=24)
+    table.add_column("Source", max_width=26)
     table.add_column("Message", ratio=1, min_width=30)
     for i, (category, findings) in enumerate(group_by_category(list(report.findings))):
         if i:
@@ -112,6 +113,7 @@ def check_text(report: CheckReport, *, color: bool = False, width: int = 180) ->
                 escape(f.limit or "—"),
                 escape(", ".join(f.structures) or "—"),
                 escape(", ".join(f.courses) or "—"),
+                escape(f"{f.provenance.section} ({f.provenance.confidence})"),
                 escape(f.message),
             )
     if report.findings:
