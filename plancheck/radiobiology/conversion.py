@@ -133,6 +133,18 @@ class DoseConversion:
             return bed_gy(dose, fractions, self.alpha_beta_gy)
         return eqd2_gy(dose, fractions, self.alpha_beta_gy)
 
+    def convert_total_dose(self, total_dose_gy: float | None, fractions: int | None) -> float | None:
+        """A scalar total dose (e.g. a prescription, Gy) in this dose kind, delivered in
+        ``fractions``; None when the dose is unknown, or the fractions are unknown for
+        BED/EQD2 (physical dose needs no fractions)."""
+        if total_dose_gy is None:
+            return None
+        if self.kind is DoseKind.PHYSICAL:
+            return float(total_dose_gy)
+        if not fractions:
+            return None
+        return float(self.apply(np.asarray(float(total_dose_gy)), int(fractions)))
+
     @property
     def label(self) -> str:
         """Short label, e.g. ``physical``, ``BED(α/β=10 Gy)``, ``EQD2(α/β=3 Gy)``."""

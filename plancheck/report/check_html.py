@@ -25,7 +25,7 @@ from typing import Any
 
 from plancheck.dvh.metrics import parse_metric
 from plancheck.errors import MetricSpecError
-from plancheck.radiobiology import DoseConversion, DoseKind, bed_gy, eqd2_gy
+from plancheck.radiobiology import DoseConversion, DoseKind
 from plancheck.report.check_json import (
     CONFIDENCE_LEGEND,
     STATUS_ORDER,
@@ -168,15 +168,7 @@ def _conversion(f: Finding) -> DoseConversion | None:
 
 
 def _rx_in_kind(info: CourseInfo, conversion: DoseConversion) -> float | None:
-    rx, n = info.prescription_gy, info.fractions
-    if rx is None:
-        return None
-    if conversion.kind is DoseKind.PHYSICAL:
-        return rx
-    if not n:
-        return None
-    f = eqd2_gy if conversion.kind is DoseKind.EQD2 else bed_gy
-    return float(f(rx, n, conversion.alpha_beta_gy))
+    return conversion.convert_total_dose(info.prescription_gy, info.fractions)
 
 
 def dvh_plots(report: CheckReport) -> list[DvhPlot]:

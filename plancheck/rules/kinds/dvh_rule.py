@@ -35,7 +35,7 @@ from plancheck.errors import MetricSpecError
 from plancheck.model.structures import Roi
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import DoseConversion, DoseKind
-from plancheck.radiobiology.lq import bed_gy, eqd2_gy, total_dose_for_eqd2_gy
+from plancheck.radiobiology.lq import eqd2_gy, total_dose_for_eqd2_gy
 from plancheck.rules.base import RuleNotApplicable, TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, CourseInfo
 from plancheck.rules.findings import Finding, Status, worst_status
@@ -112,15 +112,7 @@ def _conversion(rule: DvhRule, ctx: CheckContext, standard_name: str, roi: Roi) 
 
 
 def _rx_in_kind(info: CourseInfo, conversion: DoseConversion) -> float | None:
-    rx, n = info.prescription_gy, info.fractions
-    if rx is None:
-        return None
-    if conversion.kind is DoseKind.PHYSICAL:
-        return rx
-    if not n:
-        return None
-    f = eqd2_gy if conversion.kind is DoseKind.EQD2 else bed_gy
-    return float(f(rx, n, conversion.alpha_beta_gy))  # type: ignore[arg-type]
+    return conversion.convert_total_dose(info.prescription_gy, info.fractions)
 
 
 def _limits_for(rule: DvhRule, info: CourseInfo | None, ab: float | None, ctx, standard_name, roi) -> tuple[Limits | None, str]:
