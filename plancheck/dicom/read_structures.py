@@ -13,6 +13,7 @@ import logging
 import numpy as np
 from pydicom.dataset import Dataset
 
+from plancheck.dicom.fast_contours import read_roi_contours
 from plancheck.dicom.read_common import (
     as_int, optional_str, require, tag_text,
 )
@@ -122,10 +123,17 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
             continue
         types.setdefault(as_int(ref, "ReferencedROINumber", label, where), optional_str(item, "RTROIInterpretedType"))
 
-    # ROI Contour module.
+    # ROI Contour module: from the raw bytes when the data are well-formed (fast), else
+    # through pydicom (which also words every conformance problem).
     contours: dict[int, list[Contour]] = {number: [] for number in names}
     colours: dict[int, tuple[int, int, int]] = {}
-    for index, item in enumerate(ds.get("ROIContourSequence") or (), start=1):
+    fast = read_roi_contours(ds, names)
+    for number, colour, roi_contours in fast or ():
+        if colour is not None:
+            colours[number] = colour
+        contours[number].extend(Contour(points_mm=points, geometric_type=geometric_type)
+                                for geometric_type, points in roi_contours)
+    for index, item in enumerate((ds.get("ROIContourSequence") or ()) if fast is None else (), start=1):
         where = f" in item {index} of {tag_text('ROIContourSequence')}"
         number = as_int(require(item, "ReferencedROINumber", label, where=where),
                         "ReferencedROINumber", label, where)
