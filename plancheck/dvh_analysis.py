@@ -17,7 +17,6 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi, StructureSet
 from plancheck.radiobiology import DoseConversion, DoseKind, load_alpha_beta_table
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
-from plancheck.radiobiology.lq import bed_gy, eqd2_gy
 
 __all__ = ["finite_or_none", "DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables", "TARGET_TYPES"]
 
@@ -119,16 +118,7 @@ def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion,
 
 
 def _prescription_in_kind(course: Course, conversion: DoseConversion) -> float | None:
-    rx = course.plan.prescription_dose_gy
-    n = course.plan.fractions_planned
-    if rx is None:
-        return None
-    if conversion.kind is DoseKind.PHYSICAL:
-        return rx
-    if not n:
-        return None
-    ab = conversion.alpha_beta_gy
-    return float(eqd2_gy(rx, n, ab) if conversion.kind is DoseKind.EQD2 else bed_gy(rx, n, ab))  # type: ignore[arg-type]
+    return conversion.convert_total_dose(course.plan.prescription_dose_gy, course.plan.fractions_planned)
 
 
 def _metrics(specs: Sequence[MetricSpec], dvh: DVH, rx: float | None) -> tuple[MetricValue, ...]:
