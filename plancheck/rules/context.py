@@ -6,7 +6,9 @@
 * targets: GTV/CTV/PTV grouped per lesion (primary or metastasis), each group
   with the course that treats it — from the case file where it names targets,
   else from naming conventions and the plans' dose references;
-* DVHs: per (ROI, courses, dose kind, α/β), single course or voxel-wise composite.
+* DVHs: per (ROI, courses, dose kind, α/β), single course or voxel-wise composite;
+* isodose volumes: per (ROI, course, dose), from a fine sampling of the ROI's part
+  near the isodose (PIV of the conformity indices).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import sample_for_grid
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
@@ -143,6 +146,7 @@ class CheckContext:
     user_mapping: Mapping[str, str] = field(default_factory=dict)
     _dvh_cache: dict = field(default_factory=dict, repr=False)
     _sampling_cache: dict = field(default_factory=dict, repr=False)
+    _isodose_cache: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ structures
     @cached_property
@@ -243,6 +247,39 @@ class CheckContext:
     def metric(self, spec: str, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None,
                prescription_gy: float | None = None) -> MetricValue:
         return evaluate_metric(spec, self.dvh(roi, courses, conversion), prescription_gy)
+
+    def isodose_volume(self, roi: Roi, info: CourseInfo, percent: float, prescription_gy: float) -> MetricValue:
+        """``V{percent}%[cc]`` of ``roi`` for one course's physical dose, from a fine sampling
+        of the ROI's part in the box of the dose grid that reaches that isodose
+        (:func:`plancheck.dvh.clip.local_isodose_volume`; cached per ROI, course and dose).
+
+        Where the ROI extends beyond the dose grid, the part outside has unknown dose:
+        the value is then bounded by the local volume and that plus the ROI's volume
+        outside the grid (as :meth:`metric` bounds it). Where the local sampling cannot
+        be made, this is :meth:`metric` on the ROI's DVH. ``method`` says which.
+        """
+        spec = f"V{percent:g}%[cc]"
+        dose = percent / 100.0 * prescription_gy
+        key = (roi.number, info.course.plan.sop_instance_uid, round(dose, 9))
+        if key in self._isodose_cache:
+            return self._isodose_cache[key]
+        local = local_isodose_volume(roi, info.course.dose, dose)
+        if local.volume_cc is None:
+            whole = self.metric(spec, roi, [info], None, prescription_gy)
+            value = MetricValue(whole.metric, whole.value, whole.unit, whole.lower, whole.upper, whole.reason,
+                                f"{whole.method} of the whole structure ({local.note})")
+        else:
+            v = local.volume_cc
+            outside = 0.0 if local.inside_grid else self.dvh(roi, [info]).uncovered_volume_cc
+            if outside == 0.0:
+                value = MetricValue(spec, v, "cc", v, v, method=local.note)
+            else:
+                dvh = self.dvh(roi, [info])
+                reason = (f"{dvh.dose_coverage_pct:.1f}% of the structure is inside the dose grid; {spec} depends on "
+                          f"the {outside:.3g} cc outside it (between {v:.4g} and {v + outside:.4g} cc)")
+                value = MetricValue(spec, None, "cc", v, v + outside, reason, local.note)
+        self._isodose_cache[key] = value
+        return value
 
     # ------------------------------------------------------------------ targets
     @cached_property
