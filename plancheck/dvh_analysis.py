@@ -208,16 +208,14 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
     courses = list(export.courses)
     structure_set = courses[0].structure_set
     rows = []
-    description = None
     for roi in select_rois(structure_set, names):
         conversion, ab, ab_source = _conversion_for(roi, request)
-        dvh, description = composite_dvh(roi, courses, conversion)
+        dvh, _ = composite_dvh(roi, courses, conversion)
         rows.append(StructureDVH(roi, dvh, _metrics(specs, dvh, None), conversion.label, ab, ab_source, None))
     parts = ", ".join(f"{c.label} ({c.plan.fractions_planned} fx)" for c in courses)
     kind = request.kind.value
     summary = f"voxel-wise {kind} sum of {parts}" + ("" if request.kind is DoseKind.PHYSICAL else "; α/β per structure (Dose kind column)")
-    if description is not None:
-        summary += f"; {description.grid}"
+    summary += f"; each structure sampled at the same points for all {len(courses)} grids"
     return CourseDVHs(
         label="composite",
         sop_instance_uid="",
