@@ -107,7 +107,8 @@ def dvh_text(tables: Sequence[CourseDVHs], *, color: bool = False, width: int = 
     for t in tables:
         title = t.label if not t.composite_of else f"composite of {', '.join(t.composite_of)}"
         rx = f"{t.prescription_gy:g} Gy" if t.prescription_gy else "not stated"
-        console.print(f"[bold]{escape(title)}[/bold]  fractions: {t.fractions or '?'}  prescription: {rx}  engine: {t.engine}")
+        fractions = "per course" if t.composite_of else (t.fractions or "not stated")
+        console.print(f"[bold]{escape(title)}[/bold]  fractions: {fractions}  prescription: {rx}  engine: {t.engine}")
         if t.dose_summary:
             console.print(f"  dose: {escape(t.dose_summary)}")
         metric_names = [m.metric for m in t.structures[0].metrics] if t.structures else []
