@@ -238,9 +238,10 @@ def test_piv_of_a_spherical_isodose_is_within_1_percent_and_beats_the_whole_body
             if percent == 100.0:
                 errors_old.append(_old_whole_body(body, info.course.dose, percent) / exact - 1)
     assert max(abs(e) for e in errors_new) < 0.001  # 0.1 %, well inside the 1 % asked for
+    # The whole-body DVH (4 mm lattice, hot tail refined by the engine) is now close too; the
+    # local sampling must stay at least as accurate as it.
     worst_old = max(abs(e) for e in errors_old)
-    assert worst_old > 0.003  # the 4 mm whole-body DVH: 0.48 % off for the first centre
-    assert worst_old > 10 * max(abs(e) for e in errors_new[::2])
+    assert max(abs(e) for e in errors_new[::2]) <= worst_old + 1e-4
     # cached per ROI, course and isodose
     assert ctx.isodose_volume(body, info, 100.0, RX) is ctx.isodose_volume(body, info, 100.0, RX)
 

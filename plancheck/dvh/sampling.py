@@ -26,6 +26,15 @@ points are used over all planes, within ``[min_step_mm, max_step_mm]``: small
 structures are sampled finely (≈0.05–0.2 mm), large ones no coarser than the
 dose grid.
 
+*Thin structures.* The step is also capped at the ROI's characteristic thickness
+``T`` (the area-weighted median over the planes of ``2·A/P``, plane area over
+contour perimeter, holes included: the radius of a disc, the width ``w`` of a rind
+such as a skin ring, whatever its full end planes) divided by ``THICKNESS_SAMPLES``. A lattice coarser than a shell's width
+misses the rind on some rows and doubles it on others (aliasing along the
+contour): a 3 mm skin rind on a 4 mm lattice had D2 % off by 5–11 %. With
+about ``THICKNESS_SAMPLES`` lattice points across the width the aliasing
+averages out. The cap never goes below ``min_step_mm``.
+
 Implementation: the cells are described as columns (:class:`~plancheck.dvh.interpolate.PointColumns`:
 a lattice point and the z-segments of its plane), so the engine interpolates the
 dose column by column (the in-plane part once per column and dose plane) and the
@@ -43,10 +52,13 @@ from plancheck.dvh.interpolate import PointColumns
 from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, expand_ranges, plane_areas_mm2, rasterize_polygon_set
 from plancheck.model.structures import Roi
 
-__all__ = ["slab_bounds", "RoiSampling", "sample_roi", "DEFAULT_TARGET_SAMPLES"]
+__all__ = ["slab_bounds", "RoiSampling", "sample_roi", "characteristic_thickness_mm", "DEFAULT_TARGET_SAMPLES", "THICKNESS_SAMPLES"]
 
 DEFAULT_TARGET_SAMPLES = 150_000
 """Sample cells aimed for per ROI (lattice points x segments, before clipping the step)."""
+
+THICKNESS_SAMPLES = 3.0
+"""Lattice points across the characteristic thickness ``2·ΣA/ΣP`` of an ROI (see the module docstring)."""
 
 _GAP_FACTOR = 1.5
 """Planes further apart than this many nominal spacings are a gap in the stack."""
@@ -86,6 +98,9 @@ class RoiSampling:
     extreme_columns
         The extreme points as columns, together in the order of ``extreme_points_mm``
         (empty when not known).
+    characteristic_thickness_mm
+        The ROI's characteristic thickness (area-weighted median of ``2·A/P`` over its
+        planes), mm; the hot-tail refinement samples thin ROIs across it.
     """
 
     points_mm: np.ndarray
@@ -98,6 +113,8 @@ class RoiSampling:
     notes: tuple[str, ...] = ()
     cell_columns: tuple[PointColumns, ...] | None = None
     extreme_columns: tuple[PointColumns, ...] | None = None
+    characteristic_thickness_mm: float = math.inf
+    """Characteristic thickness of the ROI (see :func:`characteristic_thickness_mm`), mm."""
 
     @property
     def number_of_samples(self) -> int:
@@ -163,6 +180,27 @@ def slab_bounds(z: np.ndarray, default_thickness_mm: float | None) -> tuple[np.n
     if big.any():
         notes.append(f"{int(big.sum())} gap(s) in the contour stack: slabs end half a spacing ({t / 2:g} mm) from the plane")
     return lo, hi, t, notes
+
+
+def characteristic_thickness_mm(pset: PolygonSet, plane_areas_mm2: np.ndarray) -> float:
+    """Characteristic thickness of an ROI, mm: the area-weighted median over its planes of
+    ``2·A/P`` (plane area over its contour perimeter, holes included) — the radius of a
+    disc, the width of a thin rind (a skin ring whose end planes are full discs keeps the
+    width of its rind); inf without edges."""
+    verts = pset.vertices
+    if len(verts) == 0:
+        return math.inf
+    delta = verts[pset.next_index] - verts
+    length = np.hypot(delta[:, 0], delta[:, 1])
+    perimeter = np.bincount(np.repeat(pset.plane, pset.length), weights=length, minlength=len(plane_areas_mm2))
+    area = np.asarray(plane_areas_mm2, dtype=float)
+    ok = (perimeter > 0) & (area > 0)
+    if not ok.any():
+        return math.inf
+    t = 2.0 * area[ok] / perimeter[ok]
+    order = np.argsort(t)
+    cum = np.cumsum(area[ok][order])
+    return float(t[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
 def _edge_points(pset: PolygonSet, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +273,9 @@ def sample_roi(
         empty = np.zeros((0, 3))
         return RoiSampling(empty, np.zeros(0), np.zeros(0), empty, 0.0, 0.0, thickness, tuple(notes + ["zero-area contours"]))
     step = (area_estimate / target_samples) ** 0.5
-    step = float(min(max(step, min_step_mm), max_step_mm))
+    roi_thickness = characteristic_thickness_mm(pset, rough_area)
+    thickness_cap = roi_thickness / THICKNESS_SAMPLES
+    step = float(min(max(min(step, thickness_cap), min_step_mm), max_step_mm))
 
     all_xy = pset.vertices
     x0 = math.floor(all_xy[:, 0].min() / step) * step - step
@@ -283,6 +323,7 @@ def sample_roi(
         notes=tuple(notes),
         cell_columns=tuple(cell_columns),
         extreme_columns=extreme_columns,
+        characteristic_thickness_mm=roi_thickness,
     )
 
 
