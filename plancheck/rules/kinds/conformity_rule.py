@@ -75,7 +75,7 @@ from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.rules.base import TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, TargetGroup
 from plancheck.rules.findings import Finding, Status
-from plancheck.rules.kinds.dvh_rule import target_subjects
+from plancheck.rules.kinds.dvh_rule import no_target_found, target_subjects
 from plancheck.rules.kinds.prescription_rule import target_prescription
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Limits, grade_interval
@@ -228,8 +228,7 @@ def evaluate_conformity_rule(rule: ConformityRule, ctx: CheckContext) -> list[Fi
         return [not_evaluated(rule, "the export has no course with a dose")]
     subjects = target_subjects(rule, ctx, rule.target)
     if not subjects:
-        role = rule.target.role if rule.target.role != "any" else ""
-        return [not_evaluated(rule, f"no {role} target found in the structure set (names or case file)".replace("  ", " "))]
+        return [no_target_found(rule, rule.target)]
     lookup = ctx.structure(rule.body)
     if lookup.roi is None:
         return [not_evaluated(rule, f"body structure {rule.body}: {lookup.reason}; PIV cannot be measured",

@@ -42,7 +42,7 @@ from plancheck.rules.findings import Finding, Status, worst_status
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Bound, Limits, grade, grade_interval
 
-__all__ = ["DvhRule", "StricterIf", "DVH_KIND", "evaluate_dvh_rule", "target_subjects"]
+__all__ = ["no_target_found", "DvhRule", "StricterIf", "DVH_KIND", "evaluate_dvh_rule", "target_subjects"]
 
 _KINDS = {"physical": DoseKind.PHYSICAL, "eqd2": DoseKind.EQD2, "bed": DoseKind.BED}
 
@@ -101,6 +101,12 @@ def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
             raise RuleNotApplicable(f"no {selector.role if selector.role != 'any' else ''} target treated with a {selector.regime} course".replace("  ", " "))
         groups = chosen
     return [(g.volumes.get(selector.volume), g.course, g) for g in groups]
+
+
+def no_target_found(rule, selector: TargetSelector) -> Finding:
+    """NOT_EVALUATED: the export has no target of the selector's role."""
+    role = f"{selector.role} " if selector.role != "any" else ""
+    return not_evaluated(rule, f"no {role}target found in the structure set (names or case file)")
 
 
 def _conversion(rule: DvhRule, ctx: CheckContext, standard_name: str, roi: Roi) -> tuple[DoseConversion, float | None, str]:
@@ -235,7 +241,7 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
         out = []
         subjects = target_subjects(rule, ctx, rule.target)
         if not subjects:
-            return [not_evaluated(rule, f"no {rule.target.role} target found in the structure set (names or case file)")]
+            return [no_target_found(rule, rule.target)]
         for roi, course, group in subjects:
             if roi is None:
                 out.append(not_evaluated(rule, f"target {group.label} has no {rule.target.volume}", structures=(group.label,)))

@@ -60,7 +60,7 @@ from plancheck.protocol.schema import RuleBase
 from plancheck.rules.base import TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, TargetGroup
 from plancheck.rules.findings import Finding, Status
-from plancheck.rules.kinds.dvh_rule import target_subjects
+from plancheck.rules.kinds.dvh_rule import no_target_found, target_subjects
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Limits, grade
 
@@ -179,8 +179,7 @@ def _evaluate_group(rule: GeometryRule, group: TargetGroup) -> Finding:
 def evaluate_geometry_rule(rule: GeometryRule, ctx: CheckContext) -> list[Finding]:
     subjects = target_subjects(rule, ctx, rule.target)
     if not subjects:
-        role = rule.target.role if rule.target.role != "any" else ""
-        return [not_evaluated(rule, f"no {role} target found in the structure set (names or case file)".replace("  ", " "))]
+        return [no_target_found(rule, rule.target)]
     return [_evaluate_group(rule, group) for _, _, group in subjects]
 
 

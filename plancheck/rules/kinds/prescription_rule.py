@@ -82,7 +82,7 @@ from plancheck.radiobiology.lq import bed_gy, eqd2_gy
 from plancheck.rules.base import RuleNotApplicable, TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, TargetGroup
 from plancheck.rules.findings import Finding, Status
-from plancheck.rules.kinds.dvh_rule import target_subjects
+from plancheck.rules.kinds.dvh_rule import no_target_found, target_subjects
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Limits, grade, grade_interval
 
@@ -360,8 +360,7 @@ def evaluate_prescription_rule(rule: PrescriptionRule, ctx: CheckContext) -> lis
         return [not_evaluated(rule, "the export has no course with a dose")]
     subjects = target_subjects(rule, ctx, rule.target)
     if not subjects:
-        role = rule.target.role if rule.target.role != "any" else ""
-        return [not_evaluated(rule, f"no {role} target found in the structure set (names or case file)".replace("  ", " "))]
+        return [no_target_found(rule, rule.target)]
     out: list[Finding] = []
     skipped = 0
     for roi, _, group in subjects:
