@@ -40,11 +40,15 @@ PUBLIC_PACKAGES = ["plancheck", "plancheck.dicom", "plancheck.model", "plancheck
 # ------------------------------------------------------------------------------------- exports
 
 def test_top_level_exports() -> None:
-    assert plancheck.__all__ == ["__version__"]
     assert plancheck.__version__ == "0.1.0"
+    for name in plancheck.__all__:  # every advertised name resolves (lazily imported)
+        assert getattr(plancheck, name) is not None, name
     public = sorted(name for name, value in vars(plancheck).items()
                     if (not name.startswith("_") or name == "__version__") and not inspect.ismodule(value))
-    assert public == sorted(plancheck.__all__)
+    assert set(public) <= set(plancheck.__all__)  # nothing public that is not advertised
+    assert {"read_export", "compute_dvh", "evaluate_metric", "run_check", "protocol_for_check"} <= set(plancheck.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        plancheck.nope  # noqa: B018
 
 
 def test_library_logger_has_a_null_handler() -> None:
