@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from plancheck import report as _report
+from plancheck.atomic_write import write_file_atomically
 from plancheck.dicom import read_export
 from plancheck.dicom.store import scrub
 from plancheck.errors import InputError, PlancheckError, ProtocolError
@@ -179,9 +180,7 @@ def _write_marker(job: PlanJob, result: PlanResult) -> None:
         "case_file": job.case_file, "formats": list(job.formats),
         "result": {k: v for k, v in asdict(result).items() if k not in ("skipped",)},
     }
-    tmp = out / f".{MARKER_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, out / MARKER_NAME)
+    write_file_atomically(out / MARKER_NAME, json.dumps(data, indent=1, default=str))
 
 
 def run_job(job: PlanJob, protocol: Protocol) -> PlanResult:

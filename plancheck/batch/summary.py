@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from plancheck.atomic_write import write_file_atomically
 from plancheck.batch.job import SUMMARY_COLUMNS
 
 __all__ = ["write_summary", "parquet_available"]
@@ -26,12 +27,6 @@ def parquet_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def write_summary(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[str],
@@ -52,7 +47,7 @@ def write_summary(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[
     for row in rows:
         writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in row.items()})
     csv_path = out / f"{stem}.csv"
-    _atomic_bytes(csv_path, buffer.getvalue().encode("utf-8"))
+    write_file_atomically(csv_path, buffer.getvalue().encode("utf-8"))
     written = [csv_path]
     if not parquet_available():
         log.warning("pyarrow is not installed (pip install 'plancheck[batch]'): %s.parquet not written", stem)
@@ -65,6 +60,6 @@ def write_summary(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[
     parquet_path = out / f"{stem}.parquet"
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    _atomic_bytes(parquet_path, sink.getvalue().to_pybytes())
+    write_file_atomically(parquet_path, sink.getvalue().to_pybytes())
     written.append(parquet_path)
     return written

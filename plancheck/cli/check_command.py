@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from plancheck.cli.exit_codes import ExitCode
-from plancheck.cli.output import write_atomically
+from plancheck.cli.output import write_all_atomically
 from plancheck.dicom import read_export
 from plancheck.errors import UsageError
 from plancheck.model.case import find_case_file, load_case
@@ -82,7 +82,7 @@ def run_check_command(args: argparse.Namespace) -> int:
     color = args.format == "text" and args.output is None and sys.stdout.isatty()
     text = render_report(report, args.format, color=color)
     if args.output:
-        write_atomically(args.output, text)
+        write_all_atomically({args.output: text})
     else:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from plancheck.atomic_write import write_files_atomically
 from plancheck.errors import UsageError
 from plancheck.report.check_html import check_html
 from plancheck.report.check_json import check_json
@@ -66,19 +66,6 @@ def render_report(report: CheckReport, fmt: str, *, color: bool = False) -> str:
     raise UsageError(f"unknown report format {fmt!r}; expected one of {', '.join(REPORT_FORMATS)}")
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write beside ``path`` and rename into place: readers never see half a report."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be read (umask is not thread-safe to query)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_reports(report: CheckReport, out_dir: str | os.PathLike[str],
                   formats: Iterable[str] = ("json", "html")) -> list[Path]:
     """Write the check's reports into ``out_dir`` (created if needed), each atomically.
@@ -111,9 +98,6 @@ def write_reports(report: CheckReport, out_dir: str | os.PathLike[str],
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     base = report_basename(report)
-    written = []
-    for fmt in formats:
-        path = folder / f"{base}{REPORT_FORMATS[fmt]}"
-        _write_atomically(path, render_report(report, fmt))
-        written.append(path)
-    return written
+    outputs = {folder / f"{base}{REPORT_FORMATS[fmt]}": render_report(report, fmt) for fmt in formats}
+    write_files_atomically(outputs)  # all formats appear together or none
+    return list(outputs)
