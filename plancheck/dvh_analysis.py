@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import sample_for_grid
@@ -15,12 +14,11 @@ from plancheck.dvh.metrics import DEFAULT_METRICS, MetricSpec, MetricValue, eval
 from plancheck.errors import UsageError
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi, StructureSet
-from plancheck.radiobiology import DoseConversion, DoseKind, load_alpha_beta_table
+from plancheck.protocol.names import is_target_roi
+from plancheck.radiobiology import DoseConversion, DoseKind, default_alpha_beta_table
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
 
-__all__ = ["finite_or_none", "DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables", "TARGET_TYPES"]
-
-TARGET_TYPES = frozenset({"GTV", "CTV", "ITV", "PTV"})
+__all__ = ["finite_or_none", "DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables"]
 
 
 @dataclass(frozen=True)
@@ -70,12 +68,6 @@ class CourseDVHs:
     composite_of: tuple[str, ...] = ()
 
 
-def _is_target(roi: Roi) -> bool:
-    if roi.interpreted_type.upper() in TARGET_TYPES:
-        return True
-    return roi.name.upper()[:3] in TARGET_TYPES
-
-
 def select_rois(structure_set: StructureSet, names: Sequence[str] | None) -> list[Roi]:
     """The ROIs to report: all with contours, or those named (exact, then case-insensitive).
 
@@ -99,11 +91,6 @@ def select_rois(structure_set: StructureSet, names: Sequence[str] | None) -> lis
     return chosen
 
 
-@lru_cache(maxsize=1)
-def _alpha_beta_table():
-    return load_alpha_beta_table()
-
-
 def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion, float | None, str]:
     if request.kind is DoseKind.PHYSICAL:
         return DoseConversion.physical(), None, ""
@@ -112,7 +99,7 @@ def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion,
     elif request.alpha_beta_gy is not None:
         ab, source = request.alpha_beta_gy, "given on the command line"
     else:
-        choice = _alpha_beta_table().lookup(roi.name, is_target=_is_target(roi))
+        choice = default_alpha_beta_table().lookup(roi.name, is_target=is_target_roi(roi))
         ab, source = choice.alpha_beta_gy, choice.describe()
     return DoseConversion(request.kind, ab), ab, source
 

@@ -56,6 +56,7 @@ __all__ = [
     "TargetRole",
     "TargetName",
     "parse_target_name",
+    "is_target_roi",
 ]
 
 log = logging.getLogger(__name__)
@@ -1061,3 +1062,11 @@ def parse_target_name(
         derived=derived,
         notes=tuple(r.notes),
     )
+
+
+def is_target_roi(roi) -> bool:
+    """True for a target volume (GTV/CTV/ITV/PTV) by its name or its RT ROI Interpreted Type.
+
+    ``roi`` is anything with ``name`` and ``interpreted_type`` (a :class:`plancheck.model.Roi`).
+    """
+    return parse_target_name(roi.name, roi.interpreted_type).kind is not None

@@ -23,6 +23,7 @@ from plancheck.radiobiology.alpha_beta import (
     AlphaBetaEntry,
     AlphaBetaOrigin,
     AlphaBetaTable,
+    default_alpha_beta_table,
     load_alpha_beta_table,
 )
 from plancheck.radiobiology.conversion import DoseConversion, DoseKind
@@ -80,6 +81,7 @@ __all__ = [
     "REGIME_TOLERANCE_GY",
     "TUMOUR_ALPHA_BETA_GY",
     # alpha_beta
+    "default_alpha_beta_table",
     "AlphaBetaTable",
     "AlphaBetaEntry",
     "AlphaBetaChoice",

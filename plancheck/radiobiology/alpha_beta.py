@@ -23,6 +23,8 @@ References
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import enum
 import fnmatch
 from collections.abc import Mapping, Sequence
@@ -47,6 +49,7 @@ from plancheck.errors import ProtocolError, RadiobiologyError
 from plancheck.radiobiology._checks import check_alpha_beta_gy
 
 __all__ = [
+    "default_alpha_beta_table",
     "AlphaBetaChoice",
     "AlphaBetaEntry",
     "AlphaBetaOrigin",
@@ -361,3 +364,9 @@ def load_alpha_beta_table(path: str | PathLike[str] | None = None) -> AlphaBetaT
         raise ProtocolError(_describe_validation_error(exc, data), label) from exc
     table._path = label
     return table
+
+
+@lru_cache(maxsize=1)
+def default_alpha_beta_table() -> AlphaBetaTable:
+    """The packaged α/β table, loaded and validated once per process."""
+    return load_alpha_beta_table()

@@ -27,14 +27,21 @@ from plancheck.model.case import Case
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.protocol.loader import Protocol
-from plancheck.protocol.names import MatchStatus, NameMatch, StructureNameMatcher, TargetName, parse_target_name
+from plancheck.protocol.names import (
+    MatchStatus,
+    NameMatch,
+    StructureNameMatcher,
+    TargetName,
+    is_target_roi,
+    parse_target_name,
+)
 from plancheck.radiobiology import (
     AlphaBetaTable,
     DoseConversion,
     DoseKind,
     FractionationRegime,
     FractionationSummary,
-    load_alpha_beta_table,
+    default_alpha_beta_table,
     summarize_fractionation,
 )
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh, sample_for_grids
@@ -43,7 +50,6 @@ __all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
 
 log = logging.getLogger(__name__)
 
-TARGET_KINDS = ("GTV", "ITV", "CTV", "PTV")
 
 
 def _geometry_key(grid) -> tuple:
@@ -204,7 +210,7 @@ class CheckContext:
     # ------------------------------------------------------------------ α/β
     @cached_property
     def alpha_beta_table(self) -> AlphaBetaTable:
-        return load_alpha_beta_table()
+        return default_alpha_beta_table()
 
     def alpha_beta(self, standard_name: str, roi: Roi, explicit_gy: float | None = None) -> tuple[float, str]:
         """α/β (Gy) for a structure and where it came from: the rule's own value,
@@ -213,8 +219,7 @@ class CheckContext:
             return explicit_gy, "set by the rule"
         if standard_name in self.protocol.alpha_beta_gy:
             return self.protocol.alpha_beta_gy[standard_name], f"set by protocol {self.protocol.id}"
-        is_target = roi.interpreted_type.upper() in TARGET_KINDS or parse_target_name(roi.name).kind is not None
-        choice = self.alpha_beta_table.lookup(standard_name or roi.name, is_target=is_target)
+        choice = self.alpha_beta_table.lookup(standard_name or roi.name, is_target=is_target_roi(roi))
         return choice.alpha_beta_gy, choice.describe()
 
     # ------------------------------------------------------------------ DVHs
