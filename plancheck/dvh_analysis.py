@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from plancheck.dvh.dvh import DVH
-from plancheck.dvh.engine import sample_for_grid
+from plancheck.dvh.engine import grid_coverage_pct, sample_for_grid
 from plancheck.dvh.metrics import DEFAULT_METRICS, MetricSpec, MetricValue, evaluate_metric, parse_metric
 from plancheck.errors import UsageError
 from plancheck.model.export import Course, PlanExport
@@ -183,11 +183,7 @@ def _dicompyler(roi: Roi, course: Course) -> DVH:
     sources = course.dose.sources
     if len(sources) != 1:
         raise UsageError(f"the dicompyler engine needs a single RTDOSE file; plan {course.label!r} has {len(sources)}")
-    sampling = sample_for_grid(roi, course.dose)
-    from plancheck.dvh.interpolate import covered_by_grid
-
-    covered = float(sampling.weights_cc[covered_by_grid(course.dose, sampling.points_mm)].sum())
-    fraction = covered / sampling.volume_cc if sampling.volume_cc > 0 else 1.0
+    fraction = grid_coverage_pct(roi, course.dose) / 100.0 if not roi.is_empty else 1.0
     return dicompyler_dvh(course.structure_set.path, sources[0].path, roi.number, name=roi.name, covered_fraction=fraction)
 
 

@@ -54,13 +54,20 @@ import math
 import numpy as np
 
 from plancheck.dvh.dvh import DVH
-from plancheck.dvh.interpolate import ColumnInterpolator, PointColumns, columns_dose_and_gradient, trilinear_dose_and_gradient
+from plancheck.dvh.interpolate import (
+    ColumnInterpolator,
+    PointColumns,
+    columns_dose_and_gradient,
+    covered_by_grid,
+    grid_extent_mm,
+    trilinear_dose_and_gradient,
+)
 from plancheck.dvh.rasterize import PolygonSet, points_in_plane_regions
-from plancheck.dvh.sampling import DEFAULT_TARGET_SAMPLES, RoiSampling, sample_roi
+from plancheck.dvh.sampling import DEFAULT_TARGET_SAMPLES, RoiSampling, sample_roi, slab_bounds
 from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
 
-__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "compute_dvh", "dvh_from_sources"]
+__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "compute_dvh", "dvh_from_sources", "grid_coverage_pct"]
 
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
 """Coarsest lattice step, in units of the dose grid's smallest spacing."""
@@ -538,3 +545,29 @@ def compute_dvh(
     if sampling is None:
         sampling = sample_for_grid(roi, grid, target_samples=target_samples)
     return dvh_from_sources(roi, sampling, [PointDoseSource(grid, transform)], dose_kind=dose_kind)
+
+
+def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling] | None = None) -> float:
+    """Percentage of the ROI volume (slab model) inside the region the dose grid covers.
+
+    A ROI whose bounding box (contour x/y extents, slab faces in z) lies inside that region
+    is 100 % covered without sampling; otherwise the sample points and weights the DVH uses
+    are counted (``sample`` supplies them, e.g. from a cache; default: :func:`sample_for_grid`).
+    """
+    planes = roi.planes
+    if not planes:
+        return 0.0
+    xy = np.vstack([poly for polys in planes.values() for poly in polys])
+    lo, hi, _, _ = slab_bounds(np.array(list(planes), dtype=float), grid.spacing_mm[2] or None)
+    (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
+    tol = 1e-6
+    if (xy[:, 0].min() >= x0 - tol and xy[:, 0].max() <= x1 + tol and xy[:, 1].min() >= y0 - tol
+            and xy[:, 1].max() <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol):
+        return 100.0
+    sampling = sample() if sample is not None else sample_for_grid(roi, grid)
+    if sampling.volume_cc <= 0:
+        return 0.0
+    uncovered = sampling.volume_cc - float(np.sum(sampling.weights_cc[covered_by_grid(grid, sampling.points_mm)]))
+    if uncovered <= 1e-6 * sampling.volume_cc:
+        return 100.0
+    return 100.0 * (1.0 - uncovered / sampling.volume_cc)

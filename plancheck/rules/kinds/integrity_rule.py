@@ -66,10 +66,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from plancheck.dvh.interpolate import covered_by_grid, grid_extent_mm
+from plancheck.dvh.engine import grid_coverage_pct
 from plancheck.dvh.metrics import parse_metric
 from plancheck.dvh.rasterize import points_in_polygons
-from plancheck.dvh.sampling import slab_bounds
 from plancheck.errors import MetricSpecError
 from plancheck.model.structures import Roi
 from plancheck.protocol.schema import RuleBase, StrictModel
@@ -375,36 +374,11 @@ def _evaluated_rois(rule: IntegrityRule, ctx: CheckContext) -> tuple[list[Roi], 
     return kept, missing
 
 
-def _inside_grid_box(roi: Roi, info: CourseInfo) -> bool:
-    """True when the ROI's bounding box in the slab model (contour x/y extents, slab faces
-    in z) lies inside the region the dose grid covers."""
-    planes = roi.planes
-    if not planes:
-        return False
-    xy = np.vstack([poly for polys in planes.values() for poly in polys])
-    z = np.array(list(planes), dtype=float)
-    grid = info.course.dose
-    lo, hi, _, _ = slab_bounds(z, grid.spacing_mm[2] or None)
-    (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
-    tol = 1e-6
-    return bool(xy[:, 0].min() >= x0 - tol and xy[:, 0].max() <= x1 + tol and xy[:, 1].min() >= y0 - tol
-                and xy[:, 1].max() <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol)
-
-
 def coverage_pct(ctx: CheckContext, roi: Roi, info: CourseInfo) -> float:
     """Percentage of the ROI volume inside the course's dose grid: the DVH's
-    ``dose_coverage_pct``, computed from the DVH engine's sample points without
-    interpolating the dose (the same points and weights the DVH uses)."""
-    if _inside_grid_box(roi, info):
-        return 100.0  # the whole slab model lies inside the grid's covered box: no sampling needed
-    sampling = ctx.sampling(roi, info)
-    if sampling.volume_cc <= 0:
-        return 0.0
-    covered = float(np.sum(sampling.weights_cc[covered_by_grid(info.course.dose, sampling.points_mm)]))
-    uncovered = sampling.volume_cc - covered
-    if uncovered <= 1e-6 * sampling.volume_cc:
-        return 100.0
-    return 100.0 * (1.0 - uncovered / sampling.volume_cc)
+    ``dose_coverage_pct``, from the DVH engine's sample points (cached in the context)
+    without interpolating the dose."""
+    return grid_coverage_pct(roi, info.course.dose, lambda: ctx.sampling(roi, info))
 
 
 def _grid_covers(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
