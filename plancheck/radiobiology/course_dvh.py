@@ -24,18 +24,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 
 from plancheck.dvh.dvh import DVH
-from plancheck.dvh.engine import MAX_STEP_IN_DOSE_SPACINGS, PointDoseSource, dvh_from_sources, sample_for_grid
-from plancheck.dvh.sampling import DEFAULT_TARGET_SAMPLES, RoiSampling, sample_roi
+from plancheck.dvh.engine import PointDoseSource, dvh_from_sources, sample_for_grid, sample_for_grids
+from plancheck.dvh.sampling import RoiSampling
 from plancheck.errors import UsageError
 from plancheck.model.dose import DoseGrid
 from plancheck.model.export import Course
 from plancheck.model.structures import Roi
 from plancheck.radiobiology.conversion import DoseConversion, DoseKind
 
-__all__ = ["course_dvh", "composite_dvh", "CompositeDescription", "sample_for_grids"]
+__all__ = ["course_dvh", "composite_dvh", "CompositeDescription"]
 
 
 def _fractions(course: Course) -> int:
@@ -72,22 +71,6 @@ def course_dvh(
     conversion = conversion or DoseConversion.physical()
     sampling = sampling or sample_for_grid(roi, course.dose)
     return dvh_from_sources(roi, sampling, [_source(course, conversion)], dose_kind=conversion.label)
-
-
-def sample_for_grids(roi: Roi, grids: Sequence[DoseGrid], *, target_samples: int = DEFAULT_TARGET_SAMPLES) -> RoiSampling:
-    """Sample an ROI for several dose grids: step no coarser than the finest
-    grid, cells split at every grid's dose planes."""
-    spacing = [s for g in grids for s in g.spacing_mm if s > 0]
-    split = np.unique(np.concatenate([g.z_mm for g in grids]))
-    max_step = MAX_STEP_IN_DOSE_SPACINGS * min(spacing) if spacing else 3.0
-    z_spacing = [g.spacing_mm[2] for g in grids if g.spacing_mm[2] > 0]
-    return sample_roi(
-        roi,
-        target_samples=target_samples,
-        max_step_mm=max_step,
-        split_z_mm=split,
-        default_thickness_mm=min(z_spacing) if z_spacing else None,
-    )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from functools import cached_property
 
 from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
-from plancheck.dvh.engine import sample_for_grid
+from plancheck.dvh.engine import sample_for_grid, sample_for_grids
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case
@@ -44,7 +44,7 @@ from plancheck.radiobiology import (
     default_alpha_beta_table,
     summarize_fractionation,
 )
-from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh, sample_for_grids
+from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
 
 __all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
 
