@@ -32,19 +32,6 @@ MAX_BINS = 400_000
 """The bin width grows beyond the default when the maximum dose would need more bins."""
 
 
-_CHUNK = 65_536
-"""Samples per block in the histogram passes (the temporaries of a block stay in cache)."""
-
-
-def _accumulate(acc: np.ndarray, index: np.ndarray, weights: np.ndarray) -> None:
-    """``acc += bincount(index, weights)`` over the index range the block touches only."""
-    if index.size == 0:
-        return
-    base = int(index.min())
-    counts = np.bincount(index - base, weights=weights)
-    acc[base:base + len(counts)] += counts
-
-
 def _histogram(d: np.ndarray, w: np.ndarray, spread: np.ndarray | None, lo: float, hi: float, width: float) -> np.ndarray:
     """Differential histogram (bins of ``width`` from 0) of samples at doses ``d``
     with volumes ``w``, each spread uniformly over ``d ± spread/2`` within ``[lo, hi]``.
@@ -52,50 +39,22 @@ def _histogram(d: np.ndarray, w: np.ndarray, spread: np.ndarray | None, lo: floa
     A uniform spread of density ρ over [a, b] contributes
     G(x) = ρ·(clip(x, a, b) − a) to the integral of volume below x; G at every bin
     edge is a difference of cumulative sums, so the exact bin contents come
-    from four bincounts. Spreads narrower than a bin are put at their centre.
-    The samples are processed in blocks.
+    from four accumulated arrays (one compiled pass over the samples,
+    :func:`plancheck.dvh.kernels.spread_histogram`). Spreads narrower than a bin
+    are put at their centre.
     """
+    from plancheck.dvh.kernels import spread_histogram
+
     nbins = int(hi / width) + 1
     hist = np.zeros(nbins)
     r1a = np.zeros(nbins + 2)
     r2a = np.zeros(nbins + 2)
     r1b = np.zeros(nbins + 2)
     r2b = np.zeros(nbins + 2)
-    spread_total = 0.0
-    any_spread = False
-    for start in range(0, len(d), _CHUNK):
-        stop = start + _CHUNK
-        dc, wc = d[start:stop], w[start:stop]
-        if spread is None:
-            index = np.minimum((dc / width).astype(np.int64), nbins - 1)
-            _accumulate(hist, index, wc)
-            continue
-        half = spread[start:stop] / 2
-        a = np.clip(dc - half, lo, hi)
-        b = np.clip(dc + half, lo, hi)
-        point = (b - a) < width
-        if point.all():
-            centre = (a + b) / 2
-            _accumulate(hist, np.minimum((centre / width).astype(np.int64), nbins - 1), wc)
-            continue
-        if point.any():
-            centre = (a[point] + b[point]) / 2
-            _accumulate(hist, np.minimum((centre / width).astype(np.int64), nbins - 1), wc[point])
-            wide = ~point
-            a, b, wc = a[wide], b[wide], wc[wide]
-        any_spread = True
-        rho = wc / (b - a)
-        # first edge index strictly above a value v: floor(v / width) + 1 (<= nbins: v <= hi)
-        ia = (a / width).astype(np.int64)
-        ia += 1
-        ib = (b / width).astype(np.int64)
-        ib += 1
-        _accumulate(r1a, ia, rho)
-        _accumulate(r2a, ia, rho * a)
-        _accumulate(r1b, ib, rho)
-        _accumulate(r2b, ib, rho * b)
-        spread_total += float(wc.sum())
-    if any_spread:
+    spread_arg = np.zeros(0) if spread is None else np.ascontiguousarray(spread, dtype=float)
+    spread_total = spread_histogram(np.ascontiguousarray(d, dtype=float), np.ascontiguousarray(w, dtype=float),
+                                    spread_arg, float(lo), float(hi), float(width), hist, r1a, r2a, r1b, r2b)
+    if spread_total > 0:
         edges = np.arange(nbins + 1) * width
         below = edges * (np.cumsum(r1a)[: nbins + 1] - np.cumsum(r1b)[: nbins + 1]) - (
             np.cumsum(r2a)[: nbins + 1] - np.cumsum(r2b)[: nbins + 1]
@@ -185,17 +144,11 @@ class DVH:
         else:
             weights_covered = weights
         total = float(weights.sum()) if volume_cc is None else float(volume_cc)
-        # one blocked pass: clipped doses, their range, volume and dose integral
-        d = np.empty(len(doses))
-        lo, hi, w_sum, dw_sum = np.inf, -np.inf, 0.0, 0.0
-        for start in range(0, len(doses), _CHUNK):
-            stop = start + _CHUNK
-            dc = np.maximum(doses[start:stop], 0.0, out=d[start:stop])
-            wc = weights_covered[start:stop]
-            lo = min(lo, float(dc.min()))
-            hi = max(hi, float(dc.max()))
-            w_sum += float(wc.sum())
-            dw_sum += float(np.multiply(dc, wc).sum())  # not np.dot: BLAS threads cost more than they save here
+        d = np.maximum(doses, 0.0)
+        w_sum = float(weights_covered.sum()) if d.size else 0.0
+        if d.size:
+            lo, hi = float(d.min()), float(d.max())
+            dw_sum = float(np.multiply(d, weights_covered).sum())  # not np.dot: BLAS threads cost more than they save
         if d.size == 0 or w_sum <= 0:
             return cls(name, bin_width_gy, np.zeros(0), total, None, None, None, dose_kind, engine, notes)
         if extreme_doses_gy is not None:

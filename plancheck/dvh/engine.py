@@ -55,14 +55,15 @@ import numpy as np
 
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.interpolate import (
-    ColumnInterpolator,
     PointColumns,
+    columns_dose,
     columns_dose_and_gradient,
+    lattice_dose,
     covered_by_grid,
     grid_extent_mm,
     trilinear_dose_and_gradient,
 )
-from plancheck.dvh.rasterize import PolygonSet, points_in_plane_regions
+from plancheck.dvh.rasterize import PolygonSet
 from plancheck.dvh.sampling import DEFAULT_TARGET_SAMPLES, RoiSampling, sample_roi, slab_bounds
 from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
@@ -156,9 +157,7 @@ def _dose_at(
         if columns is not None:
             d, g = columns_dose_and_gradient(src.grid, columns, gradient=gradient)
         else:
-            d, g = trilinear_dose_and_gradient(src.grid, points)
-            if not gradient:
-                g = None
+            d, g = trilinear_dose_and_gradient(src.grid, points, gradient=gradient)
         if src.transform is not None:
             covered = ~np.isnan(d)
             phys = np.maximum(d[covered], 0.0)
@@ -218,46 +217,42 @@ def _spread(gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, step: float, heights
 
 
 def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> tuple[np.ndarray, np.ndarray]:
-    """Dose and in-cell spread of every cell, interpolated column by column."""
+    """Dose and in-cell spread of every cell, interpolated column by column (compiled)."""
     n = sampling.number_of_samples
     doses = np.empty(n)
     spread = np.empty(n)
-    lazy = any(c.z_extent_mm is None for c in sampling.cell_columns)
-    heights = sampling.heights_mm if lazy else None
     step = sampling.step_mm
     offset = 0
     for columns in sampling.cell_columns:
-        interps = [ColumnInterpolator(src.grid, columns) for src in sources]
-        if not interps:
-            doses[offset:offset + columns.number_of_points] = 0.0
-            spread[offset:offset + columns.number_of_points] = 0.0
-            offset += columns.number_of_points
-            continue
-        starts, running = interps[0].slot_positions()
-        for b0, b1 in interps[0].blocks():
-            per_source = [interp.block(b0, b1) for interp in interps]
-            for j, (sel, d, gx, gy, gz) in enumerate(per_source[0]):
-                if len(d) == 0:
-                    continue
-                if sources[0].transform is not None:
-                    _transformed(sources[0], d, gx, gy, gz)
-                for src, other in zip(sources[1:], per_source[1:]):
-                    _, d2, gx2, gy2, gz2 = other[j]
-                    if src.transform is not None:
-                        _transformed(src, d2, gx2, gy2, gz2)
-                    d += d2  # NaN (not covered) in any source makes the sum NaN
-                    gx += gx2
-                    gy += gy2
-                    gz += gz2
-                first = offset + starts[j] + (b0 if running is None else running[j][b0])
-                dest = slice(first, first + len(d))
-                doses[dest] = d
-                if columns.z_extent_mm is not None:
-                    h = interps[0].slot_values(columns.z_extent_mm, b0, b1, j, sel)
-                else:
-                    h = heights[dest]
-                spread[dest] = _spread(gx, gy, gz, step, h)
+        dest = slice(offset, offset + columns.number_of_points)
         offset += columns.number_of_points
+        if not sources:
+            doses[dest] = 0.0
+            spread[dest] = 0.0
+            continue
+        if len(sources) == 1 and sources[0].transform is None and columns.z_extent_mm is not None:
+            d, _, w = columns_dose(sources[0].grid, columns, gradient=False, spread_step_mm=step)
+            doses[dest] = d
+            spread[dest] = w
+            continue
+        total = None
+        for src in sources:
+            d, g = columns_dose_and_gradient(src.grid, columns)
+            gx, gy, gz = g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()
+            if src.transform is not None:
+                _transformed(src, d, gx, gy, gz)
+            if total is None:
+                total = [d, gx, gy, gz]
+            else:
+                for acc, part in zip(total, (d, gx, gy, gz)):
+                    acc += part  # NaN (not covered) in any source makes the sum NaN
+        d, gx, gy, gz = total
+        if columns.z_extent_mm is not None:
+            h = columns.slot_major(columns.z_extent_mm)
+        else:
+            h = sampling.heights_mm[dest]
+        doses[dest] = d
+        spread[dest] = _spread(gx, gy, gz, step, h)
     return doses, spread
 
 
@@ -306,10 +301,6 @@ def _cell_geometry(sampling: RoiSampling, cells: np.ndarray):
     return None
 
 
-_NEIGHBOUR_DC = np.array([-1, 0, 1, -1, 1, -1, 0, 1])
-_NEIGHBOUR_DR = np.array([-1, -1, -1, 0, 0, 1, 1, 1])
-
-
 @dataclass
 class _Cells:
     """Cells on a lattice (origin x0, y0; step): plane, segment slot, lattice column and row,
@@ -332,64 +323,44 @@ def _subdivide(pset: PolygonSet, x0: float, y0: float, step: float, k: int, pare
     (centre outside the contour, "ghosts"), into k × k sub-cells on the lattice of step
     ``step / k`` (same origin); keep the sub-cells whose centre is inside the plane's
     even-odd region. A ghost's inside part is represented in the coarser pass by its
-    inside neighbours, so its sub-cells take the share of those neighbours that are parents."""
-    nx = int(max(parents.col.max(), 0)) + 4
-    ny = int(max(parents.row.max(), 0)) + 4
+    inside neighbours, so its sub-cells take the share of those neighbours that are parents
+    (compiled: :func:`plancheck.dvh.kernels.subdivide_cells`)."""
+    from plancheck.dvh.kernels import subdivide_cells
 
-    def key(p, j, c, r):
-        return ((p * slots + j) * ny + (r + 1)) * nx + (c + 1)
-
-    parent_key = key(parents.plane, parents.slot, parents.col, parents.row)
-    dc, dr = _NEIGHBOUR_DC, _NEIGHBOUR_DR
-    cand = (parent_key[:, None] + dr[None, :] * nx + dc[None, :]).reshape(-1)
-    cand_parent = np.repeat(np.arange(len(parent_key)), 8)
-    cand, first = np.unique(cand, return_index=True)
-    cand_parent = cand_parent[first]
-    fresh = ~np.isin(cand, parent_key)
-    cand, cand_parent = cand[fresh], cand_parent[fresh]
-    g_col = cand % nx - 1
-    g_row = (cand // nx) % ny - 1
-    centre = np.column_stack([x0 + (g_col + 0.5) * step, y0 + (g_row + 0.5) * step])
-    ghost = ~points_in_plane_regions(pset, parents.plane[cand_parent], centre)
-    # a parent whose eight neighbours are all cells of the ROI is taken as wholly inside:
-    # its sub-cells skip the inside test
-    neighbours = parent_key[:, None] + dr[None, :] * nx + dc[None, :]
-    interior = ~np.isin(neighbours, cand[ghost]).any(axis=1)
-    cand, cand_parent, g_col, g_row = cand[ghost], cand_parent[ghost], g_col[ghost], g_row[ghost]
-    around = (cand[:, None] + dr[None, :] * nx + dc[None, :]).reshape(-1)
-    around_xy = np.column_stack([x0 + (around % nx - 0.5) * step, y0 + ((around // nx) % ny - 0.5) * step])
-    is_parent = np.isin(around, parent_key).reshape(-1, 8)
-    is_cell = is_parent | points_in_plane_regions(pset, np.repeat(parents.plane[cand_parent], 8), around_xy).reshape(-1, 8)
-    share = is_parent.sum(axis=1) / np.maximum(is_cell.sum(axis=1), 1)
-    # every coarse cell to split: the parents, then the ghosts (plane, segment of a parent)
-    src = np.concatenate([np.arange(len(parent_key)), cand_parent])
-    col = np.concatenate([parents.col, g_col])
-    row = np.concatenate([parents.row, g_row])
-    fraction = np.concatenate([parents.fraction, share * parents.fraction[cand_parent]])
-    m = k * k
-    a = np.tile(np.arange(k), k)
-    b = np.repeat(np.arange(k), k)
-    sub_col = (col[:, None] * k + a[None, :]).reshape(-1)
-    sub_row = (row[:, None] * k + b[None, :]).reshape(-1)
-    owner = np.repeat(src, m)
-    fine = step / k
-    xy = np.column_stack([x0 + (sub_col + 0.5) * fine, y0 + (sub_row + 0.5) * fine])
-    test = ~np.repeat(np.concatenate([interior, np.zeros(len(cand), dtype=bool)]), m)
-    inside = np.ones(len(owner), dtype=bool)
-    inside[test] = points_in_plane_regions(pset, parents.plane[owner[test]], xy[test])
-    if not inside.any():
+    if len(parents.plane) == 0 or len(pset.vertices) == 0:
         return None
-    owner_fraction = np.repeat(fraction, m)[inside]
-    owner = owner[inside]
-    return _Cells(parents.plane[owner], parents.slot[owner], sub_col[inside], sub_row[inside],
-                  parents.z[owner], parents.height[owner], owner_fraction)
+    ex0, ey0, ex1, ey1, edge_start = pset.plane_edges
+    owner, col, row, fraction = subdivide_cells(
+        ex0, ey0, ex1, ey1, edge_start, pset.number_of_planes, float(x0), float(y0), float(step), int(k),
+        np.ascontiguousarray(parents.plane, dtype=np.int64), np.ascontiguousarray(parents.slot, dtype=np.int64),
+        np.ascontiguousarray(parents.col, dtype=np.int64), np.ascontiguousarray(parents.row, dtype=np.int64),
+        np.ascontiguousarray(parents.fraction, dtype=float), int(slots),
+    )
+    if owner.size == 0:
+        return None
+    return _Cells(parents.plane[owner], parents.slot[owner], col, row, parents.z[owner], parents.height[owner], fraction)
 
 
-def _evaluate(sources: Sequence[PointDoseSource], cells: _Cells, x0: float, y0: float, step: float):
-    """Dose, spread and volume (cc) of cells on a lattice of the given step."""
-    points = np.column_stack([x0 + (cells.col + 0.5) * step, y0 + (cells.row + 0.5) * step, cells.z])
-    dose, grad = _dose_at(sources, points)
-    spread = _spread(grad[:, 0], grad[:, 1], grad[:, 2], step, cells.height)
+def _evaluate(sources: Sequence[PointDoseSource], cells: _Cells, x0: float, y0: float, step: float, z_table: np.ndarray):
+    """Dose, spread and volume (cc) of cells on a lattice of the given step (cell z from
+    ``z_table[plane, slot]``), in compiled code."""
+    zcode = cells.plane * z_table.shape[1] + cells.slot
+    if len(sources) == 1 and sources[0].transform is None:
+        dose, _, spread = lattice_dose(sources[0].grid, x0, y0, step, cells.col, cells.row, z_table, zcode, cells.height)
+    else:
+        total = None
+        for src in sources:
+            d, g, _ = lattice_dose(src.grid, x0, y0, step, cells.col, cells.row, z_table, zcode, gradient=True)
+            gx, gy, gz = g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()
+            if src.transform is not None:
+                _transformed(src, d, gx, gy, gz)
+            if total is None:
+                total = [d, gx, gy, gz]
+            else:
+                for acc, part in zip(total, (d, gx, gy, gz)):
+                    acc += part  # NaN (not covered) in any source makes the sum NaN
+        dose, gx, gy, gz = total
+        spread = _spread(gx, gy, gz, step, cells.height)
     weight = step * step / 1000.0 * cells.height * cells.fraction
     return dose, spread, weight
 
@@ -436,7 +407,7 @@ def _refine_hot_tail(
     if subs is None:
         return None
     step1 = step / k
-    dose1, spread1, weight1 = _evaluate(sources, subs, x0, y0, step1)
+    dose1, spread1, weight1 = _evaluate(sources, subs, x0, y0, step1, columns.z_mm)
     # level 2: the hottest HOT_TAIL_CC (D0.03cc) again, on a lattice of about FINE_REFINED_STEP_MM
     k2 = int(math.ceil(step1 / FINE_REFINED_STEP_MM - 1e-9))
     if k2 >= 2:
@@ -444,7 +415,7 @@ def _refine_hot_tail(
         if hot.size:
             fine = _subdivide(pset, x0, y0, step1, k2, subs.take(hot), columns.slots)
             if fine is not None:
-                dose2, spread2, weight2 = _evaluate(sources, fine, x0, y0, step1 / k2)
+                dose2, spread2, weight2 = _evaluate(sources, fine, x0, y0, step1 / k2, columns.z_mm)
                 keep = np.ones(len(dose1), dtype=bool)
                 keep[hot] = False
                 dose1 = np.concatenate([dose1[keep], dose2])

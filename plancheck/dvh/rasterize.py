@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -101,6 +102,21 @@ class PolygonSet:
     @property
     def vertex_polygon(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.length)), self.length)
+
+    @cached_property
+    def plane_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The non-horizontal edges, plane after plane and by lower y within a plane:
+        x0, y0, x1, y1 and the start of each plane's edges (``number_of_planes + 1`` entries)."""
+        verts = self.vertices
+        nxt = verts[self.next_index]
+        keep = verts[:, 1] != nxt[:, 1]
+        eplane = np.repeat(self.plane, self.length)[keep]
+        a, b = verts[keep], nxt[keep]
+        order = np.lexsort((np.minimum(a[:, 1], b[:, 1]), eplane))
+        start = np.concatenate([[0], np.cumsum(np.bincount(eplane, minlength=self.number_of_planes))]).astype(np.int64)
+        a, b = a[order], b[order]
+        return (np.ascontiguousarray(a[:, 0]), np.ascontiguousarray(a[:, 1]),
+                np.ascontiguousarray(b[:, 0]), np.ascontiguousarray(b[:, 1]), start)
 
     def edges(self) -> np.ndarray:
         """All closing edges as an ``(E, 4)`` array of x0, y0, x1, y1."""
@@ -313,11 +329,12 @@ def even_odd_area_mm2(polygons: Sequence[np.ndarray]) -> float | None:
 def points_in_plane_regions(pset: PolygonSet, plane: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Even-odd inside test of many points, each against the polygons of its own plane.
 
-    Vectorised over all points and planes (no loop per plane or polygon): the points are
-    grouped in rows (plane, y); every edge of a plane is crossed with the rows of that plane
-    it spans (``[ymin, ymax)``, the convention of :func:`rasterize_polygon_set`), and a point
-    is inside when an odd number of crossings lie at or left of it. On lattice points this
-    gives the same answer as the rasteriser. Cheap when the points share few rows.
+    An edge of a plane is crossed by the horizontal line through a point when the
+    point's y lies in the edge's ``[ymin, ymax)`` (the convention of
+    :func:`rasterize_polygon_set`), and a point is inside when an odd number of
+    crossings lie at or left of it. On lattice points this gives the same answer as
+    the rasteriser. Points are grouped in rows (plane, y) whose crossings are found
+    once, in compiled code (:func:`plancheck.dvh.kernels.points_in_regions`).
 
     Parameters
     ----------
@@ -328,36 +345,12 @@ def points_in_plane_regions(pset: PolygonSet, plane: np.ndarray, points: np.ndar
     points
         ``(M, 2)`` x, y in mm.
     """
+    from plancheck.dvh.kernels import points_in_regions
+
     m = len(points)
-    inside = np.zeros(m, dtype=bool)
     if m == 0 or len(pset.vertices) == 0:
-        return inside
-    plane = np.asarray(plane, dtype=np.int64)
-    verts = pset.vertices
-    nxt = verts[pset.next_index]
-    ex0, ey0, ex1, ey1 = verts[:, 0], verts[:, 1], nxt[:, 0], nxt[:, 1]
-    eplane = np.repeat(pset.plane, pset.length)
-    keep = ey0 != ey1
-    ex0, ey0, ex1, ey1, eplane = ex0[keep], ey0[keep], ex1[keep], ey1[keep], eplane[keep]
-    y_lo = min(float(points[:, 1].min()), float(verts[:, 1].min())) - 1.0
-    y_hi = max(float(points[:, 1].max()), float(verts[:, 1].max())) + 1.0
-    width = 2.0 ** math.ceil(math.log2(y_hi - y_lo + 1.0))
-    # rows: unique (plane, y) of the points, as one float key (plane·width + y − y_lo)
-    pkey = plane * width + (points[:, 1] - y_lo)
-    rows, point_row = np.unique(pkey, return_inverse=True)
-    e_min = eplane * width + (np.minimum(ey0, ey1) - y_lo)
-    e_max = eplane * width + (np.maximum(ey0, ey1) - y_lo)
-    r0 = np.searchsorted(rows, e_min, side="left")
-    r1 = np.searchsorted(rows, e_max, side="left")
-    edge, row = expand_ranges(r0, np.maximum(r1 - r0, 0))
-    if row.size == 0:
-        return inside
-    y_row = rows[row] - eplane[edge] * width + y_lo
-    x_cross = ex0[edge] + (y_row - ey0[edge]) * (ex1[edge] - ex0[edge]) / (ey1[edge] - ey0[edge])
-    x_lo = min(float(points[:, 0].min()), float(x_cross.min())) - 1.0
-    x_hi = max(float(points[:, 0].max()), float(x_cross.max())) + 1.0
-    xwidth = 2.0 ** math.ceil(math.log2(x_hi - x_lo + 1.0))
-    ckey = np.sort(row * xwidth + (x_cross - x_lo))
-    row_start = np.searchsorted(ckey, np.arange(len(rows)) * xwidth, side="left")
-    count = np.searchsorted(ckey, point_row * xwidth + (points[:, 0] - x_lo), side="right") - row_start[point_row]
-    return (count % 2).astype(bool)
+        return np.zeros(m, dtype=bool)
+    ex0, ey0, ex1, ey1, edge_start = pset.plane_edges
+    points = np.asarray(points, dtype=float)
+    return points_in_regions(ex0, ey0, ex1, ey1, edge_start, np.asarray(plane, dtype=np.int64),
+                             np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]))

@@ -1,0 +1,554 @@
+"""Compiled inner loops of the DVH engine (numba).
+
+The engine's models — the trilinear dose of :mod:`plancheck.dvh.interpolate`, the
+even-odd inside test of :mod:`plancheck.dvh.rasterize` and the spread histogram of
+:mod:`plancheck.dvh.dvh` — are defined there; this module only runs their loops
+in compiled code, fused so that every sample cell is touched once (vectorised numpy
+needs a dozen temporaries per cell). Each kernel does the same arithmetic in the
+same order as the numpy formulation it replaces, and the tests compare them.
+
+Conventions
+-----------
+* Dose grids are passed flat (``D[k, j, i]`` at ``k·nxy + j·nx + i``) with the
+  fractional indices of the sample positions computed beforehand in numpy
+  (:func:`plancheck.dvh.interpolate.fractional_index`): lower and upper index, the
+  weight of the upper one and its derivative (1/mm), and whether the position is
+  covered. The kernels never search an axis, so irregular axes cost nothing extra.
+* Sample cells stored as columns (a lattice point and the z segments of its plane)
+  are written *slot-major*: the first segment of every column in column order, then
+  the second segment of the columns that have one, and so on (see
+  :class:`~plancheck.dvh.interpolate.PointColumns`).
+* Doses in Gy, gradients in Gy/mm, lengths in mm. Uncovered points get NaN dose and
+  zero gradient.
+
+Compilation: the kernels are compiled on first use and cached on disk next to this
+file (or in numba's user cache when that is not writable), so only the first run
+after an install pays for it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "column_cells",
+    "point_cells",
+    "spread_histogram",
+    "points_in_regions",
+    "subdivide_cells",
+    "lattice_cells",
+]
+
+_JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+
+@njit(inline="always")
+def _trilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, iz0, iz1, tz):
+    """Value and index-space derivatives (per index step) of the trilinear field."""
+    b00 = iz0 * nxy + iy0 * nx
+    b01 = iz0 * nxy + iy1 * nx
+    b10 = iz1 * nxy + iy0 * nx
+    b11 = iz1 * nxy + iy1 * nx
+    # gathered values in double precision whatever the grid's dtype
+    f0 = np.float64(flat[b00 + ix0])
+    d00 = np.float64(flat[b00 + ix1]) - f0
+    r00 = f0 + tx * d00
+    f0 = np.float64(flat[b01 + ix0])
+    d01 = np.float64(flat[b01 + ix1]) - f0
+    r01 = f0 + tx * d01
+    f0 = np.float64(flat[b10 + ix0])
+    d10 = np.float64(flat[b10 + ix1]) - f0
+    r10 = f0 + tx * d10
+    f0 = np.float64(flat[b11 + ix0])
+    d11 = np.float64(flat[b11 + ix1]) - f0
+    r11 = f0 + tx * d11
+    dr0 = r01 - r00
+    p0 = r00 + ty * dr0
+    gx0 = d00 + ty * (d01 - d00)
+    dr1 = r11 - r10
+    p1 = r10 + ty * dr1
+    gx1 = d10 + ty * (d11 - d10)
+    dp = p1 - p0
+    value = p0 + tz * dp
+    gx = gx0 + tz * (gx1 - gx0)
+    gy = dr0 + tz * (dr1 - dr0)
+    return value, gx, gy, dp
+
+
+@njit(**_JIT)
+def column_cells(
+    flat, nx, nxy,
+    x_i0, x_i1, x_t, x_dt, x_cov,
+    y_i0, y_i1, y_t, y_dt, y_cov,
+    col, row, plane, counts,
+    z_i0, z_i1, z_t, z_dt, z_cov,
+    heights, step,
+    out_dose, out_gx, out_gy, out_gz, out_spread,
+):
+    """Trilinear dose at every cell of a set of columns, written slot-major.
+
+    ``x_*`` are indexed by ``col[c]`` and ``y_*`` by ``row[c]`` (per lattice column
+    and row, or per column with ``col = row = arange``); ``z_*`` and ``heights`` are
+    ``(planes, S)`` tables indexed by the column's plane and segment. Writes the dose,
+    and, when those arrays are not empty, the gradient (Gy/mm) and/or the width of
+    the in-cell dose spread ``sqrt((gx·step)² + (gy·step)² + (gz·height)²)``.
+    """
+    n_slots = z_i0.shape[1]
+    running = np.zeros(n_slots, dtype=np.int64)
+    slot_start = np.zeros(n_slots, dtype=np.int64)
+    # slot j holds the columns whose plane has more than j segments
+    for c in range(len(plane)):
+        for j in range(counts[plane[c]]):
+            slot_start[j] += 1
+    total = 0
+    for j in range(n_slots):
+        size = slot_start[j]
+        slot_start[j] = total
+        total += size
+    want_grad = len(out_gx) > 0
+    want_spread = len(out_spread) > 0
+    for c in range(len(plane)):
+        ci = col[c]
+        ri = row[c]
+        p = plane[c]
+        ix0 = x_i0[ci]
+        ix1 = x_i1[ci]
+        tx = x_t[ci]
+        iy0 = y_i0[ri]
+        iy1 = y_i1[ri]
+        ty = y_t[ri]
+        cov_xy = x_cov[ci] and y_cov[ri]
+        for j in range(counts[p]):
+            pos = slot_start[j] + running[j]
+            running[j] += 1
+            if not (cov_xy and z_cov[p, j]):
+                out_dose[pos] = np.nan
+                if want_grad:
+                    out_gx[pos] = 0.0
+                    out_gy[pos] = 0.0
+                    out_gz[pos] = 0.0
+                if want_spread:
+                    out_spread[pos] = 0.0
+                continue
+            value, gx, gy, gz = _trilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, z_i0[p, j], z_i1[p, j], z_t[p, j])
+            gx *= x_dt[ci]
+            gy *= y_dt[ri]
+            gz *= z_dt[p, j]
+            out_dose[pos] = value
+            if want_grad:
+                out_gx[pos] = gx
+                out_gy[pos] = gy
+                out_gz[pos] = gz
+            if want_spread:
+                sx = gx * step
+                sy = gy * step
+                sz = gz * heights[p, j]
+                out_spread[pos] = math.sqrt(sx * sx + sy * sy + sz * sz)
+
+
+@njit(**_JIT)
+def point_cells(
+    flat, nx, nxy,
+    x_i0, x_i1, x_t, x_dt,
+    y_i0, y_i1, y_t, y_dt,
+    z_i0, z_i1, z_t, z_dt,
+    covered,
+    out_dose, out_gx, out_gy, out_gz,
+):
+    """Trilinear dose (and gradient, when the gradient arrays are not empty) at
+    arbitrary points given their fractional indices on the three axes."""
+    want_grad = len(out_gx) > 0
+    for i in range(len(covered)):
+        if not covered[i]:
+            out_dose[i] = np.nan
+            if want_grad:
+                out_gx[i] = 0.0
+                out_gy[i] = 0.0
+                out_gz[i] = 0.0
+            continue
+        value, gx, gy, gz = _trilinear(flat, nx, nxy, x_i0[i], x_i1[i], x_t[i], y_i0[i], y_i1[i], y_t[i],
+                                       z_i0[i], z_i1[i], z_t[i])
+        out_dose[i] = value
+        if want_grad:
+            out_gx[i] = gx * x_dt[i]
+            out_gy[i] = gy * y_dt[i]
+            out_gz[i] = gz * z_dt[i]
+
+
+@njit(**_JIT)
+def spread_histogram(dose, weight, spread, lo, hi, width, hist, r1a, r2a, r1b, r2b):
+    """Accumulate samples into a differential histogram (bins of ``width`` from 0 Gy).
+
+    A sample whose spread ``[d − s/2, d + s/2]`` (clipped to ``[lo, hi]``) is narrower
+    than a bin goes to the bin of its centre in ``hist``; a wider one adds its density
+    ``ρ = w/(b − a)`` and ``ρ·a`` at the first bin edge above ``a`` (``r1a``, ``r2a``)
+    and ``ρ``, ``ρ·b`` at the first edge above ``b`` (``r1b``, ``r2b``), from whose
+    cumulative sums the caller gets the exact bin contents (see
+    :func:`plancheck.dvh.dvh._histogram`). With an empty ``spread`` every sample is a
+    point. Returns the volume of the spread samples.
+    """
+    nbins = len(hist)
+    spread_total = 0.0
+    has_spread = len(spread) > 0
+    for i in range(len(dose)):
+        d = dose[i]
+        w = weight[i]
+        if not has_spread:
+            k = int(d / width)
+            hist[min(k, nbins - 1)] += w
+            continue
+        half = spread[i] / 2
+        a = min(max(d - half, lo), hi)
+        b = min(max(d + half, lo), hi)
+        if (b - a) < width:
+            k = int(((a + b) / 2) / width)
+            hist[min(k, nbins - 1)] += w
+            continue
+        rho = w / (b - a)
+        ia = int(a / width) + 1
+        ib = int(b / width) + 1
+        r1a[ia] += rho
+        r2a[ia] += rho * a
+        r1b[ib] += rho
+        r2b[ib] += rho * b
+        spread_total += w
+    return spread_total
+
+
+@njit(**_JIT)
+def points_in_regions(ex0, ey0, ex1, ey1, edge_start, plane, px, py):
+    """Even-odd inside test of points, each against the edges of its own plane.
+
+    Edges of plane ``p`` are ``edge_start[p]:edge_start[p + 1]``, sorted there by their
+    lower y (horizontal edges removed beforehand). An edge from ``y_a`` to ``y_b``
+    crosses the horizontal line through a point when ``min ≤ y < max`` (the
+    rasteriser's half-open convention); the point is inside when an odd number of
+    crossings lie at or left of it. Points are grouped in rows (plane, y) and each
+    plane's rows are swept upwards with a list of active edges, so the crossings of
+    a row are found once and only from the edges that span it.
+    """
+    n = len(px)
+    inside = np.zeros(n, dtype=np.bool_)
+    if n == 0:
+        return inside
+    order = np.argsort(py, kind="mergesort")
+    order = order[np.argsort(plane[order], kind="mergesort")]
+    max_edges = 0
+    for p in range(len(edge_start) - 1):
+        max_edges = max(max_edges, edge_start[p + 1] - edge_start[p])
+    cross = np.empty(max_edges)
+    active = np.empty(max_edges, dtype=np.int64)
+    g = 0
+    while g < n:
+        p = plane[order[g]]
+        next_edge = edge_start[p]
+        stop = edge_start[p + 1]
+        n_active = 0
+        while g < n and plane[order[g]] == p:
+            y = py[order[g]]
+            while next_edge < stop and min(ey0[next_edge], ey1[next_edge]) <= y:
+                active[n_active] = next_edge
+                n_active += 1
+                next_edge += 1
+            m = 0
+            keep = 0
+            for a in range(n_active):
+                e = active[a]
+                y0 = ey0[e]
+                y1 = ey1[e]
+                if max(y0, y1) > y:  # else the edge lies below this and every later row
+                    active[keep] = e
+                    keep += 1
+                    cross[m] = ex0[e] + (y - y0) * (ex1[e] - ex0[e]) / (y1 - y0)
+                    m += 1
+            n_active = keep
+            row = np.sort(cross[:m])
+            while g < n and plane[order[g]] == p and py[order[g]] == y:
+                i = order[g]
+                inside[i] = (np.searchsorted(row, px[i], side="right") % 2) == 1
+                g += 1
+    return inside
+
+
+@njit(**_JIT)
+def _row_crossings(ex0, ey0, ex1, ey1, edge_start, row_lo, row_hi, y0, step):
+    """Sorted edge crossings of the lattice rows ``row_lo[p] ≤ r < row_hi[p]`` of each
+    plane ``p`` (row centre ``y0 + (r + ½)·step``; an edge counts when ``min ≤ y < max``).
+
+    Returns the first row of each plane in the row table, the CSR pointer of the rows
+    into the crossings, and the crossings' x (sorted within a row)."""
+    n_planes = len(row_lo)
+    base = np.zeros(n_planes + 1, dtype=np.int64)
+    for p in range(n_planes):
+        base[p + 1] = base[p] + max(row_hi[p] - row_lo[p], 0)
+    n_rows = base[n_planes]
+    ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    for sweep in range(2):
+        if sweep == 1:
+            for r in range(n_rows):
+                ptr[r + 1] += ptr[r]
+            xs = np.empty(ptr[n_rows])
+            fill = ptr[:n_rows].copy()
+        for p in range(n_planes):
+            if row_hi[p] <= row_lo[p]:
+                continue
+            for e in range(edge_start[p], edge_start[p + 1]):
+                ya = ey0[e]
+                yb = ey1[e]
+                lo = min(ya, yb)
+                hi = max(ya, yb)
+                r0 = max(int(math.ceil((lo - y0) / step - 0.5)) - 1, row_lo[p])
+                r1 = min(int(math.ceil((hi - y0) / step - 0.5)) + 1, row_hi[p])
+                for r in range(r0, r1):
+                    y = y0 + (r + 0.5) * step
+                    if lo <= y and y < hi:
+                        slot = base[p] + r - row_lo[p]
+                        if sweep == 0:
+                            ptr[slot + 1] += 1
+                        else:
+                            xs[fill[slot]] = ex0[e] + (y - ya) * (ex1[e] - ex0[e]) / (yb - ya)
+                            fill[slot] += 1
+    for r in range(n_rows):
+        xs[ptr[r]:ptr[r + 1]] = np.sort(xs[ptr[r]:ptr[r + 1]])
+    return base, ptr, xs
+
+
+@njit(inline="always")
+def _lattice_inside(base, ptr, xs, row_lo, row_hi, p, r, x):
+    """Even-odd inside test of the lattice point at x on row r of plane p (see :func:`_row_crossings`)."""
+    if r < row_lo[p] or r >= row_hi[p]:
+        return False
+    slot = base[p] + r - row_lo[p]
+    count = 0
+    for q in range(ptr[slot], ptr[slot + 1]):  # a row has a few crossings: a scan beats a search
+        if xs[q] <= x:
+            count += 1
+        else:
+            break
+    return count % 2 == 1
+
+
+@njit(inline="always")
+def _slot_of(key, mask):
+    """Start slot of a key in a hash table of ``mask + 1`` slots (murmur3's 64-bit finaliser:
+    lattice keys differ by fixed strides, which a plain multiplicative hash clusters)."""
+    x = np.uint64(key)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    return np.int64(x & np.uint64(mask))
+
+
+@njit(**_JIT)
+def _hash_set(keys):
+    """Open-addressing hash set of non-negative int64 keys (-1 marks a free slot)."""
+    size = 16
+    while size < 2 * len(keys):
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
+    mask = size - 1
+    for key in keys:
+        h = _slot_of(key, mask)
+        while table[h] != -1 and table[h] != key:
+            h = (h + 1) & mask
+        table[h] = key
+    return table
+
+
+@njit(inline="always")
+def _in_hash_set(table, key):
+    if key < 0:
+        return False
+    mask = len(table) - 1
+    h = _slot_of(key, mask)
+    while True:
+        k = table[h]
+        if k == key:
+            return True
+        if k == -1:
+            return False
+        h = (h + 1) & mask
+
+
+@njit(**_JIT)
+def subdivide_cells(ex0, ey0, ex1, ey1, edge_start, n_planes, x0, y0, step, k, p_plane, p_slot, p_col, p_row, p_fraction, n_slots):
+    """Split parent cells of a lattice (origin x0, y0; ``step``) and their "ghost"
+    neighbours into ``k × k`` sub-cells on the lattice of step ``step / k``.
+
+    A ghost is one of the 8 in-plane neighbours (same plane and segment slot) of a
+    parent that is neither a parent nor inside the plane's even-odd region (its centre
+    is outside the contour, part of it may be inside); its sub-cells carry the share
+    of its in-region neighbours that are parents. A parent with a ghost neighbour has
+    its sub-cells tested against the region; one without is wholly inside. Sub-cells
+    whose centre is outside the region are dropped.
+
+    Returns, per kept sub-cell: the parent it belongs to (a ghost: its first parent),
+    its lattice column and row on the fine lattice, and its volume fraction.
+    """
+    n_par = len(p_plane)
+    nx = 0
+    ny = 0
+    for i in range(n_par):
+        nx = max(nx, p_col[i])
+        ny = max(ny, p_row[i])
+    nx += 4
+    ny += 4
+    keys = np.empty(n_par, dtype=np.int64)
+    row_lo = np.full(n_planes, np.iinfo(np.int64).max, dtype=np.int64)
+    row_hi = np.zeros(n_planes, dtype=np.int64)
+    for i in range(n_par):
+        keys[i] = ((p_plane[i] * n_slots + p_slot[i]) * ny + (p_row[i] + 1)) * nx + (p_col[i] + 1)
+        row_lo[p_plane[i]] = min(row_lo[p_plane[i]], p_row[i] - 2)
+        row_hi[p_plane[i]] = max(row_hi[p_plane[i]], p_row[i] + 3)
+    parent_set = _hash_set(keys)
+    base, ptr, xs = _row_crossings(ex0, ey0, ex1, ey1, edge_start, row_lo, row_hi, y0, step)
+    dcs = (-1, 0, 1, -1, 1, -1, 0, 1)
+    drs = (-1, -1, -1, 0, 0, 1, 1, 1)
+    # ghost candidates in the order they are met (parent after parent, neighbours in order)
+    g_key = np.empty(8 * n_par, dtype=np.int64)
+    g_parent = np.empty(8 * n_par, dtype=np.int64)
+    interior = np.ones(n_par, dtype=np.bool_)
+    n_cand = 0
+    for i in range(n_par):
+        p = p_plane[i]
+        for t in range(8):
+            c = p_col[i] + dcs[t]
+            r = p_row[i] + drs[t]
+            key = keys[i] + drs[t] * nx + dcs[t]
+            if _in_hash_set(parent_set, key):
+                continue
+            if _lattice_inside(base, ptr, xs, row_lo, row_hi, p, r, x0 + (c + 0.5) * step):
+                continue
+            interior[i] = False
+            g_key[n_cand] = key
+            g_parent[n_cand] = i
+            n_cand += 1
+    # unique ghosts, each with the first parent that met it
+    size = 16
+    while size < 2 * n_cand:
+        size *= 2
+    ghost_set = np.full(size, -1, dtype=np.int64)
+    mask = size - 1
+    n_ghost = 0
+    ghost_parent = np.empty(n_cand, dtype=np.int64)
+    ghost_col = np.empty(n_cand, dtype=np.int64)
+    ghost_row = np.empty(n_cand, dtype=np.int64)
+    ghost_fraction = np.empty(n_cand)
+    for q in range(n_cand):
+        key = g_key[q]
+        h = _slot_of(key, mask)
+        while ghost_set[h] != -1 and ghost_set[h] != key:
+            h = (h + 1) & mask
+        if ghost_set[h] == key:
+            continue
+        ghost_set[h] = key
+        i = g_parent[q]
+        col = key % nx - 1
+        row = (key // nx) % ny - 1
+        p = p_plane[i]
+        n_parent = 0
+        n_cell = 0
+        for t in range(8):
+            c = col + dcs[t]
+            r = row + drs[t]
+            if _in_hash_set(parent_set, key + drs[t] * nx + dcs[t]):
+                n_parent += 1
+                n_cell += 1
+            elif _lattice_inside(base, ptr, xs, row_lo, row_hi, p, r, x0 + (c + 0.5) * step):
+                n_cell += 1
+        ghost_parent[n_ghost] = i
+        ghost_col[n_ghost] = col
+        ghost_row[n_ghost] = row
+        ghost_fraction[n_ghost] = (n_parent / max(n_cell, 1)) * p_fraction[i]
+        n_ghost += 1
+    # sub-cells on the fine lattice
+    fine = step / k
+    f_lo = np.full(n_planes, np.iinfo(np.int64).max, dtype=np.int64)
+    f_hi = np.zeros(n_planes, dtype=np.int64)
+    for i in range(n_par):
+        p = p_plane[i]
+        f_lo[p] = min(f_lo[p], (p_row[i] - 1) * k)
+        f_hi[p] = max(f_hi[p], (p_row[i] + 2) * k)
+    fbase, fptr, fxs = _row_crossings(ex0, ey0, ex1, ey1, edge_start, f_lo, f_hi, y0, fine)
+    m = k * k
+    total = (n_par + n_ghost) * m
+    out_owner = np.empty(total, dtype=np.int64)
+    out_col = np.empty(total, dtype=np.int64)
+    out_row = np.empty(total, dtype=np.int64)
+    out_fraction = np.empty(total)
+    n_out = 0
+    for q in range(n_par + n_ghost):
+        if q < n_par:
+            i = q
+            col = p_col[i]
+            row = p_row[i]
+            fraction = p_fraction[i]
+            test = not interior[i]
+        else:
+            i = ghost_parent[q - n_par]
+            col = ghost_col[q - n_par]
+            row = ghost_row[q - n_par]
+            fraction = ghost_fraction[q - n_par]
+            test = True
+        p = p_plane[i]
+        for b in range(k):
+            sr = row * k + b
+            for a in range(k):
+                sc = col * k + a
+                if test and not _lattice_inside(fbase, fptr, fxs, f_lo, f_hi, p, sr, x0 + (sc + 0.5) * fine):
+                    continue
+                out_owner[n_out] = i
+                out_col[n_out] = sc
+                out_row[n_out] = sr
+                out_fraction[n_out] = fraction
+                n_out += 1
+    return out_owner[:n_out], out_col[:n_out], out_row[:n_out], out_fraction[:n_out]
+
+
+@njit(**_JIT)
+def lattice_cells(
+    flat, nx, nxy,
+    x_i0, x_i1, x_t, x_dt, x_cov, col_offset,
+    y_i0, y_i1, y_t, y_dt, y_cov, row_offset,
+    z_i0, z_i1, z_t, z_dt, z_cov,
+    col, row, zcode, heights, step,
+    out_dose, out_gx, out_gy, out_gz, out_spread,
+):
+    """Trilinear dose at cells of a lattice: cell ``i`` sits at lattice column ``col[i]``
+    and row ``row[i]`` (tables ``x_*``/``y_*`` indexed from ``col_offset``/``row_offset``)
+    and at the z of entry ``zcode[i]`` of the flat ``z_*`` tables; it is ``step`` wide and
+    ``heights[i]`` high. Writes the dose and, when those arrays are not empty, the
+    gradient and/or the width of the in-cell dose spread (see :func:`column_cells`)."""
+    want_grad = len(out_gx) > 0
+    want_spread = len(out_spread) > 0
+    for i in range(len(col)):
+        ci = col[i] - col_offset
+        ri = row[i] - row_offset
+        zc = zcode[i]
+        if not (x_cov[ci] and y_cov[ri] and z_cov[zc]):
+            out_dose[i] = np.nan
+            if want_grad:
+                out_gx[i] = 0.0
+                out_gy[i] = 0.0
+                out_gz[i] = 0.0
+            if want_spread:
+                out_spread[i] = 0.0
+            continue
+        value, gx, gy, gz = _trilinear(flat, nx, nxy, x_i0[ci], x_i1[ci], x_t[ci], y_i0[ri], y_i1[ri], y_t[ri],
+                                       z_i0[zc], z_i1[zc], z_t[zc])
+        gx *= x_dt[ci]
+        gy *= y_dt[ri]
+        gz *= z_dt[zc]
+        out_dose[i] = value
+        if want_grad:
+            out_gx[i] = gx
+            out_gy[i] = gy
+            out_gz[i] = gz
+        if want_spread:
+            sx = gx * step
+            sy = gy * step
+            sz = gz * heights[i]
+            out_spread[i] = math.sqrt(sx * sx + sy * sy + sz * sz)
