@@ -32,9 +32,19 @@ MAX_BINS = 400_000
 """The bin width grows beyond the default when the maximum dose would need more bins."""
 
 
+def sample_stats(doses: np.ndarray, weights: np.ndarray) -> tuple[float, float, float, float, int]:
+    """Minimum, maximum, volume and dose-volume integral of the covered samples (NaN
+    doses left out, negative doses taken as 0), and their number."""
+    from plancheck.dvh.kernels import sample_stats as kernel
+
+    lo, hi, w_sum, dw_sum, n = kernel(np.ascontiguousarray(doses, dtype=float), np.ascontiguousarray(weights, dtype=float))
+    return float(lo), float(hi), float(w_sum), float(dw_sum), int(n)
+
+
 def _histogram(d: np.ndarray, w: np.ndarray, spread: np.ndarray | None, lo: float, hi: float, width: float) -> np.ndarray:
     """Differential histogram (bins of ``width`` from 0) of samples at doses ``d``
-    with volumes ``w``, each spread uniformly over ``d ± spread/2`` within ``[lo, hi]``.
+    (NaN: not covered, left out; negative: 0) with volumes ``w``, each spread uniformly
+    over ``d ± spread/2`` within ``[lo, hi]``.
 
     A uniform spread of density ρ over [a, b] contributes
     G(x) = ρ·(clip(x, a, b) − a) to the integral of volume below x; G at every bin
@@ -137,19 +147,10 @@ class DVH:
         doses = np.asarray(doses_gy, dtype=float)
         weights = np.asarray(weights_cc, dtype=float)
         spread = None if spread_gy is None else np.asarray(spread_gy, dtype=float)
-        covered = ~np.isnan(doses)
-        if not covered.all():
-            doses, weights_covered = doses[covered], weights[covered]
-            spread = None if spread is None else spread[covered]
-        else:
-            weights_covered = weights
         total = float(weights.sum()) if volume_cc is None else float(volume_cc)
-        d = np.maximum(doses, 0.0)
-        w_sum = float(weights_covered.sum()) if d.size else 0.0
-        if d.size:
-            lo, hi = float(d.min()), float(d.max())
-            dw_sum = float(np.multiply(d, weights_covered).sum())  # not np.dot: BLAS threads cost more than they save
-        if d.size == 0 or w_sum <= 0:
+        # one compiled pass: range, volume and dose integral of the covered samples (dose clipped at 0)
+        lo, hi, w_sum, dw_sum, n_covered = sample_stats(doses, weights)
+        if n_covered == 0 or w_sum <= 0:
             return cls(name, bin_width_gy, np.zeros(0), total, None, None, None, dose_kind, engine, notes)
         if extreme_doses_gy is not None:
             ext = np.asarray(extreme_doses_gy, dtype=float)
@@ -157,7 +158,7 @@ class DVH:
             if ext.size:
                 lo, hi = min(lo, float(max(ext.min(), 0.0))), max(hi, float(ext.max()))
         width = max(bin_width_gy, hi / MAX_BINS)
-        hist = _histogram(d, weights_covered, spread, lo, hi, width)
+        hist = _histogram(doses, weights, spread, lo, hi, width)
         mean = dw_sum / w_sum
         return cls(name, width, hist, total, lo, hi, mean, dose_kind, engine, notes)
 

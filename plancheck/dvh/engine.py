@@ -73,6 +73,10 @@ __all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sam
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
 """Coarsest lattice step, in units of the dose grid's smallest spacing."""
 
+SURFACE_STEP_IN_DOSE_SPACINGS = 0.25
+"""Surface points (minimum and maximum dose) lie along the contours at most this many dose
+spacings apart, or one lattice step where that is coarser (see :func:`plancheck.dvh.sampling.sample_roi`)."""
+
 DoseTransform = Callable[[np.ndarray], np.ndarray]
 """Voxel-wise conversion of physical dose (Gy) to another dose kind (e.g. EQD2)."""
 
@@ -102,6 +106,7 @@ def sample_for_grids(
         max_step_mm=MAX_STEP_IN_DOSE_SPACINGS * min(spacing) if spacing else 3.0,
         default_thickness_mm=default_thickness_mm or (min(z_spacing) if z_spacing else None),
         split_z_mm=np.unique(np.concatenate([g.z_mm for g in grids])),
+        surface_step_mm=SURFACE_STEP_IN_DOSE_SPACINGS * min(spacing) if spacing else None,
     )
 
 
@@ -448,14 +453,13 @@ def _replace_weights(
     cell_plane = _cell_planes(sampling)
     n_planes = int(max(cell_plane.max(initial=-1), sub_plane.max(initial=-1))) + 1
     total = np.bincount(cell_plane, weights=weights, minlength=n_planes)
-    rest = np.bincount(cell_plane, weights=out, minlength=n_planes)
+    removed = np.bincount(cell_plane[parents], weights=weights[parents], minlength=n_planes)
+    rest = total - removed
     added = np.bincount(sub_plane, weights=sub_weight, minlength=n_planes)
-    removed = total - rest
     ok = (rest > 0) & (np.abs(removed - added) < 0.5 * rest)
     rest_factor = np.where(ok, (rest + removed - added) / np.where(rest > 0, rest, 1.0), 1.0)
     sub_factor = np.where(ok, 1.0, np.divide(removed, added, out=np.zeros(n_planes), where=added > 0))
-    touched = np.flatnonzero(rest_factor != 1.0)
-    if touched.size:
+    if np.any(rest_factor != 1.0):
         out *= rest_factor[cell_plane]
     return out, sub_weight * sub_factor[sub_plane]
 

@@ -192,18 +192,13 @@ class PointColumns:
 
     def slot_major(self, table: np.ndarray) -> np.ndarray:
         """Values of a per-plane ``(planes, S)`` table at the points, in point order."""
-        n = self.number_of_points
-        out = np.empty(n, dtype=table.dtype)
-        start = 0
-        per_column = self.counts[self.plane] if n else None
-        for j in range(self.slots):
-            column = np.ascontiguousarray(table[:, j])
-            if per_column is None:
-                break
-            sel = per_column > j
-            planes = self.plane if sel.all() else self.plane[sel]
-            np.take(column, planes, out=out[start:start + len(planes)])
-            start += len(planes)
+        from plancheck.dvh.kernels import slot_major_values
+
+        table = np.asarray(table)
+        out = np.empty(self.number_of_points, dtype=table.dtype)
+        if len(out):
+            slot_major_values(np.asarray(self.plane, dtype=np.int64), np.asarray(self.counts, dtype=np.int64),
+                              np.ascontiguousarray(table), out)
         return out
 
     def points_mm(self) -> np.ndarray:

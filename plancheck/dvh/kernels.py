@@ -40,6 +40,10 @@ __all__ = [
     "points_in_regions",
     "subdivide_cells",
     "lattice_cells",
+    "slot_major_values",
+    "rasterize_lattice",
+    "sample_stats",
+    "plane_edge_table",
 ]
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -180,7 +184,8 @@ def point_cells(
 
 @njit(**_JIT)
 def spread_histogram(dose, weight, spread, lo, hi, width, hist, r1a, r2a, r1b, r2b):
-    """Accumulate samples into a differential histogram (bins of ``width`` from 0 Gy).
+    """Accumulate samples into a differential histogram (bins of ``width`` from 0 Gy);
+    NaN doses (not covered) are left out and negative ones taken as 0.
 
     A sample whose spread ``[d − s/2, d + s/2]`` (clipped to ``[lo, hi]``) is narrower
     than a bin goes to the bin of its centre in ``hist``; a wider one adds its density
@@ -195,6 +200,9 @@ def spread_histogram(dose, weight, spread, lo, hi, width, hist, r1a, r2a, r1b, r
     has_spread = len(spread) > 0
     for i in range(len(dose)):
         d = dose[i]
+        if d != d:  # NaN: not covered
+            continue
+        d = max(d, 0.0)
         w = weight[i]
         if not has_spread:
             k = int(d / width)
@@ -265,7 +273,14 @@ def points_in_regions(ex0, ey0, ex1, ey1, edge_start, plane, px, py):
                     cross[m] = ex0[e] + (y - y0) * (ex1[e] - ex0[e]) / (y1 - y0)
                     m += 1
             n_active = keep
-            row = np.sort(cross[:m])
+            for q in range(1, m):  # insertion sort: a row has a few crossings
+                x = cross[q]
+                t = q - 1
+                while t >= 0 and cross[t] > x:
+                    cross[t + 1] = cross[t]
+                    t -= 1
+                cross[t + 1] = x
+            row = cross[:m]
             while g < n and plane[order[g]] == p and py[order[g]] == y:
                 i = order[g]
                 inside[i] = (np.searchsorted(row, px[i], side="right") % 2) == 1
@@ -311,8 +326,14 @@ def _row_crossings(ex0, ey0, ex1, ey1, edge_start, row_lo, row_hi, y0, step):
                         else:
                             xs[fill[slot]] = ex0[e] + (y - ya) * (ex1[e] - ex0[e]) / (yb - ya)
                             fill[slot] += 1
-    for r in range(n_rows):
-        xs[ptr[r]:ptr[r + 1]] = np.sort(xs[ptr[r]:ptr[r + 1]])
+    for r in range(n_rows):  # insertion sort in place: a row has a few crossings
+        for q in range(ptr[r] + 1, ptr[r + 1]):
+            x = xs[q]
+            t = q - 1
+            while t >= ptr[r] and xs[t] > x:
+                xs[t + 1] = xs[t]
+                t -= 1
+            xs[t + 1] = x
     return base, ptr, xs
 
 
@@ -405,8 +426,8 @@ def subdivide_cells(ex0, ey0, ex1, ey1, edge_start, n_planes, x0, y0, step, k, p
         row_hi[p_plane[i]] = max(row_hi[p_plane[i]], p_row[i] + 3)
     parent_set = _hash_set(keys)
     base, ptr, xs = _row_crossings(ex0, ey0, ex1, ey1, edge_start, row_lo, row_hi, y0, step)
-    dcs = (-1, 0, 1, -1, 1, -1, 0, 1)
-    drs = (-1, -1, -1, 0, 0, 1, 1, 1)
+    dcs = np.array([-1, 0, 1, -1, 1, -1, 0, 1], dtype=np.int64)
+    drs = np.array([-1, -1, -1, 0, 0, 1, 1, 1], dtype=np.int64)
     # ghost candidates in the order they are met (parent after parent, neighbours in order)
     g_key = np.empty(8 * n_par, dtype=np.int64)
     g_parent = np.empty(8 * n_par, dtype=np.int64)
@@ -552,3 +573,123 @@ def lattice_cells(
             sy = gy * step
             sz = gz * heights[i]
             out_spread[i] = math.sqrt(sx * sx + sy * sy + sz * sz)
+
+
+@njit(**_JIT)
+def slot_major_values(plane, counts, table, out):
+    """Values of a per-plane ``(planes, S)`` table at the points of a set of columns
+    (column ``c`` of plane ``plane[c]`` has ``counts[plane[c]]`` points), slot-major."""
+    n_slots = table.shape[1]
+    slot_start = np.zeros(n_slots + 1, dtype=np.int64)
+    for c in range(len(plane)):
+        for j in range(counts[plane[c]]):
+            slot_start[j + 1] += 1
+    for j in range(n_slots):
+        slot_start[j + 1] += slot_start[j]
+    for c in range(len(plane)):
+        p = plane[c]
+        for j in range(counts[p]):
+            out[slot_start[j]] = table[p, j]
+            slot_start[j] += 1
+
+
+@njit(**_JIT)
+def rasterize_lattice(ex0, ey0, ex1, ey1, edge_start, x0, y0, step, nx, ny):
+    """Lattice points (centre ``x0 + (i + ½)·step``, ``y0 + (j + ½)·step``) inside each
+    plane's even-odd region: between the 1st and 2nd, 3rd and 4th ... sorted crossing of
+    their row, a point on a left crossing inside, on a right one outside.
+
+    Returns plane, column and row of every inside point, plane after plane, row after
+    row, column ascending."""
+    n_planes = len(edge_start) - 1
+    row_lo = np.zeros(n_planes, dtype=np.int64)
+    row_hi = np.full(n_planes, ny, dtype=np.int64)
+    base, ptr, xs = _row_crossings(ex0, ey0, ex1, ey1, edge_start, row_lo, row_hi, y0, step)
+    n_rows = len(ptr) - 1
+    total = 0
+    for r in range(n_rows):
+        for q in range(ptr[r], ptr[r + 1] - 1, 2):
+            i_lo = min(max(int(math.ceil((xs[q] - x0) / step - 0.5)), 0), nx)
+            i_hi = min(max(int(math.ceil((xs[q + 1] - x0) / step - 0.5)), 0), nx)
+            total += max(i_hi - i_lo, 0)
+    out_plane = np.empty(total, dtype=np.int64)
+    out_col = np.empty(total, dtype=np.int64)
+    out_row = np.empty(total, dtype=np.int64)
+    n = 0
+    for p in range(n_planes):
+        for r in range(row_hi[p] - row_lo[p]):
+            slot = base[p] + r
+            for q in range(ptr[slot], ptr[slot + 1] - 1, 2):
+                i_lo = min(max(int(math.ceil((xs[q] - x0) / step - 0.5)), 0), nx)
+                i_hi = min(max(int(math.ceil((xs[q + 1] - x0) / step - 0.5)), 0), nx)
+                for i in range(i_lo, i_hi):
+                    out_plane[n] = p
+                    out_col[n] = i
+                    out_row[n] = row_lo[p] + r
+                    n += 1
+    return out_plane, out_col, out_row
+
+
+@njit(**_JIT)
+def sample_stats(dose, weight):
+    """Minimum, maximum, sum of weights and of dose × weight over the samples whose dose
+    is not NaN (negative doses taken as 0), and their number."""
+    lo = np.inf
+    hi = -np.inf
+    w_sum = 0.0
+    dw_sum = 0.0
+    n = 0
+    for i in range(len(dose)):
+        d = dose[i]
+        if d != d:
+            continue
+        d = max(d, 0.0)
+        lo = min(lo, d)
+        hi = max(hi, d)
+        w_sum += weight[i]
+        dw_sum += d * weight[i]
+        n += 1
+    return lo, hi, w_sum, dw_sum, n
+
+
+@njit(**_JIT)
+def plane_edge_table(vertices, next_index, vertex_plane, n_planes):
+    """The non-horizontal edges of a polygon set grouped by plane and sorted by their
+    lower y within a plane: x0, y0, x1, y1 and the start of each plane's edges
+    (``n_planes + 1`` entries). Vertices come plane after plane."""
+    n = len(next_index)
+    keep = np.zeros(n, dtype=np.bool_)
+    start = np.zeros(n_planes + 1, dtype=np.int64)
+    for v in range(n):
+        if vertices[v, 1] != vertices[next_index[v], 1]:
+            keep[v] = True
+            start[vertex_plane[v] + 1] += 1
+    for p in range(n_planes):
+        start[p + 1] += start[p]
+    m = start[n_planes]
+    ex0 = np.empty(m)
+    ey0 = np.empty(m)
+    ex1 = np.empty(m)
+    ey1 = np.empty(m)
+    ymin = np.empty(m)
+    fill = start[:n_planes].copy()
+    for v in range(n):
+        if keep[v]:
+            e = fill[vertex_plane[v]]
+            fill[vertex_plane[v]] += 1
+            w = next_index[v]
+            ex0[e] = vertices[v, 0]
+            ey0[e] = vertices[v, 1]
+            ex1[e] = vertices[w, 0]
+            ey1[e] = vertices[w, 1]
+            ymin[e] = min(vertices[v, 1], vertices[w, 1])
+    for p in range(n_planes):
+        a = start[p]
+        b = start[p + 1]
+        if b - a > 1:
+            order = np.argsort(ymin[a:b], kind="mergesort") + a
+            ex0[a:b] = ex0[order]
+            ey0[a:b] = ey0[order]
+            ex1[a:b] = ex1[order]
+            ey1[a:b] = ey1[order]
+    return ex0, ey0, ex1, ey1, start

@@ -107,16 +107,11 @@ class PolygonSet:
     def plane_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The non-horizontal edges, plane after plane and by lower y within a plane:
         x0, y0, x1, y1 and the start of each plane's edges (``number_of_planes + 1`` entries)."""
-        verts = self.vertices
-        nxt = verts[self.next_index]
-        keep = verts[:, 1] != nxt[:, 1]
-        eplane = np.repeat(self.plane, self.length)[keep]
-        a, b = verts[keep], nxt[keep]
-        order = np.lexsort((np.minimum(a[:, 1], b[:, 1]), eplane))
-        start = np.concatenate([[0], np.cumsum(np.bincount(eplane, minlength=self.number_of_planes))]).astype(np.int64)
-        a, b = a[order], b[order]
-        return (np.ascontiguousarray(a[:, 0]), np.ascontiguousarray(a[:, 1]),
-                np.ascontiguousarray(b[:, 0]), np.ascontiguousarray(b[:, 1]), start)
+        from plancheck.dvh.kernels import plane_edge_table
+
+        vertex_plane = np.repeat(self.plane, self.length)
+        return plane_edge_table(np.ascontiguousarray(self.vertices, dtype=float), self.next_index, vertex_plane,
+                                int(self.number_of_planes))
 
     def edges(self) -> np.ndarray:
         """All closing edges as an ``(E, 4)`` array of x0, y0, x1, y1."""
@@ -160,47 +155,16 @@ def rasterize_planes(
 
 
 def rasterize_polygon_set(pset: PolygonSet, lattice: PlaneLattice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`rasterize_planes` on a :class:`PolygonSet`."""
+    """:func:`rasterize_planes` on a :class:`PolygonSet` (compiled:
+    :func:`plancheck.dvh.kernels.rasterize_lattice`)."""
+    from plancheck.dvh.kernels import rasterize_lattice
+
     empty = np.zeros(0, dtype=np.int64)
     if len(pset.vertices) == 0:
         return empty, empty, empty
-    verts = pset.vertices
-    nxt = verts[pset.next_index]
-    x0, y0 = verts[:, 0], verts[:, 1]
-    x1, y1 = nxt[:, 0], nxt[:, 1]
-    edge_plane = np.repeat(pset.plane, pset.length)
-    keep = y0 != y1
-    x0, y0, x1, y1, edge_plane = x0[keep], y0[keep], x1[keep], y1[keep], edge_plane[keep]
-
-    step = lattice.step_mm
-    ymin = np.minimum(y0, y1)
-    ymax = np.maximum(y0, y1)
-    # rows whose centre y_c = y0 + (j + .5) step satisfies ymin <= y_c < ymax
-    j_lo = np.ceil((ymin - lattice.y0_mm) / step - 0.5).astype(np.int64)
-    j_hi = np.ceil((ymax - lattice.y0_mm) / step - 0.5).astype(np.int64)
-    j_lo = np.clip(j_lo, 0, lattice.ny)
-    j_hi = np.clip(j_hi, 0, lattice.ny)
-    counts = np.maximum(j_hi - j_lo, 0)
-    edge_idx, rows = expand_ranges(j_lo, counts)
-    if rows.size == 0:
-        return empty, empty, empty
-    y_c = lattice.y0_mm + (rows + 0.5) * step
-    ex0, ey0, ex1, ey1 = x0[edge_idx], y0[edge_idx], x1[edge_idx], y1[edge_idx]
-    x_cross = ex0 + (y_c - ey0) * (ex1 - ex0) / (ey1 - ey0)
-    row_key = edge_plane[edge_idx] * lattice.ny + rows
-    order = np.lexsort((x_cross, row_key))
-    row_key = row_key[order].reshape(-1, 2)
-    x_cross = x_cross[order].reshape(-1, 2)
-    # Each (plane,row) has an even number of crossings, so consecutive pairs never straddle rows.
-    key = row_key[:, 0]
-    i_lo = np.ceil((x_cross[:, 0] - lattice.x0_mm) / step - 0.5).astype(np.int64)
-    i_hi = np.ceil((x_cross[:, 1] - lattice.x0_mm) / step - 0.5).astype(np.int64)
-    i_lo = np.clip(i_lo, 0, lattice.nx)
-    i_hi = np.clip(i_hi, 0, lattice.nx)
-    span = np.maximum(i_hi - i_lo, 0)
-    interval, cols = expand_ranges(i_lo, span)
-    keys = key[interval]
-    return keys // lattice.ny, cols, keys % lattice.ny
+    ex0, ey0, ex1, ey1, edge_start = pset.plane_edges
+    return rasterize_lattice(ex0, ey0, ex1, ey1, edge_start, float(lattice.x0_mm), float(lattice.y0_mm),
+                             float(lattice.step_mm), int(lattice.nx), int(lattice.ny))
 
 
 def points_in_polygons(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:

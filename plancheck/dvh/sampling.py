@@ -18,8 +18,9 @@ The geometric model (one model for volume and dose):
   exact polygon area (shoelace formula, even-odd nesting) times the slab
   thickness: the ROI volume is exact for the model, whatever the lattice step.
 * Zero-weight *extreme points* (contour vertices and edge points on both slab
-  faces, and the end-cap faces) let the minimum and maximum dose be found on
-  the structure surface, where they lie for a smooth dose.
+  faces and at the dose planes between them, and the end-cap faces) let the
+  minimum and maximum dose be found on the structure surface, where they lie
+  for a smooth dose.
 
 The lattice step adapts to the ROI so that about ``target_samples`` lattice
 points are used over all planes, within ``[min_step_mm, max_step_mm]``: small
@@ -224,6 +225,7 @@ def sample_roi(
     max_step_mm: float = 3.0,
     default_thickness_mm: float | None = None,
     split_z_mm: np.ndarray | None = None,
+    surface_step_mm: float | None = None,
 ) -> RoiSampling:
     """Fill an ROI with weighted sample points (see the module docstring for the model).
 
@@ -243,6 +245,13 @@ def sample_roi(
     split_z_mm
         z positions of the dose planes: cells are split there, and surface
         points are added there, so extremes between faces are not missed.
+    surface_step_mm
+        Surface points lie along the contour edges no further apart than the
+        larger of this and the lattice step (callers pass ¼ of the dose spacing:
+        between dose-grid lines the trilinear dose along an edge is at most
+        quadratic, so the largest value missed between two points is below
+        1/128 of the dose's second difference over one voxel). Contour vertices
+        are always surface points.
 
     Returns
     -------
@@ -311,7 +320,7 @@ def sample_roi(
     weights_table = area_per_sample[:, None] * heights_table / 1000.0
     weights_cc = np.concatenate([c.slot_major(weights_table) for c in cell_columns])
 
-    extreme_columns = _extreme_columns(pset, z, lo, hi, step, xy, plane_idx, split)
+    extreme_columns = _extreme_columns(pset, z, lo, hi, max(step, surface_step_mm or 0.0), xy, plane_idx, split)
     return RoiSampling(
         points_mm=None,  # built from the columns when used
         heights_mm=None,  # built from the columns when used
