@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,10 +42,14 @@ def sample_stats(doses: np.ndarray, weights: np.ndarray) -> tuple[float, float, 
     return float(lo), float(hi), float(w_sum), float(dw_sum), int(n)
 
 
-def _histogram(d: np.ndarray, w: np.ndarray, spread: np.ndarray | None, lo: float, hi: float, width: float) -> np.ndarray:
-    """Differential histogram (bins of ``width`` from 0) of samples at doses ``d``
-    (NaN: not covered, left out; negative: 0) with volumes ``w``, each spread uniformly
-    over ``d ± spread/2`` within ``[lo, hi]``.
+SampleSet = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+"""Doses (Gy), weights (cc) and optional spread widths (Gy) of a set of samples."""
+
+
+def _histogram(parts: Sequence[SampleSet], lo: float, hi: float, width: float) -> np.ndarray:
+    """Differential histogram (bins of ``width`` from 0) of the samples of all parts:
+    doses ``d`` (NaN: not covered, left out; negative: 0) with volumes ``w``, each spread
+    uniformly over ``d ± spread/2`` within ``[lo, hi]``.
 
     A uniform spread of density ρ over [a, b] contributes
     G(x) = ρ·(clip(x, a, b) − a) to the integral of volume below x; G at every bin
@@ -61,9 +66,11 @@ def _histogram(d: np.ndarray, w: np.ndarray, spread: np.ndarray | None, lo: floa
     r2a = np.zeros(nbins + 2)
     r1b = np.zeros(nbins + 2)
     r2b = np.zeros(nbins + 2)
-    spread_arg = np.zeros(0) if spread is None else np.ascontiguousarray(spread, dtype=float)
-    spread_total = spread_histogram(np.ascontiguousarray(d, dtype=float), np.ascontiguousarray(w, dtype=float),
-                                    spread_arg, float(lo), float(hi), float(width), hist, r1a, r2a, r1b, r2b)
+    spread_total = 0.0
+    for d, w, spread in parts:
+        spread_arg = np.zeros(0) if spread is None else np.ascontiguousarray(spread, dtype=float)
+        spread_total += spread_histogram(np.ascontiguousarray(d, dtype=float), np.ascontiguousarray(w, dtype=float),
+                                         spread_arg, float(lo), float(hi), float(width), hist, r1a, r2a, r1b, r2b)
     if spread_total > 0:
         edges = np.arange(nbins + 1) * width
         below = edges * (np.cumsum(r1a)[: nbins + 1] - np.cumsum(r1b)[: nbins + 1]) - (
@@ -125,6 +132,7 @@ class DVH:
         notes: tuple[str, ...] = (),
         bin_width_gy: float = DEFAULT_BIN_WIDTH_GY,
         spread_gy: np.ndarray | None = None,
+        more_samples: Sequence[SampleSet] = (),
     ) -> DVH:
         """Build a DVH from weighted dose samples.
 
@@ -143,13 +151,22 @@ class DVH:
             Optional width (Gy) of the dose range inside each sample's cell:
             the sample's volume is spread uniformly over ``dose ± spread/2``
             (clipped to the minimum and maximum) instead of being put at one dose.
+        more_samples
+            Further sets of (doses, weights, spread or None) taken together with the
+            first (e.g. refined sub-cells), without concatenating the arrays.
         """
-        doses = np.asarray(doses_gy, dtype=float)
-        weights = np.asarray(weights_cc, dtype=float)
-        spread = None if spread_gy is None else np.asarray(spread_gy, dtype=float)
-        total = float(weights.sum()) if volume_cc is None else float(volume_cc)
-        # one compiled pass: range, volume and dose integral of the covered samples (dose clipped at 0)
-        lo, hi, w_sum, dw_sum, n_covered = sample_stats(doses, weights)
+        parts = [(np.asarray(doses_gy, dtype=float), np.asarray(weights_cc, dtype=float),
+                  None if spread_gy is None else np.asarray(spread_gy, dtype=float))]
+        parts += [(np.asarray(d, dtype=float), np.asarray(w, dtype=float), None if sp is None else np.asarray(sp, dtype=float))
+                  for d, w, sp in more_samples]
+        total = float(sum(w.sum() for _, w, _ in parts)) if volume_cc is None else float(volume_cc)
+        # one compiled pass per part: range, volume and dose integral of the covered samples (dose clipped at 0)
+        lo, hi, w_sum, dw_sum, n_covered = np.inf, -np.inf, 0.0, 0.0, 0
+        for d, w, _ in parts:
+            p_lo, p_hi, p_w, p_dw, p_n = sample_stats(d, w)
+            if p_n:
+                lo, hi = min(lo, p_lo), max(hi, p_hi)
+                w_sum, dw_sum, n_covered = w_sum + p_w, dw_sum + p_dw, n_covered + p_n
         if n_covered == 0 or w_sum <= 0:
             return cls(name, bin_width_gy, np.zeros(0), total, None, None, None, dose_kind, engine, notes)
         if extreme_doses_gy is not None:
@@ -158,7 +175,7 @@ class DVH:
             if ext.size:
                 lo, hi = min(lo, float(max(ext.min(), 0.0))), max(hi, float(ext.max()))
         width = max(bin_width_gy, hi / MAX_BINS)
-        hist = _histogram(doses, weights, spread, lo, hi, width)
+        hist = _histogram(parts, lo, hi, width)
         mean = dw_sum / w_sum
         return cls(name, width, hist, total, lo, hi, mean, dose_kind, engine, notes)
 

@@ -15,8 +15,10 @@ PTV were off by 1–3 %). After the first pass :func:`dvh_from_sources` therefor
    width at or above ``D_tail``, the dose above which the first pass holds
    ``max(HOT_TAIL_CC, min(HOT_TAIL_FRACTION × volume, HOT_TAIL_MAX_CC))``
    (0.3 cc = ten times 0.03 cc; 5 % covers D2 % and high-dose V metrics with a
-   margin, since the first pass can misplace the tail by a few per cent; 50 cc
-   caps the work on a whole body, whose D2 % the first pass already resolves);
+   margin, since the first pass can misplace the tail by a few per cent; 10 cc
+   caps the work on large organs and the body, whose D2 % the first pass already
+   resolves: on the clinical-size case a cap of 10 cc and of 50 cc both keep every
+   metric within 0.5 % / 0.05 Gy of a 0.1–1 mm reference, see benchmarks/README.md);
 2. splits each into ``k × k`` sub-cells on the lattice of step ``step / k``
    (same origin; ``k ≥ 2``, the sub-step about ``REFINED_STEP_MM`` and at most the
    ROI's characteristic thickness / ``REFINED_THICKNESS_SAMPLES`` for thin rinds),
@@ -128,7 +130,7 @@ HOT_TAIL_CC = 0.3
 HOT_TAIL_FRACTION = 0.05
 """... and at least this fraction of the ROI volume (D2 %, high-dose V metrics, with margin)."""
 
-HOT_TAIL_MAX_CC = 50.0
+HOT_TAIL_MAX_CC = 10.0
 """... but at most this volume, cc (the D2 % of a large organ is resolved by the first pass)."""
 
 FINE_REFINED_STEP_MM = 0.25
@@ -137,7 +139,7 @@ FINE_REFINED_STEP_MM = 0.25
 MIN_REFINED_STEP_MM = 0.5
 """Cells finer than this are not refined; coarser ones are split at least 2 × 2."""
 
-REFINED_THICKNESS_SAMPLES = 8.0
+REFINED_THICKNESS_SAMPLES = 4.0
 """... and at most the ROI's characteristic thickness over this (thin rinds in steep gradients)."""
 
 REACH_FACTOR = 0.5
@@ -261,25 +263,6 @@ def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> tu
     return doses, spread
 
 
-def _tail_dose(doses: np.ndarray, weights: np.ndarray, volume_cc: float) -> float | None:
-    """Dose above which the first-pass cells hold ``volume_cc`` (rounded down to a bin of
-    1/``_TAIL_BINS`` of the dose range: conservative); None when nothing is covered."""
-    covered = ~np.isnan(doses)
-    d = doses if covered.all() else doses[covered]
-    w = weights if covered.all() else weights[covered]
-    if d.size == 0:
-        return None
-    lo, hi = float(d.min()), float(d.max())
-    if hi <= lo:
-        return lo
-    scale = _TAIL_BINS / (hi - lo)
-    index = np.minimum(((d - lo) * scale).astype(np.int64), _TAIL_BINS - 1)
-    hist = np.bincount(index, weights=w, minlength=_TAIL_BINS)
-    above = np.cumsum(hist[::-1])[::-1]  # volume in bins >= k
-    k = int(np.searchsorted(-above, -volume_cc, side="right")) - 1  # last bin with at least volume_cc above
-    return lo + max(k, 0) / scale
-
-
 def _cell_geometry(sampling: RoiSampling, cells: np.ndarray):
     """Lattice position, segment and plane of the given cells (global indices in point
     order) of the lattice columns of a sampling; cells of other columns are left out.
@@ -371,13 +354,15 @@ def _evaluate(sources: Sequence[PointDoseSource], cells: _Cells, x0: float, y0: 
 
 
 def _select_tail(doses: np.ndarray, spread: np.ndarray, weights: np.ndarray, volume_cc: float) -> np.ndarray:
-    """Cells whose dose plus half their full in-cell range (√3/2 × the spread width bounds
-    the range of a linear dose over the box) reaches the dose above which ``volume_cc`` lies."""
-    d_tail = _tail_dose(doses, weights, volume_cc)
-    if d_tail is None:
-        return np.zeros(0, dtype=np.int64)
-    reach = doses + REACH_FACTOR * spread  # NaN (uncovered) compares False
-    return np.flatnonzero(reach >= d_tail)
+    """Cells whose dose plus ``REACH_FACTOR`` spread widths reaches the dose above which the
+    cells hold ``volume_cc`` (that dose found on a histogram of ``_TAIL_BINS`` bins over the
+    covered range, rounded down to a bin edge: conservative), in ascending order
+    (compiled: :func:`plancheck.dvh.kernels.tail_cells`)."""
+    from plancheck.dvh.kernels import tail_cells
+
+    cells, _ = tail_cells(np.ascontiguousarray(doses, dtype=float), np.ascontiguousarray(spread, dtype=float),
+                          np.ascontiguousarray(weights, dtype=float), float(volume_cc), REACH_FACTOR, _TAIL_BINS)
+    return cells
 
 
 def _refine_hot_tail(
@@ -447,21 +432,13 @@ def _replace_weights(
     every plane's volume kept exact: the refined region keeps its fine-lattice volume and the
     difference to its parents' volume (the first pass's boundary rounding) is shared by the
     plane's other cells in proportion (or, when they are too few, absorbed by the sub-cells)."""
-    weights = sampling.weights_cc
-    out = weights.copy()
-    out[parents] = 0.0
+    from plancheck.dvh.kernels import replace_plane_weights
+
     cell_plane = _cell_planes(sampling)
     n_planes = int(max(cell_plane.max(initial=-1), sub_plane.max(initial=-1))) + 1
-    total = np.bincount(cell_plane, weights=weights, minlength=n_planes)
-    removed = np.bincount(cell_plane[parents], weights=weights[parents], minlength=n_planes)
-    rest = total - removed
-    added = np.bincount(sub_plane, weights=sub_weight, minlength=n_planes)
-    ok = (rest > 0) & (np.abs(removed - added) < 0.5 * rest)
-    rest_factor = np.where(ok, (rest + removed - added) / np.where(rest > 0, rest, 1.0), 1.0)
-    sub_factor = np.where(ok, 1.0, np.divide(removed, added, out=np.zeros(n_planes), where=added > 0))
-    if np.any(rest_factor != 1.0):
-        out *= rest_factor[cell_plane]
-    return out, sub_weight * sub_factor[sub_plane]
+    return replace_plane_weights(np.ascontiguousarray(sampling.weights_cc, dtype=float), cell_plane,
+                                 np.asarray(parents, dtype=np.int64), np.ascontiguousarray(sub_weight, dtype=float),
+                                 np.asarray(sub_plane, dtype=np.int64), n_planes)
 
 
 def dvh_from_sources(
@@ -476,15 +453,14 @@ def dvh_from_sources(
     ROI's sample points; a point not covered by every source is not covered.
     The cells that can reach the hot tail are refined (see the module docstring)."""
     weights = sampling.weights_cc
+    more: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     if sampling.cell_columns is not None and sources:
         doses, spread = _cell_doses(sources, sampling)
         refinement = _refine_hot_tail(roi, sampling, sources, doses, spread) if roi.planes else None
         if refinement is not None:
             parents, sub_dose, sub_weight, sub_spread, sub_plane = refinement
             weights, sub_weight = _replace_weights(sampling, parents, sub_weight, sub_plane)
-            weights = np.concatenate([weights, sub_weight])
-            doses = np.concatenate([doses, sub_dose])
-            spread = np.concatenate([spread, sub_spread])
+            more = [(sub_dose, sub_weight, sub_spread)]
     else:
         doses, gradient = _dose_at(sources, sampling.points_mm)
         spread = _spread(gradient[:, 0], gradient[:, 1], gradient[:, 2], sampling.step_mm, sampling.heights_mm)
@@ -499,6 +475,7 @@ def dvh_from_sources(
         engine="plancheck",
         notes=sampling.notes + notes,
         spread_gy=spread,
+        more_samples=more,
     )
 
 

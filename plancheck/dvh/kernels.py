@@ -44,6 +44,8 @@ __all__ = [
     "rasterize_lattice",
     "sample_stats",
     "plane_edge_table",
+    "tail_cells",
+    "replace_plane_weights",
 ]
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -410,18 +412,26 @@ def subdivide_cells(ex0, ey0, ex1, ey1, edge_start, n_planes, x0, y0, step, k, p
     its lattice column and row on the fine lattice, and its volume fraction.
     """
     n_par = len(p_plane)
-    nx = 0
-    ny = 0
+    # keys (plane, slot, row, col) with the lattice indices shifted so that the parents'
+    # neighbours and their neighbours (two steps away) are non-negative
+    c_lo = p_col[0]
+    c_hi = p_col[0]
+    r_lo = p_row[0]
+    r_hi = p_row[0]
     for i in range(n_par):
-        nx = max(nx, p_col[i])
-        ny = max(ny, p_row[i])
-    nx += 4
-    ny += 4
+        c_lo = min(c_lo, p_col[i])
+        c_hi = max(c_hi, p_col[i])
+        r_lo = min(r_lo, p_row[i])
+        r_hi = max(r_hi, p_row[i])
+    c_off = c_lo - 2
+    r_off = r_lo - 2
+    nx = c_hi - c_off + 3
+    ny = r_hi - r_off + 3
     keys = np.empty(n_par, dtype=np.int64)
     row_lo = np.full(n_planes, np.iinfo(np.int64).max, dtype=np.int64)
     row_hi = np.zeros(n_planes, dtype=np.int64)
     for i in range(n_par):
-        keys[i] = ((p_plane[i] * n_slots + p_slot[i]) * ny + (p_row[i] + 1)) * nx + (p_col[i] + 1)
+        keys[i] = ((p_plane[i] * n_slots + p_slot[i]) * ny + (p_row[i] - r_off)) * nx + (p_col[i] - c_off)
         row_lo[p_plane[i]] = min(row_lo[p_plane[i]], p_row[i] - 2)
         row_hi[p_plane[i]] = max(row_hi[p_plane[i]], p_row[i] + 3)
     parent_set = _hash_set(keys)
@@ -467,8 +477,8 @@ def subdivide_cells(ex0, ey0, ex1, ey1, edge_start, n_planes, x0, y0, step, k, p
             continue
         ghost_set[h] = key
         i = g_parent[q]
-        col = key % nx - 1
-        row = (key // nx) % ny - 1
+        col = key % nx + c_off
+        row = (key // nx) % ny + r_off
         p = p_plane[i]
         n_parent = 0
         n_cell = 0
@@ -693,3 +703,85 @@ def plane_edge_table(vertices, next_index, vertex_plane, n_planes):
             ex1[a:b] = ex1[order]
             ey1[a:b] = ey1[order]
     return ex0, ey0, ex1, ey1, start
+
+
+@njit(**_JIT)
+def tail_cells(dose, spread, weight, volume_cc, reach_factor, n_bins):
+    """Cells that can reach the hot tail: ``dose + reach_factor × spread ≥ D_tail``, where
+    ``D_tail`` is the dose above which the cells hold ``volume_cc``, found on a histogram
+    of ``n_bins`` bins over the covered dose range and rounded down to a bin edge
+    (conservative). NaN doses (not covered) are neither counted nor selected. Returns the
+    cell indices (ascending) and ``D_tail`` (NaN when nothing is covered)."""
+    lo = np.inf
+    hi = -np.inf
+    for i in range(len(dose)):
+        d = dose[i]
+        if d == d:
+            lo = min(lo, d)
+            hi = max(hi, d)
+    if lo > hi:
+        return np.zeros(0, dtype=np.int64), np.nan
+    if hi <= lo:
+        d_tail = lo
+    else:
+        scale = n_bins / (hi - lo)
+        hist = np.zeros(n_bins)
+        for i in range(len(dose)):
+            d = dose[i]
+            if d == d:
+                hist[min(int((d - lo) * scale), n_bins - 1)] += weight[i]
+        # last bin k with at least volume_cc in bins >= k
+        above = 0.0
+        k = 0
+        for b in range(n_bins - 1, -1, -1):
+            above += hist[b]
+            if above >= volume_cc:
+                k = b
+                break
+        d_tail = lo + k / scale
+    count = 0
+    for i in range(len(dose)):
+        if dose[i] + reach_factor * spread[i] >= d_tail:
+            count += 1
+    out = np.empty(count, dtype=np.int64)
+    count = 0
+    for i in range(len(dose)):
+        if dose[i] + reach_factor * spread[i] >= d_tail:
+            out[count] = i
+            count += 1
+    return out, d_tail
+
+
+@njit(**_JIT)
+def replace_plane_weights(weights, cell_plane, parents, sub_weight, sub_plane, n_planes):
+    """Weights of first-pass cells whose ``parents`` are replaced by sub-cells, with every
+    plane's volume kept: the parents get 0; the difference between their volume and the
+    sub-cells' volume is shared by the plane's other cells in proportion, or, where they
+    are too few (the difference is not below half of their volume), the sub-cells are
+    scaled to the parents' volume instead. Returns new first-pass and sub-cell weights."""
+    total = np.zeros(n_planes)
+    removed = np.zeros(n_planes)
+    added = np.zeros(n_planes)
+    for i in range(len(weights)):
+        total[cell_plane[i]] += weights[i]
+    for i in parents:
+        removed[cell_plane[i]] += weights[i]
+    for i in range(len(sub_weight)):
+        added[sub_plane[i]] += sub_weight[i]
+    rest_factor = np.ones(n_planes)
+    sub_factor = np.ones(n_planes)
+    for p in range(n_planes):
+        rest = total[p] - removed[p]
+        if rest > 0 and abs(removed[p] - added[p]) < 0.5 * rest:
+            rest_factor[p] = (rest + removed[p] - added[p]) / rest
+        else:
+            sub_factor[p] = removed[p] / added[p] if added[p] > 0 else 0.0
+    out = np.empty(len(weights))
+    for i in range(len(weights)):
+        out[i] = weights[i] * rest_factor[cell_plane[i]]
+    for i in parents:
+        out[i] = 0.0
+    sub_out = np.empty(len(sub_weight))
+    for i in range(len(sub_weight)):
+        sub_out[i] = sub_weight[i] * sub_factor[sub_plane[i]]
+    return out, sub_out
