@@ -26,6 +26,7 @@ from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
+from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
 from plancheck.protocol.names import (
     MatchStatus,
@@ -150,9 +151,10 @@ class CheckContext:
     case: Case | None = None
     case_source: str | None = None
     user_mapping: Mapping[str, str] = field(default_factory=dict)
-    _dvh_cache: dict = field(default_factory=dict, repr=False)
-    _sampling_cache: dict = field(default_factory=dict, repr=False)
-    _isodose_cache: dict = field(default_factory=dict, repr=False)
+    # computed once per key, also when rules are evaluated in threads (see plancheck.parallel)
+    _dvh_cache: OnceCache = field(default_factory=OnceCache, repr=False)
+    _sampling_cache: OnceCache = field(default_factory=OnceCache, repr=False)
+    _isodose_cache: OnceCache = field(default_factory=OnceCache, repr=False)
 
     # ------------------------------------------------------------------ structures
     @cached_property
@@ -226,27 +228,21 @@ class CheckContext:
     def sampling(self, roi: Roi, info: CourseInfo) -> RoiSampling:
         """The ROI's sample points for one course's dose grid (cached; shared with :meth:`dvh`)."""
         key = (roi.number, (_geometry_key(info.course.dose),))
-        if key not in self._sampling_cache:
-            self._sampling_cache[key] = sample_for_grid(roi, info.course.dose)
-        return self._sampling_cache[key]
+        return self._sampling_cache.get(key, lambda: sample_for_grid(roi, info.course.dose))
 
     def dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None) -> DVH:
         """DVH of ``roi`` for one course, or the voxel-wise composite of several."""
         conversion = conversion or DoseConversion.physical()
         key = (roi.number, tuple(c.course.plan.sop_instance_uid for c in courses), conversion)
-        if key in self._dvh_cache:
-            return self._dvh_cache[key]
+        return self._dvh_cache.get(key, lambda: self._compute_dvh(roi, courses, conversion))
+
+    def _compute_dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion) -> DVH:
         grids_key = (roi.number, tuple(_geometry_key(c.course.dose) for c in courses))
-        sampling = self._sampling_cache.get(grids_key)
         if len(courses) == 1:
-            if sampling is None:
-                sampling = self._sampling_cache[grids_key] = sample_for_grid(roi, courses[0].course.dose)
-            dvh = course_dvh(roi, courses[0].course, conversion, sampling=sampling)
-        else:
-            if sampling is None:
-                sampling = self._sampling_cache[grids_key] = sample_for_grids(roi, [c.course.dose for c in courses])
-            dvh, _ = composite_dvh(roi, [c.course for c in courses], conversion, sampling=sampling)
-        self._dvh_cache[key] = dvh
+            sampling = self._sampling_cache.get(grids_key, lambda: sample_for_grid(roi, courses[0].course.dose))
+            return course_dvh(roi, courses[0].course, conversion, sampling=sampling)
+        sampling = self._sampling_cache.get(grids_key, lambda: sample_for_grids(roi, [c.course.dose for c in courses]))
+        dvh, _ = composite_dvh(roi, [c.course for c in courses], conversion, sampling=sampling)
         return dvh
 
     def metric(self, spec: str, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None,
@@ -266,25 +262,22 @@ class CheckContext:
         spec = f"V{percent:g}%[cc]"
         dose = percent / 100.0 * prescription_gy
         key = (roi.number, info.course.plan.sop_instance_uid, round(dose, 9))
-        if key in self._isodose_cache:
-            return self._isodose_cache[key]
+        return self._isodose_cache.get(key, lambda: self._isodose_volume(roi, info, spec, dose, prescription_gy))
+
+    def _isodose_volume(self, roi: Roi, info: CourseInfo, spec: str, dose: float, prescription_gy: float) -> MetricValue:
         local = local_isodose_volume(roi, info.course.dose, dose)
         if local.volume_cc is None:
             whole = self.metric(spec, roi, [info], None, prescription_gy)
-            value = MetricValue(whole.metric, whole.value, whole.unit, whole.lower, whole.upper, whole.reason,
-                                f"{whole.method} of the whole structure ({local.note})")
-        else:
-            v = local.volume_cc
-            outside = 0.0 if local.inside_grid else self.dvh(roi, [info]).uncovered_volume_cc
-            if outside == 0.0:
-                value = MetricValue(spec, v, "cc", v, v, method=local.note)
-            else:
-                dvh = self.dvh(roi, [info])
-                reason = (f"{dvh.dose_coverage_pct:.1f}% of the structure is inside the dose grid; {spec} depends on "
-                          f"the {outside:.3g} cc outside it (between {v:.4g} and {v + outside:.4g} cc)")
-                value = MetricValue(spec, None, "cc", v, v + outside, reason, local.note)
-        self._isodose_cache[key] = value
-        return value
+            return MetricValue(whole.metric, whole.value, whole.unit, whole.lower, whole.upper, whole.reason,
+                               f"{whole.method} of the whole structure ({local.note})")
+        v = local.volume_cc
+        outside = 0.0 if local.inside_grid else self.dvh(roi, [info]).uncovered_volume_cc
+        if outside == 0.0:
+            return MetricValue(spec, v, "cc", v, v, method=local.note)
+        dvh = self.dvh(roi, [info])
+        reason = (f"{dvh.dose_coverage_pct:.1f}% of the structure is inside the dose grid; {spec} depends on "
+                  f"the {outside:.3g} cc outside it (between {v:.4g} and {v + outside:.4g} cc)")
+        return MetricValue(spec, None, "cc", v, v + outside, reason, local.note)
 
     # ------------------------------------------------------------------ targets
     @cached_property

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from plancheck import __version__
 from plancheck.model.case import Case
 from plancheck.model.export import PlanExport
+from plancheck.parallel import map_in_threads
 from plancheck.protocol.loader import INTEGRITY_PROTOCOL, Protocol, ResolvedRule, load_protocol
 from plancheck.rules.base import RuleNotApplicable
 from plancheck.rules.context import CheckContext
@@ -87,27 +88,31 @@ def run_check(
     start = time.perf_counter()
     ctx = CheckContext(export, protocol, case, case_source, dict(user_mapping or {}))
     kinds = rule_kinds()
-    findings: list[Finding] = []
-    not_applicable: list[NotApplicable] = []
-    for resolved in protocol.rules:
+
+    def evaluate(resolved: ResolvedRule) -> list[Finding] | NotApplicable:
         rule = resolved.rule
         kind = kinds.get(rule.kind)
         if kind is None:
-            findings.append(_error(resolved, f"no evaluator for rule kind {rule.kind!r}"))
-            continue
+            return [_error(resolved, f"no evaluator for rule kind {rule.kind!r}")]
         try:
             produced = kind.evaluate(rule, ctx)
         except RuleNotApplicable as exc:
-            not_applicable.append(NotApplicable(rule.id, rule.title, exc.reason))
-            continue
+            return NotApplicable(rule.id, rule.title, exc.reason)
         except Exception as exc:  # one broken rule must not hide the others
             log.exception("rule %s failed", rule.id)
-            findings.append(_error(resolved, f"the rule could not be evaluated: {type(exc).__name__}: {exc}"))
-            continue
+            return [_error(resolved, f"the rule could not be evaluated: {type(exc).__name__}: {exc}")]
         if not produced:
-            findings.append(_error(resolved, "the evaluator returned no finding"))
-            continue
-        for f in produced:
-            findings.append(dataclasses.replace(f, provenance=dataclasses.replace(f.provenance, protocol=resolved.origin)))
+            return [_error(resolved, "the evaluator returned no finding")]
+        return [dataclasses.replace(f, provenance=dataclasses.replace(f.provenance, protocol=resolved.origin)) for f in produced]
+
+    # rules in threads (their DVHs are computed once, in whichever rule asks first: see CheckContext);
+    # the findings keep the protocol's order
+    findings: list[Finding] = []
+    not_applicable: list[NotApplicable] = []
+    for outcome in map_in_threads(evaluate, protocol.rules):
+        if isinstance(outcome, NotApplicable):
+            not_applicable.append(outcome)
+        else:
+            findings.extend(outcome)
     return CheckReport(protocol, tuple(findings), tuple(not_applicable), ctx, time.perf_counter() - start,
                        warnings=tuple(export.warnings))
