@@ -15,8 +15,12 @@ plancheck
     (``read_structure_set``, ``read_dose``), then for every ROI sample it
     (``sample_for_grid``), compute the DVH on the grid (``compute_dvh``) and evaluate the
     default metrics (``DEFAULT_METRICS``). The per-structure time is split into sampling
-    and dose/histogram/metrics to show the hot spots. Repeated ``--repeats`` times; the
-    fastest run is reported (the others differ by OS noise only).
+    and dose/histogram/metrics to show the hot spots. Timed in one thread, repeated
+    ``--repeats`` times (the fastest run is reported; the others differ by OS noise
+    only); then the same work with the structures spread over threads as ``plancheck
+    dvh`` does (:mod:`plancheck.parallel`; ``PLANCHECK_THREADS`` sets their number).
+    The first run of the process, which also loads the compiled kernels from numba's
+    on-disk cache, is reported separately.
 dicompyler-core
     ``pydicom.dcmread`` of both files, then ``dvhcalc.get_dvh(rtss, rtdose, roi)`` with
     default settings for every ROI, timed once (it is slow; repeating adds nothing).
@@ -67,6 +71,10 @@ class Report:
     plancheck_runs_s: list[float] = field(default_factory=list)
     dicompyler_read_s: float | None = None
     dicompyler_total_s: float | None = None
+    plancheck_first_run_s: float | None = None
+    plancheck_threads: int = 1
+    plancheck_threaded_runs_s: list[float] = field(default_factory=list)
+    plancheck_threaded_s: float | None = None
 
 
 def ensure_case(case_dir: Path) -> None:
@@ -87,35 +95,49 @@ def time_plancheck(rs: Path, rd: Path, repeats: int) -> tuple[Report, list[Struc
     from plancheck.dicom import read_dose, read_structure_set
     from plancheck.dvh.engine import compute_dvh, sample_for_grid
     from plancheck.dvh.metrics import DEFAULT_METRICS, evaluate_metric
+    from plancheck.parallel import default_threads, map_in_threads
 
-    best: tuple[float, float, list[StructureTiming]] | None = None
-    runs = []
-    grid = None
-    for _ in range(max(repeats, 1)):
+    def one(roi, grid) -> StructureTiming:
+        t0 = time.perf_counter()
+        sampling = sample_for_grid(roi, grid)
+        t1 = time.perf_counter()
+        dvh = compute_dvh(roi, grid, sampling=sampling)
+        t2 = time.perf_counter()
+        for metric in DEFAULT_METRICS:
+            evaluate_metric(metric, dvh)
+        t3 = time.perf_counter()
+        return StructureTiming(roi.number, roi.name, roi.number_of_contours, dvh.volume_cc,
+                               sampling.number_of_samples, t1 - t0, t2 - t1, t3 - t2)
+
+    def run(threads: int) -> tuple[float, float, list[StructureTiming], object]:
         start = time.perf_counter()
         structure_set = read_structure_set(rs)
         grid = read_dose(rd)
         read_s = time.perf_counter() - start
-        timings = []
-        for roi in structure_set.rois:
-            t0 = time.perf_counter()
-            sampling = sample_for_grid(roi, grid)
-            t1 = time.perf_counter()
-            dvh = compute_dvh(roi, grid, sampling=sampling)
-            t2 = time.perf_counter()
-            for metric in DEFAULT_METRICS:
-                evaluate_metric(metric, dvh)
-            t3 = time.perf_counter()
-            timings.append(StructureTiming(roi.number, roi.name, roi.number_of_contours, dvh.volume_cc,
-                                           sampling.number_of_samples, t1 - t0, t2 - t1, t3 - t2))
-        total = time.perf_counter() - start
+        timings = map_in_threads(lambda roi: one(roi, grid), structure_set.rois, threads=threads,
+                                 cost=lambda roi: sum(len(p) for ps in roi.planes.values() for p in ps))
+        return time.perf_counter() - start, read_s, timings, grid
+
+    # the first run of a process also loads the compiled kernels (numba's on-disk cache)
+    first_s, _, _, _ = run(1)
+    best: tuple[float, float, list[StructureTiming]] | None = None
+    runs = []
+    grid = None
+    for _ in range(max(repeats, 1)):
+        total, read_s, timings, grid = run(1)
         runs.append(total)
         if best is None or total < best[0]:
             best = (total, read_s, timings)
+    threads = default_threads()
+    threaded = [run(threads)[0] for _ in range(max(repeats, 1))] if threads > 1 else []
     assert best is not None and grid is not None
     report = Report(str(rs.parent), rd.name, grid.number_of_voxels, grid.spacing_mm)
     report.plancheck_total_s, report.plancheck_read_s, timings = best
     report.plancheck_runs_s = runs
+    report.plancheck_first_run_s = first_s
+    report.plancheck_threads = threads
+    report.plancheck_threaded_runs_s = threaded
+    report.plancheck_threaded_s = min(threaded) if threaded else None
     return report, timings
 
 
@@ -156,12 +178,22 @@ def print_report(report: Report) -> None:
         print(line)
     print("-" * len(header))
     per = [t.plancheck_s for t in report.structures]
-    print(f"plancheck   total {report.plancheck_total_s:7.2f} s (reading {report.plancheck_read_s:.2f} s; "
+    print(f"plancheck   total {report.plancheck_total_s:7.2f} s one thread (reading {report.plancheck_read_s:.2f} s; "
           f"per structure median {1000 * statistics.median(per):.0f} ms, max {1000 * max(per):.0f} ms; "
           f"runs {', '.join(f'{r:.2f}' for r in report.plancheck_runs_s)} s)")
+    if report.plancheck_threaded_s is not None:
+        print(f"plancheck   total {report.plancheck_threaded_s:7.2f} s with {report.plancheck_threads} threads, as "
+              f"`plancheck dvh` runs (runs {', '.join(f'{r:.2f}' for r in report.plancheck_threaded_runs_s)} s)")
+    if report.plancheck_first_run_s is not None:
+        print(f"plancheck   first run of the process {report.plancheck_first_run_s:.2f} s, one thread "
+              f"(includes loading the compiled kernels from numba's cache)")
     if has_dc:
-        print(f"dicompyler  total {report.dicompyler_total_s:7.2f} s (reading {report.dicompyler_read_s:.2f} s; one run)")
-        print(f"ratio       dicompyler-core / plancheck = {report.dicompyler_total_s / report.plancheck_total_s:.1f}x")
+        dc = report.dicompyler_total_s
+        print(f"dicompyler  total {dc:7.2f} s (reading {report.dicompyler_read_s:.2f} s; one run)")
+        print(f"ratio       dicompyler-core / plancheck = {dc / report.plancheck_total_s:.1f}x one thread"
+              + (f", {dc / report.plancheck_threaded_s:.1f}x with {report.plancheck_threads} threads"
+                 if report.plancheck_threaded_s else "")
+              + (f", {dc / report.plancheck_first_run_s:.1f}x for a first run" if report.plancheck_first_run_s else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             s["plancheck_s"] = t.plancheck_s
         if report.dicompyler_total_s:
             payload["ratio_dicompyler_over_plancheck"] = report.dicompyler_total_s / report.plancheck_total_s
+            if report.plancheck_threaded_s:
+                payload["ratio_dicompyler_over_plancheck_threaded"] = report.dicompyler_total_s / report.plancheck_threaded_s
         args.json.write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
     return 0
