@@ -27,10 +27,22 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from phantoms import circle, rectangle, sphere
+from phantoms import Phantom, circle, rectangle, sphere
 from plancheck.dvh.dvh import _histogram, sample_stats
-from plancheck.dvh.engine import _Cells, _subdivide, sample_for_grid
+from plancheck.dvh.engine import (
+    REACH_FACTOR,
+    _TAIL_BINS,
+    PointDoseSource,
+    _Cells,
+    _cell_doses,
+    _refine_hot_tail,
+    _replace_weights,
+    _select_tail,
+    _subdivide,
+    sample_for_grid,
+)
 from plancheck.dvh.interpolate import columns_dose, lattice_dose, trilinear_dose_and_gradient
+from plancheck.dvh.kernels import replace_plane_weights, tail_cells
 from plancheck.dvh.rasterize import (
     PlaneLattice,
     PolygonSet,
@@ -237,8 +249,13 @@ def _reference_slot_major(columns, table):
 def _reference_column_points(columns):
     """(x, y, z) of the points of a set of columns, slot-major."""
     counts = columns.counts[columns.plane]
+    if columns.xy_mm is not None:
+        xy = columns.xy_mm
+    else:  # lattice columns: the lattice positions, written out here
+        lat = columns.lattice
+        xy = [(lat.x0_mm + (c + 0.5) * lat.step_mm, lat.y0_mm + (r + 0.5) * lat.step_mm) for c, r in zip(columns.col, columns.row)]
     return np.array([(x, y, columns.z_mm[p, j]) for j in range(columns.z_mm.shape[1])
-                     for (x, y), p, n in zip(columns.xy_mm, columns.plane, counts) if n > j]).reshape(-1, 3)
+                     for (x, y), p, n in zip(xy, columns.plane, counts) if n > j]).reshape(-1, 3)
 
 
 def _sphere_case(kind, dtype=np.float64):
@@ -595,17 +612,6 @@ def test_subdivide_at_negative_lattice_indices(x0, y0, cell):
 
 # ------------------------------------------------------------------------------ 7. hot-tail cell selection
 
-from plancheck.dvh.engine import (  # noqa: E402  (sections 7-8 were added later)
-    REACH_FACTOR,
-    _TAIL_BINS,
-    PointDoseSource,
-    _cell_doses,
-    _refine_hot_tail,
-    _replace_weights,
-    _select_tail,
-)
-from plancheck.dvh.kernels import tail_cells  # noqa: E402
-from phantoms import Phantom  # noqa: E402
 
 
 def _reference_tail(doses, spread, weights, volume_cc, n_bins=_TAIL_BINS):
@@ -644,8 +650,7 @@ def _tail_samples(seed, n=3000):
 @pytest.mark.parametrize("seed", [81, 82])
 @pytest.mark.parametrize("volume", ["tiny", "0.3cc", "10%", "60%", "more-than-total"])
 def test_select_tail_matches_reference(seed, volume):
-    """_select_tail (and tail_cells' D_tail) equal the plain 2048-bin histogram selection for a
-    volume below one bin's, in between and above the total covered volume; NaN never selected."""
+    """_select_tail and tail_cells' D_tail equal the plain 2048-bin histogram selection, from tiny to excess volumes."""
     doses, spread, weights = _tail_samples(seed)
     covered = ~np.isnan(doses)
     total = float(weights[covered].sum())
@@ -670,7 +675,8 @@ def test_select_tail_matches_reference(seed, volume):
         # the tail's cells (dose >= D_tail) hold at least volume_cc, those one bin higher less
         width = (float(np.nanmax(doses)) - lo) / _TAIL_BINS
         assert weights[covered][doses[covered] >= d_tail].sum() >= volume_cc
-        assert weights[covered][doses[covered] >= d_tail + width].sum() < volume_cc
+        if d_tail + width < float(np.nanmax(doses)):  # (the top bin also holds the maximum)
+            assert weights[covered][doses[covered] >= d_tail + width].sum() < volume_cc
         # spreads widen the selection beyond the cells at or above D_tail
         assert len(got) > np.count_nonzero(doses[covered] >= d_tail)
 
@@ -698,6 +704,18 @@ def test_select_tail_all_nan_is_empty():
     cells, d_tail = tail_cells(doses, np.ones(20), np.ones(20), 0.3, REACH_FACTOR, _TAIL_BINS)
     assert cells.size == 0 and np.isnan(d_tail)
     assert _select_tail(np.zeros(0), np.zeros(0), np.zeros(0), 0.3).size == 0
+
+
+def test_select_tail_volume_reached_exactly():
+    """A tail volume reached exactly at a bin (binary-exact weights) counts as reached (D_tail at that bin)."""
+    doses = np.array([10.0, 20.0, 30.0, 40.0, np.nan, 30.0])
+    weights = np.array([0.25, 0.25, 0.125, 0.25, 0.25, 0.125])
+    spread = np.zeros(6)
+    got = _select_tail(doses, spread, weights, 0.5)  # 40 Gy (0.25) + 30 Gy (2 × 0.125)
+    expected, d_tail = _reference_tail(doses, spread, weights, 0.5)
+    assert 20.0 < d_tail <= 30.0
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, [2, 3, 5])
 
 
 # ------------------------------------------------------------------------------ 8. plane weights after refinement
@@ -729,31 +747,36 @@ def _reference_replace_weights(weights, cell_plane, parents, sub_weight, sub_pla
         if rest > 0 and abs(removed - added) < 0.5 * rest:
             out[on_p & ~is_parent] *= (rest + removed - added) / rest
             branch[p] = "rest"
-        else:
-            sub_out[sub_plane == p] *= removed / added if added > 0 else 0.0
+        elif added > 0:
+            sub_out[sub_plane == p] *= removed / added
             branch[p] = "sub"
-    out[is_parent] = 0.0
+        else:
+            branch[p] = "keep"  # nothing replaces the parents: they keep their weights
+    keep = np.isin(cell_plane, [p for p, b in branch.items() if b == "keep"])
+    out[is_parent & ~keep] = 0.0
     return out, sub_out, branch
 
 
-def _stack_with_speck():
-    """Seven circles (r 9 mm, 2 mm apart) under a plane holding only a 0.25 mm speck: the
-    speck's plane has no lattice cell, so its cell is a column set of its own."""
-    planes = [(z, ((circle(0.6, -1.1, 9.0, 64), 1),)) for z in (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)]
-    planes.append((8.0, ((circle(0.93, -0.71, 0.25, 12), 1),)))
-    return Phantom("stack_speck", tuple(planes), 2.0)
+def _stack_with_specks():
+    """Seven circles (r 9 mm, 2 mm apart, planes 1–7) between two planes holding only a
+    0.25 mm speck (planes 0 and 8): those planes have no lattice cell, so their cells form
+    a column set of their own."""
+    speck = ((circle(0.0, -1.48, 0.25, 12), 1),)  # half-way between lattice centres
+    planes = [(-8.0, speck)]
+    planes += [(z, ((circle(0.6, -1.1, 9.0, 64), 1),)) for z in (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)]
+    planes.append((8.0, speck))
+    return Phantom("stack_specks", tuple(planes), 2.0)
 
 
 def _replace_case():
-    """A real sampling (two column sets) in a dose rising along z, its cell planes (plain
-    reference) and the engine's own hot-tail refinement of it."""
-    roi = _stack_with_speck().roi
-    grid = _random_grid(91)  # only for the spacing: replaced below
+    """A real sampling (two column sets) in a dose rising along x and z, its cell planes
+    (plain reference) and the engine's own hot-tail refinement of it."""
+    roi = _stack_with_specks().roi
     x = -12.37 + 2.5 * np.arange(11)
     y = -14.21 + 2.5 * np.arange(11)
     z = -9.13 + 2.5 * np.arange(9)
-    zz = np.meshgrid(z, y, x, indexing="ij")[0]
-    grid = DoseGrid(40.0 + 1.5 * zz + 0.0 * np.arange(len(x)), x, y, z, FRAME)
+    zz, _, xx = np.meshgrid(z, y, x, indexing="ij")
+    grid = DoseGrid(40.0 + 0.4 * zz + 1.5 * xx, x, y, z, FRAME)
     sampling = sample_for_grid(roi, grid, target_samples=1500)
     cell_plane = _reference_cell_planes(sampling)
     sources = [PointDoseSource(grid)]
@@ -763,13 +786,13 @@ def _replace_case():
 
 
 def test_replace_weights_matches_reference_on_engine_refinement():
-    """_replace_weights on the engine's own refinement of a real sampling equals the plain
-    per-plane replacement, and keeps every refined plane's and the ROI's volume."""
+    """_replace_weights on the engine's refinement of a real sampling equals the reference and keeps plane volumes."""
     sampling, cell_plane, refinement = _replace_case()
-    assert len(sampling.cell_columns) == 2 and sampling.step_mm >= 0.5  # the speck's own column set
-    assert len(cell_plane) == sampling.number_of_samples and cell_plane[-1] == 7
+    assert len(sampling.cell_columns) == 2 and sampling.step_mm >= 0.5  # the specks' own column set
+    assert len(cell_plane) == sampling.number_of_samples
+    assert set(cell_plane[-sampling.cell_columns[1].number_of_points:].tolist()) == {0, 8}
     # the reference planes order the cells as their coordinates: plane k's cells lie in its slab
-    plane_z = np.array([-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0])
+    plane_z = np.arange(-8.0, 8.5, 2.0)
     assert np.all(np.abs(sampling.points_mm[:, 2] - plane_z[cell_plane]) <= 1.0 + 1e-9)
     assert refinement is not None
     parents, _, sub_weight, _, sub_plane = refinement
@@ -781,7 +804,7 @@ def test_replace_weights_matches_reference_on_engine_refinement():
     assert np.all(out[parents] == 0.0)
     refined = np.unique(cell_plane[parents])
     assert len(refined) >= 2 and set(np.unique(sub_plane)) <= set(refined.tolist())
-    for p in range(8):
+    for p in range(9):
         before = weights[cell_plane == p].sum()
         after = out[cell_plane == p].sum() + sub_out[sub_plane == p].sum()
         assert after == pytest.approx(before, rel=1e-12)
@@ -794,54 +817,82 @@ def test_replace_weights_matches_reference_on_engine_refinement():
 
 
 def test_replace_weights_branches_and_plane_volumes():
-    """On a real sampling with chosen parents and sub-cells: equal to the plain reference;
-    planes whose others can absorb the difference rescale them, planes almost all parents
-    (or all parents) rescale the sub-cells to the parents' volume instead; every plane that
-    has parents and sub-cells keeps its volume."""
+    """_replace_weights with chosen parents equals the reference in both branches (others or sub-cells rescaled)."""
     sampling, cell_plane, _ = _replace_case()
     weights = sampling.weights_cc
     rng = np.random.default_rng(92)
     parents, sub_w, sub_p = [], [], []
 
-    def refine(p, share, gain, n_sub=4):
+    def refine(p, share, gain=None, diff=None, n_sub=4):
+        """Parents: ``share`` of plane p's cells; n_sub sub-cells each, of about ``gain`` × the
+        parent's volume, or in all the parents' volume + ``diff`` × the others' volume."""
         cells = np.flatnonzero(cell_plane == p)
         chosen = rng.choice(cells, size=max(1, int(round(share * len(cells)))), replace=False)
         parents.append(chosen)
-        for i in chosen:  # n_sub sub-cells per parent, their volume ≈ gain × the parent's
-            sub_w.append(weights[i] * gain / n_sub * rng.uniform(0.9, 1.1, n_sub))
-            sub_p.append(np.full(n_sub, p))
+        w = np.repeat(weights[chosen], n_sub) / n_sub * rng.uniform(0.9, 1.1, n_sub * len(chosen))
+        if diff is None:
+            w *= gain
+        else:
+            removed = weights[chosen].sum()
+            w *= (removed + diff * (weights[cells].sum() - removed)) / w.sum()
+        sub_w.append(w)
+        sub_p.append(np.full(len(w), p))
 
-    refine(0, 0.3, 1.05)   # others absorb 5 %: "rest"
-    refine(2, 0.5, 0.9)    # others absorb -10 %: "rest"
-    refine(3, 0.97, 1.3)   # 3 % of others cannot absorb 30 %: sub-cells rescaled
-    refine(5, 1.0, 0.8)    # no others at all: sub-cells rescaled
-    refine(6, 0.1, 0.0, n_sub=1)  # parents without sub-cells (zero-volume sub-cells): others absorb
+    refine(1, 0.3, gain=1.05)      # others absorb +5 % of the parents' volume
+    refine(2, 0.4, diff=0.45)      # ... +45 % of their own: just below the limit
+    refine(3, 0.5, gain=0.9)       # ... -10 % of the parents' volume
+    refine(4, 0.97, gain=1.3)      # 3 % of others cannot absorb 30 %: sub-cells rescaled
+    refine(5, 0.7, diff=-0.55)     # -55 % of the others: just above the limit, sub-cells rescaled
+    refine(6, 1.0, gain=0.8)       # no others at all: sub-cells rescaled
+    refine(7, 0.1, gain=0.0, n_sub=1)  # sub-cells without volume: others absorb the parents'
+    refine(8, 1.0, gain=1.2)       # the top speck (second column set) too; the bottom one not
     parents = np.concatenate(parents)
     order = rng.permutation(sum(len(w) for w in sub_w))  # sub-cells in any order
     sub_weight = np.concatenate(sub_w)[order]
     sub_plane = np.concatenate(sub_p)[order]
     out, sub_out = _replace_weights(sampling, parents, sub_weight, sub_plane)
     ref_out, ref_sub, branch = _reference_replace_weights(weights, cell_plane, parents, sub_weight, sub_plane)
-    assert branch == {0: "rest", 2: "rest", 3: "sub", 5: "sub", 6: "rest"}
+    absorbed, fallback = (1, 2, 3, 7), (4, 5, 6, 8)
+    assert {p: branch[p] for p in range(1, 9)} == {**{p: "rest" for p in absorbed}, **{p: "sub" for p in fallback}}
     np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=0)
     np.testing.assert_allclose(sub_out, ref_sub, rtol=1e-12, atol=0)
     assert np.all(out[parents] == 0.0)
-    for p in range(8):
+    for p in range(9):
         on_p = cell_plane == p
         before = weights[on_p].sum()
         after = out[on_p].sum() + sub_out[sub_plane == p].sum()
         assert after == pytest.approx(before, rel=1e-12)
         others = on_p & (out > 0)
-        if p in (3, 5) or p not in branch:  # fallback or untouched: others unchanged
-            np.testing.assert_array_equal(out[others], weights[others])
-        else:  # others rescaled, by one factor
+        if p in absorbed:  # others rescaled, by one factor
             ratio = out[others] / weights[others]
             assert abs(ratio[0] - 1.0) > 1e-3
             np.testing.assert_allclose(ratio, ratio[0], rtol=1e-12)
-    for p in (3, 5):  # fallback: sub-cells scaled to the parents' volume, keeping their shape
+        else:  # fallback or untouched (plane 0): others unchanged
+            np.testing.assert_array_equal(out[others], weights[others])
+    assert np.count_nonzero((cell_plane == 6) & (out > 0)) == 0 and np.all(out[cell_plane == 0] > 0)
+    for p in fallback:  # sub-cells scaled to the parents' volume, keeping their shape
         on_p = sub_plane == p
         removed = weights[parents[cell_plane[parents] == p]].sum()
         assert sub_out[on_p].sum() == pytest.approx(removed, rel=1e-12)
         np.testing.assert_allclose(sub_out[on_p] / sub_weight[on_p], removed / sub_weight[on_p].sum(), rtol=1e-12)
-    for p in (0, 2, 6):  # sub-cells kept at their own volume
+        assert abs(sub_out[on_p].sum() / sub_weight[on_p].sum() - 1.0) > 1e-3
+    for p in absorbed:  # sub-cells kept at their own volume
         np.testing.assert_array_equal(sub_out[sub_plane == p], sub_weight[sub_plane == p])
+
+
+
+def test_replace_weights_keeps_parents_without_sub_cells():
+    """A plane whose parents get no sub-cell and whose other cells cannot absorb them keeps
+    the parents' weights: every plane's volume is preserved."""
+    weights = np.array([1.0, 1.0, 1.0, 2.0, 2.0])
+    cell_plane = np.array([0, 0, 0, 1, 1])
+    parents = np.array([0, 1, 2, 3])  # plane 0: all parents, no sub-cells; plane 1: one other cell
+    sub_weight = np.array([1.5])
+    sub_plane = np.array([1])
+    out, sub_out = replace_plane_weights(weights, cell_plane, parents, sub_weight, sub_plane, 2)
+    ref_out, ref_sub, branch = _reference_replace_weights(weights, cell_plane, parents, sub_weight, sub_plane)
+    assert branch == {0: "keep", 1: "rest"}
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12)
+    np.testing.assert_allclose(sub_out, ref_sub, rtol=1e-12)
+    np.testing.assert_allclose(out[:3], weights[:3])
+    assert np.isclose(out[cell_plane == 1].sum() + sub_out.sum(), 4.0)

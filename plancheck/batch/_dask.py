@@ -33,7 +33,8 @@ def run_on_dask(address: str, jobs: Sequence[PlanJob], protocol: Protocol,
         raise UsageError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
     try:
         shared = client.scatter(protocol, broadcast=True)
-        futures = client.map(run_job, list(jobs), protocol=shared, pure=False)
+        # a worker runs several jobs at once already: no threads per plan
+        futures = client.map(run_job, list(jobs), protocol=shared, threads=1, pure=False)
         job_of = {f.key: j for f, j in zip(futures, jobs)}
         for future in as_completed(futures):
             try:

@@ -114,8 +114,10 @@ def _worker_name() -> str:
 
 def check_plan_files(files: Sequence[str | os.PathLike[str]], protocol: Protocol, out_dir: str | os.PathLike[str],
                      *, formats: Sequence[str] = ("json", "html"),
-                     case_file: str | os.PathLike[str] | None = None) -> tuple[CheckReport, list[Path]]:
-    """Read one plan's files, check them against ``protocol`` and write the reports.
+                     case_file: str | os.PathLike[str] | None = None,
+                     threads: int | None = None) -> tuple[CheckReport, list[Path]]:
+    """Read one plan's files, check them against ``protocol`` and write the reports
+    (``threads``: see :func:`plancheck.rules.runner.run_check`).
 
     Raises
     ------
@@ -126,7 +128,7 @@ def check_plan_files(files: Sequence[str | os.PathLike[str]], protocol: Protocol
     """
     export = read_export([str(f) for f in files])
     case = load_case(case_file) if case_file else None
-    report = run_check(export, protocol, case=case, case_source=str(case_file) if case_file else None)
+    report = run_check(export, protocol, case=case, case_source=str(case_file) if case_file else None, threads=threads)
     write_reports = getattr(_report, "write_reports", None)
     if write_reports is None:
         raise PlancheckError("plancheck.report.write_reports is not available in this installation")
@@ -183,12 +185,13 @@ def _write_marker(job: PlanJob, result: PlanResult) -> None:
     write_file_atomically(out / MARKER_NAME, json.dumps(data, indent=1, default=str))
 
 
-def run_job(job: PlanJob, protocol: Protocol) -> PlanResult:
-    """Check one plan; never raises. Writes the reports and, last, the marker file."""
+def run_job(job: PlanJob, protocol: Protocol, threads: int | None = None) -> PlanResult:
+    """Check one plan; never raises. Writes the reports and, last, the marker file.
+    ``threads``: for the plan's rules (1 where plans already run in parallel)."""
     start = time.perf_counter()
     try:
         report, paths = check_plan_files(job.files, protocol, job.out_dir, formats=job.formats,
-                                         case_file=job.case_file)
+                                         case_file=job.case_file, threads=threads)
     except (InputError, ProtocolError) as exc:
         result = error_result(job, str(exc), elapsed_s=time.perf_counter() - start,
                               protocol=_protocol_label(protocol))

@@ -137,7 +137,7 @@ def _init_worker(protocol: Protocol, level: int) -> None:
 
 def _run_in_worker(job: PlanJob) -> PlanResult:
     assert _WORKER_PROTOCOL is not None
-    return run_job(job, _WORKER_PROTOCOL)
+    return run_job(job, _WORKER_PROTOCOL, threads=1)  # the plans are parallel already: no threads per plan
 
 
 def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str], protocol: Protocol,

@@ -146,7 +146,9 @@ class PointColumns:
     and shared by the column's points.
     """
 
-    xy_mm: np.ndarray
+    xy_mm: np.ndarray | None
+    """``(columns, 2)`` in-plane positions, mm; may be None for columns on a lattice
+    (then computed from ``lattice``, ``col`` and ``row`` when needed: see :attr:`positions_mm`)."""
     plane: np.ndarray
     z_mm: np.ndarray
     counts: np.ndarray
@@ -155,6 +157,14 @@ class PointColumns:
     row: np.ndarray | None = None
     z_extent_mm: np.ndarray | None = None
     """Optional ``(planes, S)`` z extent of the cell each point stands for (sample cells)."""
+
+    @cached_property
+    def positions_mm(self) -> np.ndarray:
+        """``(columns, 2)`` in-plane positions, mm (``xy_mm``, or the lattice positions)."""
+        if self.xy_mm is not None:
+            return self.xy_mm
+        lat = self.lattice
+        return np.column_stack([lat.x0_mm + (self.col + 0.5) * lat.step_mm, lat.y0_mm + (self.row + 0.5) * lat.step_mm])
 
     @property
     def number_of_columns(self) -> int:
@@ -211,8 +221,8 @@ class PointColumns:
         start = 0
         for j, size in enumerate(sizes):
             sel = self.counts[self.plane] > j
-            out[start:start + size, 0] = self.xy_mm[sel, 0]
-            out[start:start + size, 1] = self.xy_mm[sel, 1]
+            out[start:start + size, 0] = self.positions_mm[sel, 0]
+            out[start:start + size, 1] = self.positions_mm[sel, 1]
             out[start:start + size, 2] = self.z_mm[self.plane[sel], j]
             start += size
         return out
@@ -228,8 +238,8 @@ def _column_tables(grid: DoseGrid, columns: PointColumns):
         yc = lat.y0_mm + (np.arange(lat.ny) + 0.5) * lat.step_mm
         col, row = columns.col, columns.row
     else:
-        xc = columns.xy_mm[:, 0]
-        yc = columns.xy_mm[:, 1]
+        xc = columns.positions_mm[:, 0]
+        yc = columns.positions_mm[:, 1]
         col = row = np.arange(columns.number_of_columns)
     x = _axis_tables(grid.x_mm, xc, extent[0])
     y = _axis_tables(grid.y_mm, yc, extent[1])

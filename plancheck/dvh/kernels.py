@@ -46,6 +46,7 @@ __all__ = [
     "plane_edge_table",
     "tail_cells",
     "replace_plane_weights",
+    "edge_points",
 ]
 
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -82,6 +83,22 @@ def _trilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, iz0, iz1, tz):
     gx = gx0 + tz * (gx1 - gx0)
     gy = dr0 + tz * (dr1 - dr0)
     return value, gx, gy, dp
+
+
+@njit(inline="always")
+def _bilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, iz):
+    """In-plane part of :func:`_trilinear` on dose plane ``iz``: value and index-space
+    x and y derivatives (the same operations, so the same numbers)."""
+    b0 = iz * nxy + iy0 * nx
+    b1 = iz * nxy + iy1 * nx
+    f0 = np.float64(flat[b0 + ix0])
+    d0 = np.float64(flat[b0 + ix1]) - f0
+    r0 = f0 + tx * d0
+    f0 = np.float64(flat[b1 + ix0])
+    d1 = np.float64(flat[b1 + ix1]) - f0
+    r1 = f0 + tx * d1
+    dr = r1 - r0
+    return r0 + ty * dr, d0 + ty * (d1 - d0), dr
 
 
 @njit(**_JIT)
@@ -127,6 +144,10 @@ def column_cells(
         iy1 = y_i1[ri]
         ty = y_t[ri]
         cov_xy = x_cov[ci] and y_cov[ri]
+        # the in-plane part on a dose plane is shared by the column's segments on that plane
+        ka = -1
+        kb = -1
+        pa = gxa = gya = pb = gxb = gyb = 0.0
         for j in range(counts[p]):
             pos = slot_start[j] + running[j]
             running[j] += 1
@@ -139,7 +160,28 @@ def column_cells(
                 if want_spread:
                     out_spread[pos] = 0.0
                 continue
-            value, gx, gy, gz = _trilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, z_i0[p, j], z_i1[p, j], z_t[p, j])
+            k0 = z_i0[p, j]
+            k1 = z_i1[p, j]
+            if k0 == ka:
+                p0, gx0, gy0 = pa, gxa, gya
+            elif k0 == kb:
+                p0, gx0, gy0 = pb, gxb, gyb
+            else:
+                p0, gx0, gy0 = _bilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, k0)
+            if k1 == kb:
+                p1, gx1, gy1 = pb, gxb, gyb
+            elif k1 == ka:
+                p1, gx1, gy1 = pa, gxa, gya
+            else:
+                p1, gx1, gy1 = _bilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, k1)
+            ka, pa, gxa, gya = k0, p0, gx0, gy0
+            kb, pb, gxb, gyb = k1, p1, gx1, gy1
+            tz = z_t[p, j]
+            dp = p1 - p0
+            value = p0 + tz * dp
+            gx = gx0 + tz * (gx1 - gx0)
+            gy = gy0 + tz * (gy1 - gy0)
+            gz = dp
             gx *= x_dt[ci]
             gy *= y_dt[ri]
             gz *= z_dt[p, j]
@@ -758,7 +800,9 @@ def replace_plane_weights(weights, cell_plane, parents, sub_weight, sub_plane, n
     plane's volume kept: the parents get 0; the difference between their volume and the
     sub-cells' volume is shared by the plane's other cells in proportion, or, where they
     are too few (the difference is not below half of their volume), the sub-cells are
-    scaled to the parents' volume instead. Returns new first-pass and sub-cell weights."""
+    scaled to the parents' volume instead; on a plane without any sub-cell but where
+    the others cannot absorb the parents' volume, the parents keep their weights.
+    Every plane's volume is kept. Returns new first-pass and sub-cell weights."""
     total = np.zeros(n_planes)
     removed = np.zeros(n_planes)
     added = np.zeros(n_planes)
@@ -770,18 +814,51 @@ def replace_plane_weights(weights, cell_plane, parents, sub_weight, sub_plane, n
         added[sub_plane[i]] += sub_weight[i]
     rest_factor = np.ones(n_planes)
     sub_factor = np.ones(n_planes)
+    keep_parents = np.zeros(n_planes, dtype=np.bool_)
     for p in range(n_planes):
         rest = total[p] - removed[p]
         if rest > 0 and abs(removed[p] - added[p]) < 0.5 * rest:
             rest_factor[p] = (rest + removed[p] - added[p]) / rest
-        else:
-            sub_factor[p] = removed[p] / added[p] if added[p] > 0 else 0.0
+        elif added[p] > 0:
+            sub_factor[p] = removed[p] / added[p]
+        else:  # no sub-cell on this plane (all outside the contour): the parents stay
+            keep_parents[p] = True
     out = np.empty(len(weights))
     for i in range(len(weights)):
         out[i] = weights[i] * rest_factor[cell_plane[i]]
     for i in parents:
-        out[i] = 0.0
+        if not keep_parents[cell_plane[i]]:
+            out[i] = 0.0
     sub_out = np.empty(len(sub_weight))
     for i in range(len(sub_weight)):
         sub_out[i] = sub_weight[i] * sub_factor[sub_plane[i]]
     return out, sub_out
+
+
+@njit(**_JIT)
+def edge_points(vertices, next_index, vertex_plane, step):
+    """Every vertex, and points along its edge to the next vertex no further apart than
+    ``step`` (an edge of length L gets ``max(1, ceil(L / step))`` equal parts; its end is
+    the next edge's first point). Returns the points ``(N, 2)`` and their planes."""
+    n = len(next_index)
+    parts = np.empty(n, dtype=np.int64)
+    total = 0
+    for v in range(n):
+        w = next_index[v]
+        length = math.hypot(vertices[w, 0] - vertices[v, 0], vertices[w, 1] - vertices[v, 1])
+        parts[v] = max(1, int(math.ceil(length / step)))
+        total += parts[v]
+    points = np.empty((total, 2))
+    plane = np.empty(total, dtype=np.int64)
+    k = 0
+    for v in range(n):
+        w = next_index[v]
+        dx = vertices[w, 0] - vertices[v, 0]
+        dy = vertices[w, 1] - vertices[v, 1]
+        for i in range(parts[v]):
+            f = i / parts[v]
+            points[k, 0] = vertices[v, 0] + dx * f
+            points[k, 1] = vertices[v, 1] + dy * f
+            plane[k] = vertex_plane[v]
+            k += 1
+    return points, plane

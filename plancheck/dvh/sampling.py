@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from plancheck.dvh.interpolate import PointColumns
-from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, expand_ranges, plane_areas_mm2, rasterize_polygon_set
+from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, plane_areas_mm2, rasterize_polygon_set
 from plancheck.model.structures import Roi
 
 __all__ = ["slab_bounds", "RoiSampling", "sample_roi", "characteristic_thickness_mm", "DEFAULT_TARGET_SAMPLES", "THICKNESS_SAMPLES"]
@@ -207,14 +207,10 @@ def characteristic_thickness_mm(pset: PolygonSet, plane_areas_mm2: np.ndarray) -
 def _edge_points(pset: PolygonSet, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Vertices plus points along each edge no further apart than ``step_mm``, and
     the plane of each point."""
-    verts = pset.vertices
-    delta = verts[pset.next_index] - verts
-    length = np.hypot(delta[:, 0], delta[:, 1])
-    n = np.maximum(1, np.ceil(length / step_mm).astype(np.int64))
-    owner, within = expand_ranges(np.zeros(len(n), dtype=np.int64), n)
-    frac = within / n[owner]
-    points = verts[owner] + delta[owner] * frac[:, None]
-    return points, np.repeat(pset.plane, pset.length)[owner]
+    from plancheck.dvh.kernels import edge_points
+
+    return edge_points(np.ascontiguousarray(pset.vertices, dtype=float), pset.next_index,
+                       np.repeat(pset.plane, pset.length), float(step_mm))
 
 
 def sample_roi(
@@ -293,34 +289,29 @@ def sample_roi(
     ny = int(math.ceil((all_xy[:, 1].max() - y0) / step)) + 2
     lattice = PlaneLattice(x0, y0, step, nx, ny)
     plane_idx, col, row = rasterize_polygon_set(pset, lattice)
-    x = x0 + (col + 0.5) * step
-    y = y0 + (row + 0.5) * step
-
     counts = np.bincount(plane_idx, minlength=len(z))
     area = np.where(nested, areas, counts * step * step)
     # A plane whose polygons are smaller than one lattice cell: one sample at its centroid.
     tiny = np.flatnonzero((counts == 0) & (area > 0))
     n_lattice = len(plane_idx)
+    tiny_xy = np.zeros((0, 2))
     if tiny.size:
-        cx = [np.mean(np.vstack(polys[k])[:, 0]) for k in tiny]
-        cy = [np.mean(np.vstack(polys[k])[:, 1]) for k in tiny]
+        tiny_xy = np.array([np.vstack(polys[k]).mean(axis=0) for k in tiny], dtype=float).reshape(-1, 2)
         plane_idx = np.concatenate([plane_idx, tiny])
-        x = np.concatenate([x, cx])
-        y = np.concatenate([y, cy])
         counts = np.bincount(plane_idx, minlength=len(z))
     area_per_sample = np.divide(area, counts, out=np.zeros_like(area), where=counts > 0)
 
     # Columns through each slab, split at the dose planes (cells slot-major, see PointColumns).
-    xy = np.column_stack([x, y])
     z_cells = (seg_lo + seg_hi) / 2
     heights_table = seg_hi - seg_lo
-    cell_columns = [PointColumns(xy[:n_lattice], plane_idx[:n_lattice], z_cells, seg_count, lattice, col, row, heights_table)]
+    # lattice columns: in-plane positions computed from the lattice when needed
+    cell_columns = [PointColumns(None, plane_idx[:n_lattice], z_cells, seg_count, lattice, col, row, heights_table)]
     if tiny.size:
-        cell_columns.append(PointColumns(xy[n_lattice:], plane_idx[n_lattice:], z_cells, seg_count, z_extent_mm=heights_table))
+        cell_columns.append(PointColumns(tiny_xy, plane_idx[n_lattice:], z_cells, seg_count, z_extent_mm=heights_table))
     weights_table = area_per_sample[:, None] * heights_table / 1000.0
     weights_cc = np.concatenate([c.slot_major(weights_table) for c in cell_columns])
 
-    extreme_columns = _extreme_columns(pset, z, lo, hi, max(step, surface_step_mm or 0.0), xy, plane_idx, split)
+    extreme_columns = _extreme_columns(pset, z, lo, hi, max(step, surface_step_mm or 0.0), cell_columns, split)
     return RoiSampling(
         points_mm=None,  # built from the columns when used
         heights_mm=None,  # built from the columns when used
@@ -366,7 +357,7 @@ def _segments(lo: np.ndarray, hi: np.ndarray, split: np.ndarray) -> tuple[np.nda
     return seg_lo, seg_hi, count
 
 
-def _extreme_columns(pset: PolygonSet, z, lo, hi, step, xy, plane_idx, extra) -> tuple[PointColumns, ...]:
+def _extreme_columns(pset: PolygonSet, z, lo, hi, step, cell_columns, extra) -> tuple[PointColumns, ...]:
     """Surface points: contour edges on both slab faces (and at extra z inside the
     slab), and the interior samples on the outer faces of end slabs."""
     out = []
@@ -395,7 +386,14 @@ def _extreme_columns(pset: PolygonSet, z, lo, hi, step, xy, plane_idx, extra) ->
     shared_above[:-1] = shared_below[1:]
     caps = (~shared_below).astype(np.int64) + (~shared_above)
     cap_table = np.column_stack([np.where(shared_below, hi, lo), hi])
-    sel = caps[plane_idx] > 0
-    if sel.any():
-        out.append(PointColumns(xy[sel], plane_idx[sel], cap_table, caps))
+    for columns in cell_columns:
+        sel = caps[columns.plane] > 0
+        if sel.any():
+            if columns.xy_mm is None:  # lattice columns: positions of the selected ones only
+                lat = columns.lattice
+                xy = np.column_stack([lat.x0_mm + (columns.col[sel] + 0.5) * lat.step_mm,
+                                      lat.y0_mm + (columns.row[sel] + 0.5) * lat.step_mm])
+            else:
+                xy = columns.xy_mm[sel]
+            out.append(PointColumns(xy, columns.plane[sel], cap_table, caps))
     return tuple(out)

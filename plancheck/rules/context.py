@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
+
 from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import sample_for_grid, sample_for_grids
@@ -54,8 +56,8 @@ log = logging.getLogger(__name__)
 
 
 def _geometry_key(grid) -> tuple:
-    """Grids with the same geometry share one sampling of a structure."""
-    return tuple((len(a), round(float(a[0]), 4), round(float(a[-1]), 4)) for a in (grid.x_mm, grid.y_mm, grid.z_mm))
+    """Grids with the same geometry (every axis position, to 0.1 µm) share one sampling of a structure."""
+    return tuple(np.round(np.asarray(a, dtype=float), 4).tobytes() for a in (grid.x_mm, grid.y_mm, grid.z_mm))
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,12 @@ def run_check(
     case: Case | None = None,
     case_source: str | None = None,
     user_mapping: Mapping[str, str] | None = None,
+    threads: int | None = None,
 ) -> CheckReport:
     """Evaluate every rule of ``protocol``; an evaluator that crashes gives an ERROR
-    finding for its rule and the check goes on."""
+    finding for its rule and the check goes on. The rules are evaluated in up to
+    ``threads`` threads (default: :func:`plancheck.parallel.default_threads`); the
+    findings keep the protocol's order whatever the number."""
     start = time.perf_counter()
     ctx = CheckContext(export, protocol, case, case_source, dict(user_mapping or {}))
     kinds = rule_kinds()
@@ -109,7 +112,7 @@ def run_check(
     # the findings keep the protocol's order
     findings: list[Finding] = []
     not_applicable: list[NotApplicable] = []
-    for outcome in map_in_threads(evaluate, protocol.rules):
+    for outcome in map_in_threads(evaluate, protocol.rules, threads=threads):
         if isinstance(outcome, NotApplicable):
             not_applicable.append(outcome)
         else:
