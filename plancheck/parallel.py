@@ -1,7 +1,7 @@
 """Work on several structures (or rules) at once, in threads of one process.
 
 The DVH engine's inner loops run in compiled code that releases the GIL
-(:mod:`plancheck.dvh.kernels`, numba ``nogil``) and numpy releases it in its array
+(:mod:`plancheck.kernels`, numba ``nogil``) and numpy releases it in its array
 loops, so the DVHs of different structures can be computed in threads: no
 pickling, one read-only copy of the dose grids. Results come back in the order
 of the inputs and an exception is raised as in a plain loop.

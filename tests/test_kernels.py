@@ -1,4 +1,4 @@
-"""The compiled DVH kernels (:mod:`plancheck.dvh.kernels`) against plain references.
+"""The compiled DVH kernels (:mod:`plancheck.kernels`) against plain references.
 
 Every public function that runs on a numba kernel is compared with a straightforward
 formulation of the same model written here, independently of the engine's code:
@@ -42,7 +42,7 @@ from plancheck.dvh.engine import (
     sample_for_grid,
 )
 from plancheck.dvh.interpolate import columns_dose, lattice_dose, trilinear_dose_and_gradient
-from plancheck.dvh.kernels import replace_plane_weights, tail_cells
+from plancheck.kernels import parse_decimal_strings, replace_plane_weights, tail_cells
 from plancheck.dvh.rasterize import (
     PlaneLattice,
     PolygonSet,
@@ -896,3 +896,46 @@ def test_replace_weights_keeps_parents_without_sub_cells():
     np.testing.assert_allclose(sub_out, ref_sub, rtol=1e-12)
     np.testing.assert_allclose(out[:3], weights[:3])
     assert np.isclose(out[cell_plane == 1].sum() + sub_out.sum(), 4.0)
+
+
+# ----------------------------------------------------------------------------- DS parser
+
+
+def _parse_like_reader(tokens):
+    """parse_decimal_strings plus the float() fallback, as the RT Structure Set reader uses it."""
+    buf = b"\\".join(tokens)
+    values, status, starts, ends, count = parse_decimal_strings(np.frombuffer(buf, dtype=np.uint8), len(tokens))
+    for k in np.flatnonzero(status == 1):
+        values[k] = float(buf[starts[k]:ends[k]])
+    return values, status, count
+
+
+def test_decimal_strings_give_the_doubles_of_float():
+    """Every DS-style value (fixed, exponent, padded, signed, 17 significant digits, beyond
+    the exact fast path) parses to the very double float() gives, sign of zero included."""
+    rng = np.random.default_rng(5)
+    formats = ["%.4f", "%.6g", "%.16g", "%.17g", "%e", "%.3E", "%+.2f", " %g ", "%.20f"]
+    tokens = [(formats[i % len(formats)] % (rng.uniform(-1e3, 1e3) * 10.0 ** rng.integers(-8, 8))).encode()
+              for i in range(20000)]
+    tokens += [b"0", b"-0", b"-0.0", b".5", b"5.", b"1e22", b"1e23", b"1e-22", b"1e-23", b"+3", b"  7  ",
+               b"123456789012345678", b"9007199254740993", b"1.7976931348623157e308", b"4.9e-324"]
+    values, status, count = _parse_like_reader(tokens)
+    reference = np.array([float(t) for t in tokens])
+    assert count == len(tokens) and not np.any(status == 2)
+    assert np.any(status == 1) and np.any(status == 0)  # both paths exercised
+    np.testing.assert_array_equal(values, reference)
+    np.testing.assert_array_equal(np.signbit(values), np.signbit(reference))
+
+
+@pytest.mark.parametrize("text", [b"1\\\\2", b"abc", b"1e", b"--1", b"1.2.3", b"nan", b"inf", b"", b"1 2"])
+def test_decimal_strings_refuse_what_is_not_a_number(text):
+    """An empty value, stray characters, NaN or infinity is status 2 (the reader then falls back to pydicom)."""
+    _, status, count = _parse_like_reader(text.split(b"\\"))
+    assert np.any(status[:count] == 2)
+
+
+def test_decimal_strings_count_more_values_than_expected():
+    """The count is the number of values in the buffer even when fewer were expected."""
+    buf = b"1\\2\\3\\4"
+    values, status, starts, ends, count = parse_decimal_strings(np.frombuffer(buf, dtype=np.uint8), 2)
+    assert count == 4 and list(values) == [1.0, 2.0]

@@ -224,11 +224,20 @@ def _contours_from_items(sequence: Any) -> list[tuple[str, np.ndarray]]:
 def _finish(types: list[str], data: list[bytes], declared: list[int | None]) -> list[tuple[str, np.ndarray]]:
     if not data:
         return []
-    # One conversion for the whole ROI, in C (correctly rounded like float()); anything it
-    # cannot read to the end (a non-number, an empty value) raises ValueError: fall back.
+    # One compiled pass for the whole ROI, giving the doubles float() gives (values beyond
+    # the exact fast path are converted by float() itself); a value that is not a number
+    # (empty, stray characters, NaN, infinity) makes the caller fall back to pydicom.
+    from plancheck.kernels import parse_decimal_strings
+
     values_per_contour = np.array([d.count(b"\\") + 1 for d in data], dtype=np.int64)
-    flat = np.fromstring(b"\\".join(data), dtype=float, sep="\\")
-    if flat.size != int(values_per_contour.sum()) or np.any(values_per_contour % 3) or not np.all(np.isfinite(flat)):
+    joined = b"\\".join(data)
+    expected = int(values_per_contour.sum())
+    flat, status, starts, ends, count = parse_decimal_strings(np.frombuffer(joined, dtype=np.uint8), expected)
+    if count != expected or np.any(status == 2):
+        raise _Unusual("contour data values")
+    for k in np.flatnonzero(status == 1):
+        flat[k] = float(joined[starts[k]:ends[k]])
+    if np.any(values_per_contour % 3) or not np.all(np.isfinite(flat)):
         raise _Unusual("contour data values")
     points = np.split(flat.reshape(-1, 3), np.cumsum(values_per_contour // 3)[:-1])
     out = []

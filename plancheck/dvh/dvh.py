@@ -36,7 +36,7 @@ MAX_BINS = 400_000
 def sample_stats(doses: np.ndarray, weights: np.ndarray) -> tuple[float, float, float, float, int]:
     """Minimum, maximum, volume and dose-volume integral of the covered samples (NaN
     doses left out, negative doses taken as 0), and their number."""
-    from plancheck.dvh.kernels import sample_stats as kernel
+    from plancheck.kernels import sample_stats as kernel
 
     lo, hi, w_sum, dw_sum, n = kernel(np.ascontiguousarray(doses, dtype=float), np.ascontiguousarray(weights, dtype=float))
     return float(lo), float(hi), float(w_sum), float(dw_sum), int(n)
@@ -55,10 +55,10 @@ def _histogram(parts: Sequence[SampleSet], lo: float, hi: float, width: float) -
     G(x) = ρ·(clip(x, a, b) − a) to the integral of volume below x; G at every bin
     edge is a difference of cumulative sums, so the exact bin contents come
     from four accumulated arrays (one compiled pass over the samples,
-    :func:`plancheck.dvh.kernels.spread_histogram`). Spreads narrower than a bin
+    :func:`plancheck.kernels.spread_histogram`). Spreads narrower than a bin
     are put at their centre.
     """
-    from plancheck.dvh.kernels import spread_histogram
+    from plancheck.kernels import spread_histogram
 
     nbins = int(hi / width) + 1
     hist = np.zeros(nbins)

@@ -312,8 +312,8 @@ def _subdivide(pset: PolygonSet, x0: float, y0: float, step: float, k: int, pare
     ``step / k`` (same origin); keep the sub-cells whose centre is inside the plane's
     even-odd region. A ghost's inside part is represented in the coarser pass by its
     inside neighbours, so its sub-cells take the share of those neighbours that are parents
-    (compiled: :func:`plancheck.dvh.kernels.subdivide_cells`)."""
-    from plancheck.dvh.kernels import subdivide_cells
+    (compiled: :func:`plancheck.kernels.subdivide_cells`)."""
+    from plancheck.kernels import subdivide_cells
 
     if len(parents.plane) == 0 or len(pset.vertices) == 0:
         return None
@@ -357,8 +357,8 @@ def _select_tail(doses: np.ndarray, spread: np.ndarray, weights: np.ndarray, vol
     """Cells whose dose plus ``REACH_FACTOR`` spread widths reaches the dose above which the
     cells hold ``volume_cc`` (that dose found on a histogram of ``_TAIL_BINS`` bins over the
     covered range, rounded down to a bin edge: conservative), in ascending order
-    (compiled: :func:`plancheck.dvh.kernels.tail_cells`)."""
-    from plancheck.dvh.kernels import tail_cells
+    (compiled: :func:`plancheck.kernels.tail_cells`)."""
+    from plancheck.kernels import tail_cells
 
     cells, _ = tail_cells(np.ascontiguousarray(doses, dtype=float), np.ascontiguousarray(spread, dtype=float),
                           np.ascontiguousarray(weights, dtype=float), float(volume_cc), REACH_FACTOR, _TAIL_BINS)
@@ -432,7 +432,7 @@ def _replace_weights(
     every plane's volume kept exact: the refined region keeps its fine-lattice volume and the
     difference to its parents' volume (the first pass's boundary rounding) is shared by the
     plane's other cells in proportion (or, when they are too few, absorbed by the sub-cells)."""
-    from plancheck.dvh.kernels import replace_plane_weights
+    from plancheck.kernels import replace_plane_weights
 
     cell_plane = _cell_planes(sampling)
     n_planes = int(max(cell_plane.max(initial=-1), sub_plane.max(initial=-1))) + 1

@@ -103,7 +103,7 @@ def trilinear_dose_and_gradient(
 
     Points the grid does not cover get NaN dose and zero gradient.
     """
-    from plancheck.dvh.kernels import point_cells
+    from plancheck.kernels import point_cells
 
     points_mm = np.asarray(points_mm, dtype=float).reshape(-1, 3)
     n = len(points_mm)
@@ -202,7 +202,7 @@ class PointColumns:
 
     def slot_major(self, table: np.ndarray) -> np.ndarray:
         """Values of a per-plane ``(planes, S)`` table at the points, in point order."""
-        from plancheck.dvh.kernels import slot_major_values
+        from plancheck.kernels import slot_major_values
 
         table = np.asarray(table)
         out = np.empty(self.number_of_points, dtype=table.dtype)
@@ -261,7 +261,7 @@ def columns_dose(
     (Gy; cells ``spread_step_mm`` wide in x and y, ``columns.z_extent_mm`` high) when
     ``spread_step_mm`` is given: the numbers of :func:`trilinear_dose_and_gradient` at
     ``columns.points_mm()``, computed column by column in compiled code."""
-    from plancheck.dvh.kernels import column_cells
+    from plancheck.kernels import column_cells
 
     n = columns.number_of_points
     values = np.empty(n)
@@ -307,7 +307,7 @@ def lattice_dose(
     z = ``z_table_mm.flat[zcode]``), with the gradient (Gy/mm, ``(N, 3)``) when asked and the
     width of each cell's dose spread (Gy; cells ``step`` wide, ``heights_mm`` high) when
     ``heights_mm`` is given: the numbers of :func:`trilinear_dose_and_gradient` at the centres."""
-    from plancheck.dvh.kernels import lattice_cells
+    from plancheck.kernels import lattice_cells
 
     n = len(col)
     values = np.empty(n)

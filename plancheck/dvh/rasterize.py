@@ -107,7 +107,7 @@ class PolygonSet:
     def plane_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The non-horizontal edges, plane after plane and by lower y within a plane:
         x0, y0, x1, y1 and the start of each plane's edges (``number_of_planes + 1`` entries)."""
-        from plancheck.dvh.kernels import plane_edge_table
+        from plancheck.kernels import plane_edge_table
 
         vertex_plane = np.repeat(self.plane, self.length)
         return plane_edge_table(np.ascontiguousarray(self.vertices, dtype=float), self.next_index, vertex_plane,
@@ -156,8 +156,8 @@ def rasterize_planes(
 
 def rasterize_polygon_set(pset: PolygonSet, lattice: PlaneLattice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`rasterize_planes` on a :class:`PolygonSet` (compiled:
-    :func:`plancheck.dvh.kernels.rasterize_lattice`)."""
-    from plancheck.dvh.kernels import rasterize_lattice
+    :func:`plancheck.kernels.rasterize_lattice`)."""
+    from plancheck.kernels import rasterize_lattice
 
     empty = np.zeros(0, dtype=np.int64)
     if len(pset.vertices) == 0:
@@ -298,7 +298,7 @@ def points_in_plane_regions(pset: PolygonSet, plane: np.ndarray, points: np.ndar
     :func:`rasterize_polygon_set`), and a point is inside when an odd number of
     crossings lie at or left of it. On lattice points this gives the same answer as
     the rasteriser. Points are grouped in rows (plane, y) whose crossings are found
-    once, in compiled code (:func:`plancheck.dvh.kernels.points_in_regions`).
+    once, in compiled code (:func:`plancheck.kernels.points_in_regions`).
 
     Parameters
     ----------
@@ -309,7 +309,7 @@ def points_in_plane_regions(pset: PolygonSet, plane: np.ndarray, points: np.ndar
     points
         ``(M, 2)`` x, y in mm.
     """
-    from plancheck.dvh.kernels import points_in_regions
+    from plancheck.kernels import points_in_regions
 
     m = len(points)
     if m == 0 or len(pset.vertices) == 0:

@@ -207,7 +207,7 @@ def characteristic_thickness_mm(pset: PolygonSet, plane_areas_mm2: np.ndarray) -
 def _edge_points(pset: PolygonSet, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Vertices plus points along each edge no further apart than ``step_mm``, and
     the plane of each point."""
-    from plancheck.dvh.kernels import edge_points
+    from plancheck.kernels import edge_points
 
     return edge_points(np.ascontiguousarray(pset.vertices, dtype=float), pset.next_index,
                        np.repeat(pset.plane, pset.length), float(step_mm))
