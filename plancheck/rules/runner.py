@@ -75,6 +75,15 @@ def _error(resolved: ResolvedRule, message: str) -> Finding:
                    Provenance(p.source, p.section, p.confidence, resolved.origin), message)
 
 
+_KIND_COST = {"conformity": 3.0, "geometry": 2.0, "integrity": 1.0, "dvh": 1.0}
+"""Relative work of a rule kind (a fine isodose sampling, surface distances, coverage of every
+structure, a DVH): the costly kinds start first, so threads work on different things."""
+
+
+def _expected_cost(resolved: ResolvedRule) -> float:
+    return _KIND_COST.get(resolved.rule.kind, 0.0)
+
+
 def run_check(
     export: PlanExport,
     protocol: Protocol,
@@ -112,7 +121,7 @@ def run_check(
     # the findings keep the protocol's order
     findings: list[Finding] = []
     not_applicable: list[NotApplicable] = []
-    for outcome in map_in_threads(evaluate, protocol.rules, threads=threads):
+    for outcome in map_in_threads(evaluate, protocol.rules, threads=threads, cost=_expected_cost):
         if isinstance(outcome, NotApplicable):
             not_applicable.append(outcome)
         else:
