@@ -13,7 +13,7 @@ Conventions
 -----------
 * Dose grids are passed flat (``D[k, j, i]`` at ``k·nxy + j·nx + i``) with the
   fractional indices of the sample positions computed beforehand in numpy
-  (:func:`plancheck.dvh.interpolate.fractional_index`): lower and upper index, the
+  (``plancheck.dvh.interpolate._fractional_index``): lower and upper index, the
   weight of the upper one and its derivative (1/mm), and whether the position is
   covered. The kernels never search an axis, so irregular axes cost nothing extra.
 * Sample cells stored as columns (a lattice point and the z segments of its plane)

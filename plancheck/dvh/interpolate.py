@@ -9,6 +9,9 @@ that shell is *not covered* and gets NaN.
 The gradient of the trilinear field comes with the value at little extra cost
 (the same eight corner values); the DVH engine uses it to spread each sample's
 volume over the range of dose inside its cell.
+
+The fractional indices of the sample positions are computed here (numpy); the
+loops over points, columns and lattice cells run compiled in :mod:`plancheck.kernels`.
 """
 
 from __future__ import annotations
@@ -133,14 +136,14 @@ def trilinear_dose_gy(grid: DoseGrid, points_mm: np.ndarray, dose: np.ndarray | 
 class PointColumns:
     """Points arranged in columns: in-plane positions, each repeated at the z positions of its plane.
 
-    Column ``p`` has its in-plane position at ``xy_mm[p]`` and belongs to plane
+    Column ``p`` has its in-plane position at ``positions_mm[p]`` and belongs to plane
     ``plane[p]``; it holds a point at each ``z_mm[plane[p], j]`` for ``j < counts[plane[p]]``
     (rows of ``z_mm`` beyond a plane's count are padding: any z of the plane's range).
     Points are ordered *slot-major*: all columns' first points (``j = 0``, in column
     order), then the second points of the columns that have one, and so on.
 
     When the columns sit on a :class:`~plancheck.dvh.rasterize.PlaneLattice`
-    (``lattice``, ``col``, ``row`` given, ``xy_mm`` the lattice positions), the dose is
+    (``lattice``, ``col``, ``row`` given; ``xy_mm`` may then be None), the dose is
     interpolated with per-lattice-column and per-row tables. In any case the in-plane
     (bilinear) part of the trilinear dose is computed once per column and dose plane
     and shared by the column's points.
