@@ -148,6 +148,36 @@ REACH_FACTOR = 0.5
 _TAIL_BINS = 2048
 
 
+def _summed_sources(
+    sources: Sequence[PointDoseSource],
+    evaluate: Callable[[DoseGrid, bool], tuple[np.ndarray, np.ndarray | None]],
+    n: int,
+    *,
+    gradient: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Sum over the sources of their dose at the same ``n`` points, each converted voxel-wise
+    by its transform, and (when asked) of their gradient (chain rule with a finite-difference
+    slope of the transform); NaN where any source does not cover a point.
+    ``evaluate(grid, gradient)`` gives one grid's dose and ``(n, 3)`` gradient (or None).
+    Returns the dose and the gradient's x, y, z components (None without ``gradient``)."""
+    total = None
+    for src in sources:
+        d, g = evaluate(src.grid, gradient)
+        gx, gy, gz = (g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()) if gradient else (None, None, None)
+        if src.transform is not None:
+            _transformed(src, d, gx, gy, gz)
+        if total is None:
+            total = [d, gx, gy, gz]
+        else:
+            total[0] += d  # NaN (not covered) in any source makes the sum NaN
+            if gradient:
+                for acc, part in zip(total[1:], (gx, gy, gz)):
+                    acc += part
+    if total is None:
+        return np.zeros(n), *((np.zeros(n),) * 3 if gradient else (None, None, None))
+    return total[0], total[1], total[2], total[3]
+
+
 def _dose_at(
     sources: Sequence[PointDoseSource],
     points: np.ndarray | None,
@@ -155,34 +185,19 @@ def _dose_at(
     *,
     gradient: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Summed (transformed) dose and its gradient at the points (or at the points of
-    ``columns``, interpolated column by column); NaN where any source does not cover
-    a point. The gradient is None when not asked for."""
-    total = None
-    grad_total = None
-    for src in sources:
-        if columns is not None:
-            d, g = columns_dose_and_gradient(src.grid, columns, gradient=gradient)
-        else:
-            d, g = trilinear_dose_and_gradient(src.grid, points, gradient=gradient)
-        if src.transform is not None:
-            covered = ~np.isnan(d)
-            phys = np.maximum(d[covered], 0.0)
-            if gradient:
-                h = _DERIVATIVE_STEP_GY
-                slope = (src.transform(phys + h) - src.transform(np.maximum(phys - h, 0.0))) / (phys + h - np.maximum(phys - h, 0.0))
-                g[covered] *= slope[:, None]
-            d[covered] = src.transform(phys)
-        if total is None:
-            total, grad_total = d, g
-        else:
-            total += d  # NaN (not covered) in any source makes the sum NaN
-            if gradient:
-                grad_total += g
-    if total is None:
-        n = columns.number_of_points if columns is not None else len(points)
-        return np.zeros(n), (np.zeros((n, 3)) if gradient else None)
-    return total, grad_total
+    """Summed (transformed) dose and its ``(N, 3)`` gradient at the points (or at the points
+    of ``columns``, interpolated column by column); NaN where any source does not cover a
+    point. The gradient is None when not asked for."""
+    if columns is not None:
+        def evaluate(grid: DoseGrid, grad: bool):
+            return columns_dose_and_gradient(grid, columns, gradient=grad)
+        n = columns.number_of_points
+    else:
+        def evaluate(grid: DoseGrid, grad: bool):
+            return trilinear_dose_and_gradient(grid, points, gradient=grad)
+        n = len(points)
+    d, gx, gy, gz = _summed_sources(sources, evaluate, n, gradient=gradient)
+    return d, (np.column_stack([gx, gy, gz]) if gradient else None)
 
 
 def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> np.ndarray | None:
@@ -194,16 +209,19 @@ def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) ->
     return _dose_at(sources, sampling.extreme_points_mm, gradient=False)[0]
 
 
-def _transformed(src: PointDoseSource, d: np.ndarray, gx: np.ndarray, gy: np.ndarray, gz: np.ndarray) -> None:
-    """Apply a source's transform in place to dose and gradient (chain rule, finite-difference slope)."""
+def _transformed(src: PointDoseSource, d: np.ndarray, gx: np.ndarray | None, gy: np.ndarray | None,
+                 gz: np.ndarray | None) -> None:
+    """Apply a source's transform in place to dose and (when given) gradient (chain rule,
+    finite-difference slope)."""
     covered = ~np.isnan(d)
     phys = np.maximum(d[covered], 0.0)
-    h = _DERIVATIVE_STEP_GY
-    slope = (src.transform(phys + h) - src.transform(np.maximum(phys - h, 0.0))) / (phys + h - np.maximum(phys - h, 0.0))
+    if gx is not None:
+        h = _DERIVATIVE_STEP_GY
+        slope = (src.transform(phys + h) - src.transform(np.maximum(phys - h, 0.0))) / (phys + h - np.maximum(phys - h, 0.0))
+        gx[covered] *= slope
+        gy[covered] *= slope
+        gz[covered] *= slope
     d[covered] = src.transform(phys)
-    gx[covered] *= slope
-    gy[covered] *= slope
-    gz[covered] *= slope
 
 
 def _spread(gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, step: float, heights: np.ndarray) -> np.ndarray:
@@ -242,18 +260,8 @@ def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> tu
             doses[dest] = d
             spread[dest] = w
             continue
-        total = None
-        for src in sources:
-            d, g = columns_dose_and_gradient(src.grid, columns)
-            gx, gy, gz = g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()
-            if src.transform is not None:
-                _transformed(src, d, gx, gy, gz)
-            if total is None:
-                total = [d, gx, gy, gz]
-            else:
-                for acc, part in zip(total, (d, gx, gy, gz)):
-                    acc += part  # NaN (not covered) in any source makes the sum NaN
-        d, gx, gy, gz = total
+        d, gx, gy, gz = _summed_sources(
+            sources, lambda grid, grad: columns_dose_and_gradient(grid, columns, gradient=grad), columns.number_of_points)
         if columns.z_extent_mm is not None:
             h = columns.slot_major(columns.z_extent_mm)
         else:
@@ -336,18 +344,10 @@ def _evaluate(sources: Sequence[PointDoseSource], cells: _Cells, x0: float, y0: 
     if len(sources) == 1 and sources[0].transform is None:
         dose, _, spread = lattice_dose(sources[0].grid, x0, y0, step, cells.col, cells.row, z_table, zcode, cells.height)
     else:
-        total = None
-        for src in sources:
-            d, g, _ = lattice_dose(src.grid, x0, y0, step, cells.col, cells.row, z_table, zcode, gradient=True)
-            gx, gy, gz = g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()
-            if src.transform is not None:
-                _transformed(src, d, gx, gy, gz)
-            if total is None:
-                total = [d, gx, gy, gz]
-            else:
-                for acc, part in zip(total, (d, gx, gy, gz)):
-                    acc += part  # NaN (not covered) in any source makes the sum NaN
-        dose, gx, gy, gz = total
+        def evaluate(grid: DoseGrid, grad: bool):
+            return lattice_dose(grid, x0, y0, step, cells.col, cells.row, z_table, zcode, gradient=grad)[:2]
+
+        dose, gx, gy, gz = _summed_sources(sources, evaluate, len(cells.col))
         spread = _spread(gx, gy, gz, step, cells.height)
     weight = step * step / 1000.0 * cells.height * cells.fraction
     return dose, spread, weight
