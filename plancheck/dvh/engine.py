@@ -60,9 +60,9 @@ from plancheck.dvh.interpolate import (
     PointColumns,
     columns_dose,
     columns_dose_and_gradient,
-    lattice_dose,
     covered_by_grid,
     grid_extent_mm,
+    lattice_dose,
     trilinear_dose_and_gradient,
 )
 from plancheck.dvh.rasterize import PolygonSet
