@@ -257,3 +257,22 @@ def test_the_two_gy_per_fraction_isodose_keeps_its_volume(alpha_beta_gy: float) 
     assert _value("V60Gy[%]", eqd2) == pytest.approx(expected_pct, abs=0.01)
     # away from the fixed point the volumes differ: V70Gy EQD2 > V70Gy physical (d > 2 Gy there)
     assert _value("V70Gy[%]", eqd2) > _value("V70Gy[%]", physical) + 0.1
+
+
+@pytest.mark.parametrize(
+    ("conversion", "dose_gy", "fractions", "slope"),
+    [
+        # EQD2, α/β 3 Gy, 25 Gy in 5 fx: (1 + 2·25/(5·3)) / (1 + 2/3) = 2.6 (by hand)
+        (DoseConversion.eqd2(3.0), 25.0, 5, 2.6),
+        # BED, α/β 10 Gy, 60 Gy in 30 fx: 1 + 2·60/(30·10) = 1.4
+        (DoseConversion.bed(10.0), 60.0, 30, 1.4),
+        (DoseConversion.physical(), 12.0, 3, 1.0),
+    ],
+)
+def test_conversion_derivative_is_the_hand_computed_slope(conversion, dose_gy, fractions, slope) -> None:
+    """The analytic slope used for the in-cell spread of EQD2/BED DVHs: hand values, and a
+    central difference of the conversion itself agrees (the conversions are quadratic)."""
+    assert conversion.derivative(np.array([dose_gy]), fractions)[0] == pytest.approx(slope, rel=1e-12)
+    h = 1e-3
+    central = (conversion.apply(np.array([dose_gy + h]), fractions) - conversion.apply(np.array([dose_gy - h]), fractions)) / (2 * h)
+    assert central[0] == pytest.approx(slope, rel=1e-8)

@@ -85,10 +85,13 @@ DoseTransform = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class PointDoseSource:
-    """One dose contribution at sample points: a grid and an optional voxel-wise transform."""
+    """One dose contribution at sample points: a grid, an optional voxel-wise transform and
+    optionally that transform's derivative (its slope at a physical dose, for the in-cell
+    dose spread; a central finite difference of the transform when not given)."""
 
     grid: DoseGrid
     transform: DoseTransform | None = None
+    derivative: DoseTransform | None = None
 
 
 def sample_for_grids(
@@ -211,13 +214,16 @@ def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) ->
 
 def _transformed(src: PointDoseSource, d: np.ndarray, gx: np.ndarray | None, gy: np.ndarray | None,
                  gz: np.ndarray | None) -> None:
-    """Apply a source's transform in place to dose and (when given) gradient (chain rule,
-    finite-difference slope)."""
+    """Apply a source's transform in place to dose and (when given) gradient (chain rule with
+    the source's derivative, else a finite-difference slope)."""
     covered = ~np.isnan(d)
     phys = np.maximum(d[covered], 0.0)
     if gx is not None:
-        h = _DERIVATIVE_STEP_GY
-        slope = (src.transform(phys + h) - src.transform(np.maximum(phys - h, 0.0))) / (phys + h - np.maximum(phys - h, 0.0))
+        if src.derivative is not None:
+            slope = src.derivative(phys)
+        else:
+            h = _DERIVATIVE_STEP_GY
+            slope = (src.transform(phys + h) - src.transform(np.maximum(phys - h, 0.0))) / (phys + h - np.maximum(phys - h, 0.0))
         gx[covered] *= slope
         gy[covered] *= slope
         gz[covered] *= slope

@@ -133,6 +133,26 @@ class DoseConversion:
             return bed_gy(dose, fractions, self.alpha_beta_gy)
         return eqd2_gy(dose, fractions, self.alpha_beta_gy)
 
+    def derivative(self, total_dose_gy: np.ndarray, fractions: int) -> np.ndarray:
+        """Slope of :meth:`apply` with respect to the physical total dose, per voxel
+        (dimensionless): 1 for physical dose; ``1 + 2D/(n·α/β)`` for BED; that over
+        ``1 + 2/(α/β)`` for EQD2 (D the voxel's total dose, n the fractions).
+
+        Raises
+        ------
+        RadiobiologyError
+            For negative or non-finite doses or an invalid number of fractions.
+        """
+        dose, _ = as_dose_array(total_dose_gy, "total_dose_gy")
+        n = check_fractions(fractions)
+        if self.kind is DoseKind.PHYSICAL:
+            return np.ones_like(dose)
+        assert self.alpha_beta_gy is not None  # guaranteed by __post_init__
+        slope = 1.0 + 2.0 * dose / (n * self.alpha_beta_gy)
+        if self.kind is DoseKind.EQD2:
+            slope = slope / (1.0 + 2.0 / self.alpha_beta_gy)
+        return slope
+
     def convert_total_dose(self, total_dose_gy: float | None, fractions: int | None) -> float | None:
         """A scalar total dose (e.g. a prescription, Gy) in this dose kind, delivered in
         ``fractions``; None when the dose is unknown, or the fractions are unknown for

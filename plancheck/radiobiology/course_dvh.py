@@ -51,7 +51,8 @@ def _source(course: Course, conversion: DoseConversion) -> PointDoseSource:
     if conversion.kind is DoseKind.PHYSICAL:
         return PointDoseSource(course.dose)
     n = _fractions(course)
-    return PointDoseSource(course.dose, lambda d, c=conversion, n=n: c.apply(d, n))
+    return PointDoseSource(course.dose, lambda d, c=conversion, n=n: c.apply(d, n),
+                           lambda d, c=conversion, n=n: c.derivative(d, n))
 
 
 def course_dvh(
