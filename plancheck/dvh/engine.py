@@ -166,7 +166,7 @@ def _summed_sources(
     total = None
     for src in sources:
         d, g = evaluate(src.grid, gradient)
-        gx, gy, gz = (g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()) if gradient else (None, None, None)
+        gx, gy, gz = (g[:, 0], g[:, 1], g[:, 2]) if gradient else (None, None, None)  # fresh arrays: changed in place
         if src.transform is not None:
             _transformed(src, d, gx, gy, gz)
         if total is None:
@@ -215,19 +215,25 @@ def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) ->
 def _transformed(src: PointDoseSource, d: np.ndarray, gx: np.ndarray | None, gy: np.ndarray | None,
                  gz: np.ndarray | None) -> None:
     """Apply a source's transform in place to dose and (when given) gradient (chain rule with
-    the source's derivative, else a finite-difference slope)."""
+    the source's derivative, else a finite-difference slope); NaN (not covered) stays NaN."""
     covered = ~np.isnan(d)
-    phys = np.maximum(d[covered], 0.0)
+    whole = bool(covered.all())  # the usual case: no masked copies
+    phys = np.maximum(d if whole else d[covered], 0.0)
     if gx is not None:
         if src.derivative is not None:
             slope = src.derivative(phys)
         else:
             h = _DERIVATIVE_STEP_GY
             slope = (src.transform(phys + h) - src.transform(np.maximum(phys - h, 0.0))) / (phys + h - np.maximum(phys - h, 0.0))
-        gx[covered] *= slope
-        gy[covered] *= slope
-        gz[covered] *= slope
-    d[covered] = src.transform(phys)
+        for g in (gx, gy, gz):
+            if whole:
+                g *= slope
+            else:
+                g[covered] *= slope
+    if whole:
+        d[:] = src.transform(phys)
+    else:
+        d[covered] = src.transform(phys)
 
 
 def _spread(gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, step: float, heights: np.ndarray) -> np.ndarray:
