@@ -94,7 +94,7 @@ def test_map_in_threads_starts_the_most_expensive_items_first(threads):
     def work(item):
         with lock:
             started.append(item)
-        time.sleep(0.03)  # no worker takes a second item before every worker has its first
+        time.sleep(0.2)  # no worker takes a second item before every worker has its first (even on a busy machine)
         return item
 
     assert map_in_threads(work, items, threads=threads, cost=lambda item: item) == items
