@@ -24,31 +24,8 @@ from plancheck.cli.main import main
 from plancheck.dicom.write import write_case
 from plancheck.errors import DicomReadError
 from plancheck.protocol.loader import builtin_protocol_ids, load_protocol
+from pipeline_protocol import write_pipeline_protocol
 from plancheck.synthetic import CaseSpec, build_case
-
-PROTOCOL_YAML = """\
-schema_version: 1
-id: test-batch
-title: Test protocol of the batch tests
-version: "1"
-rules:
-  - id: OAR-CORD-MAX
-    kind: dvh
-    title: Spinal cord maximum
-    category: oar
-    structure: SpinalCord
-    metric: "D0.03cc[Gy]"
-    limits: {unit: Gy, upper: {per_protocol: 45, acceptable: 48}}
-    provenance: {source: test, section: "1", confidence: institutional}
-  - id: OAR-HEART-MEAN
-    kind: dvh
-    title: Heart mean dose
-    category: oar
-    structure: Heart
-    metric: "Mean[Gy]"
-    limits: {unit: Gy, upper: {per_protocol: 45}}  # far above the generator's 20-40 Gy: only the cord decides
-    provenance: {source: test, section: "2", confidence: institutional}
-"""
 
 PATIENTS = [("MRN-100001", "ALPHA^ANNA"), ("MRN-200002", "BRAVO^BERT"), ("MRN-300003", "CHARLIE^CLARA")]
 
@@ -87,9 +64,7 @@ def archive(archive_template, tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def protocol_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("protocol") / "test-batch.yaml"
-    path.write_text(PROTOCOL_YAML, encoding="utf-8")
-    return path
+    return write_pipeline_protocol(tmp_path_factory.mktemp("protocol"), "test-batch", "Test protocol of the batch tests")
 
 
 @pytest.fixture(scope="module")

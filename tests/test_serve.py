@@ -31,43 +31,18 @@ from plancheck.dicom.write import write_case
 from plancheck.errors import DicomConformanceError, DicomReadError
 from plancheck.net import CHECK_LOG_NAME, STATUS, Receiver, ReceiverConfig
 from plancheck.protocol.loader import builtin_protocol_ids, load_protocol
+from pipeline_protocol import write_pipeline_protocol
 from plancheck.synthetic import CaseSpec, build_case
 
 PATIENT_NAME = "DOE^JANE^SERVE"
 PATIENT_ID = "MRN-778899"
-
-PROTOCOL_YAML = """\
-schema_version: 1
-id: test-serve
-title: Test protocol of the receiver tests
-version: "1"
-rules:
-  - id: OAR-CORD-MAX
-    kind: dvh
-    title: Spinal cord maximum
-    category: oar
-    structure: SpinalCord
-    metric: "D0.03cc[Gy]"
-    limits: {unit: Gy, upper: {per_protocol: 45, acceptable: 48}}
-    provenance: {source: test, section: "1", confidence: institutional}
-  - id: OAR-HEART-MEAN
-    kind: dvh
-    title: Heart mean dose
-    category: oar
-    structure: Heart
-    metric: "Mean[Gy]"
-    limits: {unit: Gy, upper: {per_protocol: 45}}  # far above the generator's 20-40 Gy: only the cord decides
-    provenance: {source: test, section: "2", confidence: institutional}
-"""
 
 EXPECTED = {"C1_Eso": "FAIL", "C2_LungMet": "PASS", "C3_VertMet": "PASS"}
 
 
 @pytest.fixture(scope="module")
 def protocol_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("protocol") / "test-serve.yaml"
-    path.write_text(PROTOCOL_YAML, encoding="utf-8")
-    return path
+    return write_pipeline_protocol(tmp_path_factory.mktemp("protocol"), "test-serve", "Test protocol of the receiver tests")
 
 
 @pytest.fixture(scope="module")
