@@ -36,6 +36,8 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
+from plancheck.synthetic.case import BeamSpec  # one beam description for the writer and the generator
+
 if TYPE_CHECKING:  # pragma: no cover
     from plancheck.synthetic.case import SyntheticCase
 
@@ -143,50 +145,6 @@ class RoiSpec:
     interpreted_type: str
     contours: Sequence[np.ndarray] = ()
     color: tuple[int, int, int] = (255, 0, 0)
-
-
-@dataclass(frozen=True)
-class BeamSpec:
-    """One photon beam of an RT Plan.
-
-    Parameters
-    ----------
-    number, name
-        Beam Number and Beam Name.
-    machine
-        Treatment Machine Name.
-    energy_mv
-        Nominal Beam Energy, MV.
-    gantry_start_deg
-        Gantry angle of the first control point, degrees.
-    gantry_stop_deg
-        Gantry angle of the last control point for an arc; None for a static beam.
-    meterset_mu
-        Beam Meterset per fraction, MU.
-    isocenter_mm
-        Isocenter Position (x, y, z), mm.
-    rotation_direction
-        ``CW`` or ``CC`` for arcs.
-    number_of_control_points
-        Control points of an arc (default: one per 10 degrees, at least 2).
-    fff
-        Flattening-filter-free: writes a Primary Fluence Mode ``NON_STANDARD``/``FFF``.
-    radiation_type
-        ``PHOTON`` by default.
-    """
-
-    number: int
-    name: str
-    machine: str
-    energy_mv: float
-    gantry_start_deg: float
-    gantry_stop_deg: float | None
-    meterset_mu: float
-    isocenter_mm: tuple[float, float, float]
-    rotation_direction: str = "CW"
-    number_of_control_points: int | None = None
-    fff: bool = False
-    radiation_type: str = "PHOTON"
 
 
 # --- common modules ------------------------------------------------------------------------
@@ -775,9 +733,7 @@ def write_case(case: SyntheticCase, out_dir: str | os.PathLike[str], *, name: st
 
     for course in case.courses:
         plan_uid = deterministic_uid(key, "rtplan", course.label)
-        beams = [BeamSpec(b.number, b.name, b.machine, b.energy_mv, b.gantry_start_deg, b.gantry_stop_deg,
-                          b.meterset_mu, b.isocenter_mm, rotation_direction=b.rotation_direction, fff=b.fff)
-                 for b in course.beams]
+        beams = list(course.beams)
         total_mu = sum(b.meterset_mu for b in course.beams)
         per_fraction_gy = course.prescription_gy / course.fractions
         rtplan = rtplan_dataset(

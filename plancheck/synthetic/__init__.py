@@ -13,7 +13,7 @@ Example
 """
 
 from plancheck.synthetic.case import (
-    SyntheticBeam,
+    BeamSpec,
     SyntheticCase,
     SyntheticCourse,
     SyntheticImage,
@@ -23,9 +23,9 @@ from plancheck.synthetic.case import (
 from plancheck.synthetic.spec import COURSE_LABELS, CaseSpec
 
 __all__ = [
+    "BeamSpec",
     "COURSE_LABELS",
     "CaseSpec",
-    "SyntheticBeam",
     "SyntheticCase",
     "SyntheticCourse",
     "SyntheticImage",

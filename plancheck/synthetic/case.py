@@ -27,7 +27,7 @@ from plancheck.synthetic.spec import COURSE_LABELS, CaseSpec
 
 __all__ = [
     "SyntheticStructure",
-    "SyntheticBeam",
+    "BeamSpec",
     "SyntheticCourse",
     "SyntheticImage",
     "SyntheticCase",
@@ -47,8 +47,34 @@ class SyntheticStructure:
 
 
 @dataclass(frozen=True)
-class SyntheticBeam:
-    """One treatment arc (or static beam when ``gantry_stop_deg`` is None)."""
+class BeamSpec:
+    """One photon beam of an RT Plan (what the generator plans and :func:`plancheck.dicom.write.rtplan_dataset` writes).
+
+    Parameters
+    ----------
+    number, name
+        Beam Number and Beam Name.
+    machine
+        Treatment Machine Name.
+    energy_mv
+        Nominal Beam Energy, MV.
+    gantry_start_deg
+        Gantry angle of the first control point, degrees.
+    gantry_stop_deg
+        Gantry angle of the last control point for an arc; None for a static beam.
+    meterset_mu
+        Beam Meterset per fraction, MU.
+    isocenter_mm
+        Isocenter Position (x, y, z), mm.
+    rotation_direction
+        ``CW`` or ``CC`` for arcs.
+    number_of_control_points
+        Control points of an arc (default: one per 10 degrees, at least 2).
+    fff
+        Flattening-filter-free: writes a Primary Fluence Mode ``NON_STANDARD``/``FFF``.
+    radiation_type
+        ``PHOTON`` by default.
+    """
 
     number: int
     name: str
@@ -59,7 +85,9 @@ class SyntheticBeam:
     meterset_mu: float
     isocenter_mm: tuple[float, float, float]
     rotation_direction: str = "CW"
+    number_of_control_points: int | None = None
     fff: bool = False
+    radiation_type: str = "PHOTON"
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +120,7 @@ class SyntheticCourse:
     prescription_gy: float
     target_roi_number: int
     target_name: str
-    beams: tuple[SyntheticBeam, ...]
+    beams: tuple[BeamSpec, ...]
     dose_gy: np.ndarray
     origin_mm: tuple[float, float, float]
     spacing_mm: tuple[float, float, float]
@@ -391,15 +419,15 @@ def _ct(anatomy: Anatomy, spec: CaseSpec, rng: np.random.Generator) -> Synthetic
 # --- plans ---------------------------------------------------------------------------------
 
 def _arcs(iso, machine: str, mu_total: float, arcs: tuple[tuple[str, float, float, str], ...],
-          fff: bool, rng: np.random.Generator, jitter: float) -> tuple[SyntheticBeam, ...]:
+          fff: bool, rng: np.random.Generator, jitter: float) -> tuple[BeamSpec, ...]:
     beams = []
     weights = np.array([1.0 + 0.08 * jitter * rng.standard_normal() for _ in arcs]) if jitter else np.ones(len(arcs))
     weights = weights / weights.sum()
     for i, ((name, start, stop, direction), w) in enumerate(zip(arcs, weights), start=1):
-        beams.append(SyntheticBeam(number=i, name=name, machine=machine, energy_mv=6.0,
-                                   gantry_start_deg=start, gantry_stop_deg=stop,
-                                   meterset_mu=round(float(mu_total * w), 1), isocenter_mm=iso,
-                                   rotation_direction=direction, fff=fff))
+        beams.append(BeamSpec(number=i, name=name, machine=machine, energy_mv=6.0,
+                              gantry_start_deg=start, gantry_stop_deg=stop,
+                              meterset_mu=round(float(mu_total * w), 1), isocenter_mm=iso,
+                              rotation_direction=direction, fff=fff))
     return tuple(beams)
 
 
