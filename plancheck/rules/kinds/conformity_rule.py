@@ -75,7 +75,7 @@ from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.rules.base import TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, TargetGroup
 from plancheck.rules.findings import Finding, Status
-from plancheck.rules.kinds.dvh_rule import no_target_found, target_subjects
+from plancheck.rules.kinds.dvh_rule import no_target_found, per_target, target_subjects
 from plancheck.rules.kinds.prescription_rule import target_prescription
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Limits, grade_interval
@@ -233,15 +233,7 @@ def evaluate_conformity_rule(rule: ConformityRule, ctx: CheckContext) -> list[Fi
     if lookup.roi is None:
         return [not_evaluated(rule, f"body structure {rule.body}: {lookup.reason}; PIV cannot be measured",
                               structures=tuple(g.label for _, _, g in subjects))]
-    out = []
-    for roi, course, group in subjects:
-        if roi is None:
-            out.append(not_evaluated(rule, f"target {group.label} has no {rule.target.volume}", structures=(group.label,)))
-        elif course is None:
-            out.append(not_evaluated(rule, f"{roi.name}: {group.how}", structures=(roi.name,)))
-        else:
-            out.append(_evaluate_group(rule, ctx, roi, group, lookup.roi))
-    return out
+    return per_target(rule, subjects, rule.target, lambda roi, course, group: _evaluate_group(rule, ctx, roi, group, lookup.roi))
 
 
 CONFORMITY_KIND = RuleKind(model=ConformityRule, evaluate=evaluate_conformity_rule)

@@ -42,7 +42,7 @@ from plancheck.rules.findings import Finding, Status, worst_status
 from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Bound, Limits, grade, grade_interval
 
-__all__ = ["no_target_found", "DvhRule", "StricterIf", "DVH_KIND", "evaluate_dvh_rule", "target_subjects"]
+__all__ = ["no_target_found", "per_target", "DvhRule", "StricterIf", "DVH_KIND", "evaluate_dvh_rule", "target_subjects"]
 
 _KINDS = {"physical": DoseKind.PHYSICAL, "eqd2": DoseKind.EQD2, "bed": DoseKind.BED}
 
@@ -101,6 +101,21 @@ def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
             raise RuleNotApplicable(f"no {selector.role if selector.role != 'any' else ''} target treated with a {selector.regime} course".replace("  ", " "))
         groups = chosen
     return [(g.volumes.get(selector.volume), g.course, g) for g in groups]
+
+
+def per_target(rule, subjects, selector: TargetSelector, evaluate) -> list[Finding]:
+    """One finding per ``(roi, course, group)`` of :func:`target_subjects`: NOT_EVALUATED
+    with the reason when the group has no volume of the selector or no identified course,
+    else ``evaluate(roi, course, group)``."""
+    out = []
+    for roi, course, group in subjects:
+        if roi is None:
+            out.append(not_evaluated(rule, f"target {group.label} has no {selector.volume}", structures=(group.label,)))
+        elif course is None:
+            out.append(not_evaluated(rule, f"{roi.name}: {group.how}", structures=(roi.name,)))
+        else:
+            out.append(evaluate(roi, course, group))
+    return out
 
 
 def no_target_found(rule, selector: TargetSelector) -> Finding:
@@ -238,18 +253,11 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
     if not ctx.courses:
         return [not_evaluated(rule, "the export has no course with a dose")]
     if rule.target is not None:
-        out = []
         subjects = target_subjects(rule, ctx, rule.target)
         if not subjects:
             return [no_target_found(rule, rule.target)]
-        for roi, course, group in subjects:
-            if roi is None:
-                out.append(not_evaluated(rule, f"target {group.label} has no {rule.target.volume}", structures=(group.label,)))
-            elif course is None:
-                out.append(not_evaluated(rule, f"{roi.name}: {group.how}", structures=(roi.name,)))
-            else:
-                out.append(_evaluate_subject(rule, ctx, roi.name, roi, [course], "", course))
-        return out
+        return per_target(rule, subjects, rule.target,
+                          lambda roi, course, group: _evaluate_subject(rule, ctx, roi.name, roi, [course], "", course))
     lookup = ctx.structure(rule.structure)  # type: ignore[arg-type]
     if lookup.roi is None:
         return [not_evaluated(rule, f"{rule.structure}: {lookup.reason}")]
