@@ -1,7 +1,7 @@
 """Compiled inner loops (numba): the only module that imports numba.
 
 The DVH engine's models — the trilinear dose of :mod:`plancheck.dvh.interpolate`, the
-even-odd inside test and rasteriser of :mod:`plancheck.dvh.rasterize`, the hot-tail
+even-odd rasteriser of :mod:`plancheck.dvh.rasterize`, the hot-tail
 refinement of :mod:`plancheck.dvh.engine` and the spread histogram of
 :mod:`plancheck.dvh.dvh` — are defined and documented there; this module only runs
 their loops in compiled code, fused so that every sample cell is touched once
@@ -39,7 +39,6 @@ __all__ = [
     "column_cells",
     "point_cells",
     "spread_histogram",
-    "points_in_regions",
     "subdivide_cells",
     "lattice_cells",
     "slot_major_values",
@@ -251,68 +250,6 @@ def spread_histogram(dose, weight, spread, lo, hi, width, hist, r1a, r2a, r1b, r
         r2b[ib] += rho * b
         spread_total += w
     return spread_total
-
-
-@njit(**_JIT)
-def points_in_regions(ex0, ey0, ex1, ey1, edge_start, plane, px, py):
-    """Even-odd inside test of points, each against the edges of its own plane.
-
-    Edges of plane ``p`` are ``edge_start[p]:edge_start[p + 1]``, sorted there by their
-    lower y (horizontal edges removed beforehand). An edge from ``y_a`` to ``y_b``
-    crosses the horizontal line through a point when ``min ≤ y < max`` (the
-    rasteriser's half-open convention); the point is inside when an odd number of
-    crossings lie at or left of it. Points are grouped in rows (plane, y) and each
-    plane's rows are swept upwards with a list of active edges, so the crossings of
-    a row are found once and only from the edges that span it.
-    """
-    n = len(px)
-    inside = np.zeros(n, dtype=np.bool_)
-    if n == 0:
-        return inside
-    order = np.argsort(py, kind="mergesort")
-    order = order[np.argsort(plane[order], kind="mergesort")]
-    max_edges = 0
-    for p in range(len(edge_start) - 1):
-        max_edges = max(max_edges, edge_start[p + 1] - edge_start[p])
-    cross = np.empty(max_edges)
-    active = np.empty(max_edges, dtype=np.int64)
-    g = 0
-    while g < n:
-        p = plane[order[g]]
-        next_edge = edge_start[p]
-        stop = edge_start[p + 1]
-        n_active = 0
-        while g < n and plane[order[g]] == p:
-            y = py[order[g]]
-            while next_edge < stop and min(ey0[next_edge], ey1[next_edge]) <= y:
-                active[n_active] = next_edge
-                n_active += 1
-                next_edge += 1
-            m = 0
-            keep = 0
-            for a in range(n_active):
-                e = active[a]
-                y0 = ey0[e]
-                y1 = ey1[e]
-                if max(y0, y1) > y:  # else the edge lies below this and every later row
-                    active[keep] = e
-                    keep += 1
-                    cross[m] = ex0[e] + (y - y0) * (ex1[e] - ex0[e]) / (y1 - y0)
-                    m += 1
-            n_active = keep
-            for q in range(1, m):  # insertion sort: a row has a few crossings
-                x = cross[q]
-                t = q - 1
-                while t >= 0 and cross[t] > x:
-                    cross[t + 1] = cross[t]
-                    t -= 1
-                cross[t + 1] = x
-            row = cross[:m]
-            while g < n and plane[order[g]] == p and py[order[g]] == y:
-                i = order[g]
-                inside[i] = (np.searchsorted(row, px[i], side="right") % 2) == 1
-                g += 1
-    return inside
 
 
 @njit(**_JIT)
@@ -689,9 +626,8 @@ def sample_stats(dose, weight):
 
 @njit(**_JIT)
 def plane_edge_table(vertices, next_index, vertex_plane, n_planes):
-    """The non-horizontal edges of a polygon set grouped by plane and sorted by their
-    lower y within a plane: x0, y0, x1, y1 and the start of each plane's edges
-    (``n_planes + 1`` entries). Vertices come plane after plane."""
+    """The non-horizontal edges of a polygon set grouped by plane: x0, y0, x1, y1 and the
+    start of each plane's edges (``n_planes + 1`` entries). Vertices come plane after plane."""
     n = len(next_index)
     keep = np.zeros(n, dtype=np.bool_)
     start = np.zeros(n_planes + 1, dtype=np.int64)
@@ -706,7 +642,6 @@ def plane_edge_table(vertices, next_index, vertex_plane, n_planes):
     ey0 = np.empty(m)
     ex1 = np.empty(m)
     ey1 = np.empty(m)
-    ymin = np.empty(m)
     fill = start[:n_planes].copy()
     for v in range(n):
         if keep[v]:
@@ -717,16 +652,6 @@ def plane_edge_table(vertices, next_index, vertex_plane, n_planes):
             ey0[e] = vertices[v, 1]
             ex1[e] = vertices[w, 0]
             ey1[e] = vertices[w, 1]
-            ymin[e] = min(vertices[v, 1], vertices[w, 1])
-    for p in range(n_planes):
-        a = start[p]
-        b = start[p + 1]
-        if b - a > 1:
-            order = np.argsort(ymin[a:b], kind="mergesort") + a
-            ex0[a:b] = ex0[order]
-            ey0[a:b] = ey0[order]
-            ex1[a:b] = ex1[order]
-            ey1[a:b] = ey1[order]
     return ex0, ey0, ex1, ey1, start
 
 

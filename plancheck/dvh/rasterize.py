@@ -13,7 +13,6 @@ crossings and a vertex on a row is never counted twice.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,7 +27,6 @@ __all__ = [
     "even_odd_area_mm2",
     "plane_areas_mm2",
     "points_in_polygons",
-    "points_in_plane_regions",
     "expand_ranges",
 ]
 
@@ -105,8 +103,8 @@ class PolygonSet:
 
     @cached_property
     def plane_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The non-horizontal edges, plane after plane and by lower y within a plane:
-        x0, y0, x1, y1 and the start of each plane's edges (``number_of_planes + 1`` entries)."""
+        """The non-horizontal edges, plane after plane: x0, y0, x1, y1 and the start of each
+        plane's edges (``number_of_planes + 1`` entries)."""
         from plancheck.kernels import plane_edge_table
 
         vertex_plane = np.repeat(self.plane, self.length)
@@ -288,33 +286,3 @@ def even_odd_area_mm2(polygons: Sequence[np.ndarray]) -> float | None:
         return _shoelace_mm2(polygons[0])
     area = float(plane_areas_mm2(PolygonSet.from_planes([polygons]))[0])
     return None if np.isnan(area) else area
-
-
-def points_in_plane_regions(pset: PolygonSet, plane: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Even-odd inside test of many points, each against the polygons of its own plane.
-
-    An edge of a plane is crossed by the horizontal line through a point when the
-    point's y lies in the edge's ``[ymin, ymax)`` (the convention of
-    :func:`rasterize_polygon_set`), and a point is inside when an odd number of
-    crossings lie at or left of it. On lattice points this gives the same answer as
-    the rasteriser. Points are grouped in rows (plane, y) whose crossings are found
-    once, in compiled code (:func:`plancheck.kernels.points_in_regions`).
-
-    Parameters
-    ----------
-    pset
-        The polygons of all planes.
-    plane
-        ``(M,)`` plane index of each point.
-    points
-        ``(M, 2)`` x, y in mm.
-    """
-    from plancheck.kernels import points_in_regions
-
-    m = len(points)
-    if m == 0 or len(pset.vertices) == 0:
-        return np.zeros(m, dtype=bool)
-    ex0, ey0, ex1, ey1, edge_start = pset.plane_edges
-    points = np.asarray(points, dtype=float)
-    return points_in_regions(ex0, ey0, ex1, ey1, edge_start, np.asarray(plane, dtype=np.int64),
-                             np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]))
