@@ -115,7 +115,7 @@ def time_plancheck(rs: Path, rd: Path, repeats: int) -> tuple[Report, list[Struc
         grid = read_dose(rd)
         read_s = time.perf_counter() - start
         timings = map_in_threads(lambda roi: one(roi, grid), structure_set.rois, threads=threads,
-                                 cost=lambda roi: sum(len(p) for ps in roi.planes.values() for p in ps))
+                                 cost=lambda roi: roi.number_of_points)
         return time.perf_counter() - start, read_s, timings, grid
 
     # the first run of a process also loads the compiled kernels (numba's on-disk cache)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import grid_coverage_pct, sample_for_grid
@@ -20,6 +21,9 @@ from plancheck.radiobiology import DoseConversion, DoseKind, default_alpha_beta_
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
 
 __all__ = ["finite_or_none", "DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables"]
+
+_BY_POINTS = attrgetter("number_of_points")
+"""Work estimate of a structure (its contour points): large ones start first in the threads."""
 
 
 @dataclass(frozen=True)
@@ -157,11 +161,6 @@ def dvh_tables(
     return [_course_table(course, structures, specs, request, engine) for course in export.courses]
 
 
-def _contour_points(roi: Roi) -> int:
-    """Work estimate of a structure (its number of contour points), to start large ones first."""
-    return sum(len(polygon) for polygons in roi.planes.values() for polygon in polygons)
-
-
 def _course_table(course: Course, names, specs, request: DoseKindRequest, engine: str) -> CourseDVHs:
     def row(roi: Roi) -> StructureDVH:
         conversion, ab, ab_source = _conversion_for(roi, request)
@@ -174,7 +173,7 @@ def _course_table(course: Course, names, specs, request: DoseKindRequest, engine
 
     rois = select_rois(course.structure_set, names)
     # dicompyler-core's pure-Python loops hold the GIL: threads would only add overhead
-    rows = map_in_threads(row, rois, threads=1 if engine == "dicompyler" else None, cost=_contour_points)
+    rows = map_in_threads(row, rois, threads=1 if engine == "dicompyler" else None, cost=_BY_POINTS)
     return CourseDVHs(
         label=course.label,
         sop_instance_uid=course.plan.sop_instance_uid,
@@ -205,7 +204,7 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
         dvh, _ = composite_dvh(roi, courses, conversion)
         return StructureDVH(roi, dvh, _metrics(specs, dvh, None), conversion.label, ab, ab_source, None)
 
-    rows = map_in_threads(row, select_rois(structure_set, names), cost=_contour_points)
+    rows = map_in_threads(row, select_rois(structure_set, names), cost=_BY_POINTS)
     parts = ", ".join(f"{c.label} ({c.plan.fractions_planned} fx)" for c in courses)
     kind = request.kind.value
     summary = f"voxel-wise {kind} sum of {parts}" + ("" if request.kind is DoseKind.PHYSICAL else "; α/β per structure (Dose kind column)")

@@ -94,6 +94,11 @@ class Roi:
     def number_of_contours(self) -> int:
         return sum(len(p) for p in self.planes.values())
 
+    @property
+    def number_of_points(self) -> int:
+        """Vertices of all closed planar contours (a measure of the work the ROI takes)."""
+        return sum(len(polygon) for polygons in self.planes.values() for polygon in polygons)
+
 
 @dataclass(frozen=True, eq=False)
 class StructureSet:
