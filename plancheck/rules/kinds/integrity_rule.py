@@ -1,4 +1,4 @@
-"""Rule kind ``integrity``: is the export a coherent, plausible plan? (consensus.md §6)
+"""Rule kind ``integrity``: is the export a coherent, plausible plan? (docs/clinical-basis.md, plan integrity)
 
 Every plan, whatever the protocol, is first checked for integrity: one patient,
 linked objects, dose units, dose summation, dose grid, heterogeneity correction,
@@ -206,10 +206,10 @@ class IntegrityRule(RuleBase):
 
 # ---------------------------------------------------------------------- helpers
 def _courses(rule: IntegrityRule, ctx: CheckContext) -> list[CourseInfo]:
-    chosen = ctx.courses_matching(rule.course)
-    if not chosen:
+    chosen, unplaced = ctx.courses_matching(rule.course)
+    if not chosen and not unplaced:
         raise RuleNotApplicable(f"no {rule.course} course in the export")
-    return chosen
+    return chosen + unplaced  # a course whose regime is unknown: the check grades it only where the regime does not matter
 
 
 def _regime_limits(info: CourseInfo, by_regime: LimitsByRegime) -> tuple[list[Limits], str]:
@@ -218,6 +218,9 @@ def _regime_limits(info: CourseInfo, by_regime: LimitsByRegime) -> tuple[list[Li
     if info.regime is None:
         options = [x for x in (by_regime.conventional, by_regime.sbrt) if x is not None]
         return options, "regime unknown (no prescription or fractions)"
+    if info.is_sbrt is None:
+        options = [x for x in (by_regime.conventional, by_regime.sbrt) if x is not None]
+        return options, "regime unknown"
     lim = by_regime.sbrt if info.is_sbrt else by_regime.conventional
     name = "SBRT" if info.is_sbrt else "non-SBRT"
     return ([lim] if lim is not None else []), name
