@@ -90,6 +90,13 @@ class PlanExport:
     skipped: tuple[SkippedFile, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
+    @property
+    def volume_model_descriptions(self) -> tuple[str, ...]:
+        """The DVH volume model of each structure set the courses use (all structure sets
+        when there is no course), with why it was chosen; one entry per distinct text."""
+        sets = [c.structure_set for c in self.courses] or list(self.structure_sets)
+        return tuple(dict.fromkeys(s.volume_model_description for s in sets))
+
     def with_volume_model(self, model: VolumeModel, source: str = "--volume-model") -> PlanExport:
         """A copy whose structure sets (also those of the courses) carry ``model``.
 
