@@ -71,6 +71,8 @@ class CourseDVHs:
     structures: tuple[StructureDVH, ...]
     engine: str
     composite_of: tuple[str, ...] = ()
+    volume_model: str = ""
+    """The DVH volume model and why it was chosen (``StructureSet.volume_model_description``)."""
 
 
 def select_rois(structure_set: StructureSet, names: Sequence[str] | None) -> list[Roi]:
@@ -182,6 +184,8 @@ def _course_table(course: Course, names, specs, request: DoseKindRequest, engine
         dose_summary=course.dose_summary,
         structures=tuple(rows),
         engine="dicompyler-core" if engine == "dicompyler" else "plancheck",
+        volume_model=("dicompyler-core's own (dose voxel centres inside the contours, no end caps)"
+                      if engine == "dicompyler" else course.structure_set.volume_model_description),
     )
 
 
@@ -218,6 +222,7 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
         structures=tuple(rows),
         engine="plancheck",
         composite_of=tuple(c.label for c in courses),
+        volume_model=structure_set.volume_model_description,
     )
 
 

@@ -19,8 +19,9 @@ from plancheck.dicom.read_common import (
 )
 from plancheck.errors import DicomConformanceError
 from plancheck.model import Contour, Roi, StructureSet
+from plancheck.model.volume_model import SLAB, VolumeModel, volume_model_for_manufacturer
 
-__all__ = ["structure_set_from_dataset"]
+__all__ = ["structure_set_from_dataset", "manufacturer_of", "volume_model_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,24 @@ def _contour_points(item: Dataset, label: str, where: str) -> np.ndarray:
     if not np.all(np.isfinite(flat)):
         raise DicomConformanceError(f"{tag_text('ContourData')}{where} holds a non-finite value", label)
     return flat.reshape(-1, 3)
+
+
+def manufacturer_of(ds: Dataset) -> tuple[str, str]:
+    """Manufacturer (0008,0070) and Manufacturer's Model Name (0008,1090) of a data set,
+    printable characters only (64 at most each; empty when absent)."""
+    def clean(keyword: str) -> str:
+        text = optional_str(ds, keyword)
+        return "".join(c for c in text if c.isprintable())[:64].strip()
+    return clean("Manufacturer"), clean("ManufacturerModelName")
+
+
+def volume_model_of(ds: Dataset, what: str) -> tuple[VolumeModel | None, str]:
+    """The volume model of the planning system that wrote ``ds`` (None if not recognised)
+    and a phrase saying why, e.g. ``"Manufacturer 'ADAC' / 'Pinnacle3' of the RT Structure Set"``."""
+    maker, product = manufacturer_of(ds)
+    shown = " / ".join(repr(t) for t in (maker, product) if t) or "(absent)"
+    model = volume_model_for_manufacturer(maker, product)
+    return model, f"Manufacturer {shown} of the {what}"
 
 
 def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, list[str]]:
@@ -165,10 +184,13 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
                 )
             contours[number].append(Contour(points_mm=points, geometric_type=geometric_type))
 
+    model, source = volume_model_of(ds, "RT Structure Set")
+    if model is None:
+        model, source = SLAB, f"default: {source} not recognised"
     rois = []
     for number, name in names.items():
         roi = Roi(number=number, name=name, interpreted_type=types.get(number, ""),
-                  contours=tuple(contours[number]), color_rgb=colours.get(number))
+                  contours=tuple(contours[number]), color_rgb=colours.get(number), volume_model=model)
         if not roi.contours:
             warnings.append(f"{label}: ROI {number} {name!r} has no contours (empty structure)")
         rois.append(roi)
@@ -180,6 +202,9 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         rois=tuple(rois),
         path=label,
         patient_id=optional_str(ds, "PatientID"),
+        manufacturer=" / ".join(t for t in manufacturer_of(ds) if t),
+        volume_model=model,
+        volume_model_source=source,
     )
     logger.debug("structure set %s: %d ROIs, %d contours", sop_uid, len(rois),
                  sum(len(r.contours) for r in rois))

@@ -167,6 +167,7 @@ def _report_dict(report: CheckReport) -> dict[str, Any]:
         "protocol": {"id": protocol.id, "title": protocol.title, "version": protocol.version, "chain": list(protocol.chain)},
         "case_file": report.context.case_source,
         "plans": plan_dicts(report),
+        "volume_models": list(report.export.volume_model_descriptions),
         "summary": dict(report.summary),
         "results": [result_dict(f) for f in report.findings],
         "not_applicable": [{"rule_id": n.rule_id, "title": n.title, "reason": n.reason} for n in report.not_applicable],
