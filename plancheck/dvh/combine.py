@@ -132,7 +132,8 @@ def combine_rois(name: str, number: int, union: Sequence[Roi], minus: Sequence[R
     -------
     Roi
         Closed planar contours on the planes of the ``union`` members (see the module
-        docstring); no contours when nothing is left.
+        docstring); no contours when nothing is left. It carries the volume model of the
+        first member (every ROI of one structure set carries the same).
     """
     if not union:
         raise ValueError("a combined structure needs at least one member")
@@ -152,4 +153,5 @@ def combine_rois(name: str, number: int, union: Sequence[Roi], minus: Sequence[R
         for xy in _rings(region):
             points = np.column_stack([xy, np.full(len(xy), z)])
             contours.append(Contour(points, "CLOSED_PLANAR"))
-    return Roi(number=number, name=name, interpreted_type=interpreted_type, contours=tuple(contours))
+    return Roi(number=number, name=name, interpreted_type=interpreted_type, contours=tuple(contours),
+               volume_model=union[0].volume_model)
