@@ -109,8 +109,10 @@ def test_several_plans_share_one_structure_set(tmp_path: Path) -> None:
         plan = make_rtplan(rtss_uid=rtss.SOPInstanceUID, label=label)
         save(plan, tmp_path / f"RP_{label}.dcm")
         save(make_rtdose(linear_dose(), plan_uid=plan.SOPInstanceUID), tmp_path / f"RD_{label}.dcm")
-    export = read_export(tmp_path)
+    # the three plans prescribe to the same PTV of the same structure set: alternatives, kept side by side
+    export = read_export(tmp_path, alternatives="keep")
     assert [c.label for c in export.courses] == ["C1", "C2", "C3"]
+    assert any("C1" in n and "C3" in n and "alternatives of one another" in n for n in export.course_notes)
     assert all(c.structure_set is export.structure_sets[0] for c in export.courses)
     assert [Path(c.dose.sources[0].path).name for c in export.courses] == ["RD_C1.dcm", "RD_C2.dcm", "RD_C3.dcm"]
 

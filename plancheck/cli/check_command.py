@@ -12,14 +12,14 @@ import argparse
 import sys
 
 from plancheck.cli.exit_codes import ExitCode
-from plancheck.cli.volume_model_option import add_volume_model_option, apply_volume_model
+from plancheck.check_treatment import check_treatment, find_case, read_case, selection_for
+from plancheck.cli.plan_option import add_plan_option
+from plancheck.cli.volume_model_option import add_volume_model_option
 from plancheck.cli.output import write_all_atomically
-from plancheck.dicom import read_export
 from plancheck.errors import UsageError
-from plancheck.model.case import find_case_file, load_case
 from plancheck.protocol.loader import DEFAULT_PROTOCOL
 from plancheck.report import render_report
-from plancheck.rules.runner import CheckReport, protocol_for_check, run_check
+from plancheck.rules.runner import CheckReport, protocol_for_check
 
 __all__ = ["register", "run_check_command", "exit_code_for", "parse_mapping"]
 
@@ -39,13 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="export directory (searched recursively), DICOM files, or a .zip")
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL, metavar="NAME|FILE",
                    help=f"built-in protocol id or a protocol YAML file (default: {DEFAULT_PROTOCOL}; see 'plancheck protocols')")
-    p.add_argument("--case", metavar="FILE", help="case file with the clinical context (default: case.yaml next to the export, if any)")
+    p.add_argument("--case", metavar="FILE", help="case file with the clinical context (default: case.yaml in the export "
+                   "folder or .zip, else next to it, if any)")
     p.add_argument("--map", action="append", default=[], metavar="STANDARD=ROI",
                    help="use the exported ROI for a protocol structure, e.g. --map SpinalCord=Cord (repeatable)")
     p.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
     p.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of standard output")
     p.add_argument("--strict", action="store_true", help="exit with 4 when nothing failed but a rule was NOT EVALUATED")
     add_volume_model_option(p)
+    add_plan_option(p)
     p.set_defaults(handler=run_check_command)
 
 
@@ -76,11 +78,12 @@ def run_check_command(args: argparse.Namespace) -> int:
     mapping = parse_mapping(args.map)
     # the protocol and case file first: a typo there should not wait for the DICOM reading
     protocol = protocol_for_check(args.protocol)
-    case_path = args.case if args.case else find_case_file(args.paths[0])
-    case = load_case(case_path) if case_path else None
-    export = apply_volume_model(read_export(args.paths if len(args.paths) > 1 else args.paths[0]), args.volume_model)
-    report = run_check(export, protocol, case=case, case_source=str(case_path) if case_path else None,
-                       user_mapping=mapping)
+    case_path = args.case if args.case else find_case(args.paths)
+    case = read_case(case_path) if case_path else None
+    report = check_treatment(args.paths if len(args.paths) > 1 else args.paths[0], protocol, case=case,
+                             case_source=str(case_path) if case_path else None,
+                             selection=selection_for(case, case_path, args.plan), user_mapping=mapping,
+                             volume_model=args.volume_model)
     color = args.format == "text" and args.output is None and sys.stdout.isatty()
     text = render_report(report, args.format, color=color)
     if args.output:

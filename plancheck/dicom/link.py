@@ -39,6 +39,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Callable, TypeVar
 
+from plancheck.course_selection import (
+    AlternativesPolicy, LeftOutPlan, PlanFacts, PlanSelection, choose_courses,
+)
 from plancheck.dicom.classify import ClassifiedFile, classify, gather_sources
 from plancheck.dicom.dose_sum import sum_grids
 from plancheck.dicom.read_common import (
@@ -50,10 +53,10 @@ from plancheck.dicom.read_structures import structure_set_from_dataset, volume_m
 from plancheck.errors import DicomConformanceError, DicomReadError, InputError, LinkError, UsageError
 from plancheck.model.volume_model import VolumeModel, volume_model_named
 from plancheck.model import (
-    Course, DoseGrid, ImageSeries, Plan, PlanExport, SkippedFile, StructureSet,
+    Course, DoseGrid, ImageSeries, Plan, PlanExport, PlanWithoutDose, SkippedFile, StructureSet,
 )
 
-__all__ = ["read_export"]
+__all__ = ["read_export", "plan_facts"]
 
 logger = logging.getLogger(__name__)
 
@@ -353,7 +356,62 @@ def _choose_volume_models(structure_sets: list[StructureSet], rt_files: Sequence
     return [s.with_volume_model(*fallback) if s.volume_model_source.startswith("default") else s for s in structure_sets]
 
 
-def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: VolumeModel | str | None = None) -> PlanExport:
+def _structure_set_of(plan: Plan, structure_sets: Sequence[StructureSet], rtss_by_uid: dict[str, StructureSet],
+                      warnings: list[str]) -> StructureSet:
+    """The structure set of a plan: the one it references, else the only one (with a warning)."""
+    if plan.referenced_structure_set_uid:
+        rtss = rtss_by_uid.get(plan.referenced_structure_set_uid)
+        if rtss is None:
+            raise LinkError(
+                f"references RT Structure Set {plan.referenced_structure_set_uid} "
+                "((300C,0060) 'Referenced Structure Set Sequence'), which is not in the input", plan.path
+            )
+        return rtss
+    if len(structure_sets) == 1:
+        warnings.append(f"{plan.path}: no (300C,0060) 'Referenced Structure Set Sequence'; "
+                        f"using the only structure set, {structure_sets[0].path}")
+        return structure_sets[0]
+    raise LinkError(
+        "has no (300C,0060) 'Referenced Structure Set Sequence' and the input holds "
+        f"{len(structure_sets)} structure sets; plancheck cannot tell which one belongs to the plan",
+        plan.path,
+    )
+
+
+def plan_facts(plan: Plan, structure_set: StructureSet | None) -> PlanFacts:
+    """What course selection needs to know about a plan (:mod:`plancheck.course_selection`)."""
+    rois = sorted({r.referenced_roi_number for r in plan.dose_references
+                   if r.dose_reference_type == "TARGET" and r.referenced_roi_number is not None})
+    names: list[str] = []
+    if structure_set is not None:
+        for number in rois:
+            try:
+                names.append(structure_set.roi_by_number(number).name)
+            except KeyError:
+                names.append(f"ROI {number}")
+    return PlanFacts(plan.sop_instance_uid, plan.label, plan.approval_status, plan.date,
+                     structure_set.sop_instance_uid if structure_set is not None else plan.referenced_structure_set_uid,
+                     frozenset(rois), tuple(names))
+
+
+def _choose_courses(plans: list[Plan], plan_rtss: dict[str, StructureSet], *, selection: PlanSelection | None,
+                    alternatives: AlternativesPolicy) -> tuple[list[Plan], list[LeftOutPlan], tuple[str, ...]]:
+    """The plans that are courses, the plans left out (with the reason), and notes."""
+    facts = [plan_facts(p, plan_rtss.get(p.sop_instance_uid)) for p in plans]
+    if alternatives == "variants":
+        raise UsageError("read_export checks one course set: give plans= for one variant of alternatives")
+    choices = choose_courses(facts, selection, alternatives=alternatives)
+    if not choices:
+        assert selection is not None
+        raise LinkError(f"none of the plans named by {selection.source} ({', '.join(selection.plans)}) is in the input")
+    choice = choices[0]
+    keep = set(choice.courses)
+    return [p for p in plans if p.sop_instance_uid in keep], list(choice.left_out), choice.notes
+
+
+def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: VolumeModel | str | None = None,
+                plans: PlanSelection | None = None, alternatives: AlternativesPolicy = "refuse",
+                require_dose: bool = True) -> PlanExport:
     """Read and link a DICOM RT export.
 
     Parameters
@@ -366,13 +424,25 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         or its name, e.g. ``"slab"``, ``"eclipse"``). Default: chosen per structure set from
         the Manufacturer (0008,0070) of the RT Structure Set, else of the RT Dose, else of the
         RT Plan; the slab model when none is recognised (see :mod:`plancheck.model.volume_model`).
+    plans
+        The plans that are the courses (``--plan``, the case file's ``courses:``); the other
+        plans are left out (``PlanExport.left_out``, with the reason) and their doses are
+        not read. Default: every plan, alternatives handled by ``alternatives``.
+    alternatives
+        Without ``plans``, what to do with alternative plans of one case (same structure set,
+        same targets; :mod:`plancheck.course_selection`): ``refuse`` (a LinkError naming them
+        and how to select) or ``keep`` (all kept as courses, for views that sum nothing).
+    require_dose
+        False: a plan without a usable dose (or without its structure set) is kept in
+        ``PlanExport.plans_without_dose`` with the reason instead of being an error
+        (``plancheck fractionation`` works from the plan alone).
 
     Returns
     -------
     PlanExport
-        One patient, one frame of reference, one :class:`Course` per RT Plan with its
-        structure set and its (summed) dose; image series; skipped files with reasons;
-        warnings (e.g. an empty ROI).
+        One patient, one frame of reference, one :class:`Course` per RT Plan that is a
+        course, with its structure set and its (summed) dose; image series; skipped files
+        with reasons; warnings (e.g. an empty ROI, plans left out).
 
     Raises
     ------
@@ -385,12 +455,17 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
     LinkError
         Several patients, several frames of reference, a dose referencing an absent
         plan, a plan referencing an absent structure set, a plan without dose,
-        incomplete BEAM/FRACTION doses, refused summation types.
+        incomplete BEAM/FRACTION doses, refused summation types; alternative plans without a
+        selection (``alternatives="refuse"``).
+    UsageError, ProtocolError
+        ``plans`` names a plan that is not in the export (ProtocolError naming the case
+        file when the selection comes from it).
 
     References
     ----------
     DICOM PS3.3 C.8.8.3, C.8.8.9, C.7.4.1.
     """
+    selection = plans
     started = time.perf_counter()
     sources, skipped = gather_sources(paths)
     classified = classify(sources)
@@ -452,25 +527,17 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
     # RTPLAN → RTSTRUCT
     rtss_by_uid = {s.sop_instance_uid: s for s in structure_sets}
     plan_rtss: dict[str, StructureSet] = {}
+    unlinked: dict[str, str] = {}  # plan UID -> why it has no structure set (require_dose=False)
     for plan in plans:
-        if plan.referenced_structure_set_uid:
-            rtss = rtss_by_uid.get(plan.referenced_structure_set_uid)
-            if rtss is None:
-                raise LinkError(
-                    f"references RT Structure Set {plan.referenced_structure_set_uid} "
-                    "((300C,0060) 'Referenced Structure Set Sequence'), which is not in the input", plan.path
-                )
-        elif len(structure_sets) == 1:
-            rtss = structure_sets[0]
-            warnings.append(f"{plan.path}: no (300C,0060) 'Referenced Structure Set Sequence'; "
-                            f"using the only structure set, {rtss.path}")
-        else:
-            raise LinkError(
-                "has no (300C,0060) 'Referenced Structure Set Sequence' and the input holds "
-                f"{len(structure_sets)} structure sets; plancheck cannot tell which one belongs to the plan",
-                plan.path,
-            )
-        plan_rtss[plan.sop_instance_uid] = rtss
+        try:
+            plan_rtss[plan.sop_instance_uid] = _structure_set_of(plan, structure_sets, rtss_by_uid, warnings)
+        except LinkError as exc:
+            if require_dose:
+                raise
+            unlinked[plan.sop_instance_uid] = exc.message
+    plans, left_out, course_notes = _choose_courses(plans, plan_rtss, selection=selection,
+                                                    alternatives=alternatives)
+    left_out_uids = {p.uid: p for p in left_out}
     # The Frame of Reference module is optional in an RT Plan: take the frame of its structure set.
     plans = [p if p.frame_of_reference_uid else replace(p, frame_of_reference_uid=frame) for p in plans]
 
@@ -478,6 +545,12 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
     plan_by_uid = {p.sop_instance_uid: p for p in plans}
     doses: dict[str, _Doses] = {p.sop_instance_uid: _Doses() for p in plans}
     for header, file in dose_headers:
+        owner = next((left_out_uids[u] for u in header.plan_uids if u in left_out_uids), None)
+        if owner is not None:
+            skipped.append(SkippedFile(file.label, f"dose of plan {owner.shown}, which is not a course of this "
+                                                   f"check ({owner.reason})"))
+            dose_bytes.pop(file.label, None)
+            continue
         refused = _REFUSED.get(header.summation_type)
         if refused is not None:
             reason = (f"Dose Summation Type {header.summation_type} ({refused}) is refused: plancheck "
@@ -494,14 +567,15 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
                 "BEAM, FRACTION_SESSION or BEAM_SESSION", file.label
             )
         if not header.plan_uids:
-            if len(plans) == 1:
+            if len(plans) == 1 and not left_out:
                 uid = plans[0].sop_instance_uid
                 warnings.append(f"{file.label}: no (300C,0002) 'Referenced RT Plan Sequence'; "
                                 f"assigned to the only plan, {plans[0].path}")
             else:
                 raise LinkError(
                     "has no (300C,0002) 'Referenced RT Plan Sequence' and the input holds "
-                    f"{len(plans)} plans; plancheck cannot tell which plan the dose belongs to", file.label
+                    f"{len(plans) + len(left_out)} plans; plancheck cannot tell which plan the dose belongs to",
+                    file.label
                 )
         elif len(set(header.plan_uids)) > 1:
             raise LinkError(f"a {header.summation_type} dose references {len(set(header.plan_uids))} RT Plans; "
@@ -516,11 +590,22 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         doses[uid].headers.append((header, file))
 
     courses = []
+    without_dose: list[PlanWithoutDose] = []
     for plan in plans:
-        grid, summary = _plan_dose(plan, doses[plan.sop_instance_uid], dose_bytes, skipped, warnings)
+        if plan.sop_instance_uid in unlinked:
+            without_dose.append(PlanWithoutDose(plan, None, unlinked[plan.sop_instance_uid]))
+            continue
+        try:
+            grid, summary = _plan_dose(plan, doses[plan.sop_instance_uid], dose_bytes, skipped, warnings)
+        except InputError as exc:
+            if require_dose:
+                raise
+            without_dose.append(PlanWithoutDose(plan, plan_rtss[plan.sop_instance_uid], exc.message))
+            continue
         courses.append(Course(plan=plan, structure_set=plan_rtss[plan.sop_instance_uid], dose=grid,
                               dose_summary=summary))
         logger.info("plan %s: %s", plan.sop_instance_uid, summary)
+    warnings += [p.describe() for p in left_out] + list(course_notes)
 
     for warning in warnings:
         logger.warning("%s", warning)
@@ -534,6 +619,9 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         images=images,
         skipped=tuple(skipped),
         warnings=tuple(warnings),
+        left_out=tuple(left_out),
+        course_notes=tuple(course_notes),
+        plans_without_dose=tuple(without_dose),
     )
     logger.info("read export in frame %s: %d plan(s), %d structure set(s), %d dose file(s), %d image "
                 "series, %d skipped, %.3f s", frame, len(plans), len(structure_sets), len(dose_headers),

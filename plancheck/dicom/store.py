@@ -38,8 +38,9 @@ import shutil
 import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from plancheck.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
 from plancheck.dicom.read_common import (
     RT_DOSE, RT_ION_PLAN, RT_PLAN, RT_STRUCT, check_not_truncated, kind_of,
     sop_class_name,
@@ -56,7 +58,8 @@ from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckErr
 __all__ = [
     "STORABLE_SOP_CLASSES", "StorageLimitError", "ReceivedObject", "StoredObject", "ObjectStore",
     "safe_uid", "validate_received", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
-    "index_objects", "group_plans", "scrub",
+    "index_objects", "group_plans", "scrub", "TreatmentGroup", "TreatmentCheck", "group_treatments",
+    "treatment_checks", "treatment_version", "index_archive",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,6 +75,9 @@ STORABLE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.4": "MR",     # MR Image Storage
     "1.2.840.10008.5.1.4.1.1.4.1": "MR",   # Enhanced MR Image Storage
 }
+
+#: Largest archive member indexed (read into memory one at a time).
+_MAX_MEMBER_BYTES = 2 * 1024**3
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _LENIENT_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # leading zeros seen in the wild
@@ -395,6 +401,7 @@ _INDEX_TAGS = [
     "SeriesInstanceUID", "FrameOfReferenceUID", "Modality", "RTPlanLabel",
     "ReferencedStructureSetSequence", "FractionGroupSequence", "DoseSummationType",
     "ReferencedRTPlanSequence", "ReferencedFrameOfReferenceSequence",
+    "ApprovalStatus", "RTPlanDate", "DoseReferenceSequence",  # telling alternative plans from courses
 ]
 
 
@@ -411,6 +418,11 @@ class ObjectInfo:
         RT Dose: the fraction groups and beams it references.
     referenced_uids
         RT Plan: the structure set(s) it references; RT Dose: the plan(s).
+    approval_status, plan_date, target_rois
+        RT Plan: Approval Status, RT Plan Date and the ROI numbers of its TARGET dose
+        references (to tell alternative plans from courses, :mod:`plancheck.course_selection`).
+    member
+        The member name when the object is inside a zip archive (``path`` is the archive).
     """
 
     path: Path
@@ -429,6 +441,10 @@ class ObjectInfo:
     dose_groups: tuple[int, ...] = ()
     dose_beams: tuple[int, ...] = ()
     mtime: float = 0.0
+    approval_status: str = ""
+    plan_date: str = ""
+    target_rois: tuple[int, ...] = ()
+    member: str = ""
 
 
 @dataclass
@@ -458,6 +474,7 @@ def _info(path: Path, ds: Dataset) -> ObjectInfo | None:
     groups: list[tuple[int, tuple[int, ...]]] = []
     dose_groups: list[int] = []
     dose_beams: list[int] = []
+    targets: set[int] = set()
     if kind == "RTSTRUCT" and not frame:
         for item in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
             frame = _text(item, "FrameOfReferenceUID")
@@ -478,6 +495,10 @@ def _info(path: Path, ds: Dataset) -> ObjectInfo | None:
                     beams.append(beam)
             if number is not None:
                 groups.append((number, tuple(beams)))
+        for ref in ds.get("DoseReferenceSequence", None) or []:
+            roi = _int(ref.get("ReferencedROINumber", None))
+            if roi is not None and _text(ref, "DoseReferenceType").upper() == "TARGET":
+                targets.add(roi)
     elif kind == "RTDOSE":
         for ref in ds.get("ReferencedRTPlanSequence", None) or []:
             referenced.append(_text(ref, "ReferencedSOPInstanceUID"))
@@ -496,7 +517,8 @@ def _info(path: Path, ds: Dataset) -> ObjectInfo | None:
         series_instance_uid=_text(ds, "SeriesInstanceUID"), label=_text(ds, "RTPlanLabel"),
         referenced_uids=tuple(u for u in referenced if u), summation_type=_text(ds, "DoseSummationType").upper(),
         fraction_groups=tuple(groups), dose_groups=tuple(dose_groups), dose_beams=tuple(dose_beams),
-        mtime=path.stat().st_mtime,
+        mtime=path.stat().st_mtime, approval_status=_text(ds, "ApprovalStatus").upper(),
+        plan_date=_text(ds, "RTPlanDate") if kind == "RTPLAN" else "", target_rois=tuple(sorted(targets)),
     )
 
 
@@ -688,3 +710,229 @@ def group_plans(objects: Sequence[ObjectInfo]) -> list[PlanGroup]:
     groups.sort(key=lambda g: (g.plan.patient_id, g.plan.sop_instance_uid))
     return groups
 
+
+
+# ------------------------------------------------------------------------------ treatments
+
+@dataclass(frozen=True)
+class TreatmentGroup:
+    """Every plan of one patient in one frame of reference: the unit plancheck checks.
+
+    Attributes
+    ----------
+    frame_of_reference_uid
+        The shared frame ("" when neither the plans nor their structure sets state one).
+    plans
+        One :class:`PlanGroup` per RT Plan (its structure set, doses, what it lacks).
+    structure_sets, images
+        Every structure set and image of the patient in this frame.
+    """
+
+    patient_id: str = field(repr=False)
+    patient_name: str = field(repr=False)
+    frame_of_reference_uid: str
+    plans: tuple[PlanGroup, ...]
+    structure_sets: tuple[ObjectInfo, ...] = ()
+    images: tuple[ObjectInfo, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """A file-name-safe identity: the frame of reference UID (sanitised), or a hash of
+        the patient and first plan when there is no frame."""
+        if self.frame_of_reference_uid:
+            return safe_uid(self.frame_of_reference_uid)
+        first = self.plans[0].plan.sop_instance_uid if self.plans else ""
+        return "x" + hashlib.sha256(f"{self.patient_id}|{first}".encode()).hexdigest()[:32]
+
+    @property
+    def study_uid(self) -> str:
+        return self.plans[0].plan.study_instance_uid if self.plans else ""
+
+    def facts(self) -> list[PlanFacts]:
+        """The plans as :class:`~plancheck.course_selection.PlanFacts` (target names unknown here)."""
+        out = []
+        for group in self.plans:
+            p = group.plan
+            rtss = group.structure_sets[0].sop_instance_uid if len(group.structure_sets) == 1 else (
+                p.referenced_uids[0] if p.referenced_uids else "")
+            out.append(PlanFacts(p.sop_instance_uid, p.label, p.approval_status, p.plan_date, rtss,
+                                 frozenset(p.target_rois)))
+        return out
+
+
+@dataclass(frozen=True)
+class TreatmentCheck:
+    """One check of a treatment: the plans that are its courses (one choice among them when
+    some plans are alternatives), the files to read, and what is still missing.
+
+    Attributes
+    ----------
+    choice
+        The courses and the plans left out (None when no choice could be made: ``error``).
+    error
+        Why the treatment cannot be checked as it is (e.g. too many alternatives), if so.
+    """
+
+    treatment: TreatmentGroup
+    choice: CourseChoice | None
+    error: str | None = None
+
+    @property
+    def check_id(self) -> str:
+        """The treatment's key, with a suffix for one combination of alternative plans."""
+        if self.choice is None or self.choice.variant == 0:
+            return self.treatment.key
+        digest = hashlib.sha256("|".join(sorted(self.choice.courses)).encode()).hexdigest()[:8]
+        return f"{self.treatment.key}_{digest}"
+
+    @property
+    def courses(self) -> tuple[PlanGroup, ...]:
+        if self.choice is None:
+            return ()
+        wanted = set(self.choice.courses)
+        return tuple(g for g in self.treatment.plans if g.plan.sop_instance_uid in wanted)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """What the courses still lack (empty when the check can run)."""
+        out: list[str] = []
+        for group in self.courses:
+            out += [f"plan {group.plan.label or safe_uid(group.plan.sop_instance_uid)}: {m}" for m in group.missing]
+        return tuple(out)
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self.choice is not None and not self.missing
+
+    @property
+    def objects(self) -> tuple[ObjectInfo, ...]:
+        """The course plans with their structure sets and doses, every other plan of the
+        treatment (so the report can say why it was left out; its doses are not read),
+        the frame's structure sets and images."""
+        seen: dict[str, ObjectInfo] = {}
+        for group in self.courses:
+            for o in (group.plan, *group.structure_sets, *group.doses):
+                seen.setdefault(o.sop_instance_uid, o)
+        for group in self.treatment.plans:
+            seen.setdefault(group.plan.sop_instance_uid, group.plan)
+        for o in (*self.treatment.structure_sets, *self.treatment.images):
+            seen.setdefault(o.sop_instance_uid, o)
+        return tuple(seen.values())
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The files to read (an archive once, however many members it holds)."""
+        return tuple(dict.fromkeys(o.path for o in self.objects))
+
+    @property
+    def component_uids(self) -> frozenset[str]:
+        """SOP Instance UIDs of every plan, structure set and dose of the treatment."""
+        return frozenset(o.sop_instance_uid for g in self.treatment.plans
+                         for o in (g.plan, *g.structure_sets, *g.doses)) | frozenset(
+            o.sop_instance_uid for o in self.treatment.structure_sets)
+
+
+def group_treatments(objects: Sequence[ObjectInfo]) -> list[TreatmentGroup]:
+    """Group indexed objects into treatments: one per patient and frame of reference.
+
+    Plans are grouped as by :func:`group_plans` (structure set, doses, completeness per
+    plan); a plan without a frame of reference takes its structure set's.
+
+    Returns
+    -------
+    list of TreatmentGroup
+        Sorted by patient, then frame of reference.
+    """
+    plan_groups = group_plans(objects)
+    rtss_by_uid = {o.sop_instance_uid: o for o in objects if o.kind == "RTSTRUCT"}
+
+    def frame_of(plan: ObjectInfo) -> str:
+        if plan.frame_of_reference_uid:
+            return plan.frame_of_reference_uid
+        for uid in plan.referenced_uids:
+            if uid in rtss_by_uid:
+                return rtss_by_uid[uid].frame_of_reference_uid
+        return ""
+
+    by_place: dict[tuple[str, str], list[PlanGroup]] = {}
+    for group in plan_groups:
+        by_place.setdefault((group.plan.patient_id, frame_of(group.plan)), []).append(group)
+    out = []
+    for (patient, frame), groups in by_place.items():
+        same = [o for o in objects if o.patient_id == patient and o.frame_of_reference_uid == frame and frame]
+        groups.sort(key=lambda g: (str(g.plan.path), g.plan.member, g.plan.sop_instance_uid))
+        out.append(TreatmentGroup(
+            patient, groups[0].plan.patient_name, frame, tuple(groups),
+            tuple(o for o in same if o.kind == "RTSTRUCT"), tuple(o for o in same if o.kind == "IMAGE")))
+    out.sort(key=lambda t: (t.patient_id, t.frame_of_reference_uid))
+    return out
+
+
+def treatment_checks(treatment: TreatmentGroup, selection: PlanSelection | None = None, *,
+                     alternatives: AlternativesPolicy = "variants") -> list[TreatmentCheck]:
+    """The checks to run on a treatment: one, or one per combination of alternative plans
+    (:func:`plancheck.course_selection.choose_courses`); none when a ``missing_ok``
+    selection names none of its plans. A choice that cannot be made (a selection naming an
+    absent plan, too many alternatives) gives one check with ``error`` set."""
+    try:
+        choices = choose_courses(treatment.facts(), selection, alternatives=alternatives)
+    except PlancheckError as exc:
+        return [TreatmentCheck(treatment, None, str(exc))]
+    return [TreatmentCheck(treatment, c) for c in choices]
+
+
+def treatment_version(check: TreatmentCheck) -> str:
+    """A content hash of a treatment check's inputs: its course selection, the SOP Instance
+    UID and bytes of every RT object, and the UIDs of its images. The same objects sent
+    again give the same version; any changed object, added plan or other choice a new one."""
+    h = hashlib.sha256()
+    h.update(("courses:" + ",".join(sorted(check.choice.courses if check.choice else ())) + "\n").encode())
+    for o in sorted(check.objects, key=lambda o: o.sop_instance_uid):
+        h.update(f"{o.kind}:{o.sop_instance_uid}".encode())
+        if o.kind != "IMAGE" and not o.member:
+            try:
+                h.update(_file_sha256(o.path).encode())
+            except OSError:
+                h.update(b"unreadable")
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def index_archive(archive: str | os.PathLike[str]) -> IndexResult:
+    """The RT objects and images inside a zip archive, by their headers (members read one at
+    a time; each :class:`ObjectInfo` has ``path`` = the archive and ``member`` = its name).
+    A member that is not DICOM or not of a class plancheck uses is listed as skipped."""
+    path = Path(archive)
+    result = IndexResult()
+    seen: dict[str, str] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in sorted(zf.infolist(), key=lambda i: i.filename):
+                if member.is_dir() or Path(member.filename).name.startswith("."):
+                    continue
+                label = f"{path}!{member.filename}"
+                if member.file_size > _MAX_MEMBER_BYTES:
+                    result.skipped.append((Path(label), f"{member.file_size / 2**20:.0f} MB, too large to index"))
+                    continue
+                data = zf.read(member)
+                try:
+                    ds = dcmread(BytesIO(data), stop_before_pixels=True, specific_tags=_INDEX_TAGS, force=False)
+                    info = _info(path, ds)
+                except InvalidDicomError:
+                    result.skipped.append((Path(label), "not a DICOM file"))
+                    continue
+                except Exception as exc:  # pydicom raises many types on corrupt input
+                    result.skipped.append((Path(label), f"unreadable DICOM header: {type(exc).__name__}"))
+                    continue
+                if info is None:
+                    result.skipped.append((Path(label), "SOP class not used by plancheck"))
+                    continue
+                if info.sop_instance_uid in seen:
+                    result.skipped.append((Path(label), f"duplicate of {seen[info.sop_instance_uid]}"))
+                    continue
+                seen[info.sop_instance_uid] = label
+                result.objects.append(replace(info, member=member.filename))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError, ValueError,
+            NotImplementedError) as exc:
+        result.skipped.append((path, f"not a readable zip archive: {exc}"))
+    return result

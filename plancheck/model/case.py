@@ -69,6 +69,7 @@ from plancheck.errors import ProtocolError
 
 __all__ = [
     "Case", "CourseDeclaration", "Lesion", "Primary", "SystemicTherapy", "Restaging", "load_case", "find_case_file",
+    "case_from_text",
     "CASE_FILE_NAMES",
 ]
 
@@ -181,6 +182,19 @@ def load_case(path: str | Path) -> Case:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProtocolError(f"cannot read case file: {exc.strerror or exc}", p) from exc
+    return case_from_text(text, p)
+
+
+def case_from_text(text: str, source: str | Path) -> Case:
+    """Validate the text of a case file (e.g. a member of a zip export); ``source`` names
+    it in errors.
+
+    Raises
+    ------
+    ProtocolError
+        Naming ``source`` and the field, for invalid YAML or content.
+    """
+    p = source
     try:
         data = yaml.load(text, Loader=_CaseLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from plancheck.model.dose import DoseGrid
 from plancheck.model.plan import Plan
 from plancheck.model.structures import StructureSet
 from plancheck.model.volume_model import VolumeModel
 
-__all__ = ["ImageSeries", "SkippedFile", "Course", "PlanExport"]
+if TYPE_CHECKING:
+    from plancheck.course_selection import LeftOutPlan
+
+__all__ = ["ImageSeries", "SkippedFile", "Course", "PlanExport", "PlanWithoutDose"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,28 @@ class Course:
 
 
 @dataclass(frozen=True, eq=False)
+class PlanWithoutDose:
+    """A plan read without a usable dose (only when the caller did not require one, e.g.
+    ``plancheck fractionation``): its prescription and fractions are known, its DVHs are not.
+
+    Attributes
+    ----------
+    structure_set
+        The structure set it references, if present.
+    reason
+        Why it has no dose (or no structure set).
+    """
+
+    plan: Plan
+    structure_set: StructureSet | None
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.plan.label or self.plan.name or self.plan.sop_instance_uid
+
+
+@dataclass(frozen=True, eq=False)
 class PlanExport:
     """A linked export: one patient, one frame of reference, one or more courses.
 
@@ -78,7 +104,17 @@ class PlanExport:
     skipped
         Files that were not used, with the reason.
     warnings
-        Conformance remarks that did not stop the reading (e.g. an empty ROI).
+        Conformance remarks that did not stop the reading (e.g. an empty ROI); also every
+        plan left out and every note on the choice of courses.
+    left_out
+        Plans of the export that are not courses of this check (not selected, alternative
+        plans, rejected alternatives), each with the reason
+        (:class:`plancheck.course_selection.LeftOutPlan`).
+    course_notes
+        What the user should know about how the courses were chosen.
+    plans_without_dose
+        Plans read without a usable dose (only when the reader was told not to require
+        one); never courses.
     """
 
     patient_id: str
@@ -89,6 +125,9 @@ class PlanExport:
     images: tuple[ImageSeries, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    left_out: tuple[LeftOutPlan, ...] = ()
+    course_notes: tuple[str, ...] = ()
+    plans_without_dose: tuple[PlanWithoutDose, ...] = ()
 
     @property
     def volume_model_descriptions(self) -> tuple[str, ...]:

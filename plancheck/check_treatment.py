@@ -1,0 +1,187 @@
+"""Check one patient's treatment from its files: the one function behind every entry point.
+
+``plancheck check``, ``plancheck batch`` (in its workers), the DICOM receiver
+(``plancheck serve``) and the watched export folder (``plancheck watch``) all call
+:func:`check_treatment`, so a treatment gets the same verdict whichever way it arrives:
+the same reader, the same choice of courses (:mod:`plancheck.course_selection`: a
+``--plan`` selection, else the case file's ``courses:``, else every plan, alternative plans
+refused), the same rules on the same composite of all its courses.
+
+The case file of an export (:func:`find_case`) is ``case.yaml`` (or ``.yml``/``.json``) in
+the export folder; for a ``.zip`` export, the one inside the archive (the shallowest if
+several), else the one next to the archive. Inside an archive it is named
+``ARCHIVE.zip!member/path`` (:func:`read_case`).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+
+from plancheck.course_selection import PlanSelection
+from plancheck.errors import PlancheckError, ProtocolError
+from plancheck.model.case import CASE_FILE_NAMES, Case, case_from_text, find_case_file, load_case
+from plancheck.model.volume_model import VolumeModel, volume_model_named
+from plancheck.protocol.loader import Protocol
+from plancheck.rules.runner import CheckReport, run_check
+
+__all__ = ["check_treatment", "check_treatment_files", "find_case", "read_case", "selection_for",
+           "ARCHIVE_SEPARATOR"]
+
+#: Separates an archive's path from a member's name in a case-file source.
+ARCHIVE_SEPARATOR = "!"
+
+
+def _case_in_archive(archive: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if PurePosixPath(n).name in CASE_FILE_NAMES
+                     and not any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(n).parts)]
+    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
+        return None
+    if not names:
+        return None
+    names.sort(key=lambda n: (len(PurePosixPath(n).parts), CASE_FILE_NAMES.index(PurePosixPath(n).name), n))
+    return f"{archive}{ARCHIVE_SEPARATOR}{names[0]}"
+
+
+def find_case(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> str | None:
+    """The case file of an export, if there is one (see the module docstring).
+
+    Parameters
+    ----------
+    paths
+        The export as given to :func:`plancheck.dicom.read_export`: its first item decides.
+
+    Returns
+    -------
+    str or None
+        A file path, ``ARCHIVE.zip!member``, or None.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        return None
+    first = Path(items[0])
+    if first.is_file() and first.suffix.lower() == ".zip":
+        inside = _case_in_archive(first)
+        if inside:
+            return inside
+    found = find_case_file(first)
+    return str(found) if found else None
+
+
+def read_case(source: str | os.PathLike[str]) -> Case:
+    """Load a case file: a path, or ``ARCHIVE.zip!member`` for one inside an archive.
+
+    Raises
+    ------
+    ProtocolError
+        The file cannot be read or does not validate (naming ``source`` and the field).
+    """
+    text = str(source)
+    archive, sep, member = text.partition(ARCHIVE_SEPARATOR)
+    if sep and Path(archive).suffix.lower() == ".zip" and Path(archive).is_file():
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                data = zf.read(member)
+        except (KeyError, zipfile.BadZipFile, OSError, RuntimeError, ValueError) as exc:
+            raise ProtocolError(f"cannot read case file: {exc}", text) from exc
+        try:
+            return case_from_text(data.decode("utf-8"), text)
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("case file is not UTF-8 text", text) from exc
+    return load_case(text)
+
+
+def selection_for(case: Case | None, case_source: str | None, plans: Sequence[str] = ()) -> PlanSelection | None:
+    """The courses to check: ``plans`` (``--plan``) if given, else the case file's ``courses:``
+    list, else None (every plan; alternatives handled by the caller's policy)."""
+    if plans:
+        return PlanSelection(tuple(plans), "--plan")
+    if case is not None and case.courses:
+        return PlanSelection(tuple(c.plan for c in case.courses), "the case file's 'courses:' list", path=case_source)
+    return None
+
+
+def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], protocol: Protocol, *,
+                    case: Case | None = None, case_source: str | None = None,
+                    selection: PlanSelection | None = None, user_mapping: Mapping[str, str] | None = None,
+                    volume_model: VolumeModel | str | None = None, threads: int | None = None) -> CheckReport:
+    """Read one patient's treatment and check it against ``protocol``.
+
+    Parameters
+    ----------
+    paths
+        The export: a folder, a ``.zip``, files (one patient, one frame of reference).
+    protocol
+        The resolved protocol (:func:`plancheck.rules.runner.protocol_for_check`).
+    case, case_source
+        The clinical context and where it came from (for the report).
+    selection
+        The plans that are the courses (``--plan``; a batch variant). Default: the case
+        file's ``courses:``, else every plan — alternative plans are then refused
+        (:class:`~plancheck.errors.LinkError` naming them and how to select).
+    user_mapping
+        ``--map`` overrides (standard name → ROI name).
+    volume_model
+        DVH volume model for every structure set, or its name (``--volume-model``); default
+        (None or ``"auto"``): from the Manufacturer of the files.
+    threads
+        Rule threads (:func:`plancheck.rules.runner.run_check`; 1 inside batch workers).
+
+    Returns
+    -------
+    CheckReport
+        Its export says which plans were summed as courses (``courses``) and which were
+        left out, and why (``left_out``, also in the warnings).
+
+    Raises
+    ------
+    InputError
+        The files cannot be read or linked, or alternative plans need a selection.
+    ProtocolError
+        The case file does not validate or names a plan that is not there.
+    UsageError
+        ``selection`` (``--plan``) names a plan that is not there.
+    """
+    from plancheck.dicom import read_export
+
+    if selection is None:
+        selection = selection_for(case, case_source)
+    export = read_export(paths, plans=selection, alternatives="refuse")
+    if isinstance(volume_model, VolumeModel):
+        export = export.with_volume_model(volume_model, "volume model given by the caller")
+    elif volume_model not in (None, "auto"):
+        export = export.with_volume_model(volume_model_named(volume_model), "--volume-model")
+    return run_check(export, protocol, case=case, case_source=case_source, user_mapping=user_mapping,
+                     threads=threads)
+
+
+def check_treatment_files(files: Sequence[str | os.PathLike[str]], protocol: Protocol,
+                          out_dir: str | os.PathLike[str], *, formats: Sequence[str] = ("json", "html"),
+                          case_file: str | None = None, selection: PlanSelection | None = None,
+                          threads: int | None = None) -> tuple[CheckReport, list[Path]]:
+    """:func:`check_treatment` on ``files``, then the reports written into ``out_dir``
+    (all formats appear together or none).
+
+    Raises
+    ------
+    InputError, ProtocolError, UsageError
+        As :func:`check_treatment`.
+    PlancheckError
+        :func:`plancheck.report.write_reports` is not available.
+    """
+    from plancheck import report as _report
+
+    case = read_case(case_file) if case_file else None
+    paths = [str(f) for f in files]
+    report = check_treatment(paths if len(paths) != 1 else paths[0], protocol, case=case, case_source=case_file,
+                             selection=selection, threads=threads)
+    write_reports = getattr(_report, "write_reports", None)
+    if write_reports is None:
+        raise PlancheckError("plancheck.report.write_reports is not available in this installation")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    written = write_reports(report, Path(out_dir), formats=tuple(formats))
+    return report, [Path(p) for p in written]
