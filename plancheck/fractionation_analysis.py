@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from plancheck.dvh.engine import compute_dvh
 from plancheck.dvh.metrics import evaluate_metric
-from plancheck.model.export import Course
+from plancheck.model.export import Course, PlanWithoutDose
 from plancheck.radiobiology import FractionationSummary, summarize_fractionation
 
 __all__ = ["CourseFractionation", "course_fractionation", "DOSE_MISMATCH_TOLERANCE_PCT"]
@@ -39,10 +39,14 @@ class CourseFractionation:
     remarks: tuple[str, ...]
 
 
-def course_fractionation(course: Course) -> CourseFractionation:
-    """Summarise one course (never raises for missing data: remarks say what is missing)."""
+def course_fractionation(course: Course | PlanWithoutDose) -> CourseFractionation:
+    """Summarise one course, or a plan read without its dose or structure set (never raises
+    for missing data: remarks say what is missing, and D95% is not computed without a dose)."""
     plan = course.plan
     remarks: list[str] = []
+    dose = getattr(course, "dose", None)
+    if dose is None:
+        remarks.append(f"D95% not computed: {course.reason}")
     targets = plan.target_prescriptions
     rx = plan.prescription_dose_gy
     distinct = sorted({round(t.target_prescription_dose_gy, 4) for t in targets})  # type: ignore[arg-type]
@@ -58,14 +62,19 @@ def course_fractionation(course: Course) -> CourseFractionation:
     summary = summarize_fractionation(rx, n) if rx and n else None
     target_name = d95 = None
     ref = next((t for t in targets if t.target_prescription_dose_gy == rx and t.referenced_roi_number is not None), None)
-    if ref is not None:
+    if ref is not None and course.structure_set is None:
+        remarks.append(f"the prescription refers to ROI number {ref.referenced_roi_number}, but the plan's structure "
+                       "set is not in the input")
+    elif ref is not None:
         try:
             roi = course.structure_set.roi_by_number(ref.referenced_roi_number)  # type: ignore[arg-type]
         except KeyError:
+            roi = None
             remarks.append(f"the prescription refers to ROI number {ref.referenced_roi_number}, which is not in the structure set")
         else:
             target_name = roi.name
-            metric = evaluate_metric("D95%[Gy]", compute_dvh(roi, course.dose))
+        if roi is not None and dose is not None:
+            metric = evaluate_metric("D95%[Gy]", compute_dvh(roi, dose))
             d95 = metric.value
             if d95 is None:
                 remarks.append(f"D95% of {roi.name} could not be computed: {metric.reason}")

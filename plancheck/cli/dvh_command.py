@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from plancheck.check_treatment import selection_for
 from plancheck.cli.exit_codes import ExitCode
+from plancheck.cli.plan_option import add_plan_option
 from plancheck.cli.volume_model_option import add_volume_model_option, apply_volume_model
 from plancheck.cli.output import check_writable, write_all_atomically
 from plancheck.dicom import read_export
@@ -37,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha-beta-for", action="append", metavar="NAME=GY", default=[], help="α/β for one structure (repeatable)")
     p.add_argument("--composite", action="store_true", help="sum all courses voxel by voxel (EQD2/BED: each with its own fractions)")
     add_volume_model_option(p)
+    add_plan_option(p)
     p.set_defaults(handler=run_dvh)
 
 
@@ -65,7 +68,10 @@ def run_dvh(args: argparse.Namespace) -> int:
     for option, path in (("--output", args.output), ("--curves", args.curves)):
         if path:
             check_writable(path, option)
-    export = apply_volume_model(read_export(args.paths if len(args.paths) > 1 else args.paths[0]), args.volume_model)
+    # per course nothing is summed, so alternative plans are shown side by side; --composite refuses them
+    export = apply_volume_model(read_export(args.paths if len(args.paths) > 1 else args.paths[0],
+                                            plans=selection_for(None, None, args.plan),
+                                            alternatives="refuse" if args.composite else "keep"), args.volume_model)
     per_structure = _resolve_structure_names(export, per_structure)
     request = DoseKindRequest(kind, args.alpha_beta, per_structure)
     tables = dvh_tables(

@@ -7,7 +7,9 @@ import json
 import sys
 
 from plancheck import __version__
+from plancheck.check_treatment import selection_for
 from plancheck.cli.exit_codes import ExitCode
+from plancheck.cli.plan_option import add_plan_option
 from plancheck.dicom import read_export
 from plancheck.fractionation_analysis import course_fractionation
 
@@ -18,12 +20,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fractionation", help="prescription, fractions, BED10, EQD2(10) and regime of each course")
     p.add_argument("paths", nargs="+", metavar="PATH", help="export directory, DICOM files, or a .zip")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    add_plan_option(p)
     p.set_defaults(handler=run_fractionation)
 
 
 def run_fractionation(args: argparse.Namespace) -> int:
-    export = read_export(args.paths if len(args.paths) > 1 else args.paths[0])
-    rows = [course_fractionation(c) for c in export.courses]
+    # the plan alone is enough: a plan without its dose (or structure set) is listed without D95%;
+    # nothing is summed, so alternative plans are shown side by side
+    export = read_export(args.paths if len(args.paths) > 1 else args.paths[0], require_dose=False,
+                         alternatives="keep", plans=selection_for(None, None, args.plan))
+    order = {p.sop_instance_uid: k for k, p in enumerate(
+        sorted([c.plan for c in export.courses] + [p.plan for p in export.plans_without_dose], key=lambda p: p.path))}
+    rows = sorted((course_fractionation(c) for c in (*export.courses, *export.plans_without_dose)),
+                  key=lambda r: order.get(r.sop_instance_uid, 0))
     if args.format == "json":
         doc = {
             "plancheck_version": __version__,
@@ -44,6 +53,8 @@ def run_fractionation(args: argparse.Namespace) -> int:
                 }
                 for r in rows
             ],
+            "left_out": [{"label": p.label, "sop_instance_uid": p.uid, "reason": p.reason} for p in export.left_out],
+            "notes": list(export.course_notes),
         }
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         return ExitCode.OK
@@ -66,6 +77,10 @@ def run_fractionation(args: argparse.Namespace) -> int:
     console.print(table)
     for r in rows:
         for remark in r.remarks:
-            console.print(f"  {r.label}: {remark}", highlight=False)
+            console.print(f"  {r.label}: {remark}", highlight=False, markup=False)
+    for plan in export.left_out:
+        console.print(f"  {plan.describe()}", highlight=False, markup=False)
+    for note in export.course_notes:
+        console.print(f"  note: {note}", highlight=False, markup=False)
     console.print("Regimes: conventional 1.8–2.2 Gy/fx; moderately hypofractionated >2.2–<5 Gy/fx; SBRT ≥5 Gy/fx in ≤10 fx. α/β = 10 Gy.", highlight=False)
     return ExitCode.OK

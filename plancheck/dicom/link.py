@@ -605,10 +605,12 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         courses.append(Course(plan=plan, structure_set=plan_rtss[plan.sop_instance_uid], dose=grid,
                               dose_summary=summary))
         logger.info("plan %s: %s", plan.sop_instance_uid, summary)
-    warnings += [p.describe() for p in left_out] + list(course_notes)
 
     for warning in warnings:
         logger.warning("%s", warning)
+    for note in [p.describe() for p in left_out] + list(course_notes):
+        logger.info("%s", note)
+        warnings.append(note)
     first_plan = next(f for f in rt_files if f.kind == "RTPLAN").header
     export = PlanExport(
         patient_id=optional_str(first_plan, "PatientID"),

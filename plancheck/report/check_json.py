@@ -167,6 +167,8 @@ def _report_dict(report: CheckReport) -> dict[str, Any]:
         "protocol": {"id": protocol.id, "title": protocol.title, "version": protocol.version, "chain": list(protocol.chain)},
         "case_file": report.context.case_source,
         "plans": plan_dicts(report),
+        "left_out_plans": [{"label": p.label or None, "sop_instance_uid": p.uid, "reason": p.reason}
+                           for p in report.export.left_out],
         "volume_models": list(report.export.volume_model_descriptions),
         "summary": dict(report.summary),
         "results": [result_dict(f) for f in report.findings],
