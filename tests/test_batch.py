@@ -1,12 +1,18 @@
-"""``plancheck batch``: every plan of an archive checked in parallel, resume, summary tables.
+"""``plancheck batch``: every treatment of an archive checked in parallel, resume, summary tables.
 
 The archive holds three small synthetic patients (different seeds, jitter and patient IDs),
-in three different layouts: one export folder; nested folders with the CT; one patient split
-over several folders (plan, dose and structures apart) so that grouping must come from the
-headers. Patient 2's C2_LungMet dose is truncated → that plan gets an ERROR row, the other
-eight plans are checked. Patient 3 is the ``violations`` variant: its C1_Eso spinal cord
-maximum (about 50 Gy) is above the acceptable 48 Gy → FAIL; every other plan passes (cord
-and heart far below their limits).
+each one treatment of three courses (C1_Eso, C2_LungMet, C3_VertMet), in three different
+layouts: one export folder; nested folders with the CT; one patient split over several
+folders (plan, dose and structures apart) so that grouping must come from the headers.
+Patient 2's C2_LungMet dose is truncated → that treatment gets an ERROR row (as ``plancheck
+check`` refuses the export), the other two are checked with all three courses. Patient 3 is
+the ``violations`` variant: its C1_Eso spinal cord maximum (about 50 Gy) is above the
+acceptable 48 Gy → FAIL; everything else passes (cord and heart far below their limits).
+The test protocol's two rules apply per course (``course: all``): 2 × 3 findings per treatment.
+
+Faults (issue 11): a worker killed while checking (only its treatment is ERROR), time and
+memory limits, killing the batch (no worker left behind). Verdicts equal ``plancheck check``'s
+on a two-course case whose cord fails only in the composite (:mod:`treatment_exports`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from plancheck.batch import SUMMARY_COLUMNS, BatchOptions, discover_plans, run_batch
+from plancheck.batch import SUMMARY_COLUMNS, BatchOptions, JobLimits, discover_treatments, run_batch
 from plancheck.cli.main import main
 from plancheck.dicom.write import write_case
 from plancheck.errors import DicomReadError
@@ -72,58 +78,61 @@ def protocol(protocol_file):
     return load_protocol(str(protocol_file))
 
 
-def _statuses(outcome) -> dict[tuple[str, str], str]:
-    return {(r.patient_key, r.plan_label): r.status for r in outcome.results}
+COURSES = ("C1_Eso", "C2_LungMet", "C3_VertMet")
 
 
 def _check_outcome(outcome) -> None:
-    assert len(outcome.results) == 9
+    assert len(outcome.results) == 3
+    assert all(r.plan_labels == COURSES for r in outcome.results)
     errors = [r for r in outcome.results if r.status == "ERROR"]
-    assert [r.plan_label for r in errors] == ["C2_LungMet"]
+    assert len(errors) == 1
     assert "truncated" in errors[0].error and "RD_C2_LungMet.dcm" in errors[0].error
-    fails = [r.plan_label for r in outcome.results if r.status == "FAIL"]
-    assert fails == ["C1_Eso"]
-    assert sum(r.status == "PASS" for r in outcome.results) == 7
+    assert sorted(r.status for r in outcome.results) == ["ERROR", "FAIL", "PASS"]
+    [failed] = [r for r in outcome.results if r.status == "FAIL"]
+    assert failed.summary["fail"] == 1  # the cord of C1_Eso only
     assert len({r.patient_key for r in outcome.results}) == 3
 
 
 def test_discovery_groups_files_by_headers_not_folders(archive, protocol, tmp_path):
-    found = discover_plans(archive, tmp_path / "reports", protocol)
-    assert len(found.jobs) == 9
-    assert all(g.complete for g in found.groups)  # the truncated dose still has a readable header
-    split = [g for g in found.groups if "misc" in str(g.plan.path)]
-    assert len(split) == 3
-    for g in split:
-        assert {p.parent.name for p in g.files} == {"plans", "doses", "structures"}
-    with_ct = [g for g in found.groups if g.images]
-    assert len(with_ct) == 3 and all(len(g.images) > 5 for g in with_ct)
+    found = discover_treatments(archive, tmp_path / "reports", protocol)
+    assert len(found.jobs) == 3 and len(found.treatments) == 3
+    # every plan complete: the truncated dose still has a readable header
+    assert all(len(t.plans) == 3 and all(g.complete for g in t.plans) for t in found.treatments)
+    [split] = [c for c in found.checks if "misc" in str(c.treatment.plans[0].plan.path)]
+    assert {p.parent.name for p in split.files} == {"plans", "doses", "structures"}
+    with_ct = [t for t in found.treatments if t.images]
+    assert len(with_ct) == 1 and len(with_ct[0].images) > 5
     assert any("notes.txt" in str(p) for p, _ in found.index.skipped)
+    assert all(j.plan_labels == COURSES and not j.left_out and j.selection is None for j in found.jobs)
 
 
-def test_batch_checks_every_plan_and_gives_an_error_row_for_the_broken_one(archive, protocol, tmp_path):
+def test_batch_checks_every_treatment_and_gives_an_error_row_for_the_broken_one(archive, protocol, tmp_path):
     reports = tmp_path / "reports"
     seen = []
     outcome = run_batch(archive, reports, protocol, BatchOptions(workers=2, html=True), on_result=seen.append)
     _check_outcome(outcome)
-    assert len(seen) == 9 and outcome.resumed == 0
-    assert 1 <= len(outcome.worker_peak_rss_mb) <= 2
-    assert all(0 < mb < 1024 for mb in outcome.worker_peak_rss_mb.values())
+    assert len(seen) == 3 and outcome.resumed == 0
+    assert 1 <= len(outcome.worker_peak_rss_mb) <= 3  # one worker process per treatment
+    assert all(0 < mb < 2048 for mb in outcome.worker_peak_rss_mb.values())
     for r in outcome.results:
         if r.status != "ERROR":
             assert sorted(Path(p).suffix for p in r.report_files) == [".html", ".json"]
             assert all(Path(p).is_file() for p in r.report_files)
+            report = json.loads(next(Path(p) for p in r.report_files if p.endswith(".json")).read_text("utf-8"))
+            assert [p["label"] for p in report["plans"]] == list(COURSES) and report["left_out_plans"] == []
 
-    csv_path, parquet_path = outcome.summary_files
+    csv_path, parquet_path = outcome.summary_files[:2]
     with csv_path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert tuple(rows[0]) == SUMMARY_COLUMNS
-    assert len(rows) == 8 * 2 + 1  # two rules per checked plan, one ERROR row
+    assert len(rows) == 2 * 6 + 1  # two rules × three courses per checked treatment, one ERROR row
+    assert {r["plans"] for r in rows} == {"C1_Eso; C2_LungMet; C3_VertMet"}
+    assert all(len(r["plan_uids"].split("; ")) == 3 and r["left_out"] == "" for r in rows)
     [error_row] = [r for r in rows if r["status"] == "ERROR"]
-    assert error_row["plan_label"] == "C2_LungMet" and "truncated" in error_row["message"]
+    assert "truncated" in error_row["message"]
     failed = [r for r in rows if r["status"] == "FAIL"]
-    assert {r["plan_label"] for r in failed} == {"C1_Eso"}
-    [cord] = [r for r in failed if r["rule_id"] == "OAR-CORD-MAX"]
-    assert cord["unit"] == "Gy" and float(cord["measured"]) > 48  # the violations variant: about 50 Gy
+    assert len(failed) == 1 and failed[0]["courses"] == "C1_Eso" and failed[0]["rule_id"] == "OAR-CORD-MAX"
+    assert failed[0]["unit"] == "Gy" and float(failed[0]["measured"]) > 48  # the violations variant: about 50 Gy
 
     pq = pytest.importorskip("pyarrow.parquet")
     table = pq.read_table(parquet_path)
@@ -138,14 +147,14 @@ def test_batch_checks_every_plan_and_gives_an_error_row_for_the_broken_one(archi
             assert part not in text
 
 
-def test_resume_skips_current_plans_touch_redoes_one_and_force_redoes_all(archive, protocol, tmp_path):
+def test_resume_skips_current_treatments_touch_redoes_one_and_force_redoes_all(archive, protocol, tmp_path):
     reports = tmp_path / "reports"
     first = run_batch(archive, reports, protocol, BatchOptions(workers=2))
     _check_outcome(first)
 
     second = run_batch(archive, reports, protocol, BatchOptions(workers=0))
-    assert second.resumed == 8  # the ERROR plan is always tried again
-    assert [r.plan_label for r in second.results if not r.skipped] == ["C2_LungMet"]
+    assert second.resumed == 2  # the ERROR treatment is always tried again
+    assert [r.status for r in second.results if not r.skipped] == ["ERROR"]
     _check_outcome(second)  # resumed rows come back into the summary
     assert second.summary_files[0].read_text(encoding="utf-8") == first.summary_files[0].read_text(encoding="utf-8")
 
@@ -153,8 +162,7 @@ def test_resume_skips_current_plans_touch_redoes_one_and_force_redoes_all(archiv
     later = max(p.stat().st_mtime for p in reports.rglob("batch-result.json")) + 10
     os.utime(dose, (later, later))
     third = run_batch(archive, reports, protocol, BatchOptions(workers=0))
-    redone = sorted(r.plan_label for r in third.results if not r.skipped)
-    assert redone == ["C2_LungMet", "C3_VertMet"]
+    assert sorted(r.status for r in third.results if not r.skipped) == ["ERROR", "PASS"]  # patient A again
 
     forced = run_batch(archive, reports, protocol, BatchOptions(workers=2, force=True))
     assert forced.resumed == 0
@@ -192,9 +200,9 @@ def test_batch_command_exit_code_tables_and_html(archive, protocol_file, tmp_pat
     code = main(["batch", str(archive), "--reports", str(reports), "--protocol", str(protocol_file),
                  "--workers", "2", "--html"])
     out, err = capsys.readouterr()
-    assert code == 3, err  # one plan could not be checked
-    assert "9 plan(s) found" in err and "could not check 1" in err
+    assert code == 3, err  # one treatment could not be checked
+    assert "3 treatment(s) found" in err and "could not check 1" in err
     assert (reports / "summary.csv").is_file() and (reports / "summary.parquet").is_file()
-    assert len(list(reports.rglob("*.html"))) == 8
+    assert len(list(reports.rglob("*.html"))) == 2
     assert main(["batch", str(archive), "--reports", str(reports), "--protocol", str(protocol_file),
                  "--workers", "-1"]) == 2

@@ -1,18 +1,21 @@
-"""Batch audits: check every plan of an archive in parallel (``plancheck batch``).
+"""Batch audits: check every treatment of an archive in parallel (``plancheck batch``).
 
-* :func:`run_batch` finds the plans under a folder (any layout; files grouped by their
-  headers), checks each in a worker process (or on a Dask cluster), writes per-plan reports
-  and one summary table (CSV and Parquet, one row per plan and finding), and skips plans
-  whose reports are current.
-* :func:`run_job` checks one plan and never raises; it is also what the DICOM receiver uses.
+* :func:`run_batch` finds the treatments under a folder (any layout; files grouped by their
+  headers into patients' treatments: every plan of a patient in one frame of reference),
+  checks each in a worker process of its own (or on a Dask cluster), writes per-treatment
+  reports and one summary table (CSV and Parquet, one row per treatment and finding, saying
+  which plans each treatment contains), and skips treatments whose reports are current.
+* :func:`run_job` checks one treatment and never raises, with
+  :func:`plancheck.check_treatment.check_treatment_files`, the check every entry point uses.
 """
 
-from plancheck.batch.discover import Discovery, discover_plans
-from plancheck.batch.job import SUMMARY_COLUMNS, PlanJob, PlanResult, check_plan_files, run_job
+from plancheck.batch.discover import Discovery, discover_treatments
+from plancheck.batch.job import SUMMARY_COLUMNS, TreatmentJob, TreatmentResult, run_job
 from plancheck.batch.runner import BatchOptions, BatchResult, current_result, run_batch
 from plancheck.batch.summary import write_summary
+from plancheck.batch.workers import JobLimits
 
 __all__ = [
-    "BatchOptions", "BatchResult", "Discovery", "PlanJob", "PlanResult", "SUMMARY_COLUMNS",
-    "check_plan_files", "current_result", "discover_plans", "run_batch", "run_job", "write_summary",
+    "BatchOptions", "BatchResult", "Discovery", "JobLimits", "SUMMARY_COLUMNS", "TreatmentJob", "TreatmentResult",
+    "current_result", "discover_treatments", "run_batch", "run_job", "write_summary",
 ]

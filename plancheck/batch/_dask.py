@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from plancheck.batch.job import PlanJob, PlanResult, error_result, run_job
+from plancheck.batch.job import TreatmentJob, TreatmentResult, error_result, run_job
 from plancheck.errors import UsageError
 from plancheck.protocol.loader import Protocol
 
 __all__ = ["run_on_dask"]
 
 
-def run_on_dask(address: str, jobs: Sequence[PlanJob], protocol: Protocol,
-                on_result: Callable[[PlanResult], None]) -> None:
+def run_on_dask(address: str, jobs: Sequence[TreatmentJob], protocol: Protocol,
+                on_result: Callable[[TreatmentResult], None]) -> None:
     """Submit every job to the scheduler at ``address`` and call ``on_result`` as each ends.
 
     The workers must be able to import plancheck and read the input files and the reports
@@ -33,7 +33,7 @@ def run_on_dask(address: str, jobs: Sequence[PlanJob], protocol: Protocol,
         raise UsageError(f"cannot connect to the Dask scheduler at {address}: {exc}") from exc
     try:
         shared = client.scatter(protocol, broadcast=True)
-        # a worker runs several jobs at once already: no threads per plan
+        # a worker runs several jobs at once already: no threads per treatment
         futures = client.map(run_job, list(jobs), protocol=shared, threads=1, pure=False)
         job_of = {f.key: j for f, j in zip(futures, jobs)}
         for future in as_completed(futures):

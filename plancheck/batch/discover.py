@@ -1,4 +1,13 @@
-"""Find every plan under a folder (any layout, any number of patients) and make its job."""
+"""Find every treatment under a folder (any layout, any number of patients) and make its jobs.
+
+A treatment is every plan of one patient in one frame of reference
+(:func:`plancheck.dicom.store.group_treatments`), checked once with all its courses, as
+``plancheck check`` checks an export. Alternative plans of one case (same structure set,
+same targets) are never summed: each combination is checked as its own treatment
+(:func:`plancheck.dicom.store.treatment_checks`), and every report lists the plans left out.
+``.zip`` exports under the folder are indexed member by member and read as they are; a
+``case.yaml`` inside the archive is their case file.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +17,20 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
-from plancheck.batch.job import PlanJob
-from plancheck.dicom.store import IndexResult, PlanGroup, group_plans, index_objects, safe_uid
-from plancheck.model.case import find_case_file
+from plancheck.batch.job import TreatmentJob
+from plancheck.check_treatment import find_case, read_case, selection_for
+from plancheck.course_selection import PlanSelection
+from plancheck.dicom.store import (
+    IndexResult, TreatmentCheck, TreatmentGroup, group_treatments, index_archive, index_objects, treatment_checks,
+)
+from plancheck.errors import PlancheckError
 from plancheck.protocol.loader import Protocol
 
-__all__ = ["Discovery", "discover_plans", "patient_keyer", "protocol_fingerprint", "SALT_FILE"]
+__all__ = ["Discovery", "discover_treatments", "patient_keyer", "protocol_fingerprint", "data_fingerprint",
+           "SALT_FILE"]
 
 #: Secret salt of the patient keys, kept in the reports folder (same folder → same keys).
 SALT_FILE = ".patient-key-salt"
@@ -25,9 +40,11 @@ SALT_FILE = ".patient-key-salt"
 class Discovery:
     """The jobs found under a root folder, and the files passed over."""
 
-    jobs: list[PlanJob] = field(default_factory=list)
-    groups: list[PlanGroup] = field(default_factory=list)
+    jobs: list[TreatmentJob] = field(default_factory=list)
+    treatments: list[TreatmentGroup] = field(default_factory=list)
+    checks: list[TreatmentCheck] = field(default_factory=list)
     index: IndexResult = field(default_factory=IndexResult)
+    not_selected: int = 0
 
 
 def patient_keyer(reports_dir: Path):
@@ -51,8 +68,30 @@ def patient_keyer(reports_dir: Path):
     return key
 
 
+def data_fingerprint() -> str:
+    """A hash of plancheck's data tables (α/β table, synonyms, TG-263 nomenclature,
+    built-in protocols): a new table changes results, so reports made with the old one are
+    not current."""
+    h = hashlib.sha256()
+    root = resources.files("plancheck.constraints")
+    for entry in sorted(_walk(root), key=lambda e: e[0]):
+        h.update(entry[0].encode())
+        h.update(entry[1])
+    return h.hexdigest()[:32]
+
+
+def _walk(root, prefix: str = ""):
+    for item in root.iterdir():
+        name = f"{prefix}{item.name}"
+        if item.is_dir():
+            if item.name != "__pycache__":
+                yield from _walk(item, name + "/")
+        elif not item.name.endswith((".pyc", ".py")):
+            yield name, item.read_bytes()
+
+
 def protocol_fingerprint(protocol: Protocol, formats: tuple[str, ...]) -> str:
-    """A hash of the resolved rules, mapping, α/β table and report formats."""
+    """A hash of the resolved rules, mapping, α/β overrides, data tables and report formats."""
     from plancheck import __version__
 
     data = {
@@ -61,34 +100,106 @@ def protocol_fingerprint(protocol: Protocol, formats: tuple[str, ...]) -> str:
         "rules": [r.rule.model_dump(mode="json") for r in protocol.rules],
         "mapping": dict(protocol.structure_mapping),
         "alpha_beta": dict(protocol.alpha_beta_gy),
+        "data": data_fingerprint(),
         "formats": sorted(formats),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def discover_plans(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str], protocol: Protocol,
-                   *, formats: tuple[str, ...] = ("json",)) -> Discovery:
-    """Index every file under ``root`` and make one :class:`PlanJob` per RT Plan.
+def _case_bytes(source: str) -> bytes:
+    """The case file's content (for the fingerprint); b"" when it cannot be read (the job
+    then reports the error)."""
+    try:
+        archive, sep, member = source.partition("!")
+        if sep and archive.lower().endswith(".zip"):
+            import zipfile
+
+            with zipfile.ZipFile(archive) as zf:
+                return zf.read(member)
+        return Path(source).read_bytes()
+    except (OSError, KeyError, ValueError, RuntimeError):
+        return b""
+
+
+def _job_fingerprint(base: str, case_file: str | None, selection: PlanSelection | None) -> str:
+    h = hashlib.sha256(base.encode())
+    h.update(b"\ncase:" + (_case_bytes(case_file) if case_file else b"-"))
+    h.update(b"\nselection:" + repr(selection).encode())
+    return h.hexdigest()[:32]
+
+
+def _case_of(treatment: TreatmentGroup) -> tuple[str | None, str | None]:
+    """The treatment's case file (next to its plans, or inside their .zip), and an error when
+    its plans sit next to different case files."""
+    found = []
+    for group in treatment.plans:
+        case = find_case(group.plan.path if group.plan.member else group.plan.path.parent)
+        if case and case not in found:
+            found.append(case)
+    if len(found) > 1:
+        return None, f"its plans lie next to {len(found)} different case files ({', '.join(found)}); keep one"
+    return (found[0] if found else None), None
+
+
+def discover_treatments(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str], protocol: Protocol,
+                        *, formats: tuple[str, ...] = ("json",), plans: tuple[str, ...] = ()) -> Discovery:
+    """Index every file under ``root`` and make one :class:`TreatmentJob` per treatment (per
+    combination of alternative plans).
 
     Files are grouped by their headers (patient, frame of reference, UID references), not by
-    folder. Each plan's reports go to ``reports_dir/<patient key>/<plan UID>/``. A
-    ``case.yaml`` in the plan file's folder is used as its case file.
+    folder; ``.zip`` archives are indexed member by member. Reports go to
+    ``reports_dir/<patient key>/<treatment id>/``.
+
+    Parameters
+    ----------
+    plans
+        ``--plan``: in every treatment only plans with these labels or UIDs are courses;
+        treatments with none of them are not checked (counted in ``not_selected``).
     """
+    root_path = Path(root)
     reports = Path(reports_dir)
-    index = index_objects(root)
-    groups = group_plans(index.objects)
+    index = index_objects(root_path)
+    archives = [p for p, reason in index.skipped if p.suffix.lower() == ".zip" and p.is_file()]
+    if root_path.is_file() and root_path.suffix.lower() == ".zip":
+        archives = [root_path]
+    for archive in archives:
+        found = index_archive(archive)
+        index.objects.extend(found.objects)
+        index.skipped = [(p, r) for p, r in index.skipped if p != archive] + found.skipped
     keyer = patient_keyer(reports)
-    fingerprint = protocol_fingerprint(protocol, formats)
-    discovery = Discovery(index=index, groups=groups)
-    for group in groups:
-        plan = group.plan
-        key = keyer(plan.patient_id)
-        case = find_case_file(plan.path.parent)
-        discovery.jobs.append(PlanJob(
-            plan_uid=plan.sop_instance_uid, plan_label=plan.label, patient_key=key,
-            study_uid=plan.study_instance_uid, files=tuple(str(p) for p in group.files),
-            out_dir=str(reports / key / safe_uid(plan.sop_instance_uid)), formats=formats,
-            case_file=str(case) if case else None, fingerprint=fingerprint,
-            secrets=(plan.patient_id, plan.patient_name),
-        ))
+    base = protocol_fingerprint(protocol, formats)
+    discovery = Discovery(index=index, treatments=group_treatments(index.objects))
+    for treatment in discovery.treatments:
+        key = keyer(treatment.patient_id)
+        case_file, case_error = _case_of(treatment)
+        selection = PlanSelection(tuple(plans), "--plan", missing_ok=True) if plans else None
+        if selection is None and case_file and case_error is None:
+            try:
+                selection = selection_for(read_case(case_file), case_file)
+            except PlancheckError as exc:
+                case_error = str(exc)
+        checks = treatment_checks(treatment, selection, alternatives="variants")
+        if not checks:
+            discovery.not_selected += 1
+            continue
+        for check in checks:
+            discovery.checks.append(check)
+            choice = check.choice
+            labels_by_uid = {g.plan.sop_instance_uid: g.plan.label for g in treatment.plans}
+            courses = choice.courses if choice else tuple(labels_by_uid)
+            # the worker is told the courses when they are not what `check` would choose by itself
+            explicit = None
+            if choice is not None and (plans or choice.variant):
+                source = "--plan" if plans else f"batch: combination {choice.variant} of alternative plans"
+                explicit = choice.as_selection(source)
+            discovery.jobs.append(TreatmentJob(
+                treatment_id=check.check_id, patient_key=key, study_uid=treatment.study_uid,
+                plan_uids=tuple(courses), plan_labels=tuple(labels_by_uid.get(u, "") for u in courses),
+                files=tuple(str(p) for p in check.files), out_dir=str(reports / key / check.check_id),
+                left_out=tuple((p.uid, p.label, p.reason) for p in (choice.left_out if choice else ())),
+                formats=formats, case_file=case_file, selection=explicit,
+                fingerprint=_job_fingerprint(base, case_file, explicit),
+                error=case_error or check.error,
+                secrets=(treatment.patient_id, treatment.patient_name),
+            ))
     return discovery

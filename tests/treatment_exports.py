@@ -1,0 +1,125 @@
+"""Small DICOM exports of whole treatments whose doses are known by construction, for the
+pipeline tests (check, batch, serve and watch must give the same verdicts).
+
+Geometry (as :mod:`rt_cases`): every structure is a box contoured every 2.5 mm, and every
+plan's dose grid (5 mm voxels, x -50..400, y -40..40, z -20..80 mm) holds a *uniform* dose
+over bands of x. A box lies at least one voxel inside its band, so the dose anywhere in it is
+exactly the band's dose (trilinear interpolation between voxel centres of equal dose), and
+its D0.03cc is that dose.
+
+``two_course_export`` — the case of issue 9 §3 where only the composite fails:
+
+* ``PTV_A`` (x 0..30) and ``PTV_B`` (x 100..130), ``SpinalCord`` (x 200..230);
+* course ``C_A`` prescribes 50 Gy / 25 fx to PTV_A and gives the cord 25 Gy;
+* course ``C_B`` prescribes 30 Gy / 10 fx to PTV_B and gives the cord 25 Gy.
+
+Cord D0.03cc: 25 Gy in each course (≤ 45 Gy: PASS per course); physical composite
+25 + 25 = 50 Gy (> 45 Gy: FAIL). ``alternatives=True`` writes a third plan ``C_A_IMRT``
+prescribing to PTV_A on the same structure set (an alternative of C_A, both unapproved),
+whose cord dose is 40 Gy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from plancheck.dicom.write import (
+    BeamSpec, PatientSpec, RoiSpec, deterministic_uid, rtdose_dataset, rtplan_dataset, rtstruct_dataset,
+    save_dataset,
+)
+
+__all__ = ["two_course_export", "COMPOSITE_PROTOCOL", "write_composite_protocol"]
+
+_VOXEL_MM = 5.0
+_X = np.arange(-50.0, 400.0 + _VOXEL_MM, _VOXEL_MM)
+_Y = np.arange(-40.0, 40.0 + _VOXEL_MM, _VOXEL_MM)
+_Z = np.arange(-20.0, 80.0 + _VOXEL_MM, _VOXEL_MM)
+_SLICE_MM = 2.5
+
+#: x extent of each box, mm (y -10..10, z 0..30 for all).
+BOXES = {"PTV_A": (0.0, 30.0), "PTV_B": (100.0, 130.0), "SpinalCord": (200.0, 230.0)}
+#: Dose bands (x0, x1): every voxel centre with x0 <= x < x1 (one voxel beyond the box each side).
+BANDS = {name: (x0 - 10.0, x1 + 15.0) for name, (x0, x1) in BOXES.items()}
+
+#: A protocol whose cord limit is checked per course and on the physical composite.
+COMPOSITE_PROTOCOL = """\
+schema_version: 1
+id: {protocol_id}
+title: Cord per course and composite
+version: "1"
+rules:
+  - id: CORD-COURSE
+    kind: dvh
+    title: Spinal cord maximum per course
+    category: oar
+    structure: SpinalCord
+    metric: "D0.03cc[Gy]"
+    dose_basis: physical
+    course: all
+    limits: {{unit: Gy, upper: {{per_protocol: 45}}}}
+    provenance: {{source: test, section: "1", confidence: institutional}}
+  - id: CORD-COMPOSITE
+    kind: dvh
+    title: Spinal cord maximum, all courses summed
+    category: oar
+    structure: SpinalCord
+    metric: "D0.03cc[Gy]"
+    dose_basis: physical
+    course: composite
+    limits: {{unit: Gy, upper: {{per_protocol: 45}}}}
+    provenance: {{source: test, section: "2", confidence: institutional}}
+"""
+
+
+def write_composite_protocol(folder: Path, protocol_id: str = "test-composite") -> Path:
+    path = folder / f"{protocol_id}.yaml"
+    path.write_text(COMPOSITE_PROTOCOL.format(protocol_id=protocol_id), encoding="utf-8")
+    return path
+
+
+def _box_contours(x0: float, x1: float) -> list[np.ndarray]:
+    return [np.array([[x0, -10.0, z], [x1, -10.0, z], [x1, 10.0, z], [x0, 10.0, z]])
+            for z in np.arange(_SLICE_MM / 2, 30.0, _SLICE_MM)]
+
+
+def _banded(doses: dict[str, float]) -> np.ndarray:
+    line = np.zeros(len(_X))
+    for name, dose_gy in doses.items():
+        x0, x1 = BANDS[name]
+        line[(_X >= x0) & (_X < x1)] = dose_gy
+    return np.broadcast_to(line, (len(_Z), len(_Y), len(_X))).copy()
+
+
+def two_course_export(out: Path, *, key: str = "two-course", patient_id: str = "MRN-424242",
+                      patient_name: str = "COMPOSITE^CASE", alternatives: bool = False,
+                      approval: str = "UNAPPROVED") -> dict[str, Path]:
+    """Write the export described in the module docstring into ``out``; returns the files by name."""
+    out.mkdir(parents=True, exist_ok=True)
+    patient = PatientSpec(patient_id, patient_name, study_instance_uid=deterministic_uid(key, "study"))
+    frame = deterministic_uid(key, "frame")
+    rtss_uid = deterministic_uid(key, "rtss")
+    rois = [RoiSpec(1, "PTV_A", "PTV", _box_contours(*BOXES["PTV_A"])),
+            RoiSpec(2, "PTV_B", "PTV", _box_contours(*BOXES["PTV_B"])),
+            RoiSpec(3, "SpinalCord", "ORGAN", _box_contours(*BOXES["SpinalCord"]))]
+    files = {"RS": save_dataset(rtstruct_dataset(rois=rois, frame_of_reference_uid=frame, patient=patient,
+                                                 sop_instance_uid=rtss_uid), out / "RS.dcm")}
+    courses = [("C_A", 1, 50.0, 25, {"PTV_A": 50.0, "SpinalCord": 25.0}),
+               ("C_B", 2, 30.0, 10, {"PTV_B": 30.0, "SpinalCord": 25.0})]
+    if alternatives:
+        courses.append(("C_A_IMRT", 1, 50.0, 25, {"PTV_A": 50.0, "SpinalCord": 40.0}))
+    for label, target, rx_gy, fractions, doses in courses:
+        plan_uid = deterministic_uid(key, "plan", label)
+        beam = BeamSpec(1, "B1", "LINAC", 6.0, 0.0, None, 100.0, (15.0, 0.0, 15.0))
+        plan = rtplan_dataset(label=label, name=label, date="20250602", approval_status=approval,
+                              fractions_planned=fractions, prescriptions=[(target, rx_gy, f"{label} target")],
+                              beams=[beam], structure_set_uid=rtss_uid, frame_of_reference_uid=frame, patient=patient,
+                              sop_instance_uid=plan_uid)
+        files[f"RP_{label}"] = save_dataset(plan, out / f"RP_{label}.dcm")
+        dose = rtdose_dataset(dose_gy=_banded(doses), origin_mm=(_X[0], _Y[0], _Z[0]),
+                              spacing_mm=(_VOXEL_MM, _VOXEL_MM, _VOXEL_MM), frame_of_reference_uid=frame,
+                              referenced_plan_uid=plan_uid, patient=patient,
+                              sop_instance_uid=deterministic_uid(key, "dose", label))
+        files[f"RD_{label}"] = save_dataset(dose, out / f"RD_{label}.dcm")
+    return files
