@@ -154,6 +154,11 @@ def _signal_name(code: int | None) -> str:
     return f"killed by {name}{hint}"
 
 
+def _died(item: _Running) -> str:
+    return (f"the worker process died ({_signal_name(item.process.exitcode)}) while checking this treatment; "
+            "the other treatments were checked")
+
+
 def run_in_processes(jobs: Sequence[TreatmentJob], protocol: Protocol, *, workers: int, limits: JobLimits,
                      on_result: Callable[[TreatmentResult], None], log_level: int = logging.ERROR,
                      on_job_start: Callable[[TreatmentJob, int], None] | None = None,
@@ -215,15 +220,13 @@ def run_in_processes(jobs: Sequence[TreatmentJob], protocol: Protocol, *, worker
                         result = item.conn.recv()
                     except (EOFError, OSError):  # died while sending, or before
                         item.process.join(timeout=5)
-                        fail(item, f"the worker process died ({_signal_name(item.process.exitcode)}) "
-                                   "while checking this treatment")
+                        fail(item, _died(item))
                     else:
                         finish(item, result)
                     continue
                 if not item.process.is_alive():
                     item.process.join(timeout=5)
-                    fail(item, f"the worker process died ({_signal_name(item.process.exitcode)}) while checking "
-                               "this treatment; the other treatments were checked")
+                    fail(item, _died(item))
                     continue
                 if limits.time_limit_s is not None and now - item.started > limits.time_limit_s:
                     item.process.kill()
