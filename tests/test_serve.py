@@ -3,9 +3,11 @@
 The server runs in-process (a fixture starts it on port 0 and stops it in teardown); the
 clients are pynetdicom and, when installed, DCMTK's ``echoscu``/``storescu`` (a real
 third-party implementation). The sample is a small synthetic case written by
-:func:`plancheck.dicom.write.write_case`: three plans, of which C1_Eso is the
-``violations`` variant (spinal cord maximum about 50 Gy, above the acceptable 48 Gy of the
-test protocol → FAIL) and C2/C3 pass (cord and heart far below their limits).
+:func:`plancheck.dicom.write.write_case`: one treatment of three courses, of which C1_Eso is
+the ``violations`` variant (spinal cord maximum about 50 Gy, above the acceptable 48 Gy of
+the test protocol → FAIL) and C2/C3 pass (cord and heart far below their limits): the
+treatment is checked once, with all three courses, and FAILs on C1_Eso's cord.
+Faults of issue 11 are in ``test_serve_faults.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from plancheck.synthetic import CaseSpec, build_case
 PATIENT_NAME = "DOE^JANE^SERVE"
 PATIENT_ID = "MRN-778899"
 
+#: The verdict of each course's cord rule (the test protocol's OAR-CORD-MAX).
 EXPECTED = {"C1_Eso": "FAIL", "C2_LungMet": "PASS", "C3_VertMet": "PASS"}
 
 
@@ -102,8 +105,11 @@ def _send(port: int, files, *, calling_ae: str = "TPS", called_ae: str = "PLANCH
     return statuses
 
 
-def _by_label(records, plan_labels) -> dict[str, str]:
-    return {plan_labels[r.plan_uid]: r.status for r in records}
+def _by_label(records, plan_labels=None) -> dict[str, str]:
+    """The cord verdict per course, from the one record's JSON report."""
+    [record] = records
+    report = json.loads(next(Path(p) for p in record.report_files if p.endswith(".json")).read_text("utf-8"))
+    return {f["courses"][0]: f["status"] for f in report["results"] if f["rule_id"] == "OAR-CORD-MAX"}
 
 
 def _files(case_dir: Path, *prefixes: str) -> list[Path]:
@@ -124,38 +130,52 @@ def test_echo_and_sample_case_give_reports_with_expected_statuses(receiver, case
 
     files = sorted(case_dir.glob("*.dcm"))
     assert set(_send(receiver.port, files)) == {0x0000}
-    records = receiver.wait_for_records(3, timeout=30)
-    assert _by_label(records, plan_labels) == EXPECTED
-    for record in records:
-        assert [Path(p).suffix for p in record.report_files] == [".json", ".html"]
-        report = json.loads(Path(record.report_files[0]).read_text(encoding="utf-8"))
-        assert isinstance(report, dict)
-        assert all(Path(p).is_file() for p in record.report_files)
+    assert receiver.wait_idle(timeout=60)
+    records = receiver.records
+    assert len(records) == 1 and records[0].status == "FAIL"  # one treatment, all three courses
+    assert sorted(records[0].plan_labels) == sorted(EXPECTED)
+    assert _by_label(records) == EXPECTED
+    [record] = records
+    assert [Path(p).suffix for p in record.report_files] == [".json", ".html"]
+    assert all(Path(p).is_file() for p in record.report_files)
     lines = (receiver.config.reports_dir / CHECK_LOG_NAME).read_text(encoding="utf-8").splitlines()
-    assert sorted(json.loads(line)["status"] for line in lines) == ["FAIL", "PASS", "PASS"]
+    assert [json.loads(line)["status"] for line in lines] == ["FAIL"]
+    assert not list((receiver.config.store_dir / ".incoming").iterdir())  # every received file was handled
     # every stored file is named from UIDs only
     stored = list((receiver.config.store_dir / "studies").rglob("*.dcm"))
     assert len(stored) == len(files)
     assert all(re.fullmatch(r"(RP|RS|RD|CT|MR)_[0-9.]+\.dcm", p.name) for p in stored)
     # logs carry UIDs, never the patient's name or ID
-    assert "checked: FAIL" in caplog.text
+    assert "checked: FAIL" in caplog.text and "C1_Eso" in caplog.text
     for secret in ("DOE", "JANE", PATIENT_ID):
         assert secret not in caplog.text
 
 
-def test_plan_completed_over_two_associations_then_resent_is_checked_again(receiver, case_dir, plan_labels):
+def test_treatment_completed_over_two_associations_is_checked_once_per_version(receiver, case_dir):
     plan = case_dir / "RP_C2_LungMet.dcm"
     assert _send(receiver.port, [plan, case_dir / "RS_sample.dcm"]) == [0, 0]
     assert receiver.wait_idle(timeout=10)
     assert receiver.records == []  # no dose yet: not checked
 
     assert _send(receiver.port, [case_dir / "RD_C2_LungMet.dcm"]) == [0]
-    assert _by_label(receiver.wait_for_records(1, timeout=20), plan_labels) == {"C2_LungMet": "PASS"}
+    [first] = receiver.wait_for_records(1, timeout=20)
+    assert first.plan_labels == ("C2_LungMet",) and first.status == "PASS"
 
-    assert _send(receiver.port, [plan]) == [0]  # identical re-send: checked again
-    records = receiver.wait_for_records(2, timeout=20)
-    assert [plan_labels[r.plan_uid] for r in records] == ["C2_LungMet", "C2_LungMet"]
+    assert _send(receiver.port, [plan]) == [0]  # identical re-send: the same version, not checked again
+    assert receiver.wait_idle(timeout=20) and len(receiver.records) == 1
     assert len(list((receiver.config.store_dir / "studies").rglob("RP_*.dcm"))) == 1
+
+    changed = plan.read_bytes().replace(b"C2_LungMet", b"C2_LungMeX", 1)  # same UID, new content
+    (tmp := plan.parent.parent / "changed-plan").mkdir(exist_ok=True)
+    (tmp / "RP.dcm").write_bytes(changed)
+    assert _send(receiver.port, [tmp / "RP.dcm"]) == [0]
+    records = receiver.wait_for_records(2, timeout=20)
+    assert [r.plan_labels for r in records] == [("C2_LungMet",), ("C2_LungMeX",)]
+    assert records[0].version != records[1].version
+    folder = Path(records[1].folder).parent
+    latest = json.loads((folder / "latest.json").read_text(encoding="utf-8"))
+    assert latest == {"latest": Path(records[1].folder).name, "superseded": [Path(records[0].folder).name]}
+    assert all(Path(p).is_file() for r in records for p in r.report_files)  # the superseded version is kept
 
 
 def test_calling_ae_not_in_allow_list_is_rejected(tmp_path, protocol):
@@ -207,6 +227,7 @@ def test_truncated_dataset_fails_is_quarantined_and_server_keeps_serving(receive
     # the next association works
     assert _send(receiver.port, _files(case_dir, "RS_", "RP_C3", "RD_C3")) == [0, 0, 0]
     assert [r.status for r in receiver.wait_for_records(1, timeout=20)] == ["PASS"]
+    assert not list((receiver.config.store_dir / ".incoming").iterdir())
 
 
 def test_crashing_check_is_logged_with_plan_uid_and_server_goes_on(receiver, case_dir, plan_labels, caplog,
@@ -216,16 +237,16 @@ def test_crashing_check_is_logged_with_plan_uid_and_server_goes_on(receiver, cas
     def explode(*args, **kwargs):
         raise RuntimeError(f"simulated crash for {PATIENT_NAME}")
 
-    monkeypatch.setattr(checks, "check_plan_files", explode)
+    monkeypatch.setattr(checks, "check_treatment_files", explode)
     caplog.set_level(logging.INFO, logger="plancheck")
     files = _files(case_dir, "RS_", "RP_C3", "RD_C3")
     assert _send(receiver.port, files) == [0, 0, 0]
     [record] = receiver.wait_for_records(1, timeout=20)
     assert record.status == "ERROR" and "simulated crash" in record.error
-    assert PATIENT_NAME not in record.error
-    assert f"plan {record.plan_uid}" in caplog.text and "check failed" in caplog.text
+    assert PATIENT_NAME not in record.error and "DOE" not in record.error
+    assert f"treatment {record.treatment_id} (C3_VertMet)" in caplog.text and "check failed" in caplog.text
     monkeypatch.undo()
-    assert _send(receiver.port, files[1:2]) == [0]  # the plan again
+    assert _send(receiver.port, files[1:2]) == [0]  # the plan again: a crash is not a verdict, checked again
     assert [r.status for r in receiver.wait_for_records(2, timeout=20)] == ["ERROR", "PASS"]
 
 
@@ -346,9 +367,9 @@ def test_dcmtk_echoscu_and_storescu_send_the_sample_case(receiver, case_dir, pla
     store = subprocess.run([STORESCU, "-aet", "TPS", "-aec", "PLANCHECK", "+sd", "+r", "127.0.0.1",
                             str(receiver.port), str(case_dir)], capture_output=True, text=True, timeout=60)
     assert store.returncode == 0, store.stderr
-    records = receiver.wait_for_records(3, timeout=30)
-    assert _by_label(records, plan_labels) == EXPECTED
-    assert all(Path(p).is_file() for r in records for p in r.report_files)
+    assert receiver.wait_idle(timeout=60)
+    assert _by_label(receiver.records) == EXPECTED
+    assert all(Path(p).is_file() for r in receiver.records for p in r.report_files)
 
 
 @needs_dcmtk
@@ -390,5 +411,5 @@ def test_serve_command_starts_answers_and_stops_on_sigterm(tmp_path, protocol_fi
     log = "".join(lines) + rest
     assert proc.returncode == 0, log
     assert "shutting down" in log and "receiver stopped" in log
-    assert re.search(r"plan [0-9.]+ \(study [0-9.]+\) checked: (PASS|WARN|FAIL|NOT_EVALUATED)", log), log
+    assert re.search(r"treatment [0-9.]+ \(C2_LungMet\) checked: (PASS|WARN|FAIL|NOT_EVALUATED)", log), log
     assert "DOE" not in log and PATIENT_ID not in log

@@ -19,7 +19,8 @@ Store layout (all names from sanitised UIDs; nothing from patient names or IDs):
     STORE/studies/<StudyInstanceUID>/<RP|RS|RD|CT|MR>_<SOPInstanceUID>.dcm
     STORE/superseded/<StudyInstanceUID>/<prefix>_<SOPInstanceUID>.<sha256[:16]>.dcm
     STORE/quarantine/<UTC time>_<SOPInstanceUID>_<sha256[:12]>.dcm  (+ .txt: the reason)
-    STORE/.incoming/   temporary files, renamed into place atomically
+    STORE/.incoming/   objects being received (written as they arrive, counted in the budget) and
+                       temporary files renamed into place atomically; emptied on start
 
 References
 ----------
@@ -57,7 +58,7 @@ from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckErr
 
 __all__ = [
     "STORABLE_SOP_CLASSES", "StorageLimitError", "ReceivedObject", "StoredObject", "ObjectStore",
-    "safe_uid", "validate_received", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
+    "safe_uid", "validate_received", "validate_content", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
     "index_objects", "group_plans", "scrub", "TreatmentGroup", "TreatmentCheck", "group_treatments",
     "treatment_checks", "treatment_version", "index_archive",
 ]
@@ -240,8 +241,67 @@ def validate_received(data: bytes, *, sop_class_uid: str, sop_instance_uid: str,
     if not study:
         raise DicomConformanceError("(0020,000D) 'Study Instance UID' is missing; it is required (Type 1) "
                                     "to file the object with its study", label)
+    validate_content(ds, kind_of(ds_class) or "IMAGE", label)
     return ReceivedObject(ds_class, ds_instance, study, prefix, kind_of(ds_class) or "IMAGE", len(data),
                           _sha256(data))
+
+
+def _image_pixel_length(ds: Dataset, label: str) -> None:
+    """An uncompressed image's Pixel Data must hold Rows × Columns × frames × samples × bytes."""
+    if "PixelData" not in ds:
+        return
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and syntax.is_compressed:
+        return
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise DicomConformanceError(f"the image pixel module is incomplete or invalid: {exc}", label) from exc
+    expected = rows * columns * frames * samples * bits // 8
+    if len(ds.PixelData) < expected:
+        raise DicomReadError(f"(7FE0,0010) 'Pixel Data' holds {len(ds.PixelData)} bytes, but {rows} rows × "
+                             f"{columns} columns × {frames} frame(s) × {samples} sample(s) × {bits // 8} bytes = "
+                             f"{expected} bytes are required: the object is truncated", label)
+
+
+def validate_content(ds: Dataset, kind: str, label: str) -> None:
+    """Check a received object with the readers ``plancheck check`` uses, so that an object the
+    check would refuse is refused on receipt (and quarantined) instead of being stored and
+    breaking every later check of its treatment.
+
+    * RT Dose: read completely (:func:`plancheck.dicom.read_dose.dose_grid_from_dataset`):
+      required attributes (Dose Units, Dose Grid Scaling, geometry), Pixel Data length;
+    * RT Plan: :func:`plancheck.dicom.read_plan.plan_from_dataset` (fraction groups, beams,
+      prescriptions);
+    * RT Structure Set: :func:`plancheck.dicom.read_structures.structure_set_from_dataset`
+      (ROIs and contours);
+    * images: Pixel Data length when uncompressed (plancheck reads only their headers).
+
+    Raises
+    ------
+    DicomReadError, DicomConformanceError
+        As the reader does; unexpected reader failures become a DicomConformanceError.
+    """
+    from plancheck.dicom.read_dose import dose_grid_from_dataset
+    from plancheck.dicom.read_plan import plan_from_dataset
+    from plancheck.dicom.read_structures import structure_set_from_dataset
+
+    readers = {"RTDOSE": dose_grid_from_dataset, "RTPLAN": plan_from_dataset, "RTSTRUCT": structure_set_from_dataset}
+    try:
+        if kind in readers:
+            readers[kind](ds, label)
+        else:
+            _image_pixel_length(ds, label)
+    except (DicomReadError, DicomConformanceError):
+        raise
+    except PlancheckError as exc:
+        raise DicomConformanceError(str(exc), label) from exc
+    except Exception as exc:  # a reader tripping over a malformed value
+        raise DicomConformanceError(f"cannot be interpreted: {type(exc).__name__}: {exc}", label) from exc
 
 
 @dataclass(frozen=True)
@@ -300,25 +360,50 @@ class ObjectStore:
         self.min_free_bytes = int(min_free_bytes)
         self._lock = threading.Lock()
         self._usage = sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+        self._incoming_bytes = 0
 
     @property
     def usage_bytes(self) -> int:
-        """Bytes currently held by the store."""
-        return self._usage
+        """Bytes currently held by the store (objects kept, and objects being received)."""
+        return self._usage + self._incoming_bytes
 
     def check_size(self, size_bytes: int) -> None:
-        """Raise :class:`StorageLimitError` if an object of this size may not be stored now."""
+        """Raise :class:`StorageLimitError` if an object of this size may not be stored now
+        (the bytes being received count against the budget)."""
         if size_bytes > self.max_object_bytes:
             raise StorageLimitError(f"object of {size_bytes / 1e6:.1f} MB exceeds the limit of "
                                     f"{self.max_object_bytes / 1e6:.1f} MB per object")
-        if self._usage + size_bytes > self.max_store_bytes:
-            raise StorageLimitError(f"store is full: {self._usage / 1e9:.3f} GB used, limit "
+        used = self._usage + self._incoming_bytes
+        if used + size_bytes > self.max_store_bytes:
+            raise StorageLimitError(f"store is full: {used / 1e9:.3f} GB used, limit "
                                     f"{self.max_store_bytes / 1e9:.3f} GB")
         if self.min_free_bytes:
             free = shutil.disk_usage(self.root).free
             if free - size_bytes < self.min_free_bytes:
                 raise StorageLimitError(f"disk nearly full: {free / 1e9:.3f} GB free, "
                                         f"{self.min_free_bytes / 1e9:.3f} GB must stay free")
+
+    def reserve_incoming(self, size_bytes: int, object_bytes: int) -> None:
+        """Count ``size_bytes`` more of an object being received (``object_bytes`` of it so
+        far) against the limits, before they are written.
+
+        Raises
+        ------
+        StorageLimitError
+            The object would exceed the per-object limit, or the store its budget or the
+            disk its free-space reserve.
+        """
+        with self._lock:
+            if object_bytes > self.max_object_bytes:
+                raise StorageLimitError(f"object larger than the limit of {self.max_object_bytes / 1e6:.1f} MB "
+                                        f"per object ({object_bytes / 1e6:.1f} MB received so far)")
+            self.check_size(size_bytes)
+            self._incoming_bytes += size_bytes
+
+    def release_incoming(self, size_bytes: int) -> None:
+        """The received bytes of an object were dropped (or stored under :meth:`store`)."""
+        with self._lock:
+            self._incoming_bytes = max(0, self._incoming_bytes - size_bytes)
 
     def _write_temp(self, data: bytes) -> Path:
         fd, tmp = tempfile.mkstemp(prefix="rx-", suffix=".part", dir=self.incoming)

@@ -2,8 +2,28 @@
 
 Associations are served by pynetdicom, one thread each. The C-STORE handler only checks the
 size, validates and stores the object (:mod:`plancheck.dicom.store`); when an association is
-released, the studies it stored into are handed to the :class:`~plancheck.net.checks.CheckWorker`
-thread, which checks every plan the association completed or re-sent.
+released, the objects it stored are handed to the :class:`~plancheck.net.checks.CheckWorker`
+thread, which checks every treatment (all plans of a patient in one frame of reference) the
+association completed or changed, once per version.
+
+Robustness
+----------
+* **Connections that never associate.** A TCP connection that has not sent its
+  A-ASSOCIATE-RQ is *pending*: at most ``max_pending_per_peer`` per peer address and
+  ``max_pending`` in all; one more closes the oldest pending connection (of that peer, or
+  of all), and a pending connection is closed after ``association_timeout_s``. Pending
+  connections do not take association slots (``max_associations`` counts associations),
+  so idle connections cannot lock a real sender out. An association idle for
+  ``idle_timeout_s`` is aborted.
+* **Objects being received** are written as they arrive into the store's own
+  ``.incoming/`` folder (not the system's temporary folder), counted in its budget, and
+  limited while they arrive: past ``max_object_bytes`` (or the store budget, or the free
+  disk reserve) nothing more is written and the C-STORE is answered 0xA700. The files of an
+  aborted association are removed when it ends, and the folder is emptied on start.
+* **Objects are validated on receipt** with the readers ``plancheck check`` uses (Pixel
+  Data length, required RT attributes: :func:`plancheck.dicom.store.validate_content`); an
+  object that fails is quarantined and answered with a failure status, so it can never
+  break later checks of its treatment.
 
 DIMSE statuses of a C-STORE response (PS3.4 Table B.2-1; PS3.7 Annex C):
 
@@ -40,7 +60,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pynetdicom import AE, _config, evt
+import os
+import socket
+import tempfile
+from collections import OrderedDict
+
+from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.sop_class import Verification
 
 from plancheck.dicom.store import (
@@ -108,6 +133,13 @@ class ReceiverConfig:
         Report formats.
     max_associations
         Concurrent associations.
+    max_pending, max_pending_per_peer
+        TCP connections that have not yet requested an association, in all and per peer
+        address; one more closes the oldest.
+    association_timeout_s
+        Seconds a connection may take to request an association (ACSE timeout).
+    idle_timeout_s
+        Seconds an association may stay silent before it is aborted (network timeout).
     """
 
     store_dir: Path
@@ -122,6 +154,10 @@ class ReceiverConfig:
     min_free_bytes: int = 256 * 1024 * 1024
     formats: tuple[str, ...] = ("json", "html")
     max_associations: int = 10
+    max_pending: int = 16
+    max_pending_per_peer: int = 4
+    association_timeout_s: float = 5.0
+    idle_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         title = self.ae_title.strip()
@@ -132,14 +168,91 @@ class ReceiverConfig:
                 raise UsageError(f"calling AE title {ae!r}: 1 to 16 characters")
         if self.max_object_bytes <= 0 or self.max_store_bytes <= 0:
             raise UsageError("size limits must be positive")
+        if min(self.max_associations, self.max_pending, self.max_pending_per_peer) < 1:
+            raise UsageError("connection limits must be at least 1")
+        if not (self.association_timeout_s > 0 and self.idle_timeout_s > 0):
+            raise UsageError("timeouts must be positive")
 
 
 @dataclass
 class _AssocState:
-    studies: set[Path] = field(default_factory=set)
+    paths: set[Path] = field(default_factory=set)
     received: set[str] = field(default_factory=set)
     stored: int = 0
     refused: int = 0
+
+
+class _IncomingFile:
+    """A received object being written into the store's ``.incoming/`` folder, the limits
+    checked before every write (pynetdicom writes P-DATA fragments here as they arrive).
+
+    Quacks like the ``NamedTemporaryFile`` pynetdicom expects: ``write``, ``file.flush``,
+    ``name``, ``close``. Past a limit it stops writing (the bytes are received and dropped)
+    and remembers why, and the C-STORE handler answers "out of resources".
+    """
+
+    def __init__(self, store: ObjectStore, owner: int) -> None:
+        fd, name = tempfile.mkstemp(prefix="rx-", suffix=".part", dir=store.incoming)
+        self._fh = os.fdopen(fd, "wb")
+        self.name = name
+        self.file = self
+        self.store = store
+        self.owner = owner
+        self.received = 0
+        self.reserved = 0
+        self.refused: str | None = None
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        size = len(data)
+        self.received += size
+        if self.refused is None:
+            try:
+                self.store.reserve_incoming(size, self.received)
+            except StorageLimitError as exc:
+                self.refused = exc.message
+                self._fh.truncate(0)  # give the space back at once
+                self._fh.seek(0)
+                self.store.release_incoming(self.reserved)
+                self.reserved = 0
+            else:
+                self.reserved += size
+                self._fh.write(data)
+        return size
+
+    def flush(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._fh.close()
+            self.store.release_incoming(self.reserved)
+            self.reserved = 0
+
+    def discard(self) -> None:
+        """Close and delete (an association ended before the object was handled)."""
+        self.close()
+        Path(self.name).unlink(missing_ok=True)
+
+
+_ORIGINAL_TEMPFILE = dimse_messages.NamedTemporaryFile
+_SERVERS: dict[int, Receiver] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def _incoming_file(*args: Any, **kwargs: Any) -> Any:
+    """pynetdicom's temporary-file factory for received data sets: a bounded file in the
+    store of the receiver serving this association (the calling thread is the association's
+    DUL thread); pynetdicom's default for any other use."""
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    server = getattr(assoc, "_server", None)
+    with _SERVERS_LOCK:
+        receiver = _SERVERS.get(id(server)) if server is not None else None
+    if receiver is None:
+        return _ORIGINAL_TEMPFILE(*args, **kwargs)
+    return receiver._open_incoming(assoc)
 
 
 class Receiver:
@@ -160,10 +273,13 @@ class Receiver:
         self.records: list[CheckRecord] = []
         self._records_changed = threading.Condition()
         self.worker = CheckWorker(Path(config.reports_dir), config.protocol, formats=config.formats,
-                                  on_record=self._on_record)
+                                  on_record=self._on_record, store_dir=self.store.studies)
         self._states: dict[int, _AssocState] = {}
         self._orphans = _AssocState()
         self._lock = threading.Lock()
+        self._pending: OrderedDict[int, tuple[str, Any]] = OrderedDict()  # id(assoc) -> (peer, assoc)
+        self._incoming: dict[str, _IncomingFile] = {}  # path -> file being received
+        self._patched = False
         self._server = None
         self._ae: AE | None = None
         self._chunked_before: bool | None = None
@@ -174,10 +290,12 @@ class Receiver:
         ae = AE(ae_title=self.config.ae_title)
         ae.require_called_aet = True
         ae.require_calling_aet = list(self.config.allowed_calling_aes)
-        ae.maximum_associations = self.config.max_associations
-        ae.acse_timeout = 30
+        # pynetdicom counts connections that have not associated yet as associations: leave room for
+        # the pending ones (bounded by _on_conn_open) so they can never take a real sender's slot
+        ae.maximum_associations = self.config.max_associations + self.config.max_pending
+        ae.acse_timeout = self.config.association_timeout_s
         ae.dimse_timeout = 120
-        ae.network_timeout = 120
+        ae.network_timeout = self.config.idle_timeout_s
         ae.add_supported_context(Verification)
         for sop_class, prefix in STORABLE_SOP_CLASSES.items():
             syntaxes = TRANSFER_SYNTAXES_IMAGE if prefix in ("CT", "MR") else TRANSFER_SYNTAXES_RT
@@ -198,6 +316,8 @@ class Receiver:
         _config.STORE_RECV_CHUNKED_DATASET = True
         self._ae = self._make_ae()
         handlers = [
+            (evt.EVT_CONN_OPEN, self._on_conn_open),
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_ESTABLISHED, self._on_established),
@@ -212,6 +332,11 @@ class Receiver:
         except OSError as exc:
             _config.STORE_RECV_CHUNKED_DATASET = self._chunked_before
             raise UsageError(f"cannot listen on {self.config.bind}:{self.config.port}: {exc.strerror or exc}") from exc
+        # received data sets are written into this store's .incoming folder, with the limits applied
+        # as they arrive (pynetdicom's factory is process-wide: it is routed per server)
+        with _SERVERS_LOCK:
+            _SERVERS[id(self._server)] = self
+            dimse_messages.NamedTemporaryFile = _incoming_file
         self.worker.start()
         host, port = self._server.server_address[:2]
         log.info("listening on %s:%d as AE %s; store %s; reports %s", host, port, self.config.ae_title,
@@ -230,6 +355,10 @@ class Receiver:
             return
         server, self._server = self._server, None
         server.shutdown()
+        with self._lock:
+            pending = [assoc for _, assoc in self._pending.values()]
+        for assoc in pending:
+            self._close_pending(assoc)
         deadline = time.monotonic() + timeout
         while server.active_associations and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -240,6 +369,15 @@ class Receiver:
             log.warning("checks still running at shutdown were abandoned")
         if self._chunked_before is not None:
             _config.STORE_RECV_CHUNKED_DATASET = self._chunked_before
+        with _SERVERS_LOCK:
+            _SERVERS.pop(id(server), None)
+            if not _SERVERS:
+                dimse_messages.NamedTemporaryFile = _ORIGINAL_TEMPFILE
+        with self._lock:
+            left = list(self._incoming.values())
+            self._incoming.clear()
+        for incoming in left:
+            incoming.discard()
         log.info("receiver stopped")
 
     def __enter__(self) -> Receiver:
@@ -280,6 +418,67 @@ class Receiver:
 
     # ------------------------------------------------------------------------- handlers
 
+    # ------------------------------------------------------------------------- connections
+
+    @staticmethod
+    def _peer(assoc: Any) -> str:
+        try:
+            return str(assoc.requestor.address)
+        except AttributeError:
+            return "?"
+
+    def _close_pending(self, assoc: Any) -> None:
+        """Close a connection that has not associated (its thread ends at once)."""
+        try:
+            sock = assoc.dul.socket.socket
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            pass
+
+    def _on_conn_open(self, event: Any) -> None:
+        """A TCP connection: pending until it requests an association; evict the oldest
+        pending connection of this peer (or of all) beyond the bounds."""
+        assoc = event.assoc
+        peer = _shown(event.address[0] if getattr(event, "address", None) else self._peer(assoc), 45)
+        evicted = []
+        with self._lock:
+            self._pending[id(assoc)] = (peer, assoc)
+            same = [key for key, (p, _) in self._pending.items() if p == peer]
+            while len(same) > self.config.max_pending_per_peer:
+                evicted.append(self._pending.pop(same.pop(0))[1])
+            while len(self._pending) > self.config.max_pending:
+                evicted.append(self._pending.popitem(last=False)[1][1])
+        for old in evicted:
+            log.warning("closing a connection from %s that has not requested an association (too many pending)", peer)
+            self._close_pending(old)
+
+    def _on_requested(self, event: Any) -> None:
+        with self._lock:
+            self._pending.pop(id(event.assoc), None)
+
+    # ------------------------------------------------------------------------- incoming files
+
+    def _open_incoming(self, assoc: Any) -> _IncomingFile:
+        incoming = _IncomingFile(self.store, id(assoc))
+        with self._lock:
+            self._incoming[incoming.name] = incoming
+        return incoming
+
+    def _take_incoming(self, path: str | None) -> _IncomingFile | None:
+        if path is None:
+            return None
+        with self._lock:
+            return self._incoming.pop(str(path), None)
+
+    def _discard_incoming_of(self, assoc: Any) -> None:
+        with self._lock:
+            mine = [f for f in self._incoming.values() if f.owner == id(assoc)]
+            for f in mine:
+                self._incoming.pop(f.name, None)
+        for f in mine:
+            f.discard()
+
     def _state(self, event: Any) -> _AssocState:
         with self._lock:
             return self._states.setdefault(id(event.assoc), _AssocState())
@@ -316,9 +515,16 @@ class Receiver:
             log.warning("object %s refused: SOP class %s is not stored", uid, safe_uid(sop_class))
             return status_dataset(STATUS["sop_class_not_supported"], "SOP class not stored by plancheck")
         try:
-            path = event.dataset_path  # STORE_RECV_CHUNKED_DATASET: a temporary Part 10 file
+            path = event.dataset_path  # STORE_RECV_CHUNKED_DATASET: a Part 10 file in STORE/.incoming
         except AttributeError:
             path = None
+        incoming = self._take_incoming(path)
+        if incoming is not None:
+            incoming.flush()
+            if incoming.refused is not None:
+                state.refused += 1
+                log.error("object %s refused while it arrived: %s", uid, incoming.refused)
+                return status_dataset(STATUS["out_of_resources"], incoming.refused)
         size = Path(path).stat().st_size if path else len(event.encoded_dataset())
         try:
             self.store.check_size(size)
@@ -350,7 +556,7 @@ class Receiver:
             log.error("object %s could not be written: %s", uid, exc.strerror or exc)
             return status_dataset(STATUS["out_of_resources"], "the object could not be written")
         with self._lock:
-            state.studies.add(stored.study_dir)
+            state.paths.add(stored.path)
             state.received.add(obj.sop_instance_uid)
             state.stored += 1
         log.debug("stored %s %s in study %s%s", obj.prefix, uid, stored.study_dir.name,
@@ -358,21 +564,23 @@ class Receiver:
         return STATUS["success"]
 
     def _finish(self, event: Any, how: str) -> None:
+        self._discard_incoming_of(event.assoc)
         with self._lock:
+            self._pending.pop(id(event.assoc), None)
             state = self._states.pop(id(event.assoc), None)
             if state is None:
                 return
             if how == "released":
-                state.studies |= self._orphans.studies
+                state.paths |= self._orphans.paths
                 state.received |= self._orphans.received
                 self._orphans = _AssocState()
             elif state.received:
-                self._orphans.studies |= state.studies
+                self._orphans.paths |= state.paths
                 self._orphans.received |= state.received
         log.info("association from AE %s %s: %d object(s) stored, %d refused", _shown(event.assoc.requestor.ae_title),
                  how, state.stored, state.refused)
         if how == "released" and state.received:
-            self.worker.submit(state.studies, state.received)
+            self.worker.submit(state.paths, state.received)
         elif state.received:
             log.warning("association %s: its %d object(s) are kept and will be checked after the next "
                         "released association", how, len(state.received))
