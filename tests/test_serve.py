@@ -318,7 +318,7 @@ def test_validate_received_names_the_problem(case_dir):
 
 def test_store_limits_name_the_numbers(tmp_path):
     store = ObjectStore(tmp_path / "s", max_object_bytes=1000, max_store_bytes=1500)
-    with pytest.raises(StorageLimitError, match=r"exceeds the limit of 0.0 MB per object"):
+    with pytest.raises(StorageLimitError, match=r"object of 1001 bytes exceeds the limit of 1000 bytes per object"):
         store.check_size(1001)
     store.check_size(1000)
     with pytest.raises(StorageLimitError, match=r"store is full"):

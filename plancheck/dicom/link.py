@@ -8,7 +8,9 @@ Linking rules
   error names the files (never patient names or IDs). A CT/MR series in another frame
   (e.g. a registered MR) is only a warning: plancheck does not use image pixels.
 * Each RT Plan becomes a :class:`plancheck.model.Course` (several plans may share one
-  structure set).
+  structure set), in order of RT Plan Date, then RT Plan Label. Plans that are not courses
+  of the check (not selected, alternative plans: :mod:`plancheck.course_selection`) are
+  left out with the reason, and their doses are not read.
 * Doses of a plan, in order of preference:
 
   1. one ``PLAN`` dose, used as is (other doses of the plan are listed as skipped,
@@ -535,6 +537,9 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
             if require_dose:
                 raise
             unlinked[plan.sop_instance_uid] = exc.message
+    # courses in the order they were planned (RT Plan Date), then by label: the same order however
+    # the files are named or were sent
+    plans.sort(key=lambda p: (p.date or "9999", p.label, p.sop_instance_uid))
     plans, left_out, course_notes = _choose_courses(plans, plan_rtss, selection=selection,
                                                     alternatives=alternatives)
     left_out_uids = {p.uid: p for p in left_out}

@@ -98,6 +98,11 @@ class StorageLimitError(PlancheckError):
         super().__init__(message)
 
 
+def _size_text(size_bytes: int) -> str:
+    """``"12.3 MB"``, or ``"20000 bytes"`` below 0.1 MB (so a small limit is not shown as 0.0 MB)."""
+    return f"{size_bytes / 1e6:.1f} MB" if size_bytes >= 100_000 else f"{size_bytes} bytes"
+
+
 def safe_uid(value: object) -> str:
     """A file-name component derived from a UID received from outside.
 
@@ -371,8 +376,8 @@ class ObjectStore:
         """Raise :class:`StorageLimitError` if an object of this size may not be stored now
         (the bytes being received count against the budget)."""
         if size_bytes > self.max_object_bytes:
-            raise StorageLimitError(f"object of {size_bytes / 1e6:.1f} MB exceeds the limit of "
-                                    f"{self.max_object_bytes / 1e6:.1f} MB per object")
+            raise StorageLimitError(f"object of {_size_text(size_bytes)} exceeds the limit of "
+                                    f"{_size_text(self.max_object_bytes)} per object")
         used = self._usage + self._incoming_bytes
         if used + size_bytes > self.max_store_bytes:
             raise StorageLimitError(f"store is full: {used / 1e9:.3f} GB used, limit "
@@ -395,8 +400,8 @@ class ObjectStore:
         """
         with self._lock:
             if object_bytes > self.max_object_bytes:
-                raise StorageLimitError(f"object larger than the limit of {self.max_object_bytes / 1e6:.1f} MB "
-                                        f"per object ({object_bytes / 1e6:.1f} MB received so far)")
+                raise StorageLimitError(f"object larger than the limit of {_size_text(self.max_object_bytes)} "
+                                        f"per object ({_size_text(object_bytes)} received so far)")
             self.check_size(size_bytes)
             self._incoming_bytes += size_bytes
 

@@ -428,12 +428,17 @@ class Receiver:
             return "?"
 
     def _close_pending(self, assoc: Any) -> None:
-        """Close a connection that has not associated (its thread ends at once)."""
+        """Close a connection that has not associated, and end its thread at once (it waits
+        for the A-ASSOCIATE-RQ on its DUL queue: an empty item ends the wait as a timeout would)."""
         try:
             sock = assoc.dul.socket.socket
             if sock is not None:
                 sock.shutdown(socket.SHUT_RDWR)
         except (AttributeError, OSError):
+            pass
+        try:
+            assoc.dul.to_user_queue.put(None)
+        except AttributeError:
             pass
 
     def _on_conn_open(self, event: Any) -> None:
