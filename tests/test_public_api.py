@@ -131,6 +131,7 @@ BOUNDARIES = {
     "dicompylercore": "plancheck/dvh/dicompyler_adapter.py",
     "pynetdicom": "plancheck/net/",
     "numba": "plancheck/kernels.py",
+    "watchdog": "plancheck/watch/observer.py",
 }
 
 

@@ -60,7 +60,7 @@ __all__ = [
     "STORABLE_SOP_CLASSES", "StorageLimitError", "ReceivedObject", "StoredObject", "ObjectStore",
     "safe_uid", "validate_received", "validate_content", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
     "index_objects", "group_plans", "scrub", "TreatmentGroup", "TreatmentCheck", "group_treatments",
-    "treatment_checks", "treatment_version", "index_archive",
+    "treatment_checks", "treatment_version", "index_archive", "incomplete_reason",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1026,3 +1026,23 @@ def index_archive(archive: str | os.PathLike[str]) -> IndexResult:
             NotImplementedError) as exc:
         result.skipped.append((path, f"not a readable zip archive: {exc}"))
     return result
+
+
+def incomplete_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why a file is not (yet) a whole DICOM object — it is truncated, or its header cannot be
+    read — or None when it is whole. Used on files that are still arriving (``plancheck
+    watch``): a file copied in pieces is complete only once its element structure reaches
+    its end (:func:`plancheck.dicom.read_common.check_not_truncated`)."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+        ds = dcmread(BytesIO(data), stop_before_pixels=True)
+    except InvalidDicomError:
+        return "not a DICOM file"
+    except Exception as exc:  # a header cut short, or unreadable
+        return f"unreadable DICOM header: {type(exc).__name__}"
+    try:
+        check_not_truncated(data, ds, str(p))
+    except DicomReadError as exc:
+        return exc.message
+    return None
