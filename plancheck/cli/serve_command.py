@@ -25,11 +25,12 @@ __all__ = ["register", "run_serve"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
-        help="receive plans over DICOM (Storage SCP) and check each one when complete",
+        help="receive plans over DICOM (Storage SCP) and check each patient's treatment when complete",
         description="A DICOM Storage SCP: accepts RT Plan, RT Structure Set, RT Dose, CT and MR objects, "
-                    "stores them under --store and, when an association is released, checks every plan "
-                    "whose structure set and dose(s) have arrived, writing JSON and HTML reports under "
-                    "--reports (one folder per study and plan) and a line per check in checks.jsonl.",
+                    "validates and stores them under --store and, when an association is released, checks every "
+                    "treatment (all plans of a patient in one frame of reference) whose courses have their "
+                    "structure set and dose(s), once per version, writing JSON and HTML reports under "
+                    "--reports/<treatment id>/<time>_<version>/ and a line per check in checks.jsonl.",
     )
     p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112; 0 picks a free one)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
@@ -47,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="refuse objects once the store holds N GB (default 50)")
     p.add_argument("--min-free-mb", type=float, default=256.0, metavar="N",
                    help="refuse objects that would leave less than N MB free on the disk (default 256)")
+    p.add_argument("--association-timeout", type=float, default=5.0, metavar="S",
+                   help="close a connection that has not requested an association after S seconds (default 5)")
+    p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                   help="abort an association silent for S seconds (default 60)")
+    p.add_argument("--max-pending-per-peer", type=int, default=4, metavar="N",
+                   help="connections one address may hold open without requesting an association; one more closes "
+                        "the oldest (default 4)")
     p.add_argument("--no-html", action="store_true", help="write JSON reports only")
     p.add_argument("--log-file", metavar="FILE", help="append the log to FILE instead of standard error")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
@@ -82,6 +90,8 @@ def run_serve(args: argparse.Namespace) -> int:
         max_object_bytes=int(args.max_object_mb * 1e6), max_store_bytes=int(args.max_store_gb * 1e9),
         min_free_bytes=int(max(args.min_free_mb, 0) * 1e6),
         formats=("json",) if args.no_html else ("json", "html"),
+        association_timeout_s=args.association_timeout, idle_timeout_s=args.idle_timeout,
+        max_pending_per_peer=args.max_pending_per_peer,
     )
     handler = _configure_logging(args)
     stop = threading.Event()
