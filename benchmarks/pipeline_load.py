@@ -111,9 +111,9 @@ class IdleConnections:
         return s
 
     def _run(self) -> None:
-        sockets = [s for s in (self._open() for _ in range(self.count)) if s]
+        sockets: list[socket.socket] = []
         while not self._stop.wait(0.2):
-            for k, s in enumerate(sockets):
+            for s in list(sockets):
                 try:
                     gone = s.recv(1) == b""
                 except BlockingIOError:
@@ -123,7 +123,12 @@ class IdleConnections:
                 if gone:
                     self.closed_by_server += 1
                     s.close()
-                    sockets[k] = self._open() or s
+                    sockets.remove(s)
+            while len(sockets) < self.count:
+                s = self._open()
+                if s is None:
+                    break
+                sockets.append(s)
         for s in sockets:
             s.close()
 
@@ -158,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(store, ignore_errors=True)
     shutil.rmtree(reports, ignore_errors=True)
     port = _free_port()
+    (WORK / "serve.log").unlink(missing_ok=True)
     server = subprocess.Popen([sys.executable, "-m", "plancheck", "serve", "--port", str(port), "--store", str(store),
                                "--reports", str(reports), "--no-html", "--min-free-mb", "0",
                                "--log-file", str(WORK / "serve.log")], stderr=subprocess.DEVNULL)

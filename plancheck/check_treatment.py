@@ -28,7 +28,7 @@ from plancheck.protocol.loader import Protocol
 from plancheck.rules.runner import CheckReport, run_check
 
 __all__ = ["check_treatment", "check_treatment_files", "find_case", "read_case", "selection_for",
-           "ARCHIVE_SEPARATOR"]
+           "ARCHIVE_SEPARATOR", "warm_up"]
 
 #: Separates an archive's path from a member's name in a case-file source.
 ARCHIVE_SEPARATOR = "!"
@@ -185,3 +185,27 @@ def check_treatment_files(files: Sequence[str | os.PathLike[str]], protocol: Pro
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     written = write_reports(report, Path(out_dir), formats=tuple(formats))
     return report, [Path(p) for p in written]
+
+
+def warm_up() -> None:
+    """Import the check path (reader, rules, renderers) and run the DVH kernels once on a tiny
+    case, so that numba loads their compiled code now rather than during the first check of a
+    long-running service (the receiver, the watched folder, the batch's worker server).
+    Errors are ignored: the first check then loads what it needs itself."""
+    try:
+        import numpy as np
+
+        import plancheck.dicom  # noqa: F401
+        import plancheck.report  # noqa: F401
+        import plancheck.rules.registry  # noqa: F401
+        from plancheck.dvh.engine import compute_dvh
+        from plancheck.model import Contour, DoseGrid, Roi
+        from plancheck.rules.registry import rule_kinds
+
+        rule_kinds()
+        axis = np.array([-10.0, 0.0, 10.0])
+        dose = DoseGrid(np.full((3, 3, 3), 2.0), axis.copy(), axis.copy(), axis.copy(), "1.2.3")
+        square = [[-5.0, -5.0, 0.0], [5.0, -5.0, 0.0], [5.0, 5.0, 0.0], [-5.0, 5.0, 0.0]]
+        compute_dvh(Roi(1, "warm-up", "ORGAN", (Contour(np.array(square)),)), dose)
+    except Exception:  # never let a warm-up stop a service from starting
+        pass

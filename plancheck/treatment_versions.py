@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from plancheck.atomic_write import write_file_atomically
+from plancheck.batch.workers import JobLimits, WorkerFailed, call_in_process
 from plancheck.check_treatment import check_treatment_files
 from plancheck.dicom.store import TreatmentCheck, scrub, treatment_version
 from plancheck.errors import InputError, ProtocolError, UsageError
@@ -103,10 +104,17 @@ class TreatmentChecker:
         Report formats.
     on_record
         Called with every :class:`CheckRecord`.
+    isolate
+        Run each check in a worker process of its own (:func:`plancheck.batch.workers.call_in_process`):
+        beside the service's threads without sharing their interpreter lock, within
+        ``limits``, and a crash cannot take the service down.
+    limits
+        Time and memory limits of one check (with ``isolate``).
     """
 
     def __init__(self, reports_dir: Path, protocol: Protocol, *, formats: tuple[str, ...] = ("json", "html"),
-                 on_record: Callable[[CheckRecord], None] | None = None) -> None:
+                 on_record: Callable[[CheckRecord], None] | None = None, isolate: bool = False,
+                 limits: JobLimits | None = None) -> None:
         self.reports_dir = Path(reports_dir)
         self.reports_dir.mkdir(parents=True, exist_ok=True)
         self.staging = self.reports_dir / ".staging"
@@ -114,6 +122,8 @@ class TreatmentChecker:
         self.protocol = protocol
         self.formats = formats
         self.on_record = on_record
+        self.isolate = isolate
+        self.limits = limits or JobLimits()
         self._log_lock = threading.Lock()
 
     def version_folder(self, check: TreatmentCheck, version: str) -> Path | None:
@@ -146,13 +156,18 @@ class TreatmentChecker:
         try:
             if check.error is not None:
                 raise _NotCheckable(check.error)
-            report, paths = check_treatment_files(check.files, self.protocol, staging, formats=self.formats,
-                                                  case_file=case_file, selection=selection)
+            args = (tuple(str(f) for f in check.files), self.protocol, str(staging), tuple(self.formats), case_file,
+                    selection)
+            outcome = call_in_process(_check_and_summarise, args, limits=self.limits) if self.isolate \
+                else _check_and_summarise(*args)
         except Exception as exc:  # includes unreadable input and bugs: recorded, the service goes on
             # input that cannot be checked gives the same ERROR every time: recorded once per version;
             # an internal error (a bug, a crash) is not: that version is checked again when sent again
-            crashed = not isinstance(exc, (_NotCheckable, InputError, ProtocolError, UsageError))
-            reason = scrub(str(exc) if not crashed else f"{type(exc).__name__}: {exc}", secrets)
+            # (a check stopped at its time or memory limit would be stopped again: recorded once too)
+            at_limit = isinstance(exc, WorkerFailed) and str(exc).startswith("stopped:")
+            crashed = not (at_limit or isinstance(exc, (_NotCheckable, InputError, ProtocolError, UsageError)))
+            plain = not crashed or isinstance(exc, WorkerFailed)
+            reason = scrub(str(exc) if plain else f"{type(exc).__name__}: {exc}", secrets)
             log.error("treatment %s (%s): check failed: %s", check.check_id, " + ".join(labels), reason)
             log.debug("treatment %s: traceback:\n%s", check.check_id, scrub(traceback.format_exc(), secrets))
             record = CheckRecord(stamp, check.check_id, version, treatment.study_uid, uids, labels,
@@ -160,12 +175,10 @@ class TreatmentChecker:
                                  left_out=tuple(scrub(x, secrets) for x in left_out))
             paths = []
         else:
-            status = worst_status([f.status for f in report.findings])
-            labels = tuple(c.label for c in report.export.courses)
-            uids = tuple(c.plan.sop_instance_uid for c in report.export.courses)
-            left_out = tuple(scrub(f"{p.shown}: {p.reason}", secrets) for p in report.export.left_out)
-            record = CheckRecord(stamp, check.check_id, version, treatment.study_uid, uids, labels, str(status),
-                                 dict(report.summary), elapsed_s=time.perf_counter() - start, left_out=left_out)
+            labels, uids, paths = outcome["labels"], outcome["uids"], outcome["paths"]
+            left_out = tuple(scrub(x, secrets) for x in outcome["left_out"])
+            record = CheckRecord(stamp, check.check_id, version, treatment.study_uid, uids, labels, outcome["status"],
+                                 outcome["summary"], elapsed_s=time.perf_counter() - start, left_out=left_out)
         final = self.reports_dir / check.check_id / f"{stamp}_{version}"
         if crashed:
             shutil.rmtree(staging, ignore_errors=True)
@@ -194,6 +207,21 @@ class TreatmentChecker:
         line = json.dumps(asdict(record), sort_keys=True)
         with self._log_lock, (self.reports_dir / CHECK_LOG_NAME).open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+
+def _check_and_summarise(files: tuple[str, ...], protocol: Protocol, out_dir: str, formats: tuple[str, ...],
+                         case_file: str | None, selection) -> dict:
+    """Check and write the reports; return what the record needs (small, picklable: the
+    report itself, with its dose grids, stays in the worker)."""
+    report, paths = check_treatment_files(files, protocol, out_dir, formats=formats, case_file=case_file,
+                                          selection=selection)
+    return {
+        "status": str(worst_status([f.status for f in report.findings])), "summary": dict(report.summary),
+        "labels": tuple(c.label for c in report.export.courses),
+        "uids": tuple(c.plan.sop_instance_uid for c in report.export.courses),
+        "left_out": tuple(f"{p.shown}: {p.reason}" for p in report.export.left_out),
+        "paths": [str(p) for p in paths],
+    }
 
 
 class _NotCheckable(Exception):

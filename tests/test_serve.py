@@ -230,14 +230,16 @@ def test_truncated_dataset_fails_is_quarantined_and_server_keeps_serving(receive
     assert not list((receiver.config.store_dir / ".incoming").iterdir())
 
 
-def test_crashing_check_is_logged_with_plan_uid_and_server_goes_on(receiver, case_dir, plan_labels, caplog,
+def test_crashing_check_is_logged_with_plan_uid_and_server_goes_on(tmp_path, protocol, case_dir, caplog,
                                                                    monkeypatch):
-    import plancheck.net.checks as checks
+    import plancheck.treatment_versions as versions
 
     def explode(*args, **kwargs):
         raise RuntimeError(f"simulated crash for {PATIENT_NAME}")
 
-    monkeypatch.setattr(checks, "check_treatment_files", explode)
+    receiver = Receiver(_config_for(tmp_path, protocol, isolate_checks=False))  # the crash in this process
+    receiver.start()
+    monkeypatch.setattr(versions, "check_treatment_files", explode)
     caplog.set_level(logging.INFO, logger="plancheck")
     files = _files(case_dir, "RS_", "RP_C3", "RD_C3")
     assert _send(receiver.port, files) == [0, 0, 0]
@@ -248,6 +250,7 @@ def test_crashing_check_is_logged_with_plan_uid_and_server_goes_on(receiver, cas
     monkeypatch.undo()
     assert _send(receiver.port, files[1:2]) == [0]  # the plan again: a crash is not a verdict, checked again
     assert [r.status for r in receiver.wait_for_records(2, timeout=20)] == ["ERROR", "PASS"]
+    receiver.stop(timeout=5)
 
 
 @pytest.mark.parametrize("limit", ["object", "store"])

@@ -42,7 +42,7 @@ from pathlib import Path
 from plancheck.batch.job import TreatmentJob, TreatmentResult, error_result
 from plancheck.protocol.loader import Protocol
 
-__all__ = ["JobLimits", "run_in_processes", "private_memory_mb"]
+__all__ = ["JobLimits", "run_in_processes", "private_memory_mb", "call_in_process", "WorkerFailed"]
 
 log = logging.getLogger(__name__)
 
@@ -249,3 +249,74 @@ def run_in_processes(jobs: Sequence[TreatmentJob], protocol: Protocol, *, worker
                 item.process.kill()
             item.process.join(timeout=5)
             item.conn.close()
+
+
+class WorkerFailed(Exception):
+    """A function run by :func:`call_in_process` did not return: its process died or was
+    stopped at a limit (the message says which)."""
+
+
+def _call_main(func: Callable[..., object], args: tuple, conn: Connection, level: int) -> None:
+    _die_with_parent()
+    logging.getLogger("plancheck").setLevel(level)
+    try:
+        value = ("ok", func(*args))
+    except BaseException as exc:  # sent back and raised again in the caller
+        value = ("raised", exc)
+    try:
+        conn.send(value)
+    except Exception as exc:  # an unpicklable value or exception
+        conn.send(("raised", WorkerFailed(f"the result could not be sent back: {type(exc).__name__}: {exc}")))
+    conn.close()
+
+
+def call_in_process(func: Callable[..., object], args: tuple, *, limits: JobLimits = JobLimits(),
+                    log_level: int = logging.WARNING) -> object:
+    """``func(*args)`` in a worker process of its own (warm, from the forkserver), within
+    ``limits``; its return value, or the exception it raised, comes back here.
+
+    Used by long-running services (the receiver, the watched folder) so that a check runs
+    beside the network threads without sharing their interpreter lock, and a crash or a
+    runaway check cannot take the service down.
+
+    Raises
+    ------
+    WorkerFailed
+        The process died (a signal, the out-of-memory killer) or exceeded a limit.
+    Exception
+        Whatever ``func`` raised.
+    """
+    ctx = _context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_call_main, name="plancheck-check", args=(func, args, sender, log_level),
+                          daemon=True)
+    process.start()
+    sender.close()
+    started = time.monotonic()
+    has_proc = Path("/proc/self/smaps_rollup").exists()
+    try:
+        while True:
+            wait([receiver, process.sentinel], timeout=_POLL_S)
+            if receiver.poll():
+                try:
+                    kind, value = receiver.recv()
+                except (EOFError, OSError):
+                    process.join(timeout=5)
+                    raise WorkerFailed(f"the check's process died ({_signal_name(process.exitcode)})") from None
+                if kind == "raised":
+                    raise value
+                return value
+            if not process.is_alive():
+                process.join(timeout=5)
+                raise WorkerFailed(f"the check's process died ({_signal_name(process.exitcode)})")
+            if limits.time_limit_s is not None and time.monotonic() - started > limits.time_limit_s:
+                raise WorkerFailed(f"stopped: the check took longer than {limits.time_limit_s:g} s")
+            if limits.memory_limit_mb is not None and has_proc:
+                used = private_memory_mb(process.pid or 0)
+                if used is not None and used > limits.memory_limit_mb:
+                    raise WorkerFailed(f"stopped: the check held {used:.0f} MB, more than {limits.memory_limit_mb:g} MB")
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(timeout=5)
+        receiver.close()

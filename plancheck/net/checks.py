@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from plancheck.check_treatment import warm_up
 from plancheck.dicom.store import ObjectInfo, group_treatments, index_objects, treatment_checks
 from plancheck.protocol.loader import Protocol
 from plancheck.treatment_versions import CHECK_LOG_NAME, LATEST_NAME, RECORD_NAME, CheckRecord, TreatmentChecker
@@ -48,12 +49,15 @@ class CheckWorker(threading.Thread):
         The store's folder of objects (``STORE/studies``): indexed once at start.
     reports_dir, protocol, formats, on_record
         As :class:`TreatmentChecker`.
+    isolate
+        Check each treatment in a worker process of its own (default; see :class:`TreatmentChecker`).
     """
 
     def __init__(self, reports_dir: Path, protocol: Protocol, *, formats: tuple[str, ...] = ("json", "html"),
-                 on_record: Callable[[CheckRecord], None] | None = None, store_dir: Path | None = None) -> None:
+                 on_record: Callable[[CheckRecord], None] | None = None, store_dir: Path | None = None,
+                 isolate: bool = True) -> None:
         super().__init__(name="plancheck-checks", daemon=True)
-        self.checker = TreatmentChecker(reports_dir, protocol, formats=formats, on_record=on_record)
+        self.checker = TreatmentChecker(reports_dir, protocol, formats=formats, on_record=on_record, isolate=isolate)
         self.reports_dir = self.checker.reports_dir
         self.store_dir = store_dir
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -74,6 +78,8 @@ class CheckWorker(threading.Thread):
         return self._queue.unfinished_tasks == 0
 
     def run(self) -> None:
+        if not self.checker.isolate:
+            warm_up()  # load the kernels before the first plan arrives, not while it waits
         while True:
             job = self._queue.get()
             try:

@@ -140,6 +140,10 @@ class ReceiverConfig:
         Seconds a connection may take to request an association (ACSE timeout).
     idle_timeout_s
         Seconds an association may stay silent before it is aborted (network timeout).
+    isolate_checks
+        Check each treatment in a worker process of its own (default): checks run beside the
+        network threads without sharing their interpreter lock, within time and memory limits,
+        and a crashing check cannot take the receiver down.
     """
 
     store_dir: Path
@@ -158,6 +162,7 @@ class ReceiverConfig:
     max_pending_per_peer: int = 4
     association_timeout_s: float = 5.0
     idle_timeout_s: float = 60.0
+    isolate_checks: bool = True
 
     def __post_init__(self) -> None:
         title = self.ae_title.strip()
@@ -273,7 +278,8 @@ class Receiver:
         self.records: list[CheckRecord] = []
         self._records_changed = threading.Condition()
         self.worker = CheckWorker(Path(config.reports_dir), config.protocol, formats=config.formats,
-                                  on_record=self._on_record, store_dir=self.store.studies)
+                                  on_record=self._on_record, store_dir=self.store.studies,
+                                  isolate=config.isolate_checks)
         self._states: dict[int, _AssocState] = {}
         self._orphans = _AssocState()
         self._lock = threading.Lock()

@@ -37,8 +37,10 @@ def watch(root: str | Path, reports_dir: str | Path, protocol: Protocol, options
     rescan_s
         Seconds between two full rescans (a safety net for missed events).
     """
+    from plancheck.check_treatment import warm_up
     from plancheck.watch.observer import start_observer
 
+    warm_up()
     folder = ExportFolder(root, reports_dir, protocol, options)
     observer = start_observer(folder.root, folder.notify, poll=poll, poll_interval_s=poll_interval_s)
     try:

@@ -59,11 +59,15 @@ class WatchOptions:
         Quiet seconds after which a treatment that is still incomplete is recorded as ERROR.
     formats
         Report formats.
+    isolate
+        Check each treatment in a worker process of its own (within the default time and
+        memory limits of :class:`plancheck.batch.workers.JobLimits`; a crash cannot stop the watch).
     """
 
     settle_s: float = 5.0
     incomplete_after_s: float = 600.0
     formats: tuple[str, ...] = ("json", "html")
+    isolate: bool = True
 
 
 @dataclass
@@ -97,7 +101,7 @@ class ExportFolder:
         self.options = options
         self.records: list[CheckRecord] = []
         self.checker = TreatmentChecker(Path(reports_dir), protocol, formats=options.formats,
-                                        on_record=self.records.append)
+                                        on_record=self.records.append, isolate=options.isolate)
         self._lock = threading.Lock()
         self._dirty: set[Path] = set()
         self._files: dict[Path, _FileState] = {}
