@@ -240,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     with (WORK / "serve.log").open(encoding="utf-8") as fh:
-        refused = sum(1 for line in fh if re.search(r"rejected|refused", line))
-    print(f"receiver log: {refused} rejected/refused line(s) (see {WORK / 'serve.log'})", file=sys.stderr)
+        refused = sum(1 for line in fh if re.search(r"\) rejected|refused(:| while)|check failed", line))
+    print(f"receiver log: {refused} association(s) rejected, object(s) refused or check(s) failed "
+          f"(see {WORK / 'serve.log'})", file=sys.stderr)
     return 0 if lost == 0 else 1
 
 

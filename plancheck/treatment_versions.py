@@ -126,6 +126,14 @@ class TreatmentChecker:
         self.limits = limits or JobLimits()
         self._log_lock = threading.Lock()
 
+    def start_worker_server(self) -> None:
+        """Start the warm worker server now (with ``isolate``), so the first check does not wait for it."""
+        if self.isolate:
+            try:
+                call_in_process(len, ((),), limits=self.limits)
+            except Exception as exc:  # the first check will try again and report
+                log.warning("the check worker server could not be started: %s", exc)
+
     def version_folder(self, check: TreatmentCheck, version: str) -> Path | None:
         """The folder of a version already checked, if any."""
         folder = self.reports_dir / check.check_id

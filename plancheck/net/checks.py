@@ -78,8 +78,11 @@ class CheckWorker(threading.Thread):
         return self._queue.unfinished_tasks == 0
 
     def run(self) -> None:
-        if not self.checker.isolate:
-            warm_up()  # load the kernels before the first plan arrives, not while it waits
+        # load the kernels (here, or in the worker server) before the first plan arrives, not while it waits
+        if self.checker.isolate:
+            self.checker.start_worker_server()
+        else:
+            warm_up()
         while True:
             job = self._queue.get()
             try:

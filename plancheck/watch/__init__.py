@@ -40,8 +40,11 @@ def watch(root: str | Path, reports_dir: str | Path, protocol: Protocol, options
     from plancheck.check_treatment import warm_up
     from plancheck.watch.observer import start_observer
 
-    warm_up()
     folder = ExportFolder(root, reports_dir, protocol, options)
+    if options.isolate:
+        folder.checker.start_worker_server()
+    else:
+        warm_up()
     observer = start_observer(folder.root, folder.notify, poll=poll, poll_interval_s=poll_interval_s)
     try:
         found = folder.scan()
