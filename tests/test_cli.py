@@ -366,6 +366,8 @@ UNUSABLE: dict[str, tuple[Callable[[Path], list[Path]], str, str]] = {
 @pytest.mark.parametrize("case", list(UNUSABLE))
 def test_unusable_input(capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str, command: str) -> None:
     builder, name, problem = UNUSABLE[case]
+    if command == "fractionation" and case in DOSE_OPTIONAL:
+        pytest.skip("fractionation works from the plan alone: see test_fractionation_without_a_usable_dose")
     paths = builder(tmp_path)
     extra = ["--structure", "PTVp", "--output", tmp_path / "out.txt"] if command == "dvh" else []
     code, out, err = run_cli(capsys, command, *paths, *extra)
@@ -373,6 +375,23 @@ def test_unusable_input(capsys: pytest.CaptureFixture[str], tmp_path: Path, case
     assert out == ""
     assert_one_line_naming(err, name, problem)
     assert not (tmp_path / "out.txt").exists()
+
+
+DOSE_OPTIONAL = ("relative-dose", "plan-without-dose")
+
+
+@pytest.mark.parametrize("case", DOSE_OPTIONAL)
+def test_fractionation_without_a_usable_dose(capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str) -> None:
+    """The plan alone is enough for fractionation: the plan is listed, D95% is not, and a remark
+    names the dose problem (the same problem ``check`` and ``dvh`` stop on)."""
+    builder, name, problem = UNUSABLE[case]
+    code, out, err = run_cli(capsys, "fractionation", *builder(tmp_path), "--format", "json")
+    assert code == ExitCode.OK, err
+    doc = json.loads(out)
+    assert [c["label"] for c in doc["courses"]] == list(PLANS)
+    [without] = [c for c in doc["courses"] if any("D95% not computed" in r for r in c["remarks"])]
+    assert without["target_d95_gy"] is None and without["bed10_gy"] is not None
+    assert any(problem in r for r in without["remarks"])
 
 
 # ------------------------------------------------------------------------------ subprocesses

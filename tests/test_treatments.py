@@ -256,3 +256,45 @@ def test_fractionation_works_from_the_plan_alone(two_courses, tmp_path, capsys):
     assert any("D95% not computed" in r and "Structure Set" in r for r in rows["C_A"]["remarks"])
     with pytest.raises(LinkError, match=r"Referenced Structure Set Sequence"):
         read_export(export)  # a check still needs the structure set and dose
+
+
+def test_dvh_shows_alternatives_per_course_and_refuses_to_sum_them(with_alternative, capsys):
+    assert main(["dvh", str(with_alternative), "--structure", "SpinalCord", "--metric", "D0.03cc[Gy]",
+                 "--format", "json"]) == 0
+    assert main(["dvh", str(with_alternative), "--structure", "SpinalCord", "--composite"]) == 3
+    assert "alternatives of one another" in capsys.readouterr().err
+    assert main(["dvh", str(with_alternative), "--structure", "SpinalCord", "--metric", "D0.03cc[Gy]",
+                 "--composite", "--plan", "C_A", "--plan", "C_B", "--format", "csv"]) == 0
+    [cord] = [r for r in csv.DictReader(capsys.readouterr().out.splitlines()) if r["structure"] == "SpinalCord"]
+    assert float(cord["value"]) == pytest.approx(50, abs=0.02)  # 25 + 25 Gy, C_A_IMRT left out
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_PLAN = st.tuples(st.sampled_from(["RS1", "RS2", ""]), st.frozensets(st.integers(1, 3), max_size=2),
+                  st.sampled_from(["APPROVED", "UNAPPROVED", "REJECTED", ""]))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(_PLAN, min_size=1, max_size=6))
+def test_alternatives_are_never_summed_whatever_the_plans(plans):
+    facts = [PlanFacts(f"1.2.{k}", f"P{k}", status, "", rtss, targets) for k, (rtss, targets, status) in enumerate(plans)]
+
+    def alternatives(a, b):
+        return a.structure_set_uid and a.structure_set_uid == b.structure_set_uid and a.target_rois \
+            and a.target_rois == b.target_rois
+
+    try:
+        choices = choose_courses(facts, alternatives="variants", max_variants=64)
+    except LinkError:
+        return  # more combinations than allowed: refused, never summed
+    for choice in choices:
+        courses = [f for f in facts if f.uid in choice.courses]
+        assert not any(alternatives(a, b) for i, a in enumerate(courses) for b in courses[i + 1:])
+        # every plan is a course or left out with a reason, exactly once
+        assert sorted(choice.courses + tuple(p.uid for p in choice.left_out)) == sorted(f.uid for f in facts)
+        assert all(p.reason for p in choice.left_out)
+    has_alternatives = len(choices) > 1
+    if has_alternatives:
+        with pytest.raises(LinkError, match=r"are alternatives of one another"):
+            choose_courses(facts, alternatives="refuse")
