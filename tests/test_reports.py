@@ -200,8 +200,9 @@ def test_the_test_protocol_gives_the_expected_statuses(report) -> None:
 # ------------------------------------------------------------------------------------------ JSON
 
 def test_json_has_the_documented_shape(doc) -> None:
-    assert list(doc) == ["schema_version", "plancheck_version", "protocol", "case_file", "plans", "volume_models",
-                         "summary", "results", "not_applicable", "warnings", "elapsed_s"]
+    assert list(doc) == ["schema_version", "plancheck_version", "protocol", "case_file", "plans", "left_out_plans",
+                         "volume_models", "summary", "results", "not_applicable", "warnings", "elapsed_s"]
+    assert doc["left_out_plans"] == []
     assert doc["schema_version"] == "1.0"
     assert doc["protocol"] == {"id": "test-protocol", "title": "Test protocol", "version": "0.1",
                                "chain": ["plan-integrity", "test-protocol"]}
