@@ -32,7 +32,7 @@ import yaml
 
 from plancheck.errors import ProtocolError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "load_data_file", "load_data_text"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "decode_utf8", "load_data_file", "load_data_text"]
 
 MAX_BYTES = 4 * 1024 * 1024
 """Largest data file read, bytes (the built-in consensus protocol is about 100 kB)."""

@@ -24,6 +24,7 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 
 from plancheck.datafile import decode_utf8, load_data_file, load_data_text
 from plancheck.errors import ProtocolError
+from plancheck.protocol.kinds import rule_kinds
 from plancheck.protocol.schema import ProtocolHeader, RuleBase
 
 __all__ = [
@@ -87,21 +88,28 @@ def builtin_protocol_ids() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in _builtin_dir().iterdir() if p.name.endswith(".yaml"))
 
 
-@lru_cache(maxsize=1)
-def protocol_file_model() -> type:
-    """The pydantic model of a protocol file, with the rule union of every registered kind."""
-    from plancheck.rules.registry import rule_kinds
+def _models() -> tuple[type, ...]:
+    return tuple(k.model for k in rule_kinds().values())
 
-    models = tuple(k.model for k in rule_kinds().values())
+
+def protocol_file_model() -> type:
+    """The pydantic model of a protocol file, with the rule union of every registered kind
+    (built once per set of kinds: a kind registered later is seen by the next load)."""
+    return _protocol_file_model(_models())
+
+
+def _rule_adapter() -> TypeAdapter:
+    return _rule_adapter_for(_models())
+
+
+@lru_cache(maxsize=8)
+def _protocol_file_model(models: tuple[type, ...]) -> type:
     rule_type = Annotated[Union[models], Field(discriminator="kind")]  # type: ignore[valid-type]
     return create_model("ProtocolFile", __base__=ProtocolHeader, rules=(list[rule_type], Field(default_factory=list)))
 
 
-@lru_cache(maxsize=1)
-def _rule_adapter() -> TypeAdapter:
-    from plancheck.rules.registry import rule_kinds
-
-    models = tuple(k.model for k in rule_kinds().values())
+@lru_cache(maxsize=8)
+def _rule_adapter_for(models: tuple[type, ...]) -> TypeAdapter:
     return TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])  # type: ignore[valid-type]
 
 
