@@ -364,3 +364,21 @@ def test_the_threshold_dose_follows_the_fraction_column(tmp_path: Path, fraction
     (f,) = findings_of(run_check(export, load_protocol(str(path)), threads=1), "T-SPARED")
     assert f.measured == pytest.approx(spared_cc, abs=0.01)
     assert f.status is status
+
+
+# ---------------------------------------------------------------------------- one name, one α/β
+
+def test_plancheck_dvh_gives_a_clinic_named_cord_the_cord_alpha_beta() -> None:
+    # "Cord" and "SpinalCord" are the same organ: both get α/β = 2 Gy. At 47 Gy in 30 fx,
+    # EQD2₂ = 47·(1.5667 + 2)/4 = 41.908 Gy for both (3 Gy would give 42.88 Gy).
+    from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+    from plancheck.radiobiology import DoseKind
+
+    rois = [box_roi(1, "Cord", CORD), box_roi(2, "SpinalCord", Box(10, 16, 5, 11))]
+    export = treatment(rois, [(plan("C1", 60.0, 30), banded_dose([(-2.5, 27.5, 47.0)]))])
+    (table,) = dvh_tables(export, metrics=["Max[Gy]"], dose_kind=DoseKindRequest(DoseKind.EQD2))
+    by_name = {row.roi.name: row for row in table.structures}
+    assert by_name["Cord"].alpha_beta_gy == by_name["SpinalCord"].alpha_beta_gy == 2.0
+    assert "Cord is SpinalCord" in by_name["Cord"].alpha_beta_source
+    for row in by_name.values():
+        assert row.metrics[0].value == pytest.approx(eqd2(47, 30, 2), abs=TOL_GY)
