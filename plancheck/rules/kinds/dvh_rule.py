@@ -502,7 +502,7 @@ def _evaluate_subject(rule: DvhRule, ctx: CheckContext, subject: _Subject, cours
     limit_text = limit_set.text()
     applied = limit_set.applied(bases[decisive].label if len(bases) == 1 else " and ".join(b.label for b in bases) + " (the worse)")
     if len(measurements) == 1:
-        shown = f"= {_shown(values[0])}"
+        shown = f"{bases[0].label} = {_shown(values[0])}"
     else:
         shown = "; ".join(f"{b.label}: {_shown(v)} ({m.status.value})" for b, v, m in zip(bases, values, measurements))
     head = f"{where} {metric} in {scope}: {shown}"
