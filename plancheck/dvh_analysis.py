@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import attrgetter
 
 from plancheck.dvh.dvh import DVH
@@ -16,7 +17,7 @@ from plancheck.errors import UsageError
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi, StructureSet
 from plancheck.parallel import map_in_threads
-from plancheck.protocol.names import is_target_roi
+from plancheck.protocol.names import StructureNameMatcher, is_target_roi
 from plancheck.radiobiology import DoseConversion, DoseKind, default_alpha_beta_table
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
 
@@ -106,9 +107,18 @@ def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion,
     elif request.alpha_beta_gy is not None:
         ab, source = request.alpha_beta_gy, "given on the command line"
     else:
-        choice = default_alpha_beta_table().lookup(roi.name, is_target=is_target_roi(roi))
+        # by the ROI's standard (TG-263) name, as the check does: "Cord" gets the spinal cord's α/β
+        standard = _standard_names().standard_name_of(roi.name) or roi.name
+        choice = default_alpha_beta_table().lookup(standard, is_target=is_target_roi(roi))
         ab, source = choice.alpha_beta_gy, choice.describe()
+        if standard != roi.name:
+            source = f"{roi.name} is {standard}; {source}"
     return DoseConversion(request.kind, ab), ab, source
+
+
+@lru_cache(maxsize=1)
+def _standard_names() -> StructureNameMatcher:
+    return StructureNameMatcher({})
 
 
 def _prescription_in_kind(course: Course, conversion: DoseConversion) -> float | None:

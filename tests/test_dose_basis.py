@@ -292,3 +292,93 @@ def test_every_dvh_rule_states_its_dose_basis(tmp_path: Path) -> None:
     path.write_text(TABLE_PROTOCOL.replace("    dose_basis: physical\n", ""), encoding="utf-8")
     with pytest.raises(ProtocolError, match="dose_basis"):
         load_protocol(str(path))
+
+
+# ---------------------------------------------------------------------------- several courses: composite maxima
+
+def test_composite_cord_maximum_of_a_conventional_and_an_sbrt_course(consensus) -> None:
+    # C1 60 Gy/30 fx gives the cord PRV 47 Gy (EQD2₂ 41.908 Gy); C2 50 Gy/5 fx gives it 10 Gy:
+    # EQD2₂(10 Gy/5 fx) = 10·(2 + 2)/4 = 10 Gy. Sum 51.908 Gy > 50 (≤ 54 acceptable): WARN.
+    export = treatment(issue_rois(), [(plan("C1", 60.0, 30), banded_dose(C1_BANDS)),
+                                      (plan("C2", 50.0, 5), banded_dose([(-2.5, 27.5, 10.0)]))])
+    (f,) = findings_of(run_check(export, consensus, threads=1), "COMP-CORD-MAX")
+    assert f.measured == pytest.approx(eqd2(47, 30, 2) + 10.0, abs=TOL_GY)
+    assert f.status is Status.WARN
+    assert f.courses == ("C1", "C2")
+
+
+def test_composite_maxima_do_not_apply_to_one_course(consensus) -> None:
+    export = treatment(issue_rois(), [(plan("C1", 60.0, 30), banded_dose(C1_BANDS))])
+    report = run_check(export, consensus, threads=1)
+    assert "COMP-CORD-MAX" in {n.rule_id for n in report.not_applicable}
+
+
+def test_the_esophagus_composite_maximum_excludes_the_targets(consensus) -> None:
+    # Esophagus x 250..290, PTV x 250..270 (same planes). C1 (60 Gy/30 fx): 66 Gy on voxel centres
+    # x ≤ 265, 40 Gy from x = 270 on, so the esophagus outside the PTV (x ≥ 270) gets exactly 40 Gy.
+    # C2 (20 Gy/5 fx) gives the whole region 20 Gy. EQD2₃: 40/30 fx → 40·(1.3333 + 3)/5 = 34.667 Gy;
+    # 20/5 fx → 20·(4 + 3)/5 = 28 Gy; outside the PTV 62.667 Gy ≤ 75: PASS. Inside the PTV it
+    # would be 66·(2.2 + 3)/5 + 28 = 96.64 Gy: a FAIL had the target not been excluded.
+    rois = [box_roi(7, "Esophagus", Box(250, 290, -5, 5)), box_roi(8, "PTV_Boost", Box(250, 270, -8, 8), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 60.0, 30, target_roi=8), banded_dose([(230, 267.5, 66.0), (267.5, 320, 40.0)])),
+                              (plan("C2", 20.0, 5), banded_dose([(230, 320, 20.0)]))])
+    (f,) = findings_of(run_check(export, consensus, threads=1), "COMP-ESO-MAX")
+    assert f.measured == pytest.approx(eqd2(40, 30, 3) + eqd2(20, 5, 3), abs=TOL_GY)
+    assert f.status is Status.PASS
+    assert "minus PTV_Boost" in f.details["structure_match"]
+
+
+# ---------------------------------------------------------------------------- a metric per column
+
+PARALLEL_PROTOCOL = """
+schema_version: 1
+id: test-parallel
+title: spared volume by fractions
+version: "1"
+rules:
+  - id: T-SPARED
+    kind: dvh
+    title: at least 8 cc below the threshold
+    category: oar
+    structure: Liver
+    metric: "CV10Gy[cc]"
+    metric_by_fractions: {3: "CV10Gy[cc]", 5: "CV12Gy[cc]"}
+    dose_basis: physical
+    course: sbrt
+    limits_by_fractions: {3: {unit: cc, lower: {per_protocol: 8}}, 5: {unit: cc, lower: {per_protocol: 8}}}
+    provenance: {source: test, section: "1", confidence: institutional}
+"""
+
+
+@pytest.mark.parametrize("fractions, rx_gy, spared_cc, status", [
+    (3, 30.0, 6.0, Status.FAIL),   # CV10Gy: only the 0 Gy half (6 cc) is below 10 Gy: 6 < 8 cc
+    (5, 50.0, 12.0, Status.PASS),  # CV12Gy: both halves (0 and 11 Gy) are below 12 Gy: 12 cc
+    (4, 40.0, 6.0, Status.FAIL),   # 4 fx: the 3-fraction column and its metric (CV10Gy)
+])
+def test_the_threshold_dose_follows_the_fraction_column(tmp_path: Path, fractions, rx_gy, spared_cc, status) -> None:
+    path = tmp_path / "parallel.yaml"
+    path.write_text(PARALLEL_PROTOCOL, encoding="utf-8")
+    # a 12 cc liver: 6 cc (x 300..320, z 0..15) at 11 Gy, 6 cc (x 340..360, z 15..30) at 0 Gy
+    liver = box_roi(9, "Liver", Box(300, 320, z0=0, z1=15), Box(340, 360, z0=15, z1=30))
+    export = treatment([liver], [(plan("S", rx_gy, fractions), banded_dose([(292.5, 327.5, 11.0)]))])
+    (f,) = findings_of(run_check(export, load_protocol(str(path)), threads=1), "T-SPARED")
+    assert f.measured == pytest.approx(spared_cc, abs=0.01)
+    assert f.status is status
+
+
+# ---------------------------------------------------------------------------- one name, one α/β
+
+def test_plancheck_dvh_gives_a_clinic_named_cord_the_cord_alpha_beta() -> None:
+    # "Cord" and "SpinalCord" are the same organ: both get α/β = 2 Gy. At 47 Gy in 30 fx,
+    # EQD2₂ = 47·(1.5667 + 2)/4 = 41.908 Gy for both (3 Gy would give 42.88 Gy).
+    from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+    from plancheck.radiobiology import DoseKind
+
+    rois = [box_roi(1, "Cord", CORD), box_roi(2, "SpinalCord", Box(10, 16, 5, 11))]
+    export = treatment(rois, [(plan("C1", 60.0, 30), banded_dose([(-2.5, 27.5, 47.0)]))])
+    (table,) = dvh_tables(export, metrics=["Max[Gy]"], dose_kind=DoseKindRequest(DoseKind.EQD2))
+    by_name = {row.roi.name: row for row in table.structures}
+    assert by_name["Cord"].alpha_beta_gy == by_name["SpinalCord"].alpha_beta_gy == 2.0
+    assert "Cord is SpinalCord" in by_name["Cord"].alpha_beta_source
+    for row in by_name.values():
+        assert row.metrics[0].value == pytest.approx(eqd2(47, 30, 2), abs=TOL_GY)

@@ -62,9 +62,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from plancheck.datafile import load_data_file, load_data_text
 from plancheck.errors import ProtocolError
 
 __all__ = [
@@ -77,7 +77,7 @@ CASE_FILE_NAMES = ("case.yaml", "case.yml", "case.json")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Lesion(_Strict):
@@ -158,17 +158,6 @@ class Case(_Strict):
         return None
 
 
-class _CaseLoader(yaml.SafeLoader):
-    """YAML loader that leaves dates as text: pydantic parses them, so an invalid date
-    (``2025-13-40``) is reported with its field instead of crashing the YAML parser."""
-
-
-_CaseLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
 def load_case(path: str | Path) -> Case:
     """Read and validate a case file.
 
@@ -178,27 +167,23 @@ def load_case(path: str | Path) -> Case:
         Naming the file and the field, for unreadable YAML or invalid content.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProtocolError(f"cannot read case file: {exc.strerror or exc}", p) from exc
-    return case_from_text(text, p)
+    return _case_from_data(load_data_file(p, what="case file", dates_as_text=True), p)
 
 
 def case_from_text(text: str, source: str | Path) -> Case:
-    """Validate the text of a case file (e.g. a member of a zip export); ``source`` names
-    it in errors.
+    """Validate the text of a case file (e.g. a member of a zip export) as strictly as
+    :func:`load_case`; ``source`` names it in errors.
 
     Raises
     ------
     ProtocolError
         Naming ``source`` and the field, for invalid YAML or content.
     """
-    p = source
-    try:
-        data = yaml.load(text, Loader=_CaseLoader) or {}  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"case file is not valid YAML: {exc}", p) from exc
+    return _case_from_data(load_data_text(text, str(source), dates_as_text=True), source)
+
+
+def _case_from_data(data: object, p: str | Path) -> Case:
+    data = data or {}
     if not isinstance(data, dict):
         raise ProtocolError("a case file must be a mapping of fields (histology, metastases, ...)", p)
     try:

@@ -23,7 +23,7 @@ __all__ = ["Bound", "Limits", "grade", "grade_interval"]
 class Bound(BaseModel):
     """One side of a limit: the per-protocol value and, optionally, the acceptable variation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     per_protocol: float
     acceptable: float | None = None
@@ -32,7 +32,7 @@ class Bound(BaseModel):
 class Limits(BaseModel):
     """Upper and/or lower limit with a unit (``Gy``, ``%``, ``cc``, ``mm``, ``fx``, ``""``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     unit: str = ""
     upper: Bound | None = None

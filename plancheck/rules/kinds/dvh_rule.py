@@ -18,9 +18,13 @@ Protocol-file fields::
       alpha_beta_gy: 2                    # optional (eqd2/bed); default: protocol, then α/β table
       course: composite                   # all | conventional | sbrt | composite | a course label
       when: always                        # always | several_courses (composite limits of several courses)
+      if_contoured: false                 # true: not applicable (stated) when the organ is not contoured
+                                          # at all, e.g. brain organs on a thoracic plan
       limits: {unit: Gy, upper: {per_protocol: 45}}
       # or, for SBRT tables keyed by number of fractions (physical dose per course):
-      # limits_by_fractions: {1: {...}, 3: {...}, 5: {...}, 8: {..., source: "UK SABR 2022"}}
+      # limits_by_fractions: {1: {...}, 3: {...}, 5: {...}, 8: {..., source: "LungTech (8 fx)"}}
+      # metric_by_fractions: {1: "CV7Gy[cc]", 3: "CV11.6Gy[cc]", 5: "CV12.5Gy[cc]"}   # optional: a metric
+      #                                   # per column where the threshold dose depends on the fractions
       # other_fractions: nearest_below    # the nearest tabulated number of fractions BELOW (stricter),
       #                                   # or not_evaluated; never an LQ-converted limit
       # stricter_if: {condition: concurrent_systemic_therapy, limits: {...}}
@@ -68,6 +72,7 @@ from pydantic import Field, model_validator
 from plancheck.dvh.metrics import MetricValue, parse_metric
 from plancheck.errors import MetricSpecError
 from plancheck.model.structures import Roi
+from plancheck.protocol.names import MatchStatus
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import DoseConversion, DoseKind
 from plancheck.rules.base import RuleNotApplicable, TargetSelector, finding, not_evaluated
@@ -96,21 +101,28 @@ class StricterIf(StrictModel):
 class StructureCombination(StrictModel):
     """One volume made of several structures (see :mod:`plancheck.dvh.combine`).
 
-    ``union``: standard names whose volumes are joined (an overlap counts once);
-    ``minus``: standard names removed from it; ``minus_targets``: every target volume of
-    this kind (e.g. ``PTV``) removed; ``name``: how reports call it.
+    ``union``: the parts whose volumes are joined (an overlap counts once); each part is a
+    standard name, or a list of the names the part may be contoured as (every one of them
+    that is contoured is joined; the part is missing only when none is); ``minus``:
+    standard names removed from it; ``minus_targets``: every target volume of this kind
+    (e.g. ``PTV``) removed; ``name``: how reports call it.
     """
 
-    union: list[str] = Field(min_length=1)
+    union: list[str | list[str]] = Field(min_length=1)
     minus: list[str] = Field(default_factory=list)
     minus_targets: Literal["GTV", "ITV", "CTV", "PTV"] | None = None
     name: str | None = None
 
     @property
+    def parts(self) -> list[list[str]]:
+        """The union's parts, each as the list of names it may be contoured as."""
+        return [[p] if isinstance(p, str) else list(p) for p in self.union]
+
+    @property
     def display_name(self) -> str:
         if self.name:
             return self.name
-        text = " ∪ ".join(self.union)
+        text = " ∪ ".join("/".join(p) for p in self.parts)
         removed = list(self.minus) + ([f"every {self.minus_targets}"] if self.minus_targets else [])
         return text + "".join(f" − {r}" for r in removed)
 
@@ -124,8 +136,10 @@ class DvhRule(RuleBase):
     alpha_beta_gy: float | None = Field(default=None, allow_inf_nan=False)
     course: str = "all"
     when: Literal["always", "several_courses"] = "always"
+    if_contoured: bool = False
     limits: Limits | None = None
     limits_by_fractions: dict[int, Limits] | None = None
+    metric_by_fractions: dict[int, str] | None = None
     other_fractions: Literal["nearest_below", "not_evaluated"] = "nearest_below"
     stricter_if: StricterIf | None = None
 
@@ -154,10 +168,16 @@ class DvhRule(RuleBase):
             raise ValueError("limits_by_fractions apply to one course at a time, not to course 'composite'")
         if self.limits_by_fractions is not None and any(n < 1 for n in self.limits_by_fractions):
             raise ValueError("limits_by_fractions keys are numbers of fractions (≥ 1)")
+        if self.metric_by_fractions is not None:
+            if self.limits_by_fractions is None or set(self.metric_by_fractions) != set(self.limits_by_fractions):
+                raise ValueError("metric_by_fractions needs limits_by_fractions with the same numbers of fractions")
         try:
-            spec = parse_metric(self.metric)
+            specs = {n: parse_metric(m) for n, m in {0: self.metric, **(self.metric_by_fractions or {})}.items()}
         except MetricSpecError as exc:
             raise ValueError(str(exc)) from exc
+        if len({s.result_unit for s in specs.values()}) > 1:
+            raise ValueError("metric_by_fractions must report in the unit of 'metric'")
+        spec = specs[0]
         for lim in [self.limits, *(self.limits_by_fractions or {}).values(), self.stricter_if.limits if self.stricter_if else None]:
             if lim is not None and lim.unit and lim.unit != spec.result_unit:
                 raise ValueError(f"limits are in {lim.unit!r} but {self.metric} is reported in {spec.result_unit!r}")
@@ -234,6 +254,21 @@ class _Subject:
     how: str = ""
     missing: tuple[str, ...] = ()
     reason: str = ""
+    not_contoured: bool = False  # no name of the subject is in the structure set at all
+
+
+def _missing(lookup) -> bool:
+    """True when no ROI of the structure set is the structure (not merely empty or ambiguous)."""
+    return lookup.roi is None and lookup.match is not None and lookup.match.status is MatchStatus.MISSING
+
+
+def _found(rule: DvhRule, ctx: CheckContext) -> _Subject:
+    """The rule's subject; a rule marked ``if_contoured`` does not apply when none of its
+    structures is contoured (e.g. brain organs on a thoracic plan)."""
+    subject = _subject(rule, ctx)
+    if subject.roi is None and subject.not_contoured and rule.if_contoured:
+        raise RuleNotApplicable(f"{subject.reason.split(':')[0]} is not contoured; this limit applies where it is")
+    return subject
 
 
 def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
@@ -241,24 +276,35 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
     if isinstance(spec, str):
         lookup = ctx.structure(spec)
         how = lookup.match.how if lookup.match else ""
-        return _Subject(lookup.roi, spec, how, reason=f"{spec}: {lookup.reason}")
+        return _Subject(lookup.roi, spec, how, reason=f"{spec}: {lookup.reason}", not_contoured=_missing(lookup))
     if isinstance(spec, list):
         reasons = []
+        absent = True
         for name in spec:
             lookup = ctx.structure(name)
+            absent = absent and _missing(lookup)
             if lookup.roi is not None:
                 how = lookup.match.how if lookup.match else ""
                 if len(spec) > 1:
                     how = (how + "; " if how and not how.startswith("exact") else "") + f"first contoured of {', '.join(spec)}"
                 return _Subject(lookup.roi, name, how)
             reasons.append(f"{name}: {lookup.reason}")
-        return _Subject(None, spec[0], reason="; ".join(reasons))
+        return _Subject(None, spec[0], reason="; ".join(reasons), not_contoured=absent)
     assert spec is not None
-    members = [(name, ctx.structure(name)) for name in spec.union]
-    found = [(name, lk.roi) for name, lk in members if lk.roi is not None]
-    missing = tuple(name for name, lk in members if lk.roi is None)
+    found: list[tuple[str, Roi]] = []
+    missing: list[str] = []
+    reasons: list[str] = []
+    for part in spec.parts:
+        lookups = [(name, ctx.structure(name)) for name in part]
+        here = [(name, lk.roi) for name, lk in lookups if lk.roi is not None]
+        found += here
+        if not here:
+            missing.append(part[0])
+            reasons += [f"{n}: {lk.reason}" for n, lk in lookups]
+    first = spec.parts[0][0]
     if not found:
-        return _Subject(None, spec.union[0], reason="; ".join(f"{n}: {lk.reason}" for n, lk in members))
+        absent = all(_missing(ctx.structure(n)) for part in spec.parts for n in part)
+        return _Subject(None, first, reason="; ".join(reasons), not_contoured=absent)
     removed: list[Roi] = []
     notes: list[str] = []
     for name in spec.minus:
@@ -273,11 +319,11 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
         if not targets:
             notes.append(f"no {spec.minus_targets} found to subtract")
     roi = ctx.combined_roi(spec.display_name, [r for _, r in found], removed)
-    parts = [f"{name} = {r.name}" for name, r in found] + [f"minus {r.name}" for r in removed] + notes
-    how = "combined: " + ", ".join(parts)
+    described = [f"{name} = {r.name}" for name, r in found] + [f"minus {r.name}" for r in removed] + notes
+    how = "combined: " + ", ".join(described)
     if roi.is_empty:
-        return _Subject(None, spec.union[0], how, missing, f"{spec.display_name}: nothing is left of the combination ({how})")
-    return _Subject(roi, spec.union[0], how, missing)
+        return _Subject(None, first, how, tuple(missing), f"{spec.display_name}: nothing is left of the combination ({how})")
+    return _Subject(roi, first, how, tuple(missing))
 
 
 # ------------------------------------------------------------------------------ grading
@@ -317,6 +363,7 @@ class _LimitSet:
     """The limits of one finding: the base limits and an optional conditional stricter set."""
 
     base: Limits
+    metric: str
     note: str = ""
     stricter: Limits | None = None
     condition: str = ""
@@ -357,21 +404,22 @@ def _limit_set(rule: DvhRule, ctx: CheckContext, info: CourseInfo | None) -> tup
         extra = {"stricter": stricter.limits, "condition": stricter.condition.replace("_", " "),
                  "holds": _condition(ctx, stricter.condition)}
     if rule.limits is not None:
-        return _LimitSet(rule.limits, **extra), ""
+        return _LimitSet(rule.limits, rule.metric, **extra), ""
     table = rule.limits_by_fractions or {}
     n = info.fractions if info else None
     tabulated = ", ".join(map(str, sorted(table)))
     if n is None:
         return None, "the number of fractions is not known, so the fraction-dependent limit cannot be chosen"
+    metrics = rule.metric_by_fractions or {}
     if n in table:
-        return _LimitSet(table[n], f"limit for {n} fractions", **extra), ""
+        return _LimitSet(table[n], metrics.get(n, rule.metric), f"limit for {n} fractions", **extra), ""
     below = [k for k in table if k < n]
     if rule.other_fractions == "not_evaluated" or not below:
         why = "none for fewer fractions" if not below else "the protocol asks for a tabulated number"
         return None, f"no limit is tabulated for {n} fractions ({tabulated} are; {why})"
     ref = max(below)
-    return _LimitSet(table[ref], f"{n} fractions: the {ref}-fraction limit is used (nearest tabulated number "
-                                 f"below, the stricter; no LQ conversion)", **extra), ""
+    return _LimitSet(table[ref], metrics.get(ref, rule.metric), f"{n} fractions: the {ref}-fraction limit is used "
+                     f"(nearest tabulated number below, the stricter; no LQ conversion)", **extra), ""
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -400,16 +448,16 @@ def _bases(rule: DvhRule, ctx: CheckContext, subject: _Subject, courses: list[Co
             f"{why}: graded on the worse of the physical dose and EQD2")
 
 
-def _measure(ctx: CheckContext, rule: DvhRule, roi: Roi, courses: list[CourseInfo], basis: _Basis,
+def _measure(ctx: CheckContext, metric: str, roi: Roi, courses: list[CourseInfo], basis: _Basis,
              rx_course: CourseInfo | None) -> MetricValue:
     if basis.conversion.kind is not DoseKind.PHYSICAL:
         lacking = [c.label for c in courses if not c.fractions]
         if lacking:
-            return MetricValue(rule.metric, None, parse_metric(rule.metric).result_unit,
+            return MetricValue(metric, None, parse_metric(metric).result_unit,
                                reason=f"{', '.join(lacking)} states no number of fractions, so "
                                       f"{basis.conversion.kind.value} cannot be computed")
     rx = basis.conversion.convert_total_dose(rx_course.prescription_gy, rx_course.fractions) if rx_course else None
-    return ctx.metric(rule.metric, roi, courses, basis.conversion, rx)
+    return ctx.metric(metric, roi, courses, basis.conversion, rx)
 
 
 def _evaluate_subject(rule: DvhRule, ctx: CheckContext, subject: _Subject, courses: list[CourseInfo],
@@ -434,11 +482,12 @@ def _evaluate_subject(rule: DvhRule, ctx: CheckContext, subject: _Subject, cours
         return not_evaluated(rule, f"{where} {rule.metric} in {scope}: {limit_reason}", structures=(roi.name,),
                              courses=labels, details=details)
     details["limit_note"] = limit_set.note
+    metric = details["metric"] = limit_set.metric
     measurements: list[Measurement] = []
     reasons: list[str] = []
     values: list[MetricValue] = []
     for basis in bases:
-        value = _measure(ctx, rule, roi, courses, basis, rx_course)
+        value = _measure(ctx, metric, roi, courses, basis, rx_course)
         status, why = limit_set.grade(value)
         reason = why or (value.reason or "" if status is Status.NOT_EVALUATED else "")
         label = basis.label + (f", {scope}" if len(courses) > 1 else "")
@@ -453,13 +502,13 @@ def _evaluate_subject(rule: DvhRule, ctx: CheckContext, subject: _Subject, cours
     limit_text = limit_set.text()
     applied = limit_set.applied(bases[decisive].label if len(bases) == 1 else " and ".join(b.label for b in bases) + " (the worse)")
     if len(measurements) == 1:
-        shown = f"= {_shown(values[0])}"
+        shown = f"{bases[0].label} = {_shown(values[0])}"
     else:
         shown = "; ".join(f"{b.label}: {_shown(v)} ({m.status.value})" for b, v, m in zip(bases, values, measurements))
-    head = f"{where} {rule.metric} in {scope}: {shown}"
+    head = f"{where} {metric} in {scope}: {shown}"
     unit = values[decisive].unit
     if subject.missing:
-        spec = parse_metric(rule.metric)
+        spec = parse_metric(metric)
         certain = (status is Status.FAIL and spec.never_lower_on_a_larger_volume
                    and limit_set.base.lower is None and limit_set.stricter is None)
         missing = ", ".join(subject.missing)
@@ -494,14 +543,14 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
         courses = list(ctx.courses)
         if rule.when == "several_courses" and len(courses) < 2:
             raise RuleNotApplicable("one course: this limit applies to the sum of several courses")
-        subject = _subject(rule, ctx)
+        subject = _found(rule, ctx)
         if subject.roi is None:
             return [not_evaluated(rule, subject.reason)]
         return [_evaluate_subject(rule, ctx, subject, courses, courses[0] if len(courses) == 1 else None)]
     chosen, unplaced = ctx.courses_matching(rule.course)
     if not chosen and not unplaced:
         raise RuleNotApplicable(f"no {rule.course} course in the export")
-    subject = _subject(rule, ctx)
+    subject = _found(rule, ctx)
     if subject.roi is None:
         return [not_evaluated(rule, subject.reason)]
     out = [_evaluate_subject(rule, ctx, subject, [c], c) for c in chosen]
