@@ -18,7 +18,7 @@ from pathlib import Path
 
 from plancheck.batch.discover import discover_plans
 from plancheck.batch.job import MARKER_NAME, PlanJob, PlanResult, error_result, run_job
-from plancheck.batch.summary import write_summary
+from plancheck.batch.summary import write_skipped, write_summary
 from plancheck.dicom.store import safe_uid
 from plancheck.errors import DicomReadError, UsageError
 from plancheck.protocol.loader import Protocol
@@ -66,7 +66,10 @@ class BatchResult:
     results
         One per plan, in discovery order.
     summary_files
-        The CSV (and Parquet) summary tables.
+        The CSV (and Parquet) summary tables, and ``skipped.csv`` (the files passed over).
+    skipped
+        Every file under the root that no plan uses, with the reason (not DICOM,
+        unreadable, another SOP class, a duplicate).
     worker_peak_rss_mb
         Peak resident memory of each worker process that ran a job (``host:pid`` → MB).
     """
@@ -75,6 +78,7 @@ class BatchResult:
     summary_files: list[Path] = field(default_factory=list)
     elapsed_s: float = 0.0
     skipped_files: int = 0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
     worker_peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -194,7 +198,7 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
             resumed.append(previous)
     if on_start:
         on_start(len(discovery.jobs), len(todo))
-    outcome = BatchResult(skipped_files=len(discovery.index.skipped))
+    outcome = BatchResult(skipped_files=len(discovery.index.skipped), skipped=list(discovery.index.skipped))
 
     def collect(result: PlanResult) -> None:
         by_uid[result.plan_uid] = result
@@ -227,6 +231,6 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
                         result = error_result(futures[future], f"worker process failed: {type(exc).__name__}: {exc}")
                     collect(result)
     outcome.results = [by_uid[j.plan_uid] for j in discovery.jobs]
-    outcome.summary_files = write_summary(outcome.rows, reports)
+    outcome.summary_files = write_summary(outcome.rows, reports) + [write_skipped(outcome.skipped, reports)]
     outcome.elapsed_s = time.perf_counter() - start
     return outcome

@@ -51,6 +51,7 @@ import numpy as np
 
 from plancheck.dvh.interpolate import PointColumns
 from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, plane_areas_mm2, rasterize_polygon_set
+from plancheck.errors import StructureDefectError
 from plancheck.model.structures import Roi
 
 __all__ = ["slab_bounds", "RoiSampling", "sample_roi", "characteristic_thickness_mm", "DEFAULT_TARGET_SAMPLES", "THICKNESS_SAMPLES"]
@@ -253,7 +254,14 @@ def sample_roi(
     -------
     RoiSampling
         Empty (zero samples, zero volume) for an ROI without closed contours.
+
+    Raises
+    ------
+    StructureDefectError
+        The ROI has defects (``Roi.defects``): it is never measured.
     """
+    if roi.defects:  # read but not measurable: never sampled (see Roi.defects)
+        raise StructureDefectError(roi.defect_text)
     planes = roi.planes
     if not planes:
         empty = np.zeros((0, 3))

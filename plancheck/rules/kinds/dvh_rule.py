@@ -32,6 +32,7 @@ from pydantic import model_validator
 
 from plancheck.dvh.metrics import MetricValue, parse_metric
 from plancheck.errors import MetricSpecError
+from plancheck.model.dose import dose_kind_label
 from plancheck.model.structures import Roi
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import DoseConversion, DoseKind
@@ -110,7 +111,7 @@ def per_target(rule, subjects, selector: TargetSelector, evaluate) -> list[Findi
     out = []
     for roi, course, group in subjects:
         if roi is None:
-            out.append(not_evaluated(rule, f"target {group.label} has no {selector.volume}", structures=(group.label,)))
+            out.append(not_evaluated(rule, group.missing(selector.volume), structures=(group.label,)))
         elif course is None:
             out.append(not_evaluated(rule, f"{roi.name}: {group.how}", structures=(roi.name,)))
         else:
@@ -213,7 +214,11 @@ def _evaluate_subject(rule: DvhRule, ctx: CheckContext, standard_name: str, roi:
         details["limit_note"] = limit_note
     unit = value.unit
     where = f"{roi.name}" + (f" ({how})" if how and not how.startswith("exact") else "")
-    kind_text = "" if conversion.kind is DoseKind.PHYSICAL else f" [{conversion.label}]"
+    dose_types = {c.course.dose.dose_type for c in courses}
+    kind_label = dose_kind_label(conversion.label, "EFFECTIVE" if any(c.course.dose.is_rbe_weighted for c in courses) else "")
+    if len(dose_types) == 1 and kind_label != conversion.label:
+        details["dose_type"] = "EFFECTIVE"
+    kind_text = "" if kind_label == "physical" else f" [{kind_label}]"
     scope = f"composite of {', '.join(labels)}" if len(courses) > 1 else labels[0]
     if limits is None:
         return not_evaluated(rule, f"{where} {rule.metric}{kind_text} in {scope}: {limit_note}", measured=value.value,
