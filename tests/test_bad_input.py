@@ -156,7 +156,7 @@ def test_closed_planar_contour_with_two_points_makes_the_roi_defective(tmp_path:
     structure_set = read_structure_set(save(ds, tmp_path / "RS.dcm"))
     assert structure_set.roi_by_number(1).defects == ()
     (defect,) = structure_set.roi_by_number(4).defects
-    assert defect == "1 closed contour(s) are degenerate (fewer than 3 distinct points or zero area), on z = 3 mm"
+    assert defect == "1 closed contour(s) are degenerate (fewer than 3 distinct points or all on one line), on z = 3 mm"
 
 
 def test_non_axial_dose_is_refused(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from plancheck.errors import DicomConformanceError, DicomReadError
+from plancheck.errors import DicomConformanceError, DicomReadError, InputError
 
 __all__ = [
     "RT_PLAN", "RT_ION_PLAN", "RT_STRUCT", "RT_DOSE", "IMAGE_SOP_CLASSES", "SourceFile",
@@ -510,7 +510,7 @@ def read_single(path: str | Path, expected_kind: str,
     check_not_truncated(data, ds, label)
     try:
         return parse(ds, label)
-    except (DicomReadError, DicomConformanceError):
+    except InputError:
         raise
     except Exception as exc:  # never let a pydicom/KeyError traceback through
         raise DicomReadError(f"cannot be interpreted: {type(exc).__name__}: {exc}", label) from exc

@@ -21,7 +21,8 @@ coordinate checks):
   the DVH engine's work, which grows with the area it samples);
 * a closed contour whose points are not in one axial plane (z spread >
   :data:`PLANAR_TOLERANCE_MM`);
-* degenerate polygons: fewer than 3 distinct points, or zero area;
+* degenerate polygons: fewer than 3 distinct points, or all points on one line (zero area;
+  a figure-of-eight also has zero signed area but is caught as crossing);
 * edges that cross on a plane (a self-intersecting contour, or two contours of one plane
   overlapping partly) — touching and collinear edges (keyhole contours) are allowed;
 * identical contours on one plane, or a plane whose even-odd area is below
@@ -268,10 +269,16 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
     nxt[clean_starts[ok] + clean_sizes[ok] - 1] = clean_starts[ok]
     areas = 0.5 * np.bincount(kid, weights=x0 * y0[nxt] - x0[nxt] * y0, minlength=len(closed))
     z_mean = np.bincount(cid, weights=points[:, 2], minlength=len(closed)) / np.maximum(sizes, 1)
-    degenerate_mask = ~non_planar & ((clean_sizes < 3) | (np.abs(areas) <= 1e-6))
+    # collinear points: the 2 × 2 covariance of the contour's points is singular
+    n = np.maximum(clean_sizes, 1)
+    sxx = np.bincount(kid, weights=x0 * x0, minlength=len(closed)) / n
+    syy = np.bincount(kid, weights=y0 * y0, minlength=len(closed)) / n
+    sxy = np.bincount(kid, weights=x0 * y0, minlength=len(closed)) / n
+    collinear = sxx * syy - sxy * sxy <= 1e-12 * (sxx + syy) ** 2 + 1e-18
+    degenerate_mask = ~non_planar & ((clean_sizes < 3) | collinear)
     if degenerate_mask.any():
         defects.append(f"{int(degenerate_mask.sum())} closed contour(s) are degenerate (fewer than 3 distinct points "
-                       f"or zero area), on {_examples(np.round(z_mean[degenerate_mask], 3))}")
+                       f"or all on one line), on {_examples(np.round(z_mean[degenerate_mask], 3))}")
     usable = np.flatnonzero(~non_planar & ~degenerate_mask)
     if usable.size == 0:
         return tuple(defects)
