@@ -129,7 +129,7 @@ def main_cli() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"{args.count} mutations (seed {args.seed}, {'whole sample' if args.full else 'small base'}) in {total:.0f} s ({1000 * total / max(args.count, 1):.0f} ms each); "
-          f"slowest check {slowest[0]:.2f} s")
+          f"slowest check {slowest[0]:.2f} s ({slowest[1]!r})")
     print("exit codes: " + ", ".join(f"{code}: {n}" for code, n in sorted(by_code.items())))
     print(f"{'kind':<10}{'operation':<16}" + "".join(f"{'exit ' + str(c):>9}" for c in (0, 1, 3, 4, 70)))
     for kind, operation in sorted({(k, o) for k, o, _ in by_kind}):

@@ -20,8 +20,8 @@ import plancheck.dicom.read_common as read_common
 from plancheck.cli.main import main
 from plancheck.dicom import read_dose, read_export, read_plan, read_structure_set
 from plancheck.dicom.store import index_objects
-from plancheck.errors import DicomConformanceError, DicomReadError, UnsupportedInputError
-from test_read import linear_dose, make_ct, make_rtdose, make_rtplan, make_rtstruct, save, square, write_export
+from plancheck.errors import DicomConformanceError, LinkError, UnsupportedInputError
+from test_read import linear_dose, make_rtdose, make_rtplan, make_rtstruct, save, square, write_export
 
 
 #: A Part 10 file that starts like DICOM (preamble, 'DICM', a File Meta group) and then breaks:
@@ -227,6 +227,7 @@ def test_values_beyond_bits_stored_are_refused(tmp_path: Path) -> None:
     # 2147483647 × 1e-6 = 2147.5 Gy > 1000 Gy
     ("1e-6", r"the largest dose is 2147 Gy .*no plan dose reaches 1000 Gy"),
 ])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
 def test_absurd_dose_grid_scaling_is_refused(tmp_path: Path, scaling: str, message: str) -> None:
     ds = make_rtdose(linear_dose(), plan_uid="1.2.3")
     ds.DoseGridScaling = scaling
@@ -403,3 +404,29 @@ def test_escape_sequences_in_names_are_shown_not_run(tmp_path: Path, capsys: pyt
     assert names[0] == "'=HYPERLINK(\"http://x\"" or out.splitlines()[1].split(",", 2)[1].startswith("\"'=HYPERLINK")
     code, out, _ = run(["check", str(tmp_path), "--protocol", "plan-integrity"], capsys)
     assert "\x1b" not in out
+
+
+def test_an_unreadable_structure_set_is_named_when_the_plan_misses_it(tmp_path: Path) -> None:
+    paths = write_export(tmp_path)
+    paths["rtss"].write_bytes(JUNK)  # the export's structure set, destroyed
+    with pytest.raises(LinkError, match=r"RP\.dcm: references RT Structure Set .* which is not in the input "
+                                        r"\(1 file\(s\) of the input could not be read and were skipped, e\.g\. "
+                                        r".*RS\.dcm: cannot be read: "):
+        read_export(tmp_path)
+
+
+def test_a_composite_of_rbe_weighted_and_physical_doses_is_refused(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    rtss = make_rtstruct([(1, "BODY", "EXTERNAL", [square(z, 40) for z in (0, 3, 6)]),
+                          (2, "PTV", "PTV", [square(z, 5) for z in (0, 3, 6)])])
+    save(rtss, tmp_path / "RS.dcm")
+    for label, dose_type in (("Photons", "PHYSICAL"), ("Protons", "EFFECTIVE")):
+        plan = make_rtplan(rtss_uid=rtss.SOPInstanceUID, label=label)
+        save(plan, tmp_path / f"RP_{label}.dcm")
+        dose = make_rtdose(linear_dose() / 10, plan_uid=plan.SOPInstanceUID)
+        dose.DoseType = dose_type
+        save(dose, tmp_path / f"RD_{label}.dcm")
+    code, out, err = run(["dvh", str(tmp_path), "--composite", "--metric", "Mean[Gy]"], capsys)
+    assert code == 2 and out == ""
+    assert err == ("plancheck: error: --composite: the courses mix RBE-weighted (Dose Type EFFECTIVE) and physical "
+                   "doses (Photons (physical), Protons (RBE-weighted)); their sum has no meaning\n")

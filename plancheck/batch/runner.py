@@ -66,10 +66,10 @@ class BatchResult:
     results
         One per plan, in discovery order.
     summary_files
-        The CSV (and Parquet) summary tables, and ``skipped.csv`` (the files passed over).
-    skipped
+        The CSV (and Parquet) summary tables.
+    skipped, skipped_list
         Every file under the root that no plan uses, with the reason (not DICOM,
-        unreadable, another SOP class, a duplicate).
+        unreadable, another SOP class, a duplicate), and ``skipped.csv`` listing them.
     worker_peak_rss_mb
         Peak resident memory of each worker process that ran a job (``host:pid`` → MB).
     """
@@ -79,6 +79,7 @@ class BatchResult:
     elapsed_s: float = 0.0
     skipped_files: int = 0
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    skipped_list: Path | None = None
     worker_peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -231,6 +232,7 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
                         result = error_result(futures[future], f"worker process failed: {type(exc).__name__}: {exc}")
                     collect(result)
     outcome.results = [by_uid[j.plan_uid] for j in discovery.jobs]
-    outcome.summary_files = write_summary(outcome.rows, reports) + [write_skipped(outcome.skipped, reports)]
+    outcome.summary_files = write_summary(outcome.rows, reports)
+    outcome.skipped_list = write_skipped(outcome.skipped, reports)
     outcome.elapsed_s = time.perf_counter() - start
     return outcome
