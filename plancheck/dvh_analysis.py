@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import attrgetter
 
 from plancheck.dvh.dvh import DVH
@@ -17,7 +18,7 @@ from plancheck.model.dose import dose_kind_label
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi, StructureSet
 from plancheck.parallel import map_in_threads
-from plancheck.protocol.names import is_target_roi
+from plancheck.protocol.names import StructureNameMatcher, is_target_roi
 from plancheck.radiobiology import DoseConversion, DoseKind, default_alpha_beta_table
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
 
@@ -84,6 +85,8 @@ class CourseDVHs:
     structures: tuple[StructureDVH, ...]
     engine: str
     composite_of: tuple[str, ...] = ()
+    volume_model: str = ""
+    """The DVH volume model and why it was chosen (``StructureSet.volume_model_description``)."""
     dose_type: str = "PHYSICAL"
 
 
@@ -118,9 +121,18 @@ def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion,
     elif request.alpha_beta_gy is not None:
         ab, source = request.alpha_beta_gy, "given on the command line"
     else:
-        choice = default_alpha_beta_table().lookup(roi.name, is_target=is_target_roi(roi))
+        # by the ROI's standard (TG-263) name, as the check does: "Cord" gets the spinal cord's α/β
+        standard = _standard_names().standard_name_of(roi.name) or roi.name
+        choice = default_alpha_beta_table().lookup(standard, is_target=is_target_roi(roi))
         ab, source = choice.alpha_beta_gy, choice.describe()
+        if standard != roi.name:
+            source = f"{roi.name} is {standard}; {source}"
     return DoseConversion(request.kind, ab), ab, source
+
+
+@lru_cache(maxsize=1)
+def _standard_names() -> StructureNameMatcher:
+    return StructureNameMatcher({})
 
 
 def _prescription_in_kind(course: Course, conversion: DoseConversion) -> float | None:
@@ -199,6 +211,8 @@ def _course_table(course: Course, names, specs, request: DoseKindRequest, engine
         dose_summary=course.dose_summary,
         structures=tuple(rows),
         engine="dicompyler-core" if engine == "dicompyler" else "plancheck",
+        volume_model=("dicompyler-core's own (dose voxel centres inside the contours, no end caps)"
+                      if engine == "dicompyler" else course.structure_set.volume_model_description),
         dose_type=course.dose.dose_type or "PHYSICAL",
     )
 
@@ -247,6 +261,7 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
         structures=tuple(rows),
         engine="plancheck",
         composite_of=tuple(c.label for c in courses),
+        volume_model=structure_set.volume_model_description,
         dose_type=dose_type,
     )
 

@@ -54,6 +54,7 @@ rules:
     category: oar
     structure: SpinalCord
     metric: "D0.03cc[Gy]"
+    dose_basis: physical
     limits: {unit: Gy, upper: {per_protocol: 45}}
     provenance: {source: test, section: "1", confidence: institutional}
   - id: FUZZ-HEART-MEAN
@@ -62,6 +63,7 @@ rules:
     category: oar
     structure: Heart
     metric: "Mean[Gy]"
+    dose_basis: physical
     limits: {unit: Gy, upper: {per_protocol: 45}}
     provenance: {source: test, section: "2", confidence: institutional}
   - id: FUZZ-PTV-D95
@@ -70,6 +72,7 @@ rules:
     category: target
     structure: PTVp
     metric: "D95%[Gy]"
+    dose_basis: physical
     limits: {unit: Gy, lower: {per_protocol: 50}}
     provenance: {source: test, section: "3", confidence: institutional}
 """

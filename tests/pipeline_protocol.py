@@ -25,6 +25,7 @@ rules:
     category: oar
     structure: SpinalCord
     metric: "D0.03cc[Gy]"
+    dose_basis: physical
     limits: {{unit: Gy, upper: {{per_protocol: 45, acceptable: 48}}}}
     provenance: {{source: test, section: "1", confidence: institutional}}
   - id: OAR-HEART-MEAN
@@ -33,6 +34,7 @@ rules:
     category: oar
     structure: Heart
     metric: "Mean[Gy]"
+    dose_basis: physical
     limits: {{unit: Gy, upper: {{per_protocol: 45}}}}  # far above the generator's 20-40 Gy: only the cord decides
     provenance: {{source: test, section: "2", confidence: institutional}}
 """

@@ -92,8 +92,7 @@ def test_table_entry_wins_over_target_flag(table):
 def test_describe_names_origin_and_source(table):
     text = table.lookup("SpinalCord_PRV05", False).describe()
     assert text.startswith("α/β = 2 Gy (table entry 'SpinalCord_*'; source: ")
-    assert "Kirkpatrick" in text
-
+    assert "Nieder" in text and "Kirkpatrick" not in text  # QUANTEC estimates 0.87 Gy: not the source of 2 Gy
 
 # --------------------------------------------------------------------------- overrides
 
@@ -165,11 +164,6 @@ def test_valid_file_loads(tmp_path):
         ),
         ("version: 1\n", "version: 2\n", r"field 'version' = 2: Input should be 1"),
         (
-            "default_target_gy: 10\n",
-            "default_target_gy: .nan\n",
-            r"field 'default_target_gy' = nan: Input should be a finite number",
-        ),
-        (
             "  - structures: [SpinalCord, SpinalCord_PRV*]\n",
             "  - structures: []\n",
             r"field 'entries\[0\]\.structures' .* should have at least 1 item",
@@ -200,7 +194,7 @@ def test_duplicate_pattern_rejected(tmp_path):
 
 def test_duplicate_yaml_key_rejected(tmp_path):
     text = VALID.replace("default_target_gy: 10\n", "default_target_gy: 10\ndefault_target_gy: 8\n")
-    with pytest.raises(ProtocolError, match=r"not valid YAML: .*duplicate key 'default_target_gy'"):
+    with pytest.raises(ProtocolError, match=r"line 3: key 'default_target_gy' is given twice in one mapping"):
         load_alpha_beta_table(write(tmp_path, text))
 
 
@@ -213,7 +207,7 @@ def test_not_yaml_or_not_a_mapping(tmp_path):
 
 def test_missing_file(tmp_path):
     missing = tmp_path / "nowhere.yaml"
-    with pytest.raises(ProtocolError, match=r"nowhere\.yaml: cannot read the α/β table"):
+    with pytest.raises(ProtocolError, match=r"nowhere\.yaml: cannot read α/β table"):
         load_alpha_beta_table(missing)
 
 

@@ -60,7 +60,7 @@ def test_not_a_mapping_and_bad_yaml(tmp_path):
     with pytest.raises(ProtocolError, match="a case file must be a mapping"):
         load_case(path)
     path.write_text("histology: [unclosed\n")
-    with pytest.raises(ProtocolError, match="case file is not valid YAML"):
+    with pytest.raises(ProtocolError, match="line 2, column 1: not valid YAML"):
         load_case(path)
 
 

@@ -169,7 +169,7 @@ def test_dvh_json_values_are_plausible(full_json: dict) -> None:
 def test_dvh_csv_and_output_file(subset_files: dict[str, Path], full_json: dict) -> None:
     rows = list(csv.DictReader(io.StringIO(subset_files["table"].read_text(encoding="utf-8"))))
     assert list(rows[0]) == ["plan_label", "structure", "roi_number", "volume_cc", "dose_coverage_pct", "dose_kind",
-                             "alpha_beta_gy", "metric", "value", "unit", "note"]
+                             "alpha_beta_gy", "metric", "value", "unit", "note", "volume_model"]
     assert len(rows) == 3 * 3 * len(DEFAULT_METRICS)
     assert {(r["plan_label"], r["structure"]) for r in rows} == {(p, s) for p in PLANS for s in ("PTVp", "Heart", "SpinalCord")}
     assert {r["unit"] for r in rows if r["metric"] != "Volume[cc]"} == {"Gy"}

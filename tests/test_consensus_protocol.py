@@ -2,17 +2,15 @@
 
 The full protocol runs once on the canonical sample (``sample_dicom/`` with its ``case.yaml``)
 and once on the violations variant, generated here into a temporary directory with its own
-case file (``plancheck.synthetic``; no CT, to keep it fast). Every rule's status is asserted:
-a dict rule id -> status, or course label (or structure pair) -> status where a rule gives one
-finding per course (or per target). ``N/A`` is a rule that does not apply to the case.
+case file (``plancheck.synthetic``; no CT, to keep it fast): every rule answers (a finding or
+"not applicable"), none with an internal error.
 
 Then the situations a plan check must not get wrong: a structure missing, no case file, a
 dose grid that does not cover an organ, a malformed protocol file, and a clinic protocol that
 overrides a consensus value.
 
-Numbers of the sample (composite EQD2, α/β 3 Gy; cord 2 Gy), from the generator's design in
-``plancheck/synthetic/case.py``: Lungs V5Gy ≈ 50 %, V20Gy ≈ 5.5 %; SpinalCord_PRV05
-D0.03cc ≈ 34 Gy; SBRT PTV V100% ≈ 97 %; C3 cord D0.03cc ≈ 14 Gy in 3 fx.
+The grading of each limit on its dose basis is proved on hand-built cases in
+``tests/test_dose_basis.py``; here the protocol runs end to end on generated data.
 """
 
 from __future__ import annotations
@@ -40,119 +38,6 @@ CONSENSUS_FILE = REPO / "constraints" / "protocols" / f"{CONSENSUS}.yaml"
 
 PASS, WARN, FAIL, NE, NA = "PASS", "WARN", "FAIL", "NOT_EVALUATED", "N/A"
 C1, C2, C3 = "C1_Eso", "C2_LungMet", "C3_VertMet"
-
-
-def _per_course(c1: str | None = PASS, c2: str | None = PASS, c3: str | None = PASS) -> dict[str, str]:
-    return {label: s for label, s in ((C1, c1), (C2, c2), (C3, c3)) if s is not None}
-
-
-def _sbrt(c2: str = PASS, c3: str = PASS) -> dict[str, str]:
-    return {C2: c2, C3: c3}
-
-
-#: The sample: a clean plan. WARN only where the case is realistic but not per protocol
-#: (3 mm cranio-caudal PTV margin on 3 mm slices; vertebra 30 Gy/3 fx is BED10 60 Gy;
-#: lung 50 Gy/5 fx is not the 54 Gy/3 fx reference); NOT_EVALUATED only for abdominal organs
-#: the thoracic sample does not contour (Kidneys, Bowel_Small, Duodenum).
-SAMPLE_EXPECTED: dict[str, str | dict[str, str]] = {
-    "INT-PATIENT": PASS,
-    "INT-REFS": _per_course(),
-    "INT-DOSE-UNITS": _per_course(),
-    "INT-DOSE-SUM": _per_course(),
-    "INT-GRID-COVER": _per_course(),
-    "INT-GRID-SPACING": _per_course(),
-    "INT-HETERO": _per_course(),
-    "INT-RX-DOSE": _per_course(),
-    "INT-FRACTIONATION": _per_course(),
-    "INT-ISO": _per_course(),
-    "INT-MACHINE": _per_course(),
-    "INT-ENERGY": _per_course(),
-    "INT-MU": _per_course(),
-    "DEF-SCC": PASS,
-    "DEF-AC": NA,  # squamous cell carcinoma
-    "DEF-TREAT": PASS,
-    "DEF-CLASS": PASS,
-    "DEF-STAGE": PASS,
-    "TIM-SYS": PASS,
-    "TIM-DFI": NA,  # synchronous
-    "TIM-PROG": PASS,
-    "DOS-PRIM": PASS,
-    "DOS-PRIM-FX": PASS,
-    "DOS-MET-SBRT": _sbrt(PASS, WARN),  # vertebra 30 Gy / 3 fx: BED10 60 Gy
-    "DOS-MET-CONV": NA,  # no metastasis treated conventionally
-    "DOS-SITE": _sbrt(WARN, PASS),  # lung 50 Gy / 5 fx is not 54 Gy / 3 fx
-    "TGT-NEST-GTV": {"GTVp+CTVp": PASS, "GTV_Met_Lung+PTV_Met_Lung": PASS, "GTV_Met_Vert+PTV_Met_Vert": PASS},
-    "TGT-NEST-PTV": {"CTVp+PTVp": PASS, "GTV_Met_Lung+PTV_Met_Lung": PASS, "GTV_Met_Vert+PTV_Met_Vert": PASS},
-    "TGT-CTV-CC": PASS,
-    "TGT-CTV-RADIAL": PASS,
-    "TGT-PTV-RADIAL": PASS,
-    "TGT-PTV-CC": WARN,  # 5 mm expansion on 3 mm slices: 3 mm cranio-caudally
-    "TGT-PTV-SBRT": {"GTV_Met_Lung+PTV_Met_Lung": PASS, "GTV_Met_Vert+PTV_Met_Vert": PASS},
-    "COV-CONV-V100": PASS,
-    "COV-CONV-D2": PASS,
-    "COV-SBRT-V100": _sbrt(),
-    "COV-SBRT-MAX": _sbrt(),
-    "COV-SBRT-CI": _sbrt(),
-    "COV-SBRT-PADDICK": _sbrt(),
-    "COV-SBRT-R50": _sbrt(),
-    "OAR-LUNG-V20": PASS,
-    "OAR-LUNG-V30": PASS,
-    "OAR-LUNG-V5": PASS,
-    "OAR-LUNG-MEAN": PASS,
-    "OAR-HEART-V30": PASS,
-    "OAR-HEART-V40": PASS,
-    "OAR-HEART-MEAN": PASS,
-    "OAR-CORD": PASS,
-    "OAR-STOM-V40": PASS,
-    "OAR-STOM-MAX": PASS,
-    "OAR-LIVER-V30": PASS,
-    "OAR-LIVER-MEAN": PASS,
-    "OAR-KID-V20": NE,
-    "OAR-BOWEL-V40": NE,
-    "OAR-BOWEL-MAX": NE,
-    "TG101-CORD-D0_35CC": _sbrt(),
-    "TG101-CORD-MAX": _sbrt(),
-    "TG101-ESO-D5CC": _sbrt(),
-    "TG101-ESO-MAX": _sbrt(),
-    "TG101-BPLEX-L-D3CC": _sbrt(),
-    "TG101-BPLEX-L-MAX": _sbrt(),
-    "TG101-BPLEX-R-D3CC": _sbrt(),
-    "TG101-BPLEX-R-MAX": _sbrt(),
-    "TG101-HEART-D15CC": _sbrt(),
-    "TG101-HEART-MAX": _sbrt(),
-    "TG101-GREATVES-D10CC": _sbrt(),
-    "TG101-GREATVES-MAX": _sbrt(),
-    "TG101-TRACHEA-D4CC": _sbrt(),
-    "TG101-TRACHEA-MAX": _sbrt(),
-    "TG101-BRONCHUS-D4CC": _sbrt(),
-    "TG101-BRONCHUS-MAX": _sbrt(),
-    "TG101-CHESTWALL-D1CC": _sbrt(),
-    "TG101-CHESTWALL-MAX": _sbrt(),
-    "TG101-SKIN-D10CC": _sbrt(),
-    "TG101-SKIN-MAX": _sbrt(),
-    "TG101-STOMACH-D10CC": _sbrt(),
-    "TG101-STOMACH-MAX": _sbrt(),
-    "TG101-DUODENUM-D5CC": NE,
-    "TG101-DUODENUM-MAX": NE,
-    "TG101-BOWEL-D5CC": NE,
-    "TG101-BOWEL-MAX": NE,
-}
-
-#: The violations variant: what differs from the sample.
-VIOLATIONS_CHANGES: dict[str, str | dict[str, str]] = {
-    "INT-RX-DOSE": _per_course(WARN),  # PTVp D95% ≈ 93 % of Rx
-    "DEF-SCC": FAIL,  # 6 lesions in 4 organs
-    "DEF-TREAT": FAIL,  # 3 lesions without a target, 1 with a target not in the plan
-    "COV-CONV-V100": FAIL,  # ≈ 74 %: the cranial 3 cm of PTVp under-dosed
-    "OAR-LUNG-V20": FAIL,  # ≈ 40 %: full arcs, fields 1 cm too wide
-    "OAR-LUNG-V5": FAIL,
-    "OAR-LUNG-MEAN": FAIL,
-    "OAR-HEART-MEAN": FAIL,  # ≈ 28.5 Gy
-    "OAR-CORD": FAIL,  # C1 cord ≈ 50 Gy and C3 not sparing the cord
-    "TG101-CORD-D0_35CC": _sbrt(PASS, FAIL),  # ≈ 20.5 Gy > 18 Gy in 3 fx
-    "TG101-CORD-MAX": _sbrt(PASS, FAIL),  # ≈ 24.5 Gy > 21.9 Gy in 3 fx
-}
-VIOLATIONS_EXPECTED = {**SAMPLE_EXPECTED, **VIOLATIONS_CHANGES}
 
 
 # ---------------------------------------------------------------------------------- fixtures
@@ -217,58 +102,41 @@ def _subset(protocol, *prefixes: str):
     return dataclasses.replace(protocol, rules=tuple(r for r in protocol.rules if r.rule.id.startswith(prefixes)))
 
 
-# ---------------------------------------------------------------------------------- rule by rule
+# ---------------------------------------------------------------------------------- end to end
 
-def test_expected_tables_name_every_rule(protocol):
-    ids = [r.rule.id for r in protocol.rules]
-    assert len(ids) == len(set(ids)) == 81  # 13 plan-integrity + 68 consensus rules
-    assert set(SAMPLE_EXPECTED) == set(ids)
-    assert set(VIOLATIONS_EXPECTED) == set(ids)
+def _rule_ids(protocol) -> list[str]:
+    return [r.rule.id for r in protocol.rules]
 
 
-@pytest.mark.parametrize("rule_id", list(SAMPLE_EXPECTED))
-def test_sample_rule(sample_report, rule_id):
-    assert _outcomes(sample_report).get(rule_id) == SAMPLE_EXPECTED[rule_id]
+def test_rule_ids_are_unique(protocol):
+    ids = _rule_ids(protocol)
+    assert len(ids) == len(set(ids))
 
 
-@pytest.mark.parametrize("rule_id", list(VIOLATIONS_EXPECTED))
-def test_violations_rule(violations_report, rule_id):
-    assert _outcomes(violations_report).get(rule_id) == VIOLATIONS_EXPECTED[rule_id]
+@pytest.mark.parametrize("which", ["sample", "violations"])
+def test_every_rule_runs_end_to_end_without_error(which, request, protocol):
+    report = request.getfixturevalue(f"{which}_report")
+    answered = {f.rule_id for f in report.findings} | {n.rule_id for n in report.not_applicable}
+    assert answered == set(_rule_ids(protocol))
+    errors = [f.message for f in report.findings if f.status is Status.ERROR]
+    assert not errors
 
 
-def test_sample_is_clean(sample_report):
-    statuses = {f.status for f in sample_report.findings}
-    assert Status.FAIL not in statuses and Status.ERROR not in statuses
-    warned = {(f.rule_id, f.courses) for f in sample_report.findings if f.status is Status.WARN}
-    assert warned == {("DOS-MET-SBRT", (C3,)), ("DOS-SITE", (C2,)), ("TGT-PTV-CC", ())}
-    not_evaluated = {f.message.split(":")[0] for f in sample_report.findings if f.status is Status.NOT_EVALUATED}
-    assert not_evaluated == {"Kidneys", "Bowel_Small", "Duodenum"}
-    assert sample_report.summary == {"pass": 126, "warn": 3, "fail": 0, "not_evaluated": 7, "error": 0}
+def test_every_finding_on_the_sample_names_its_source(sample_report):
+    for f in sample_report.findings:
+        assert f.provenance.source and f.provenance.section and f.provenance.confidence
+        assert "consensus.md" not in f.provenance.source + f.provenance.section + f.message
 
 
-def test_sample_numbers(sample_report):
-    # the numbers the generator was tuned for (plancheck's engine on the written files)
-    assert _finding(sample_report, "OAR-LUNG-V5").measured == pytest.approx(49.8, abs=1.5)
-    assert _finding(sample_report, "OAR-LUNG-V5").measured <= 55.0
-    assert _finding(sample_report, "OAR-CORD").measured < 40.0
-    assert "EQD2(α/β=2 Gy)" in _finding(sample_report, "OAR-CORD").message
-    for course in (C2, C3):
-        assert _finding(sample_report, "COV-SBRT-V100", course).measured >= 95.5
-    assert _finding(sample_report, "TG101-CORD-MAX", C3).measured < 21.9
-    assert _finding(sample_report, "TG101-CORD-D0_35CC", C3).measured < 18.0
-    assert _finding(sample_report, "TG101-BPLEX-L-D3CC", C3).measured is not None  # the plexus is > 3 cc
-
-
-def test_violations_numbers_and_messages(violations_report):
-    assert _finding(violations_report, "COV-CONV-V100").measured < 90.0
-    assert _finding(violations_report, "OAR-LUNG-V20").measured > 33.0
-    assert _finding(violations_report, "TG101-CORD-MAX", C3).measured > 22.9
-    assert _finding(violations_report, "TG101-CORD-D0_35CC", C3).measured > 19.0
-    assert _finding(violations_report, "OAR-CORD").measured > 60.0
+def test_definition_rules_follow_the_violations_case_file(violations_report):
+    # the case file (plancheck/synthetic/case_file.py, violations) declares six metastases in
+    # four organs, three of them without a target and one whose target is not in the plan
+    assert _finding(violations_report, "DEF-SCC").status is Status.FAIL
     assert _finding(violations_report, "DEF-SCC").measured == 6
-    treat = _finding(violations_report, "DEF-TREAT").message
-    assert "4 of 6" in treat and "PTV_Met_Liver: no structure of that name" in treat
-    assert "no target declared" in treat
+    treat = _finding(violations_report, "DEF-TREAT")
+    assert treat.status is Status.FAIL
+    assert "4 of 6" in treat.message and "PTV_Met_Liver: no structure of that name" in treat.message
+    assert "no target declared" in treat.message
 
 
 # ---------------------------------------------------------------------------------- degraded inputs
@@ -382,7 +250,7 @@ def test_clinic_override_shows_in_provenance(tmp_path, sample_export):
                        case=load_case(SAMPLE / "case.yaml"))
     v20 = _finding(report, "OAR-LUNG-V20")
     assert v20.status is Status.FAIL  # 5.5 % > the clinic's 5 %
-    assert v20.limit == "≤ 5 %"
+    assert v20.limits[0].describe() == "≤ 5 %" and v20.limit.startswith("≤ 5 %")
     assert v20.provenance.protocol == f"{CONSENSUS} (values overridden by clinic-x)"
     assert v20.provenance.confidence == "provisional"  # the consensus rule's, the override does not change it
     v30 = _finding(report, "OAR-LUNG-V30")

@@ -313,11 +313,14 @@ def test_conversion_validation():
         (6.6, 3, FractionationRegime.CONVENTIONAL),  # 2.2 Gy/fx (2.1999999999999997 in floats)
         (45.0, 30, FractionationRegime.HYPERFRACTIONATED),  # 1.5 Gy/fx
         (55.0, 20, FractionationRegime.MODERATELY_HYPOFRACTIONATED),  # 2.75 Gy/fx
-        (49.0, 10, FractionationRegime.MODERATELY_HYPOFRACTIONATED),  # 4.9 Gy/fx
-        (25.0, 5, FractionationRegime.SBRT),  # 5.0 Gy/fx, lower bound inclusive
+        (39.0, 10, FractionationRegime.MODERATELY_HYPOFRACTIONATED),  # 3.9 Gy/fx
+        (49.0, 10, FractionationRegime.SBRT),  # 4.9 Gy/fx in 10 fx
+        (20.0, 5, FractionationRegime.SBRT),  # 4.0 Gy/fx, lower bound inclusive
         (54.0, 3, FractionationRegime.SBRT),  # 18 Gy/fx
-        (50.0, 10, FractionationRegime.SBRT),  # 5 Gy/fx, 10 fx: upper fraction bound inclusive
-        (55.0, 11, FractionationRegime.OTHER),  # 5 Gy/fx in 11 fx
+        (45.0, 10, FractionationRegime.SBRT),  # 4.5 Gy/fx in 10 fx
+        (60.0, 12, FractionationRegime.SBRT),  # 5 Gy/fx, 12 fx: upper fraction bound inclusive
+        (58.5, 13, FractionationRegime.MODERATELY_HYPOFRACTIONATED),  # 4.5 Gy/fx in 13 fx: not SBRT
+        (65.0, 13, FractionationRegime.OTHER),  # 5 Gy/fx in 13 fx
     ],
 )
 def test_regime_thresholds(dose_gy, n, regime):

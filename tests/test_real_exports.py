@@ -178,6 +178,7 @@ rules:
     category: oar
     structure: External
     metric: "Mean[Gy]"
+    dose_basis: physical
     limits: {unit: Gy, upper: {per_protocol: 100}}
     provenance: {source: test, section: "1", confidence: institutional}
 """, encoding="utf-8")
@@ -185,7 +186,8 @@ rules:
     doc = json.loads(out)
     assert doc["plans"][0]["dose_type"] == "EFFECTIVE"
     (result,) = [r for r in doc["results"] if r["rule_id"] == "EXT-MEAN"]
-    assert "Mean[Gy] [RBE-weighted (EFFECTIVE)]" in result["message"] and result["details"]["dose_type"] == "EFFECTIVE"
+    assert "Mean[Gy] in Slope101010E_o_1: RBE-weighted (EFFECTIVE) dose = " in result["message"]
+    assert result["details"]["dose_type"] == "EFFECTIVE"
     code, out, _ = run(["check", str(ramp), "--protocol", str(protocol)], capsys)
     assert "dose RBE-weighted (EFFECTIVE)" in out.splitlines()[1]
     code, out, _ = run(["fractionation", str(ramp), "--format", "json"], capsys)

@@ -31,13 +31,14 @@ import pytest
 from plancheck.dicom import read_export
 from plancheck.errors import UsageError
 from plancheck.report import REPORT_FORMATS, render_report, report_basename, write_reports
-from plancheck.report.check_html import check_html, limit_markers, parse_limit_text
+from plancheck.report.check_html import check_html, limit_markers
 from plancheck.report.check_json import CATEGORY_ORDER, check_json, check_report_dict, jsonable
 from plancheck.report.check_junit import check_junit
 from plancheck.report.check_text import check_text, format_value
 from plancheck.report.svg_plot import Curve, Marker, dvh_svg, nice_ticks
 from plancheck.rules.findings import Finding, Provenance, Status
 from plancheck.rules.runner import protocol_for_check, run_check
+from plancheck.rules.thresholds import Limits
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_dicom"
@@ -65,6 +66,7 @@ rules:
     category: oar
     structure: SpinalCord_PRV05
     metric: "D0.03cc[Gy]"
+    dose_basis: physical
     course: conventional
     limits: {unit: Gy, upper: {per_protocol: 45, acceptable: 47}}
     provenance: {source: Test source A, section: "§1", confidence: companion}
@@ -74,6 +76,7 @@ rules:
     category: oar
     structure: Lungs
     metric: "V20Gy[%]"
+    dose_basis: physical
     course: conventional
     limits: {unit: "%", upper: {per_protocol: 28, acceptable: 30}}
     provenance: {source: Test source B, section: "§2", confidence: consensus}
@@ -83,7 +86,7 @@ rules:
     category: oar
     structure: Lungs
     metric: "Mean[Gy]"
-    dose_kind: eqd2
+    dose_basis: eqd2
     course: composite
     limits: {unit: Gy, upper: {per_protocol: 20}}
     provenance: {source: Test source C, section: "§3", confidence: provisional}
@@ -93,6 +96,7 @@ rules:
     category: coverage
     target: {role: any, volume: PTV}
     metric: "D95%[%]"
+    dose_basis: physical
     limits: {unit: "%", lower: {per_protocol: 95, acceptable: 93}}
     provenance: {source: Test source D, section: "§4", confidence: consensus}
   - id: OAR-HEART-SBRT
@@ -101,6 +105,7 @@ rules:
     category: oar
     structure: Heart
     metric: "D15cc[Gy]"
+    dose_basis: physical
     course: sbrt
     limits_by_fractions: {5: {unit: Gy, upper: {per_protocol: 32}}, 3: {unit: Gy, upper: {per_protocol: 24}}}
     provenance: {source: Test source E, section: "§5", confidence: companion}
@@ -110,6 +115,7 @@ rules:
     category: oar
     structure: Bowel
     metric: "Max[Gy]"
+    dose_basis: physical
     limits: {unit: Gy, upper: {per_protocol: 30}}
     provenance: {source: Test source F, section: "§6", confidence: provisional}
   - id: OAR-NO-COURSE
@@ -118,6 +124,7 @@ rules:
     category: oar
     structure: Heart
     metric: "Max[Gy]"
+    dose_basis: physical
     course: C9_Brain
     limits: {unit: Gy, upper: {per_protocol: 30}}
     provenance: {source: Test source G, section: "§7", confidence: institutional}
@@ -193,8 +200,8 @@ def test_the_test_protocol_gives_the_expected_statuses(report) -> None:
 # ------------------------------------------------------------------------------------------ JSON
 
 def test_json_has_the_documented_shape(doc) -> None:
-    assert list(doc) == ["schema_version", "plancheck_version", "protocol", "case_file", "plans", "summary", "results",
-                         "not_applicable", "warnings", "elapsed_s"]
+    assert list(doc) == ["schema_version", "plancheck_version", "protocol", "case_file", "plans", "volume_models",
+                         "summary", "results", "not_applicable", "warnings", "elapsed_s"]
     assert doc["schema_version"] == "1.0"
     assert doc["protocol"] == {"id": "test-protocol", "title": "Test protocol", "version": "0.1",
                                "chain": ["plan-integrity", "test-protocol"]}
@@ -202,7 +209,7 @@ def test_json_has_the_documented_shape(doc) -> None:
     assert set(doc["summary"]) == {"pass", "warn", "fail", "not_evaluated", "error"}
     for r in doc["results"]:
         assert list(r) == ["rule_id", "title", "category", "status", "measured", "unit", "limit", "structures",
-                           "courses", "message", "provenance", "details"]
+                           "courses", "message", "provenance", "details", "limits", "measurements"]
         assert list(r["provenance"]) == ["source", "section", "confidence", "protocol"]
     assert doc["not_applicable"] == [{"rule_id": "OAR-NO-COURSE", "title": "A rule for a course the export does not have",
                                       "reason": "no C9_Brain course in the export"}]
@@ -404,18 +411,28 @@ def test_html_escapes_text_from_the_export(report) -> None:
 
 # ------------------------------------------------------------------------------------------ plot
 
-def _finding(metric: str, limit: str, status: Status = Status.PASS) -> Finding:
+def _finding(metric: str, limit: str, status: Status = Status.PASS, *, condition: str = "",
+             applies: bool | None = True) -> Finding:
+    """A DVH finding whose limit is given in the words of ``Limits.describe`` ("≤ 28 % (acceptable ≤ 30 %)")."""
     unit = {"[%]": "%", "[cc]": "cc", "[Gy]": "Gy"}.get(metric[-4:], "")
-    return a_finding(status, details={"metric": metric}, limit=limit, unit=unit)
+    sign, value, *rest = limit.replace("(acceptable", "").replace(")", "").split()
+    side = "upper" if sign == "≤" else "lower"
+    bounds = {"per_protocol": float(value)}
+    if len(rest) >= 3:
+        bounds["acceptable"] = float(rest[2])
+    applied = Limits.model_validate({"unit": rest[0] if rest else "", side: bounds}).applied(
+        condition=condition, applies=applies)
+    return a_finding(status, details={"metric": metric}, limit=limit, unit=unit, limits=(applied,))
 
 
-def test_parse_limit_text() -> None:
-    assert parse_limit_text("≤ 45 Gy (acceptable ≤ 47 Gy)") == [("upper", 45.0, False), ("upper", 47.0, True)]
-    assert parse_limit_text("≥ 95 %") == [("lower", 95.0, False)]
-    assert parse_limit_text("50–60 Gy (acceptable 40–66 Gy)") == [
-        ("lower", 50.0, False), ("upper", 60.0, False), ("lower", 40.0, True), ("upper", 66.0, True)]
-    assert parse_limit_text("≤ 20 Gy; ≤ 18 Gy with concurrent chemotherapy") == [("upper", 20.0, False)]
-    assert parse_limit_text("") == [] and parse_limit_text("see table") == []
+def test_markers_come_from_the_structured_limits() -> None:
+    # a conditional limit that holds is drawn with its condition; one that does not hold is not drawn
+    m = limit_markers(_finding("V20Gy[%]", "≤ 25 %", condition="concurrent systemic therapy"), 1000.0, None)
+    assert [(x.dose_gy, x.volume_pct) for x in m] == [(20.0, 25.0)] and "concurrent systemic therapy" in m[0].label
+    assert limit_markers(_finding("V20Gy[%]", "≤ 25 %", condition="c", applies=False), 1000.0, None) == []
+    # the text alone draws nothing: the markers come from the data
+    assert limit_markers(a_finding(Status.PASS, details={"metric": "V20Gy[%]"}, unit="%", limit="≤ 28 %"),
+                         1000.0, None) == []
 
 
 def test_markers_sit_at_the_constraint_points() -> None:
@@ -443,8 +460,8 @@ def test_markers_sit_at_the_constraint_points() -> None:
     assert (m.dose_gy, m.volume_pct, m.status) == (pytest.approx(47.5), 98.0, "FAIL")
     assert limit_markers(_finding("not a metric", "≤ 1 Gy"), volume_cc=1.0, prescription_gy=1.0) == []
     # a limit in another unit than the metric's (D95%[Gy] judged as % of prescription): no marker
-    assert limit_markers(a_finding(Status.PASS, details={"metric": "D95%[Gy]"}, unit="%", limit="95–107 %"),
-                         volume_cc=300.0, prescription_gy=60.0) == []
+    wrong_unit = _finding("D95%[Gy]", "≥ 95 %")
+    assert limit_markers(dataclasses.replace(wrong_unit, unit="%"), volume_cc=300.0, prescription_gy=60.0) == []
 
 
 def test_dvh_svg_is_valid_xml_and_places_points_on_the_axes() -> None:

@@ -300,3 +300,26 @@ def test_piv_falls_back_to_the_body_dvh_when_the_clipped_slabs_differ():
     value = ctx.isodose_volume(body, info, 100.0, RX)
     assert "of the whole structure" in value.method and "do not cover" in value.method
     assert value.value == ctx.metric("V100%[cc]", body, [info], None, RX).value
+
+
+# ------------------------------------------------------------------ R50% table interpolation (RTOG 0915 Table 1)
+
+def test_r50_limits_are_interpolated_linearly_between_table_rows() -> None:
+    from plancheck.rules.kinds.conformity_rule import VolumeRow, _interpolated
+    from plancheck.rules.thresholds import Limits
+
+    def row(cc, p, a):
+        return VolumeRow(max_cc=cc, limits=Limits.model_validate({"upper": {"per_protocol": p, "acceptable": a}}))
+
+    rows = [row(1.8, 5.9, 7.5), row(3.8, 5.5, 6.5), row(7.4, 5.1, 6.0)]
+    # 2.8 cc is half-way between 1.8 and 3.8 cc: (5.9 + 5.5)/2 = 5.7, (7.5 + 6.5)/2 = 7.0
+    limits, note = _interpolated(rows, 2.8)
+    assert (limits.upper.per_protocol, limits.upper.acceptable) == (pytest.approx(5.7), pytest.approx(7.0))
+    assert "between the 1.8 and 3.8 cc rows" in note
+    # 6.5 cc: 3.8 + 0.75·3.6; 5.5 − 0.75·0.4 = 5.2 and 6.5 − 0.75·0.5 = 6.125
+    limits, _ = _interpolated(rows, 6.5)
+    assert (limits.upper.per_protocol, limits.upper.acceptable) == (pytest.approx(5.2), pytest.approx(6.125))
+    # on a row: that row's values; outside the table: no limit (the protocol does not specify one)
+    assert _interpolated(rows, 3.8)[0].upper.per_protocol == pytest.approx(5.5)
+    assert _interpolated(rows, 1.0) == (None, "the table covers targets of 1.8–7.4 cc")
+    assert _interpolated(rows, 8.0)[0] is None

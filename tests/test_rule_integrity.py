@@ -60,7 +60,7 @@ def test_plan_integrity_protocol_passes_on_the_sample(export, protocol):
         "INT-PATIENT", "INT-REFS", "INT-DOSE-UNITS", "INT-DOSE-SUM", "INT-GRID-COVER", "INT-GRID-SPACING",
         "INT-HETERO", "INT-RX-DOSE", "INT-FRACTIONATION", "INT-ISO", "INT-MACHINE", "INT-ENERGY", "INT-MU"}
     for r in protocol.rules:
-        assert r.rule.category == "integrity" and r.rule.provenance.section.startswith("§6")
+        assert r.rule.category == "integrity" and r.rule.provenance.section.startswith("plan integrity")
         assert r.rule.provenance.confidence in ("companion", "provisional")
     report = run_check(export, protocol)
     assert not report.not_applicable

@@ -27,9 +27,9 @@ from pydantic import Field
 
 from plancheck.dicom import read_export
 from plancheck.errors import ProtocolError
-from plancheck.protocol.loader import _rule_adapter, load_protocol, protocol_file_model, protocol_json_schema
+from plancheck.protocol import kinds as registry
+from plancheck.protocol.loader import load_protocol, protocol_json_schema
 from plancheck.protocol.schema import RuleBase
-from plancheck.rules import registry
 from plancheck.rules.base import finding, not_evaluated
 from plancheck.rules.findings import Status
 from plancheck.rules.registry import ENTRY_POINT_GROUP, RuleKind, register_kind, rule_kinds
@@ -76,19 +76,13 @@ rules:
 """
 
 
-def _clear_caches() -> None:
-    rule_kinds.cache_clear()
-    protocol_file_model.cache_clear()
-    _rule_adapter.cache_clear()
-
-
 @pytest.fixture
 def clean_registry():
-    """Leave the registry and the schema caches as they were found."""
-    _clear_caches()
+    """Leave the registry as it was found (run-time registrations and discovered kinds)."""
+    registry.forget_discovered_kinds()
     yield
-    registry._EXTRA.pop("max-beams", None)
-    _clear_caches()
+    registry._extra.pop("max-beams", None)
+    registry.forget_discovered_kinds()
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +104,7 @@ def test_unknown_kind_is_a_protocol_error(tmp_path, clean_registry):
 
 
 def test_register_kind_and_run(tmp_path, export, clean_registry):
+    load_protocol("plan-integrity")  # a protocol loaded before the kind exists does not hide it later
     register_kind(MAX_BEAMS_KIND)
     assert rule_kinds()["max-beams"] is MAX_BEAMS_KIND
     assert "max-beams" in protocol_json_schema()
@@ -146,7 +141,7 @@ def test_entry_point_is_loaded(tmp_path, export, monkeypatch, caplog, clean_regi
                 FakeEntryPoint("not-a-kind", loaded=object())]
 
     monkeypatch.setattr(registry, "metadata", SimpleNamespace(entry_points=entry_points))
-    with caplog.at_level(logging.WARNING, logger="plancheck.rules.registry"):
+    with caplog.at_level(logging.WARNING, logger="plancheck.protocol.kinds"):
         kinds = rule_kinds()
     assert seen_groups == ["plancheck.rules"]
     assert kinds["max-beams"] is MAX_BEAMS_KIND

@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from plancheck.cli.exit_codes import ExitCode
+from plancheck.cli.volume_model_option import add_volume_model_option, apply_volume_model
 from plancheck.cli.output import write_all_atomically
 from plancheck.dicom import read_export
 from plancheck.errors import UsageError
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
     p.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of standard output")
     p.add_argument("--strict", action="store_true", help="exit with 4 when nothing failed but a rule was NOT EVALUATED")
+    add_volume_model_option(p)
     p.set_defaults(handler=run_check_command)
 
 
@@ -76,7 +78,7 @@ def run_check_command(args: argparse.Namespace) -> int:
     protocol = protocol_for_check(args.protocol)
     case_path = args.case if args.case else find_case_file(args.paths[0])
     case = load_case(case_path) if case_path else None
-    export = read_export(args.paths if len(args.paths) > 1 else args.paths[0])
+    export = apply_volume_model(read_export(args.paths if len(args.paths) > 1 else args.paths[0]), args.volume_model)
     report = run_check(export, protocol, case=case, case_source=str(case_path) if case_path else None,
                        user_mapping=mapping)
     color = args.format == "text" and args.output is None and sys.stdout.isatty()

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from plancheck.cli.exit_codes import ExitCode
+from plancheck.cli.volume_model_option import add_volume_model_option, apply_volume_model
 from plancheck.cli.output import check_writable, write_all_atomically
 from plancheck.dicom import read_export
 from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha-beta", type=float, metavar="GY", help="α/β for every structure (default: the α/β table per structure)")
     p.add_argument("--alpha-beta-for", action="append", metavar="NAME=GY", default=[], help="α/β for one structure (repeatable)")
     p.add_argument("--composite", action="store_true", help="sum all courses voxel by voxel (EQD2/BED: each with its own fractions)")
+    add_volume_model_option(p)
     p.set_defaults(handler=run_dvh)
 
 
@@ -63,7 +65,7 @@ def run_dvh(args: argparse.Namespace) -> int:
     for option, path in (("--output", args.output), ("--curves", args.curves)):
         if path:
             check_writable(path, option)
-    export = read_export(args.paths if len(args.paths) > 1 else args.paths[0])
+    export = apply_volume_model(read_export(args.paths if len(args.paths) > 1 else args.paths[0]), args.volume_model)
     per_structure = _resolve_structure_names(export, per_structure)
     request = DoseKindRequest(kind, args.alpha_beta, per_structure)
     tables = dvh_tables(

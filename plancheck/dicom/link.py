@@ -46,9 +46,10 @@ from plancheck.dicom.read_common import (
 )
 from plancheck.dicom.read_dose import DoseHeader, dose_grid_from_dataset, dose_header_from_dataset
 from plancheck.dicom.read_plan import plan_from_dataset
-from plancheck.dicom.read_structures import structure_set_from_dataset
+from plancheck.dicom.read_structures import structure_set_from_dataset, volume_model_of
 from plancheck.dicom.roi_checks import slice_defects
-from plancheck.errors import DicomConformanceError, DicomReadError, InputError, LinkError
+from plancheck.errors import DicomConformanceError, DicomReadError, InputError, LinkError, UsageError
+from plancheck.model.volume_model import VolumeModel, volume_model_named
 from plancheck.model import (
     Course, DoseGrid, ImageSeries, Plan, PlanExport, SkippedFile, StructureSet,
 )
@@ -387,7 +388,35 @@ def _safe(function: Callable[[], _T]) -> _T | None:
         return None
 
 
-def read_export(paths: str | Path | Sequence[str | Path]) -> PlanExport:
+def _choose_volume_models(structure_sets: list[StructureSet], rt_files: Sequence[ClassifiedFile],
+                          override: VolumeModel | str | None) -> list[StructureSet]:
+    """The volume model of each structure set: ``override`` if given; else the one its own
+    Manufacturer names (set by the reader); else the one the Manufacturer of the export's
+    RT Dose, then RT Plan names; else the slab model (see :mod:`plancheck.model.volume_model`)."""
+    if override is not None:
+        try:
+            model = override if isinstance(override, VolumeModel) else volume_model_named(override)
+        except KeyError as exc:
+            raise UsageError(f"volume_model: {exc.args[0]}") from None
+        return [s.with_volume_model(model, "volume_model given by the caller") for s in structure_sets]
+    if all(not s.volume_model_source.startswith("default") for s in structure_sets):
+        return structure_sets
+    fallback = None
+    for kind, what in (("RTDOSE", "RT Dose"), ("RTPLAN", "RT Plan")):
+        for file in rt_files:
+            if file.kind == kind:
+                model, source = volume_model_of(file.header, what)
+                if model is not None:
+                    fallback = (model, f"{source} (the RT Structure Set's was not recognised)")
+                    break
+        if fallback:
+            break
+    if fallback is None:
+        return structure_sets
+    return [s.with_volume_model(*fallback) if s.volume_model_source.startswith("default") else s for s in structure_sets]
+
+
+def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: VolumeModel | str | None = None) -> PlanExport:
     """Read and link a DICOM RT export.
 
     Parameters
@@ -395,6 +424,11 @@ def read_export(paths: str | Path | Sequence[str | Path]) -> PlanExport:
     paths
         A directory (searched recursively), a ``.zip`` file (members read in memory),
         a single file, or a sequence of files/directories/zips.
+    volume_model
+        The DVH volume model of every structure set (a :class:`~plancheck.model.VolumeModel`
+        or its name, e.g. ``"slab"``, ``"eclipse"``). Default: chosen per structure set from
+        the Manufacturer (0008,0070) of the RT Structure Set, else of the RT Dose, else of the
+        RT Plan; the slab model when none is recognised (see :mod:`plancheck.model.volume_model`).
 
     Returns
     -------
@@ -410,7 +444,9 @@ def read_export(paths: str | Path | Sequence[str | Path]) -> PlanExport:
         usable was found.
     DicomConformanceError
         A required attribute is missing or invalid (Dose Units not GY, Dose Grid Scaling
-        missing, oblique dose grid, contour with fewer than 3 points, ...).
+        missing, oblique dose grid, a corrupt or absurd dose grid, nonsense fractionation, ...).
+    UnsupportedInputError
+        A brachytherapy plan.
     LinkError
         Several patients, several frames of reference, a dose referencing an absent
         plan, a plan referencing an absent structure set, a plan without dose,
@@ -422,7 +458,7 @@ def read_export(paths: str | Path | Sequence[str | Path]) -> PlanExport:
     """
     unreadable: list[SkippedFile] = []
     try:
-        return _read_export(paths, unreadable)
+        return _read_export(paths, unreadable, volume_model)
     except LinkError as exc:
         if not unreadable:
             raise
@@ -431,7 +467,8 @@ def read_export(paths: str | Path | Sequence[str | Path]) -> PlanExport:
                         f"e.g. {first.path}: {first.reason})", exc.path) from exc
 
 
-def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[SkippedFile]) -> PlanExport:
+def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[SkippedFile],
+                 volume_model: VolumeModel | str | None) -> PlanExport:
     """:func:`read_export`; fills ``unreadable`` with the files skipped as unreadable junk."""
     started = time.perf_counter()
     sources, skipped = gather_sources(paths)
@@ -482,6 +519,7 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
         else:
             plans.append(_parse(file, lambda: plan_from_dataset(file.header, file.label)))
 
+    structure_sets = _choose_volume_models(structure_sets, rt_files, volume_model)
     frame = _check_one_frame(
         [(s.path, s.frame_of_reference_uid) for s in structure_sets]
         + [(p.path, p.frame_of_reference_uid) for p in plans]

@@ -15,14 +15,15 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from plancheck.dicom.fast_contours import read_roi_contours
-from plancheck.dicom.roi_checks import contour_defects
 from plancheck.dicom.read_common import (
     as_int, optional_str, require, tag_text,
 )
+from plancheck.dicom.roi_checks import contour_defects
 from plancheck.errors import DicomConformanceError
 from plancheck.model import Contour, Roi, StructureSet
+from plancheck.model.volume_model import SLAB, VolumeModel, volume_model_for_manufacturer
 
-__all__ = ["structure_set_from_dataset"]
+__all__ = ["structure_set_from_dataset", "manufacturer_of", "volume_model_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,24 @@ def _duplicates(declared: list[tuple[int, str]]) -> dict[int, str]:
                 defects.setdefault(i, f"(3006,0026) 'ROI Name' {name!r} is used by {len(indices)} ROIs (numbers "
                                       f"{numbers}): which one a rule means is ambiguous")
     return defects
+
+
+def manufacturer_of(ds: Dataset) -> tuple[str, str]:
+    """Manufacturer (0008,0070) and Manufacturer's Model Name (0008,1090) of a data set,
+    printable characters only (64 at most each; empty when absent)."""
+    def clean(keyword: str) -> str:
+        text = optional_str(ds, keyword)
+        return "".join(c for c in text if c.isprintable())[:64].strip()
+    return clean("Manufacturer"), clean("ManufacturerModelName")
+
+
+def volume_model_of(ds: Dataset, what: str) -> tuple[VolumeModel | None, str]:
+    """The volume model of the planning system that wrote ``ds`` (None if not recognised)
+    and a phrase saying why, e.g. ``"Manufacturer 'ADAC' / 'Pinnacle3' of the RT Structure Set"``."""
+    maker, product = manufacturer_of(ds)
+    shown = " / ".join(repr(t) for t in (maker, product) if t) or "(absent)"
+    model = volume_model_for_manufacturer(maker, product)
+    return model, f"Manufacturer {shown} of the {what}"
 
 
 def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, list[str]]:
@@ -217,11 +236,14 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
             contours[number].append(Contour(points_mm=points, geometric_type=geometric_type,
                                             image_uid=_image_uid(contour)))
 
+    model, source = volume_model_of(ds, "RT Structure Set")
+    if model is None:
+        model, source = SLAB, f"default: {source} not recognised"
     rois = []
     for index, (number, name) in enumerate(declared):
         own = tuple(contours[number]) if number not in ambiguous_numbers else ()
         roi = Roi(number=number, name=name, interpreted_type=types.get(number, ""),
-                  contours=own, color_rgb=colours.get(number))
+                  contours=own, color_rgb=colours.get(number), volume_model=model)
         defects: list[str] = []
         if index in duplicate_defects:
             defects.append(duplicate_defects[index])
@@ -243,6 +265,9 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         rois=tuple(rois),
         path=label,
         patient_id=optional_str(ds, "PatientID"),
+        manufacturer=" / ".join(t for t in manufacturer_of(ds) if t),
+        volume_model=model,
+        volume_model_source=source,
     )
     logger.debug("structure set %s: %d ROIs, %d contours", sop_uid, len(rois),
                  sum(len(r.contours) for r in rois))

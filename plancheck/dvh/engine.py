@@ -69,6 +69,7 @@ from plancheck.dvh.rasterize import PolygonSet
 from plancheck.dvh.sampling import DEFAULT_TARGET_SAMPLES, RoiSampling, sample_roi, slab_bounds
 from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
+from plancheck.model.volume_model import VolumeModel
 
 __all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "grid_coverage_pct"]
 
@@ -96,13 +97,14 @@ class PointDoseSource:
 
 def sample_for_grids(
     roi: Roi, grids: Sequence[DoseGrid], *, target_samples: int = DEFAULT_TARGET_SAMPLES,
-    default_thickness_mm: float | None = None,
+    default_thickness_mm: float | None = None, volume_model: VolumeModel | None = None,
 ) -> RoiSampling:
     """Sample an ROI for one or more dose grids (a composite samples all courses at the
     same points): lattice step at most twice the finest grid spacing (large organs; the
     in-cell dose spread from the gradient keeps their DVHs within 0.5 % of a 1 mm lattice),
     cells split at every grid's dose planes; a single-plane ROI is as thick as the finest
-    z spacing unless ``default_thickness_mm`` says otherwise."""
+    z spacing unless ``default_thickness_mm`` says otherwise (times twice the model's end
+    caps). ``volume_model`` overrides the ROI's own (:mod:`plancheck.model.volume_model`)."""
     spacing = [s for g in grids for s in g.spacing_mm if s > 0]
     z_spacing = [g.spacing_mm[2] for g in grids if g.spacing_mm[2] > 0]
     return sample_roi(
@@ -112,14 +114,17 @@ def sample_for_grids(
         default_thickness_mm=default_thickness_mm or (min(z_spacing) if z_spacing else None),
         split_z_mm=np.unique(np.concatenate([g.z_mm for g in grids])),
         surface_step_mm=SURFACE_STEP_IN_DOSE_SPACINGS * min(spacing) if spacing else None,
+        volume_model=volume_model,
     )
 
 
 def sample_for_grid(
-    roi: Roi, grid: DoseGrid, *, target_samples: int = DEFAULT_TARGET_SAMPLES, default_thickness_mm: float | None = None
+    roi: Roi, grid: DoseGrid, *, target_samples: int = DEFAULT_TARGET_SAMPLES, default_thickness_mm: float | None = None,
+    volume_model: VolumeModel | None = None,
 ) -> RoiSampling:
     """Sample an ROI for one dose grid (see :func:`sample_for_grids`)."""
-    return sample_for_grids(roi, [grid], target_samples=target_samples, default_thickness_mm=default_thickness_mm)
+    return sample_for_grids(roi, [grid], target_samples=target_samples, default_thickness_mm=default_thickness_mm,
+                            volume_model=volume_model)
 
 
 _DERIVATIVE_STEP_GY = 1e-3
@@ -514,6 +519,7 @@ def compute_dvh(
     dose_kind: str = "physical",
     sampling: RoiSampling | None = None,
     target_samples: int = DEFAULT_TARGET_SAMPLES,
+    volume_model: VolumeModel | None = None,
 ) -> DVH:
     """DVH of one ROI on one dose grid.
 
@@ -530,9 +536,14 @@ def compute_dvh(
         Label of the resulting dose kind.
     sampling
         A sampling of the ROI to reuse (e.g. for several dose kinds).
+    volume_model
+        How the contours become a volume (end caps, surface extremes; see
+        :mod:`plancheck.model.volume_model`), e.g. ``plancheck.model.volume_model.ECLIPSE``;
+        default: the ROI's own (chosen from the export's Manufacturer when read).
+        Ignored when ``sampling`` is given.
     """
     if sampling is None:
-        sampling = sample_for_grid(roi, grid, target_samples=target_samples)
+        sampling = sample_for_grid(roi, grid, target_samples=target_samples, volume_model=volume_model)
     return dvh_from_sources(roi, sampling, [PointDoseSource(grid, transform)], dose_kind=dose_kind)
 
 
@@ -547,7 +558,8 @@ def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling
     if not planes:
         return 0.0
     xy = np.vstack([poly for polys in planes.values() for poly in polys])
-    lo, hi, _, _ = slab_bounds(np.array(list(planes), dtype=float), grid.spacing_mm[2] or None)
+    lo, hi, _, _ = slab_bounds(np.array(list(planes), dtype=float), grid.spacing_mm[2] or None,
+                               roi.volume_model.end_cap_spacings)
     (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
     tol = 1e-6
     if (xy[:, 0].min() >= x0 - tol and xy[:, 0].max() <= x1 + tol and xy[:, 1].min() >= y0 - tol

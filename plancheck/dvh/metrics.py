@@ -89,6 +89,16 @@ class MetricSpec:
         """True when the metric's value is a dose (else a volume)."""
         return self.kind in ("D", "DC", "Mean", "Max", "Min")
 
+    @property
+    def never_lower_on_a_larger_volume(self) -> bool:
+        """True when the metric of a structure can only be higher (or equal) on any larger
+        structure that contains it: the dose to the hottest x cc (``D2cc``), the maximum,
+        the volume in cc receiving a dose (``V20Gy[cc]``). Then a violation of an upper
+        limit on a part of a structure is a violation on the whole."""
+        absolute_dose = self.kind == "D" and self.threshold_unit == "cc"
+        absolute_volume = self.kind == "V" and self.result_unit == "cc"
+        return absolute_dose or absolute_volume or self.kind == "Max"
+
 
 @lru_cache(maxsize=1024)
 def parse_metric(text: str) -> MetricSpec:

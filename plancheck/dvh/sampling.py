@@ -4,9 +4,12 @@ The geometric model (one model for volume and dose):
 
 * Each contour plane at ``z_k`` stands for a slab whose faces lie half-way to
   the neighbouring planes; the first and last slabs (and slabs next to a gap in
-  the stack) extend half the nominal contour spacing beyond their plane — the
-  "½-slice end-cap" convention of most planning systems and of the Nelms 2015
-  benchmark.
+  the stack) extend ``e · s`` beyond their plane, ``s`` the nominal contour spacing
+  and ``e`` the ``end_cap_spacings`` of the ROI's volume model
+  (:mod:`plancheck.model.volume_model`): ½ for the slab model (the "½-slice end-cap"
+  convention of the Nelms 2015 benchmark), 1/12 for the Eclipse model, 0 for none.
+  Models with ``surface_extremes=False`` take minimum and maximum from the sample
+  cells only (no surface points below).
 * In a slab the cross-section is the plane's even-odd region. It is sampled on
   a square lattice of side ``step_mm`` (super-sampling the dose grid); through
   the slab each lattice point becomes a column split at the dose planes, so
@@ -53,6 +56,7 @@ from plancheck.dvh.interpolate import PointColumns
 from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, plane_areas_mm2, rasterize_polygon_set
 from plancheck.errors import StructureDefectError
 from plancheck.model.structures import Roi
+from plancheck.model.volume_model import VolumeModel
 
 __all__ = ["slab_bounds", "RoiSampling", "sample_roi", "characteristic_thickness_mm", "DEFAULT_TARGET_SAMPLES", "THICKNESS_SAMPLES"]
 
@@ -162,25 +166,45 @@ RoiSampling.heights_mm = property(_get_heights, _set_heights, doc="``(N,)`` heig
 RoiSampling.extreme_points_mm = _lazy_coordinates("extreme_points_mm", "extreme_columns")  # type: ignore[assignment]
 
 
-def slab_bounds(z: np.ndarray, default_thickness_mm: float | None) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
-    """Lower and upper face of each plane's slab, and the nominal spacing."""
+def slab_bounds(
+    z: np.ndarray, default_thickness_mm: float | None, end_cap_spacings: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
+    """Lower and upper face of each plane's slab, and the nominal spacing.
+
+    Parameters
+    ----------
+    z
+        Plane positions, mm, ascending.
+    default_thickness_mm
+        Assumed spacing of a single-plane ROI (1 mm when not given).
+    end_cap_spacings
+        Reach of the end slabs (and of slabs beside a gap) beyond their plane, in nominal
+        spacings (the volume model's ``end_cap_spacings``; ½: the slab model).
+
+    Returns
+    -------
+    lo, hi, spacing_mm, notes
+        Slab faces (mm), the nominal spacing (median of the plane gaps), remarks.
+    """
     notes: list[str] = []
     if len(z) == 1:
         t = default_thickness_mm if default_thickness_mm and default_thickness_mm > 0 else 1.0
-        notes.append(f"single contour plane: slab thickness {t:g} mm assumed")
-        return z - t / 2, z + t / 2, t, notes
+        notes.append(f"single contour plane: slab thickness {2 * end_cap_spacings * t:g} mm assumed "
+                     f"({2 * end_cap_spacings:g} × {t:g} mm)")
+        return z - end_cap_spacings * t, z + end_cap_spacings * t, t, notes
     gaps = np.diff(z)
     t = float(np.median(gaps))
+    e = end_cap_spacings * t
     lo = np.empty_like(z)
     hi = np.empty_like(z)
-    lo[0] = z[0] - t / 2
-    hi[-1] = z[-1] + t / 2
+    lo[0] = z[0] - e
+    hi[-1] = z[-1] + e
     big = gaps > _GAP_FACTOR * t
     mid = (z[:-1] + z[1:]) / 2
-    hi[:-1] = np.where(big, z[:-1] + t / 2, mid)
-    lo[1:] = np.where(big, z[1:] - t / 2, mid)
+    hi[:-1] = np.where(big, z[:-1] + e, mid)
+    lo[1:] = np.where(big, z[1:] - e, mid)
     if big.any():
-        notes.append(f"{int(big.sum())} gap(s) in the contour stack: slabs end half a spacing ({t / 2:g} mm) from the plane")
+        notes.append(f"{int(big.sum())} gap(s) in the contour stack: slabs end {e:g} mm from the plane")
     return lo, hi, t, notes
 
 
@@ -223,6 +247,7 @@ def sample_roi(
     default_thickness_mm: float | None = None,
     split_z_mm: np.ndarray | None = None,
     surface_step_mm: float | None = None,
+    volume_model: VolumeModel | None = None,
 ) -> RoiSampling:
     """Fill an ROI with weighted sample points (see the module docstring for the model).
 
@@ -249,6 +274,9 @@ def sample_roi(
         quadratic, so the largest value missed between two points is below
         1/128 of the dose's second difference over one voxel). Contour vertices
         are always surface points.
+    volume_model
+        End caps and extremes convention (:mod:`plancheck.model.volume_model`); default:
+        the ROI's own ``volume_model`` (its structure set's).
 
     Returns
     -------
@@ -262,6 +290,7 @@ def sample_roi(
     """
     if roi.defects:  # read but not measurable: never sampled (see Roi.defects)
         raise StructureDefectError(roi.defect_text)
+    model = volume_model if volume_model is not None else roi.volume_model
     planes = roi.planes
     if not planes:
         empty = np.zeros((0, 3))
@@ -269,8 +298,12 @@ def sample_roi(
     z = np.array(list(planes.keys()), dtype=float)
     polys = list(planes.values())
     pset = PolygonSet.from_planes(polys)
-    lo, hi, thickness, notes = slab_bounds(z, default_thickness_mm)
+    lo, hi, thickness, notes = slab_bounds(z, default_thickness_mm, model.end_cap_spacings)
     slab = hi - lo
+    if not np.any(slab > 0):
+        empty = np.zeros((0, 3))
+        return RoiSampling(empty, np.zeros(0), np.zeros(0), empty, 0.0, 0.0, thickness,
+                           tuple(notes + [f"no volume under the {model.name} volume model (a single plane without end caps)"]))
 
     areas = plane_areas_mm2(pset)
     nested = ~np.isnan(areas)
@@ -319,7 +352,10 @@ def sample_roi(
     weights_table = area_per_sample[:, None] * heights_table / 1000.0
     weights_cc = np.concatenate([c.slot_major(weights_table) for c in cell_columns])
 
-    extreme_columns = _extreme_columns(pset, z, lo, hi, max(step, surface_step_mm or 0.0), cell_columns, split)
+    if model.surface_extremes:
+        extreme_columns = _extreme_columns(pset, z, lo, hi, max(step, surface_step_mm or 0.0), cell_columns, split)
+    else:
+        extreme_columns = ()  # minimum and maximum from the sample cells only
     return RoiSampling(
         points_mm=None,  # built from the columns when used
         heights_mm=None,  # built from the columns when used

@@ -37,6 +37,20 @@ next to the export::
       progression: false
       new_lesions: 0
       brain_imaging: MRI
+    courses:                                  # optional: the plans that are courses of this treatment
+      - plan: C1_Eso                          # RT Plan Label (or SOP Instance UID)
+        technique: conventional               # conventional | sbrt (SBRT/SABR/SRS: stereotactic)
+        intent: curative                      # curative | palliative
+      - plan: C2_LungMet
+        technique: sbrt
+
+``courses``: when given, only the listed plans are courses of the treatment (other
+plans of the export, e.g. alternative plans, are left out and the report says so), and
+each course's ``technique`` / ``intent`` decides whether SBRT limits apply to it: a course
+declared ``sbrt`` is SBRT whatever its numbers; a course declared ``conventional`` or
+``palliative`` is not SBRT even at ≥ 4 Gy per fraction (e.g. a palliative 8 Gy single
+fraction); undeclared courses are placed by their numbers (≥ 4 Gy/fx in ≤ 12 fractions
+is SBRT).
 
 Unknown keys are errors; every field is optional where the clinic may not know
 it, and rules that need a missing field report NOT_EVALUATED with the reason.
@@ -48,18 +62,21 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from plancheck.datafile import load_data_file
 from plancheck.errors import ProtocolError
 
-__all__ = ["Case", "Lesion", "Primary", "SystemicTherapy", "Restaging", "load_case", "find_case_file", "CASE_FILE_NAMES"]
+__all__ = [
+    "Case", "CourseDeclaration", "Lesion", "Primary", "SystemicTherapy", "Restaging", "load_case", "find_case_file",
+    "CASE_FILE_NAMES",
+]
 
 CASE_FILE_NAMES = ("case.yaml", "case.yml", "case.json")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Lesion(_Strict):
@@ -95,6 +112,26 @@ class Restaging(_Strict):
     brain_imaging: str | None = None
 
 
+class CourseDeclaration(_Strict):
+    """One course of the treatment as the clinician declares it.
+
+    Attributes
+    ----------
+    plan
+        The RT Plan Label (300A,0002) or SOP Instance UID of the course's plan.
+    technique
+        ``sbrt`` (stereotactic: SBRT, SABR, SRS) or ``conventional`` (not stereotactic);
+        None: placed by its numbers.
+    intent
+        ``curative`` or ``palliative``; a palliative course not declared ``sbrt`` is
+        not given SBRT limits.
+    """
+
+    plan: str = Field(min_length=1)
+    technique: Literal["sbrt", "conventional"] | None = None
+    intent: Literal["curative", "palliative"] | None = None
+
+
 class Case(_Strict):
     """Clinical context of one patient's radiotherapy (see the module docstring)."""
 
@@ -110,17 +147,14 @@ class Case(_Strict):
     concurrent_chemotherapy: bool | None = None
     concurrent_immunotherapy: bool | None = None
     restaging: Restaging | None = None
+    courses: list[CourseDeclaration] | None = None
 
-
-class _CaseLoader(yaml.SafeLoader):
-    """YAML loader that leaves dates as text: pydantic parses them, so an invalid date
-    (``2025-13-40``) is reported with its field instead of crashing the YAML parser."""
-
-
-_CaseLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+    def course_declaration(self, label: str, uid: str) -> CourseDeclaration | None:
+        """The declaration of the plan with this RT Plan Label or SOP Instance UID, if any."""
+        for course in self.courses or ():
+            if course.plan in (label, uid):
+                return course
+        return None
 
 
 def load_case(path: str | Path) -> Case:
@@ -132,14 +166,7 @@ def load_case(path: str | Path) -> Case:
         Naming the file and the field, for unreadable YAML or invalid content.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProtocolError(f"cannot read case file: {exc.strerror or exc}", p) from exc
-    try:
-        data = yaml.load(text, Loader=_CaseLoader) or {}  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"case file is not valid YAML: {exc}", p) from exc
+    data = load_data_file(p, what="case file", dates_as_text=True) or {}
     if not isinstance(data, dict):
         raise ProtocolError("a case file must be a mapping of fields (histology, metastases, ...)", p)
     try:

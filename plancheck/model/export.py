@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from plancheck.model.dose import DoseGrid
 from plancheck.model.plan import Plan
 from plancheck.model.structures import StructureSet
+from plancheck.model.volume_model import VolumeModel
 
 __all__ = ["ImageSeries", "SkippedFile", "Course", "PlanExport"]
 
@@ -88,3 +89,27 @@ class PlanExport:
     images: tuple[ImageSeries, ...] = ()
     skipped: tuple[SkippedFile, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def volume_model_descriptions(self) -> tuple[str, ...]:
+        """The DVH volume model of each structure set the courses use (all structure sets
+        when there is no course), with why it was chosen; one entry per distinct text."""
+        sets = [c.structure_set for c in self.courses] or list(self.structure_sets)
+        return tuple(dict.fromkeys(s.volume_model_description for s in sets))
+
+    def with_volume_model(self, model: VolumeModel, source: str = "--volume-model") -> PlanExport:
+        """A copy whose structure sets (also those of the courses) carry ``model``.
+
+        Parameters
+        ----------
+        model
+            The volume model every DVH of the copy uses (see :mod:`plancheck.model.volume_model`).
+        source
+            Why, for the reports (default ``"--volume-model"``).
+        """
+        mapped = {id(s): s.with_volume_model(model, source) for s in self.structure_sets}
+        for course in self.courses:
+            if id(course.structure_set) not in mapped:
+                mapped[id(course.structure_set)] = course.structure_set.with_volume_model(model, source)
+        courses = tuple(replace(c, structure_set=mapped[id(c.structure_set)]) for c in self.courses)
+        return replace(self, structure_sets=tuple(mapped[id(s)] for s in self.structure_sets), courses=courses)

@@ -9,10 +9,12 @@ C.8.8.8 (RT ROI Observations module).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
+
+from plancheck.model.volume_model import SLAB, VolumeModel
 
 __all__ = ["Contour", "Roi", "StructureSet", "CLOSED_TYPES"]
 
@@ -76,6 +78,9 @@ class Roi:
         The ROI's contours (all geometric types).
     color_rgb
         ROI Display Color, if given.
+    volume_model
+        How the contours become a volume (end caps, surface extremes): the structure
+        set's model (see :mod:`plancheck.model.volume_model`); the slab model by default.
     defects
         Why the ROI cannot be measured reliably although it was read (one line each, in
         words a dosimetrist understands, without patient data), e.g. two ROIs sharing
@@ -90,6 +95,7 @@ class Roi:
     interpreted_type: str = ""
     contours: tuple[Contour, ...] = ()
     color_rgb: tuple[int, int, int] | None = None
+    volume_model: VolumeModel = SLAB
     defects: tuple[str, ...] = ()
 
     @property
@@ -147,6 +153,14 @@ class StructureSet:
         ROIs in file order.
     path
         The file it was read from (empty when built in memory).
+    manufacturer
+        Manufacturer (0008,0070) and Manufacturer's Model Name (0008,1090) of the file,
+        joined by " / " when both are given (empty when absent).
+    volume_model
+        The volume model its ROIs carry (see :mod:`plancheck.model.volume_model`).
+    volume_model_source
+        Why that model: e.g. ``"Manufacturer 'Varian Medical Systems' of the RT Structure Set"``,
+        ``"--volume-model"``, or ``"default: Manufacturer not recognised"``.
     """
 
     sop_instance_uid: str
@@ -155,6 +169,27 @@ class StructureSet:
     rois: tuple[Roi, ...] = ()
     path: str = ""
     patient_id: str = field(default="", repr=False)
+    manufacturer: str = ""
+    volume_model: VolumeModel = SLAB
+    volume_model_source: str = "default"
+
+    def with_volume_model(self, model: VolumeModel, source: str) -> StructureSet:
+        """A copy whose ROIs (and itself) carry ``model``; ``source`` says why (for reports).
+
+        Parameters
+        ----------
+        model
+            The volume model (see :mod:`plancheck.model.volume_model`).
+        source
+            One phrase naming where the choice came from, e.g. ``"--volume-model"``.
+        """
+        rois = tuple(r if r.volume_model == model else replace(r, volume_model=model) for r in self.rois)
+        return replace(self, rois=rois, volume_model=model, volume_model_source=source)
+
+    @property
+    def volume_model_description(self) -> str:
+        """``eclipse: ... (from Manufacturer ...)``: the model and why, for report headers."""
+        return f"{self.volume_model.describe()} (chosen by {self.volume_model_source})"
 
     def roi_by_number(self, number: int) -> Roi:
         for roi in self.rois:

@@ -20,10 +20,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-import yaml
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
+from plancheck.datafile import decode_utf8, load_data_file, load_data_text
 from plancheck.errors import ProtocolError
+from plancheck.protocol.kinds import rule_kinds
 from plancheck.protocol.schema import ProtocolHeader, RuleBase
 
 __all__ = [
@@ -87,21 +88,28 @@ def builtin_protocol_ids() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in _builtin_dir().iterdir() if p.name.endswith(".yaml"))
 
 
-@lru_cache(maxsize=1)
-def protocol_file_model() -> type:
-    """The pydantic model of a protocol file, with the rule union of every registered kind."""
-    from plancheck.rules.registry import rule_kinds
+def _models() -> tuple[type, ...]:
+    return tuple(k.model for k in rule_kinds().values())
 
-    models = tuple(k.model for k in rule_kinds().values())
+
+def protocol_file_model() -> type:
+    """The pydantic model of a protocol file, with the rule union of every registered kind
+    (built once per set of kinds: a kind registered later is seen by the next load)."""
+    return _protocol_file_model(_models())
+
+
+def _rule_adapter() -> TypeAdapter:
+    return _rule_adapter_for(_models())
+
+
+@lru_cache(maxsize=8)
+def _protocol_file_model(models: tuple[type, ...]) -> type:
     rule_type = Annotated[Union[models], Field(discriminator="kind")]  # type: ignore[valid-type]
     return create_model("ProtocolFile", __base__=ProtocolHeader, rules=(list[rule_type], Field(default_factory=list)))
 
 
-@lru_cache(maxsize=1)
-def _rule_adapter() -> TypeAdapter:
-    from plancheck.rules.registry import rule_kinds
-
-    models = tuple(k.model for k in rule_kinds().values())
+@lru_cache(maxsize=8)
+def _rule_adapter_for(models: tuple[type, ...]) -> TypeAdapter:
     return TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])  # type: ignore[valid-type]
 
 
@@ -110,15 +118,6 @@ def protocol_json_schema() -> str:
     return json.dumps(protocol_file_model().model_json_schema(), indent=2)
 
 
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader when PyYAML was built with it (about 10× faster), else the pure-Python one."""
-
-
-def _read_yaml(path: str, text: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"not valid YAML: {exc}", path) from exc
 
 
 def _describe(exc: ValidationError, data: Any) -> str:
@@ -146,23 +145,32 @@ def _describe(exc: ValidationError, data: Any) -> str:
     return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
 
 
-def _locate(name_or_path: str, relative_to: Path | None) -> tuple[str, str]:
-    """(label, text) of a protocol given by built-in id or path."""
+def _locate(name_or_path: str, relative_to: Path | None) -> tuple[str, Any]:
+    """(label, parsed YAML) of a protocol given by built-in id or path (read strictly:
+    :mod:`plancheck.datafile`)."""
     candidate = Path(name_or_path)
     if relative_to is not None and not candidate.is_absolute():
         rel = relative_to / candidate
         if rel.exists():
             candidate = rel
     if candidate.suffix in (".yaml", ".yml", ".json") or candidate.exists():
-        try:
-            return str(candidate), candidate.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ProtocolError(f"cannot read protocol file: {exc.strerror or exc}", candidate) from exc
+        return str(candidate), load_data_file(candidate, what="protocol file")
     resource = _builtin_dir() / f"{name_or_path}.yaml"
     if not resource.is_file():
         known = ", ".join(builtin_protocol_ids())
         raise ProtocolError(f"no built-in protocol {name_or_path!r} and no such file (built-in: {known})")
-    return name_or_path, resource.read_text(encoding="utf-8")
+    return name_or_path, load_data_text(decode_utf8(resource.read_bytes(), name_or_path, "protocol file"), name_or_path)
+
+
+def _check_unique_ids(rules, label: str) -> None:
+    """A rule id given twice in one file is an error (which one counts would be a guess)."""
+    positions: dict[str, list[int]] = {}
+    for i, rule in enumerate(rules, start=1):
+        positions.setdefault(rule.id, []).append(i)
+    twice = {rid: at for rid, at in positions.items() if len(at) > 1}
+    if twice:
+        listing = "; ".join(f"{rid} (rules #{', #'.join(map(str, at))})" for rid, at in twice.items())
+        raise ProtocolError(f"rule ids must be unique in a protocol file: {listing}", label)
 
 
 def _deep_merge(base: dict[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,16 +193,16 @@ def load_protocol(name_or_path: str, *, _relative_to: Path | None = None, _seen:
         syntax, unknown key, wrong type, unknown rule in ``overrides``, cycle in
         ``extends``).
     """
-    label, text = _locate(name_or_path, _relative_to)
+    label, data = _locate(name_or_path, _relative_to)
     if label in _seen:
         raise ProtocolError(f"'extends' forms a cycle: {' -> '.join(_seen + (label,))}", label)
-    data = _read_yaml(label, text)
     if not isinstance(data, dict):
         raise ProtocolError("a protocol file must be a mapping with schema_version, id, title, version and rules", label)
     try:
         parsed = protocol_file_model().model_validate(data)
     except ValidationError as exc:
         raise ProtocolError(_describe(exc, data), label) from exc
+    _check_unique_ids(parsed.rules, label)
     here = Path(label).parent if Path(label).exists() else None
 
     resolved: dict[str, ResolvedRule] = {}

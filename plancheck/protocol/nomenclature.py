@@ -41,9 +41,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from plancheck.datafile import load_data_text
 from plancheck.errors import ProtocolError
 
 __all__ = ["TEMPLATE_PLACEHOLDER", 
@@ -360,14 +360,7 @@ def load_synonyms(path: str | PathLike[str] | None = None) -> SynonymsFile:
         ``structures[3] (SpinalCord).synonyms[1]: ...``.
     """
     text, where = _open_data(SYNONYMS_FILE, path)
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        raw = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ProtocolError(f"not valid YAML{at}: {problem}", where) from None
+    raw = load_data_text(text, where)
     if not isinstance(raw, dict):
         raise ProtocolError(
             "the file must be a mapping with keys format_version, source, structures, target_names", where

@@ -39,7 +39,7 @@ Category = Literal["definition", "timing", "dose", "target", "coverage", "oar", 
 class StrictModel(BaseModel):
     """Base of every protocol-file model: unknown keys are errors; values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProvenanceSpec(StrictModel):

@@ -34,7 +34,6 @@ from os import PathLike
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -45,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from plancheck.datafile import decode_utf8, load_data_file, load_data_text
 from plancheck.errors import ProtocolError, RadiobiologyError
 from plancheck.radiobiology._checks import check_alpha_beta_gy
 
@@ -85,7 +85,7 @@ class AlphaBetaEntry(BaseModel):
         Optional caveat (uncertainty, alternatives).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     structures: tuple[_Text, ...] = Field(min_length=1)
     alpha_beta_gy: _AlphaBetaGy
@@ -152,7 +152,7 @@ class AlphaBetaTable(BaseModel):
         Checked in file order; the first match wins.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     version: Literal[1]
     default_target_gy: _AlphaBetaGy
@@ -260,27 +260,6 @@ def _find_override(name: str, overrides: Mapping[str, float]) -> AlphaBetaChoice
 # --------------------------------------------------------------------------- loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate keys (YAML would keep the last silently)."""
-
-
-def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in mapping:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
-)
-
-
 def _format_loc(loc: Sequence[int | str]) -> str:
     text = ""
     for part in loc:
@@ -338,19 +317,13 @@ def load_alpha_beta_table(path: str | PathLike[str] | None = None) -> AlphaBetaT
         resource = files("plancheck.constraints") / DEFAULT_ALPHA_BETA_RESOURCE
         label = str(resource)
         try:
-            text = resource.read_text(encoding="utf-8")
+            raw = resource.read_bytes()
         except OSError as exc:
             raise ProtocolError(f"cannot read the packaged α/β table: {exc}", label) from exc
+        data = load_data_text(decode_utf8(raw, label, "α/β table"), label)
     else:
         label = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ProtocolError(f"cannot read the α/β table: {exc}", label) from exc
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"not valid YAML: {exc}", label) from exc
+        data = load_data_file(path, what="α/β table")
     if not isinstance(data, dict):
         raise ProtocolError(
             f"the top level is a {type(data).__name__}; it must be a mapping with "

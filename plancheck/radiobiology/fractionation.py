@@ -10,14 +10,18 @@ regime                         rule
 =============================  =========================================
 hyperfractionated              d < 1.8 Gy
 conventional                   1.8 Gy <= d <= 2.2 Gy
-moderately hypofractionated    2.2 Gy < d < 5 Gy
-SBRT                           d >= 5 Gy and n <= 10 fractions
-other                          d >= 5 Gy and n > 10 fractions
+SBRT                           d >= 4 Gy and n <= 12 fractions
+moderately hypofractionated    2.2 Gy < d < 5 Gy, not SBRT
+other                          d >= 5 Gy and n > 12 fractions
 =============================  =========================================
 
-The SBRT rule is the project's DOS-MET-SBRT definition (consensus.md §3:
-"≥ 5 Gy per fraction, ≤ 10 fractions"). The classification uses numbers only,
-not technique or intent: a palliative 8 Gy single fraction is "SBRT" here.
+SBRT by numbers is the range over which published SBRT normal-tissue tables
+are used (1–8 fractions in the UK SABR consortium guidance; 60 Gy in 8–12
+fractions and 45–50 Gy in 10 fractions to central lesions), so that such a
+course is never checked as conventional (see docs/clinical-basis.md). The
+classification uses numbers only, not technique or intent: a palliative 8 Gy
+single fraction is "SBRT" here; a case file can declare it otherwise
+(:class:`plancheck.model.case.CourseDeclaration`, applied by the check).
 "Hyperfractionated" is a name for d < 1.8 Gy whatever the number of fractions
 per day.
 
@@ -53,13 +57,15 @@ __all__ = [
 CONVENTIONAL_MIN_GY_PER_FRACTION = 1.8
 #: Highest dose per fraction (Gy) of conventional fractionation.
 CONVENTIONAL_MAX_GY_PER_FRACTION = 2.2
-#: Lowest dose per fraction (Gy) of SBRT (consensus.md DOS-MET-SBRT).
-SBRT_MIN_GY_PER_FRACTION = 5.0
-#: Most fractions of SBRT (consensus.md DOS-MET-SBRT).
-SBRT_MAX_FRACTIONS = 10
+#: Lowest dose per fraction (Gy) of SBRT by numbers (docs/clinical-basis.md, "Which courses are SBRT").
+SBRT_MIN_GY_PER_FRACTION = 4.0
+#: Most fractions of SBRT by numbers (docs/clinical-basis.md, "Which courses are SBRT").
+SBRT_MAX_FRACTIONS = 12
+#: Lowest dose per fraction (Gy) of the "other" regime (not SBRT: more than 12 fractions).
+_OTHER_MIN_GY_PER_FRACTION = 5.0
 #: Tolerance (Gy) on the dose-per-fraction boundaries, for floating-point rounding of D/n.
 REGIME_TOLERANCE_GY = 1e-9
-#: α/β (Gy) used for the prescription's BED₁₀ and EQD2₁₀ (consensus.md §3, tumour).
+#: α/β (Gy) used for the prescription's BED₁₀ and EQD2₁₀ (tumour; docs/clinical-basis.md).
 TUMOUR_ALPHA_BETA_GY = 10.0
 
 
@@ -118,10 +124,10 @@ def classify_regime(dose_per_fraction_gy: float, fractions: int) -> Fractionatio
         return FractionationRegime.HYPERFRACTIONATED
     if d_gy <= CONVENTIONAL_MAX_GY_PER_FRACTION + tol:
         return FractionationRegime.CONVENTIONAL
-    if d_gy < SBRT_MIN_GY_PER_FRACTION - tol:
-        return FractionationRegime.MODERATELY_HYPOFRACTIONATED
-    if n <= SBRT_MAX_FRACTIONS:
+    if d_gy >= SBRT_MIN_GY_PER_FRACTION - tol and n <= SBRT_MAX_FRACTIONS:
         return FractionationRegime.SBRT
+    if d_gy < _OTHER_MIN_GY_PER_FRACTION - tol:
+        return FractionationRegime.MODERATELY_HYPOFRACTIONATED
     return FractionationRegime.OTHER
 
 
@@ -130,8 +136,8 @@ def summarize_fractionation(prescription_gy: float, fractions: int) -> Fractiona
 
     ``d = D/n``; ``BED₁₀ = D·(1 + d/10)``; ``EQD2₁₀ = BED₁₀ / 1.2``; the regime
     follows the thresholds in the module docstring (conventional
-    1.8–2.2 Gy/fx; moderately hypofractionated > 2.2 and < 5 Gy/fx; SBRT
-    >= 5 Gy/fx in <= 10 fractions; hyperfractionated < 1.8 Gy/fx; other).
+    1.8–2.2 Gy/fx; SBRT >= 4 Gy/fx in <= 12 fractions; moderately
+    hypofractionated > 2.2 and < 5 Gy/fx otherwise; hyperfractionated < 1.8 Gy/fx; other).
 
     Parameters
     ----------
@@ -151,7 +157,7 @@ def summarize_fractionation(prescription_gy: float, fractions: int) -> Fractiona
 
     References
     ----------
-    Fowler JF. Br J Radiol. 1989;62:679–694; consensus.md §3 (DOS-MET-SBRT).
+    Fowler JF. Br J Radiol. 1989;62:679–694; docs/clinical-basis.md (which courses are SBRT).
 
     Examples
     --------

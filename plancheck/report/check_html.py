@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import re
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -38,7 +37,7 @@ from plancheck.rules.context import CourseInfo
 from plancheck.rules.findings import Finding
 from plancheck.rules.runner import CheckReport
 
-__all__ = ["check_html", "DvhPlot", "dvh_plots", "limit_markers", "parse_limit_text"]
+__all__ = ["check_html", "DvhPlot", "dvh_plots", "limit_markers"]
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +58,6 @@ class DvhPlot:
 
 # ---------------------------------------------------------------------------------- limits → markers
 
-_NUM = r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
-_RANGE = re.compile(rf"^\s*({_NUM})–({_NUM})")
-_RANGE_ACC = re.compile(rf"\(acceptable ({_NUM})–({_NUM})")
-_SIDE = re.compile(rf"^\s*([≤≥])\s*({_NUM})")
-_SIDE_ACC = re.compile(rf"\(acceptable [≤≥]\s*({_NUM})")
-
-
-def parse_limit_text(text: str) -> list[tuple[str, float, bool]]:
-    """``[(side, value, acceptable), ...]`` from a finding's limit text as written by
-    :meth:`plancheck.rules.thresholds.Limits.describe` (``"≤ 45 Gy (acceptable ≤ 47 Gy)"``,
-    ``"50–60 Gy"``); text after ``;`` (an alternative limit) is ignored. ``[]`` when the
-    text is not in that form."""
-    head = (text or "").split(";")[0]
-    m = _RANGE.match(head)
-    if m:
-        out = [("lower", float(m[1]), False), ("upper", float(m[2]), False)]
-        a = _RANGE_ACC.search(head)
-        if a:
-            out += [("lower", float(a[1]), True), ("upper", float(a[2]), True)]
-        return out
-    m = _SIDE.match(head)
-    if not m:
-        return []
-    side = "upper" if m[1] == "≤" else "lower"
-    out = [(side, float(m[2]), False)]
-    a = _SIDE_ACC.search(head)
-    if a:
-        out.append((side, float(a[1]), True))
-    return out
-
-
 def limit_markers(f: Finding, volume_cc: float, prescription_gy: float | None) -> list[Marker]:
     """Markers of a DVH finding's limits on a plot in relative volume (%).
 
@@ -109,9 +77,11 @@ def limit_markers(f: Finding, volume_cc: float, prescription_gy: float | None) -
     if f.unit and f.unit != spec.result_unit:
         return []  # the limit is not in the metric's unit (e.g. a dose as % of prescription): no safe place
     out = []
-    for side, value, acceptable in parse_limit_text(f.limit):
+    bounds = [(b.side, b.value, b.tier == "acceptable", limit.condition)
+              for limit in f.limits if limit.applies is not False for b in limit.bounds]
+    for side, value, acceptable, condition in bounds:
         sign = "≤" if side == "upper" else "≥"
-        label = f"{f.rule_id} {spec.text} {sign} {value:g}"
+        label = f"{f.rule_id} {spec.text} {sign} {value:g}" + (f" with {condition}" if condition else "")
         dose: float | None
         vol: float | None
         if spec.kind in ("V", "CV"):

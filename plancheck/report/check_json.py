@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, get_args
 
 from plancheck.protocol.schema import Category
-from plancheck.rules.findings import Finding, Status
+from plancheck.rules.findings import AppliedLimit, Finding, Measurement, Status
 from plancheck.rules.runner import CheckReport
 
 __all__ = [
@@ -85,7 +85,28 @@ def result_dict(f: Finding) -> dict[str, Any]:
         "message": f.message,
         "provenance": {"source": p.source, "section": p.section, "confidence": p.confidence, "protocol": p.protocol},
         "details": jsonable(f.details),
+        "limits": [limit_dict(a) for a in f.limits],
+        "measurements": [measurement_dict(m) for m in f.measurements],
     }
+
+
+def limit_dict(limit: AppliedLimit) -> dict[str, Any]:
+    """An applied limit as data: unit, thresholds (side, tier, value), condition, dose basis."""
+    return {
+        "unit": limit.unit,
+        "bounds": [{"side": b.side, "tier": b.tier, "value": jsonable(b.value)} for b in limit.bounds],
+        "condition": limit.condition or None,
+        "applies": limit.applies,
+        "dose_basis": limit.dose_basis or None,
+        "note": limit.note or None,
+        "text": limit.describe(),
+    }
+
+
+def measurement_dict(m: Measurement) -> dict[str, Any]:
+    """One measured value on one dose basis."""
+    return {"basis": m.basis, "value": jsonable(m.value), "unit": m.unit, "status": m.status.value,
+            "lower": jsonable(m.lower), "upper": jsonable(m.upper), "reason": m.reason or None}
 
 
 def plan_dicts(report: CheckReport) -> list[dict[str, Any]]:
@@ -147,6 +168,7 @@ def _report_dict(report: CheckReport) -> dict[str, Any]:
         "protocol": {"id": protocol.id, "title": protocol.title, "version": protocol.version, "chain": list(protocol.chain)},
         "case_file": report.context.case_source,
         "plans": plan_dicts(report),
+        "volume_models": list(report.export.volume_model_descriptions),
         "summary": dict(report.summary),
         "results": [result_dict(f) for f in report.findings],
         "not_applicable": [{"rule_id": n.rule_id, "title": n.title, "reason": n.reason} for n in report.not_applicable],

@@ -76,6 +76,7 @@ def check_junit(report: CheckReport) -> str:
         })
         props = ET.SubElement(suite, "properties")
         ET.SubElement(props, "property", {"name": "protocol", "value": f"{report.protocol.id} {report.protocol.version}"})
+        ET.SubElement(props, "property", {"name": "volume_model", "value": _c("; ".join(report.export.volume_model_descriptions))})
         for f in findings:
             case = ET.SubElement(suite, "testcase", {
                 "classname": f"plancheck.{category}.{f.rule_id}",

@@ -93,6 +93,8 @@ def check_text(report: CheckReport, *, color: bool = False, width: int = 180) ->
     console.print(Text(printable(f"Protocol:  {protocol.id} version {protocol.version}: {protocol.title}")))
     console.print(Text(printable(f"           chain: {' → '.join(protocol.chain)}")))
     console.print(Text(printable(f"Case file: {report.context.case_source or 'none'}")))
+    for k, line in enumerate(report.export.volume_model_descriptions):
+        console.print(Text(("Volumes:   " if k == 0 else "           ") + printable(line)))
     for w in report.warnings:
         console.print(Text(printable(f"warning: {w}"), style="yellow" if color else ""))
     console.print()

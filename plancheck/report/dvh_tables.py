@@ -4,7 +4,7 @@ JSON shape (documented in the README)::
 
     {"plancheck_version": ..., "engine": ..., "plans": [
         {"label", "sop_instance_uid", "fractions", "prescription_gy", "dose_summary",
-         "dose_type", "composite_of", "structures": [
+         "dose_type", "composite_of", "volume_model", "structures": [
             {"name", "roi_number", "volume_cc", "dose_coverage_pct", "dose_kind",
              "alpha_beta_gy", "alpha_beta_source",
              "metrics": {"Mean[Gy]": 12.3, "D95%[Gy]": null, ...},
@@ -73,6 +73,7 @@ def dvh_json(tables: Sequence[CourseDVHs]) -> str:
                 "dose_summary": t.dose_summary,
                 "dose_type": t.dose_type,
                 "composite_of": list(t.composite_of),
+                "volume_model": t.volume_model or None,
                 "structures": [_structure_dict(r) for r in t.structures],
             }
             for t in tables
@@ -85,14 +86,14 @@ def dvh_csv(tables: Sequence[CourseDVHs]) -> str:
     """One row per plan, structure and metric."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["plan_label", "structure", "roi_number", "volume_cc", "dose_coverage_pct", "dose_kind", "alpha_beta_gy", "metric", "value", "unit", "note"])
+    writer.writerow(["plan_label", "structure", "roi_number", "volume_cc", "dose_coverage_pct", "dose_kind", "alpha_beta_gy", "metric", "value", "unit", "note", "volume_model"])
     for t in tables:
         for r in t.structures:
             for m in r.metrics:
                 writer.writerow(csv_row([
                     t.label, r.roi.name, r.roi.number, _fmt(_volume(r), 4), _fmt(_coverage(r), 2),
                     r.dose_kind, "" if r.alpha_beta_gy is None else f"{r.alpha_beta_gy:g}",
-                    m.metric, _fmt(m.value, 4), m.unit, m.reason or "",
+                    m.metric, _fmt(m.value, 4), m.unit, m.reason or "", t.volume_model.split(":", 1)[0],
                 ]))
     return out.getvalue()
 
@@ -137,6 +138,8 @@ def dvh_text(tables: Sequence[CourseDVHs], *, color: bool = False, width: int = 
                       f"engine: {t.engine}{escape(weighted)}")
         if t.dose_summary:
             console.print(f"  dose: {escape(t.dose_summary)}")
+        if t.volume_model:
+            console.print(f"  volume model: {escape(t.volume_model)}")
         metric_names = [m.metric for m in t.structures[0].metrics] if t.structures else []
         table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
         table.add_column("Structure")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from plancheck.protocol.schema import RuleBase, StrictModel
-from plancheck.rules.findings import Finding, Provenance, Status
+from plancheck.rules.findings import AppliedLimit, Finding, Measurement, Provenance, Status
 
 __all__ = ["RuleNotApplicable", "finding", "not_evaluated", "TargetSelector"]
 
@@ -46,8 +46,13 @@ def finding(
     structures: tuple[str, ...] = (),
     courses: tuple[str, ...] = (),
     details: dict[str, Any] | None = None,
+    limits: tuple[AppliedLimit, ...] = (),
+    measurements: tuple[Measurement, ...] = (),
 ) -> Finding:
-    """A finding of ``rule`` (the runner adds which protocol defined it)."""
+    """A finding of ``rule`` (the runner adds which protocol defined it). Without a
+    ``limit`` text, the text is made from ``limits``."""
+    if not limit and limits:
+        limit = "; ".join(_limit_text(a) for a in limits if a.describe())
     p = rule.provenance
     return Finding(
         rule_id=rule.id,
@@ -62,7 +67,16 @@ def finding(
         provenance=Provenance(p.source, p.section, p.confidence),
         message=message,
         details=dict(details or {}),
+        limits=tuple(limits),
+        measurements=tuple(measurements),
     )
+
+
+def _limit_text(limit: AppliedLimit) -> str:
+    text = limit.describe()
+    if limit.condition:
+        text += f" with {limit.condition}"
+    return text
 
 
 def not_evaluated(rule: RuleBase, reason: str, **kwargs: Any) -> Finding:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,7 +26,7 @@ from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import sample_for_grid, sample_for_grids
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
 from plancheck.dvh.sampling import RoiSampling
-from plancheck.model.case import Case
+from plancheck.model.case import Case, CourseDeclaration
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
@@ -62,22 +63,39 @@ def _geometry_key(grid) -> tuple:
 
 @dataclass(frozen=True)
 class StructureLookup:
-    """A protocol structure found (``roi``) or not (``roi is None``, ``reason`` says why)."""
+    """A protocol structure found (``roi``) or not (``roi is None``, ``reason`` says why).
+    ``defective`` is the exported ROI that matched but cannot be measured (``Roi.defects``):
+    a caller must not fall back to another structure in its place."""
 
     standard_name: str
     roi: Roi | None
     match: NameMatch | None
     reason: str = ""
+    defective: Roi | None = None
 
 
 @dataclass(frozen=True)
 class CourseInfo:
-    """A course and its fractionation."""
+    """A course, its fractionation, and whether SBRT limits apply to it.
+
+    Attributes
+    ----------
+    course
+        The course (plan and dose).
+    prescription_gy, fractions
+        The plan's prescription and number of fractions (None when the plan does not state them).
+    summary
+        Dose per fraction, BED₁₀, EQD2₁₀ and the regime by numbers (None without prescription
+        or fractions).
+    declaration
+        The case file's declaration of this course (technique, intent), if any.
+    """
 
     course: Course
     prescription_gy: float | None
     fractions: int | None
     summary: FractionationSummary | None
+    declaration: CourseDeclaration | None = None
 
     @property
     def label(self) -> str:
@@ -85,11 +103,41 @@ class CourseInfo:
 
     @property
     def regime(self) -> FractionationRegime | None:
+        """The regime by numbers (None when the plan does not state them)."""
         return self.summary.regime if self.summary else None
 
     @property
-    def is_sbrt(self) -> bool:
-        return self.regime is FractionationRegime.SBRT
+    def is_sbrt(self) -> bool | None:
+        """Whether the SBRT limits apply: declared ``sbrt`` → True; declared ``conventional``
+        or ``palliative`` → False; else by numbers (≥ 4 Gy/fx in ≤ 12 fx); None when the
+        course cannot be placed (no prescription or fractions, no declaration)."""
+        d = self.declaration
+        if d is not None and d.technique == "sbrt":
+            return True
+        if d is not None and (d.technique == "conventional" or d.intent == "palliative"):
+            return False
+        if self.summary is None:
+            return None
+        return self.summary.regime is FractionationRegime.SBRT
+
+    @property
+    def is_conventional(self) -> bool:
+        """One conventionally fractionated course (1.8–2.2 Gy per fraction) not declared SBRT:
+        limits derived from conventional plans are graded on its physical dose alone."""
+        return self.is_sbrt is False and self.regime is FractionationRegime.CONVENTIONAL
+
+    @property
+    def placement(self) -> str:
+        """How the course was placed, in words (for reports)."""
+        d = self.declaration
+        s = self.summary
+        numbers = s.describe() if s else "prescription or number of fractions not stated in the plan"
+        if d is not None and (d.technique or d.intent):
+            declared = ", ".join(x for x in (d.technique, d.intent) if x)
+            return f"{self.label}: declared {declared} in the case file; {numbers}"
+        if s is None:
+            return f"{self.label}: {numbers}, so its regime cannot be placed"
+        return f"{self.label}: {numbers}"
 
 
 @dataclass(frozen=True)
@@ -166,6 +214,8 @@ class CheckContext:
     _dvh_cache: OnceCache = field(default_factory=OnceCache, repr=False)
     _sampling_cache: OnceCache = field(default_factory=OnceCache, repr=False)
     _isodose_cache: OnceCache = field(default_factory=OnceCache, repr=False)
+    _combined: dict[tuple, Roi] = field(default_factory=dict, repr=False)
+    _combined_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ------------------------------------------------------------------ structures
     @cached_property
@@ -189,17 +239,29 @@ class CheckContext:
             return StructureLookup(standard_name, None, match, match.reason)
         roi = self.structure_set.roi_by_name(match.roi_name)
         if roi.defects:
-            return StructureLookup(standard_name, None, match, roi.defect_text)
+            return StructureLookup(standard_name, None, match, roi.defect_text, defective=roi)
         if roi.is_empty:
             return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
         return StructureLookup(standard_name, roi, match)
 
     def roi_named(self, name: str) -> Roi | None:
-        """An exported ROI by its exact name (case files and mappings name ROIs directly)."""
+        """An exported ROI by its exact name (case files and mappings name ROIs directly),
+        or a combined structure a rule made (:meth:`combined_roi`)."""
         for roi in self.structure_set.rois:
             if roi.name == name:
                 return roi
-        return None
+        return next((r for r in self._combined.values() if r.name == name), None)
+
+    def combined_roi(self, name: str, union: Sequence[Roi], minus: Sequence[Roi] = ()) -> Roi:
+        """One ROI made of ``union`` minus ``minus`` (:func:`plancheck.dvh.combine.combine_rois`),
+        built once per combination; its ROI number is negative (never an exported one)."""
+        key = (tuple(r.number for r in union), tuple(r.number for r in minus))
+        with self._combined_lock:
+            if key not in self._combined:
+                from plancheck.dvh.combine import combine_rois
+
+                self._combined[key] = combine_rois(name, -1 - len(self._combined), union, minus)
+            return self._combined[key]
 
     # ------------------------------------------------------------------ courses
     @cached_property
@@ -208,19 +270,22 @@ class CheckContext:
         for c in self.export.courses:
             rx, n = c.plan.prescription_dose_gy, c.plan.fractions_planned
             summary = summarize_fractionation(rx, n) if rx and n else None
-            out.append(CourseInfo(c, rx, n, summary))
+            declaration = self.case.course_declaration(c.label, c.plan.sop_instance_uid) if self.case else None
+            out.append(CourseInfo(c, rx, n, summary, declaration))
         return tuple(out)
 
-    def courses_matching(self, selector: str) -> list[CourseInfo]:
-        """Courses for a rule's ``course`` selector: ``all``, ``conventional`` (any
-        non-SBRT regime), ``sbrt``, or a course label."""
+    def courses_matching(self, selector: str) -> tuple[list[CourseInfo], list[CourseInfo]]:
+        """Courses for a rule's ``course`` selector — ``all``, ``sbrt`` (SBRT limits apply),
+        ``conventional`` (placed, not SBRT) or a course label — and, for ``sbrt`` and
+        ``conventional``, the courses that cannot be placed (their rules are NOT EVALUATED,
+        never assumed conventional)."""
         if selector == "all":
-            return list(self.courses)
-        if selector == "sbrt":
-            return [c for c in self.courses if c.is_sbrt]
-        if selector == "conventional":
-            return [c for c in self.courses if c.summary is not None and not c.is_sbrt]
-        return [c for c in self.courses if c.label == selector]
+            return list(self.courses), []
+        if selector in ("sbrt", "conventional"):
+            wanted = selector == "sbrt"
+            return ([c for c in self.courses if c.is_sbrt is wanted],
+                    [c for c in self.courses if c.is_sbrt is None])
+        return [c for c in self.courses if c.label == selector], []
 
     # ------------------------------------------------------------------ α/β
     @cached_property

@@ -15,7 +15,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from plancheck.rules.findings import Status, worst_status
+from plancheck.rules.findings import AppliedLimit, LimitBound, Status, worst_status
 
 __all__ = ["Bound", "Limits", "grade", "grade_interval"]
 
@@ -23,7 +23,7 @@ __all__ = ["Bound", "Limits", "grade", "grade_interval"]
 class Bound(BaseModel):
     """One side of a limit: the per-protocol value and, optionally, the acceptable variation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     per_protocol: float
     acceptable: float | None = None
@@ -32,11 +32,14 @@ class Bound(BaseModel):
 class Limits(BaseModel):
     """Upper and/or lower limit with a unit (``Gy``, ``%``, ``cc``, ``mm``, ``fx``, ``""``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     unit: str = ""
     upper: Bound | None = None
     lower: Bound | None = None
+    source: str = ""
+    """Where these values come from, when not from the rule's own provenance (e.g. the
+    publication of one column of a fraction-number table)."""
 
     @model_validator(mode="after")
     def _check(self) -> Limits:
@@ -48,21 +51,20 @@ class Limits(BaseModel):
             raise ValueError(f"lower.acceptable ({self.lower.acceptable:g}) must be ≤ lower.per_protocol ({self.lower.per_protocol:g})")
         return self
 
+    def applied(self, *, condition: str = "", applies: bool | None = True, dose_basis: str = "",
+                note: str = "") -> AppliedLimit:
+        """These limits as data for a finding (see :class:`plancheck.rules.findings.AppliedLimit`)."""
+        bounds = []
+        for side, bound in (("lower", self.lower), ("upper", self.upper)):
+            if bound is not None:
+                bounds.append(LimitBound(side, bound.per_protocol, "per_protocol"))
+                if bound.acceptable is not None:
+                    bounds.append(LimitBound(side, bound.acceptable, "acceptable"))
+        return AppliedLimit(self.unit, tuple(bounds), condition, applies, dose_basis, note)
+
     def describe(self) -> str:
         """E.g. ``"≤ 45 Gy (acceptable ≤ 47 Gy)"`` or ``"50–60 Gy (acceptable 40–66 Gy)"``."""
-        u = f" {self.unit}" if self.unit else ""
-        if self.upper and self.lower:
-            text = f"{self.lower.per_protocol:g}–{self.upper.per_protocol:g}{u}"
-            if self.lower.acceptable is not None or self.upper.acceptable is not None:
-                lo = self.lower.acceptable if self.lower.acceptable is not None else self.lower.per_protocol
-                hi = self.upper.acceptable if self.upper.acceptable is not None else self.upper.per_protocol
-                text += f" (acceptable {lo:g}–{hi:g}{u})"
-            return text
-        side, sign = (self.upper, "≤") if self.upper else (self.lower, "≥")
-        text = f"{sign} {side.per_protocol:g}{u}"  # type: ignore[union-attr]
-        if side.acceptable is not None:  # type: ignore[union-attr]
-            text += f" (acceptable {sign} {side.acceptable:g}{u})"  # type: ignore[union-attr]
-        return text
+        return self.applied().describe()
 
 
 def _grade_side(value: float, bound: Bound, upper: bool) -> Status:

@@ -1,4 +1,4 @@
-"""Rule kind ``clinical``: definition and timing rules checked from the case file (consensus.md §1–§2).
+"""Rule kind ``clinical``: definition and timing rules checked from the case file (docs/clinical-basis.md, definition and timing).
 
 DICOM does not say how many metastases a patient has, when they were found or what
 systemic therapy came first; the case file does (:mod:`plancheck.model.case`). Without

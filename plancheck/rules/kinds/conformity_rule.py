@@ -14,6 +14,10 @@ Protocol-file fields::
       # limits_by_target_volume:
       #   - {max_cc: 1.8, limits: {upper: {per_protocol: 5.9, acceptable: 7.5}}}
       #   - {max_cc: 3.8, limits: {upper: {per_protocol: 5.5, acceptable: 6.5}}}
+      # volume_interpolation: linear   # step (default): the first row whose max_cc ≥ the target
+      #                                # volume; linear: rows are points, limits interpolated
+      #                                # linearly between them (RTOG 0915 Table 1 note), NOT
+      #                                # EVALUATED outside the table
       provenance: {source: AAPM TG-101; RTOG 0915, section: "§4 COV-SBRT", confidence: companion}
 
 Definitions, for the course treating the target and its prescription dose Rx
@@ -78,7 +82,7 @@ from plancheck.rules.findings import Finding, Status
 from plancheck.rules.kinds.dvh_rule import no_target_found, per_target, target_subjects
 from plancheck.rules.kinds.prescription_rule import target_prescription
 from plancheck.rules.registry import RuleKind
-from plancheck.rules.thresholds import Limits, grade_interval
+from plancheck.rules.thresholds import Bound, Limits, grade_interval
 
 __all__ = ["ConformityRule", "VolumeRow", "CONFORMITY_KIND", "evaluate_conformity_rule", "conformity_indices"]
 
@@ -126,6 +130,7 @@ class ConformityRule(RuleBase):
     body: str = "External"
     limits: Limits | None = None
     limits_by_target_volume: list[VolumeRow] | None = None
+    volume_interpolation: Literal["step", "linear"] = "step"
 
     @model_validator(mode="after")
     def _check(self) -> ConformityRule:
@@ -138,7 +143,38 @@ class ConformityRule(RuleBase):
         sizes = [r.max_cc for r in rows]
         if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
             raise ValueError("limits_by_target_volume: rows must be in strictly increasing max_cc")
+        if self.volume_interpolation == "linear":
+            shapes = {_shape(r.limits) for r in rows}
+            if len(rows) < 2 or len(shapes) != 1:
+                raise ValueError("volume_interpolation: linear needs at least two rows with the same sides and tiers")
         return self
+
+
+def _shape(limits: Limits) -> tuple[bool, ...]:
+    """Which sides and tiers a limit has (rows interpolated together must agree)."""
+    return tuple(x for b in (limits.upper, limits.lower) for x in (b is not None, b is not None and b.acceptable is not None))
+
+
+def _interpolated(rows: list[VolumeRow], tv_cc: float) -> tuple[Limits | None, str]:
+    """Limits linearly interpolated in the target volume between the table's rows, or None
+    (and why) for a volume outside the table."""
+    lo_cc, hi_cc = rows[0].max_cc, rows[-1].max_cc
+    if not lo_cc <= tv_cc <= hi_cc:
+        return None, f"the table covers targets of {lo_cc:g}–{hi_cc:g} cc"
+    k = next(i for i in range(1, len(rows)) if tv_cc <= rows[i].max_cc)
+    a, b = rows[k - 1], rows[k]
+    t = (tv_cc - a.max_cc) / (b.max_cc - a.max_cc)
+
+    def mix(x: float | None, y: float | None) -> float | None:
+        return None if x is None or y is None else x + t * (y - x)
+
+    def bound(x: Bound | None, y: Bound | None) -> Bound | None:
+        if x is None or y is None:
+            return None
+        return Bound(per_protocol=mix(x.per_protocol, y.per_protocol), acceptable=mix(x.acceptable, y.acceptable))
+
+    limits = Limits(unit=a.limits.unit, upper=bound(a.limits.upper, b.limits.upper), lower=bound(a.limits.lower, b.limits.lower))
+    return limits, f"interpolated for a {tv_cc:.3g} cc target between the {a.max_cc:g} and {b.max_cc:g} cc rows"
 
 
 def _bounds(value: MetricValue) -> tuple[float, float] | None:
@@ -191,6 +227,13 @@ def _evaluate_group(rule: ConformityRule, ctx: CheckContext, roi, group: TargetG
     tv = bounds["tv"][0]  # type: ignore[index]
     if rule.limits is not None:
         limits, limit_note = rule.limits, ""
+    elif rule.volume_interpolation == "linear":
+        interpolated, limit_note = _interpolated(rule.limits_by_target_volume or [], tv)
+        if interpolated is None:
+            return not_evaluated(rule, f"{roi.name} is {tv:.3g} cc: {limit_note}", measured=measured,
+                                 structures=(roi.name,), courses=courses, details=details)
+        limits = interpolated
+        details["limit_note"] = limit_note
     else:
         row = next((r for r in rule.limits_by_target_volume or [] if tv <= r.max_cc), None)
         if row is None:

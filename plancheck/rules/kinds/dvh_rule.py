@@ -1,51 +1,95 @@
-"""Rule kind ``dvh``: a TG-263 DVH metric of a structure or target against limits.
+"""Rule kind ``dvh``: a TG-263 DVH metric of a structure or target against limits,
+graded on the dose the limit was defined on.
 
 Protocol-file fields::
 
     - id: OAR-CORD
       kind: dvh
-      title: Spinal cord PRV maximum dose
+      title: Spinal cord (PRV where contoured) maximum ≤ 45 Gy
       category: oar
-      structure: SpinalCord_PRV05       # a TG-263 standard name ... or
-      # target: {role: primary, volume: PTV}   # ... a target volume (then the target's own course)
+      structure: [SpinalCord_PRV05, SpinalCord]  # a TG-263 standard name, or a list: the first
+                                                 # that is contoured; or a combination:
+      # structure: {union: [Trachea, Bronchus]}      # one volume made of several (overlap once)
+      # structure: {union: [Esophagus], minus_targets: PTV}   # the organ outside every PTV
+      # target: {role: primary, volume: PTV}     # ... or a target volume (then its own course)
       metric: "D0.03cc[Gy]"
-      dose_kind: physical                # physical | eqd2 | bed (voxel-wise, α/β per structure)
-      alpha_beta_gy: 2                   # optional; default: protocol alpha_beta_gy, then the α/β table
-      course: conventional               # all | conventional | sbrt | composite | a course label
+      dose_basis: physical_conventional   # the dose the limit is defined on (required):
+                                          #   physical | physical_conventional | eqd2 | bed
+      alpha_beta_gy: 2                    # optional (eqd2/bed); default: protocol, then α/β table
+      course: composite                   # all | conventional | sbrt | composite | a course label
+      when: always                        # always | several_courses (composite limits of several courses)
+      if_contoured: false                 # true: not applicable (stated) when the organ is not contoured
+                                          # at all, e.g. brain organs on a thoracic plan
       limits: {unit: Gy, upper: {per_protocol: 45}}
-      # or, for SBRT tables keyed by number of fractions (AAPM TG-101):
-      # limits_by_fractions: {1: {...}, 3: {...}, 5: {...}}
-      # other_fractions: convert_eqd2    # other fraction numbers: convert the nearest
-      #                                  # tabulated limit through EQD2 (and say so), or not_evaluated
+      # or, for SBRT tables keyed by number of fractions (physical dose per course):
+      # limits_by_fractions: {1: {...}, 3: {...}, 5: {...}, 8: {..., source: "LungTech (8 fx)"}}
+      # metric_by_fractions: {1: "CV7Gy[cc]", 3: "CV11.6Gy[cc]", 5: "CV12.5Gy[cc]"}   # optional: a metric
+      #                                   # per column where the threshold dose depends on the fractions
+      # other_fractions: nearest_below    # the nearest tabulated number of fractions BELOW (stricter),
+      #                                   # or not_evaluated; never an LQ-converted limit
       # stricter_if: {condition: concurrent_systemic_therapy, limits: {...}}
       provenance: {source: ..., section: ..., confidence: companion}
 
-``course: composite`` sums every course voxel-wise (EQD2/BED: each course with its
-own number of fractions); otherwise one finding per matching course.
+Dose bases
+----------
+``physical``
+    Physical dose: per course, or the plain sum of the courses for ``course: composite``.
+``physical_conventional``
+    A limit derived from physical-dose DVHs of conventionally fractionated plans
+    (QUANTEC and conventional practice). For one conventional course (1.8–2.2 Gy per
+    fraction, not SBRT) it is graded on the physical dose. For several courses, or a
+    course that is not conventional, it is graded on **both** the physical-dose sum and
+    the voxel-wise composite EQD2 (α/β per organ), and the worse result counts: in an
+    organ that receives less than 2 Gy per fraction EQD2 is lower than the physical dose,
+    so EQD2 alone would loosen the limit; above 2 Gy per fraction it is the reverse.
+``eqd2`` / ``bed``
+    Voxel-wise EQD2 / BED (each course converted with its own number of fractions).
+
+The finding keeps every measurement (:class:`plancheck.rules.findings.Measurement`);
+its status is the worst of them (FAIL before NOT_EVALUATED before WARN before PASS): a
+basis that could not be measured never lets the rule pass, but a certain violation on
+another basis is still reported as FAIL.
+
+Courses: ``sbrt`` selects the courses SBRT limits apply to
+(:attr:`plancheck.rules.context.CourseInfo.is_sbrt`) and ``conventional`` the placed
+non-SBRT courses; a course that cannot be placed (no prescription or fractions, no
+case-file declaration) gives a NOT_EVALUATED finding for such rules, never a silent
+"conventional". ``composite`` sums every course of the treatment voxel-wise.
+
+Combinations and partial combinations: when a member of a ``union`` is not contoured,
+the rule is measured on the members that are; an upper limit on a metric that can only
+grow with the volume (``D4cc``, the maximum, ``V20Gy[cc]``) violated there is a FAIL
+(the full union can only be worse), anything else is NOT_EVALUATED with the reason.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from plancheck.dvh.metrics import MetricValue, parse_metric
 from plancheck.errors import MetricSpecError
 from plancheck.model.dose import dose_kind_label
 from plancheck.model.structures import Roi
+from plancheck.protocol.names import MatchStatus
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import DoseConversion, DoseKind
-from plancheck.radiobiology.lq import eqd2_gy, total_dose_for_eqd2_gy
 from plancheck.rules.base import RuleNotApplicable, TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, CourseInfo
-from plancheck.rules.findings import Finding, Status, worst_status
+from plancheck.rules.findings import AppliedLimit, Finding, Measurement, Status, worst_status
 from plancheck.rules.registry import RuleKind
-from plancheck.rules.thresholds import Bound, Limits, grade, grade_interval
+from plancheck.rules.thresholds import Limits, grade, grade_interval
 
-__all__ = ["no_target_found", "per_target", "DvhRule", "StricterIf", "DVH_KIND", "evaluate_dvh_rule", "target_subjects"]
+__all__ = [
+    "no_target_found", "per_target", "DvhRule", "StricterIf", "StructureCombination", "DVH_KIND",
+    "evaluate_dvh_rule", "target_subjects", "DoseBasis",
+]
 
-_KINDS = {"physical": DoseKind.PHYSICAL, "eqd2": DoseKind.EQD2, "bed": DoseKind.BED}
+DoseBasis = Literal["physical", "physical_conventional", "eqd2", "bed"]
+
+_VERDICT = {Status.PASS: "within", Status.WARN: "outside per-protocol but within acceptable", Status.FAIL: "outside"}
 
 
 class StricterIf(StrictModel):
@@ -55,53 +99,124 @@ class StricterIf(StrictModel):
     limits: Limits
 
 
+class StructureCombination(StrictModel):
+    """One volume made of several structures (see :mod:`plancheck.dvh.combine`).
+
+    ``union``: the parts whose volumes are joined (an overlap counts once); each part is a
+    standard name, or a list of the names the part may be contoured as (every one of them
+    that is contoured is joined; the part is missing only when none is); ``minus``:
+    standard names removed from it; ``minus_targets``: every target volume of this kind
+    (e.g. ``PTV``) removed; ``name``: how reports call it.
+    """
+
+    union: list[str | list[str]] = Field(min_length=1)
+    minus: list[str] = Field(default_factory=list)
+    minus_targets: Literal["GTV", "ITV", "CTV", "PTV"] | None = None
+    name: str | None = None
+
+    @property
+    def parts(self) -> list[list[str]]:
+        """The union's parts, each as the list of names it may be contoured as."""
+        return [[p] if isinstance(p, str) else list(p) for p in self.union]
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        text = " ∪ ".join("/".join(p) for p in self.parts)
+        removed = list(self.minus) + ([f"every {self.minus_targets}"] if self.minus_targets else [])
+        return text + "".join(f" − {r}" for r in removed)
+
+
 class DvhRule(RuleBase):
     kind: Literal["dvh"]
-    structure: str | None = None
+    structure: str | list[str] | StructureCombination | None = None
     target: TargetSelector | None = None
     metric: str
-    dose_kind: Literal["physical", "eqd2", "bed"] = "physical"
-    alpha_beta_gy: float | None = None
+    dose_basis: DoseBasis
+    alpha_beta_gy: float | None = Field(default=None, allow_inf_nan=False)
     course: str = "all"
+    when: Literal["always", "several_courses"] = "always"
+    if_contoured: bool = False
     limits: Limits | None = None
     limits_by_fractions: dict[int, Limits] | None = None
-    other_fractions: Literal["convert_eqd2", "not_evaluated"] = "convert_eqd2"
+    metric_by_fractions: dict[int, str] | None = None
+    other_fractions: Literal["nearest_below", "not_evaluated"] = "nearest_below"
     stricter_if: StricterIf | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if "dose_kind" in data:
+                raise ValueError("'dose_kind' is now 'dose_basis' (physical, physical_conventional, eqd2 or bed): "
+                                 "say on which dose the limit was defined")
+            if data.get("other_fractions") == "convert_eqd2":
+                raise ValueError("other_fractions 'convert_eqd2' was removed: SBRT limits converted through the LQ "
+                                 "model are looser than the published ones; tabulate the published limit for that "
+                                 "number of fractions, or use nearest_below or not_evaluated")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> DvhRule:
         if (self.structure is None) == (self.target is None):
             raise ValueError("give exactly one of 'structure' (a standard name) or 'target'")
+        if isinstance(self.structure, list) and not self.structure:
+            raise ValueError("'structure' lists no name")
         if (self.limits is None) == (self.limits_by_fractions is None):
             raise ValueError("give exactly one of 'limits' or 'limits_by_fractions'")
+        if self.limits_by_fractions is not None and self.course == "composite":
+            raise ValueError("limits_by_fractions apply to one course at a time, not to course 'composite'")
+        if self.limits_by_fractions is not None and any(n < 1 for n in self.limits_by_fractions):
+            raise ValueError("limits_by_fractions keys are numbers of fractions (≥ 1)")
+        if self.metric_by_fractions is not None:
+            if self.limits_by_fractions is None or set(self.metric_by_fractions) != set(self.limits_by_fractions):
+                raise ValueError("metric_by_fractions needs limits_by_fractions with the same numbers of fractions")
         try:
-            spec = parse_metric(self.metric)
+            specs = {n: parse_metric(m) for n, m in {0: self.metric, **(self.metric_by_fractions or {})}.items()}
         except MetricSpecError as exc:
             raise ValueError(str(exc)) from exc
+        if len({s.result_unit for s in specs.values()}) > 1:
+            raise ValueError("metric_by_fractions must report in the unit of 'metric'")
+        spec = specs[0]
         for lim in [self.limits, *(self.limits_by_fractions or {}).values(), self.stricter_if.limits if self.stricter_if else None]:
             if lim is not None and lim.unit and lim.unit != spec.result_unit:
                 raise ValueError(f"limits are in {lim.unit!r} but {self.metric} is reported in {spec.result_unit!r}")
         if self.alpha_beta_gy is not None and self.alpha_beta_gy <= 0:
             raise ValueError("alpha_beta_gy must be > 0 Gy")
-        if self.dose_kind == "physical" and self.alpha_beta_gy is not None:
-            raise ValueError("alpha_beta_gy applies to dose_kind eqd2 or bed")
+        if self.dose_basis == "physical" and self.alpha_beta_gy is not None:
+            raise ValueError("alpha_beta_gy applies to dose_basis eqd2, bed or physical_conventional")
+        if self.when == "several_courses" and self.course != "composite":
+            raise ValueError("when: several_courses applies to course 'composite'")
         return self
 
+
+# ------------------------------------------------------------------------------ targets
 
 def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
     """(roi, course, group) for each target group matching the selector.
 
     Raises RuleNotApplicable when the export has no target of the asked regime.
     Groups without the asked volume or without an identified course are returned
-    with roi/course None so the caller reports NOT_EVALUATED with the reason.
+    with roi/course None so the caller reports NOT_EVALUATED with the reason; so is a
+    group whose course cannot be placed when the selector asks for a regime.
     """
     groups = [g for g in ctx.targets if selector.role in ("any", g.role)]
     if selector.regime != "any":
-        chosen = [g for g in groups if g.course is not None and (g.course.is_sbrt == (selector.regime == "sbrt"))]
-        if not chosen:
+        wanted = selector.regime == "sbrt"
+        chosen = [g for g in groups if g.course is not None and g.course.is_sbrt is wanted]
+        unplaced = [g for g in groups if g.course is not None and g.course.is_sbrt is None]
+        if not chosen and not unplaced:
             raise RuleNotApplicable(f"no {selector.role if selector.role != 'any' else ''} target treated with a {selector.regime} course".replace("  ", " "))
-        groups = chosen
+        return ([(g.volumes.get(selector.volume), g.course, g) for g in chosen]
+                + [(g.volumes.get(selector.volume), None, _unplaced(g)) for g in unplaced])
     return [(g.volumes.get(selector.volume), g.course, g) for g in groups]
+
+
+def _unplaced(group):
+    """The group with no course, and why: its course's regime is unknown."""
+    return replace(group, course=None, how=f"{group.course.placement}; regime-specific limits not evaluated "
+                                              f"(declare the course in the case file)")
 
 
 def per_target(rule, subjects, selector: TargetSelector, evaluate) -> list[Finding]:
@@ -125,47 +240,104 @@ def no_target_found(rule, selector: TargetSelector) -> Finding:
     return not_evaluated(rule, f"no {role}target found in the structure set (names or case file)")
 
 
-def _conversion(rule: DvhRule, ctx: CheckContext, standard_name: str, roi: Roi) -> tuple[DoseConversion, float | None, str]:
-    kind = _KINDS[rule.dose_kind]
-    if kind is DoseKind.PHYSICAL:
-        return DoseConversion.physical(), None, ""
-    ab, source = ctx.alpha_beta(standard_name, roi, rule.alpha_beta_gy)
-    return DoseConversion(kind, ab), ab, source
+# ------------------------------------------------------------------------------ subjects
+
+@dataclass(frozen=True)
+class _Subject:
+    """What a rule measures: an exported ROI or a combination of ROIs.
+
+    ``standard_name`` chooses the α/β; ``missing`` lists union members that are not
+    contoured (the subject is then only part of the volume the limit is about).
+    """
+
+    roi: Roi | None
+    standard_name: str
+    how: str = ""
+    missing: tuple[str, ...] = ()
+    reason: str = ""
+    not_contoured: bool = False  # no name of the subject is in the structure set at all
 
 
-def _rx_in_kind(info: CourseInfo, conversion: DoseConversion) -> float | None:
-    return conversion.convert_total_dose(info.prescription_gy, info.fractions)
+def _missing(lookup) -> bool:
+    """True when no ROI of the structure set is the structure (not merely empty or ambiguous)."""
+    return lookup.roi is None and lookup.match is not None and lookup.match.status is MatchStatus.MISSING
 
 
-def _limits_for(rule: DvhRule, info: CourseInfo | None, ab: float | None, ctx, standard_name, roi) -> tuple[Limits | None, str]:
-    if rule.limits is not None:
-        return rule.limits, ""
-    table = rule.limits_by_fractions or {}
-    n = info.fractions if info else None
-    if n is None:
-        return None, "the number of fractions is not known, so the fraction-dependent limit cannot be chosen"
-    if n in table:
-        return table[n], f"limit for {n} fractions"
-    if rule.other_fractions == "not_evaluated":
-        return None, f"no limit is tabulated for {n} fractions ({', '.join(map(str, sorted(table)))} are)"
-    below = [k for k in table if k <= n]
-    ref = max(below) if below else min(table)
-    if ab is None:
-        ab, _ = ctx.alpha_beta(standard_name, roi, None)
-    spec = parse_metric(rule.metric)
-    base = table[ref]
-    if not (spec.is_dose and spec.result_unit == "Gy"):
-        return base, f"limit of the {ref}-fraction table used for {n} fractions"
+def _found(rule: DvhRule, ctx: CheckContext) -> _Subject:
+    """The rule's subject; a rule marked ``if_contoured`` does not apply when none of its
+    structures is contoured (e.g. brain organs on a thoracic plan)."""
+    subject = _subject(rule, ctx)
+    if subject.roi is None and subject.not_contoured and rule.if_contoured:
+        raise RuleNotApplicable(f"{subject.reason.split(':')[0]} is not contoured; this limit applies where it is")
+    return subject
 
-    def conv(v: float | None) -> float | None:
-        return None if v is None else float(total_dose_for_eqd2_gy(eqd2_gy(v, ref, ab), n, ab))
 
-    def conv_bound(b: Bound | None) -> Bound | None:
-        return None if b is None else Bound(per_protocol=conv(b.per_protocol), acceptable=conv(b.acceptable))
+def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
+    spec = rule.structure
+    if isinstance(spec, str):
+        lookup = ctx.structure(spec)
+        how = lookup.match.how if lookup.match else ""
+        return _Subject(lookup.roi, spec, how, reason=f"{spec}: {lookup.reason}", not_contoured=_missing(lookup))
+    if isinstance(spec, list):
+        reasons = []
+        absent = True
+        for name in spec:
+            lookup = ctx.structure(name)
+            if lookup.defective is not None:  # never measure the next structure in its place
+                return _Subject(None, name, reason=f"{name}: {lookup.reason}")
+            absent = absent and _missing(lookup)
+            if lookup.roi is not None:
+                how = lookup.match.how if lookup.match else ""
+                if len(spec) > 1:
+                    how = (how + "; " if how and not how.startswith("exact") else "") + f"first contoured of {', '.join(spec)}"
+                return _Subject(lookup.roi, name, how)
+            reasons.append(f"{name}: {lookup.reason}")
+        return _Subject(None, spec[0], reason="; ".join(reasons), not_contoured=absent)
+    assert spec is not None
+    found: list[tuple[str, Roi]] = []
+    missing: list[str] = []
+    reasons: list[str] = []
+    for part in spec.parts:
+        lookups = [(name, ctx.structure(name)) for name in part]
+        broken = [f"{n}: {lk.reason}" for n, lk in lookups if lk.defective is not None]
+        if broken:  # a member that cannot be measured: the combination cannot be either
+            return _Subject(None, spec.parts[0][0], reason="; ".join(broken))
+        here = [(name, lk.roi) for name, lk in lookups if lk.roi is not None]
+        found += here
+        if not here:
+            missing.append(part[0])
+            reasons += [f"{n}: {lk.reason}" for n, lk in lookups]
+    first = spec.parts[0][0]
+    if not found:
+        absent = all(_missing(ctx.structure(n)) for part in spec.parts for n in part)
+        return _Subject(None, first, reason="; ".join(reasons), not_contoured=absent)
+    removed: list[Roi] = []
+    notes: list[str] = []
+    for name in spec.minus:
+        lookup = ctx.structure(name)
+        if lookup.defective is not None:
+            return _Subject(None, first, reason=f"{name} (to subtract): {lookup.reason}")
+        if lookup.roi is None:
+            notes.append(f"{name} not subtracted ({lookup.reason})")
+        else:
+            removed.append(lookup.roi)
+    if spec.minus_targets:
+        broken = [g.defective[spec.minus_targets].defect_text for g in ctx.targets if spec.minus_targets in g.defective]
+        if broken:
+            return _Subject(None, first, reason=f"{spec.minus_targets} to subtract: " + "; ".join(broken))
+        targets = [g.volumes[spec.minus_targets] for g in ctx.targets if spec.minus_targets in g.volumes]
+        removed += targets
+        if not targets:
+            notes.append(f"no {spec.minus_targets} found to subtract")
+    roi = ctx.combined_roi(spec.display_name, [r for _, r in found], removed)
+    described = [f"{name} = {r.name}" for name, r in found] + [f"minus {r.name}" for r in removed] + notes
+    how = "combined: " + ", ".join(described)
+    if roi.is_empty:
+        return _Subject(None, first, how, tuple(missing), f"{spec.display_name}: nothing is left of the combination ({how})")
+    return _Subject(roi, first, how, tuple(missing))
 
-    converted = Limits(unit=base.unit, upper=conv_bound(base.upper), lower=conv_bound(base.lower))
-    return converted, f"{n}-fraction limit converted from the {ref}-fraction limit through EQD2 with α/β = {ab:g} Gy"
 
+# ------------------------------------------------------------------------------ grading
 
 def _condition(ctx: CheckContext, condition: str) -> bool | None:
     case = ctx.case
@@ -189,69 +361,195 @@ def _grade_value(value: MetricValue, limits: Limits) -> Status:
     return grade_interval(value.lower, value.upper, limits)
 
 
-def _shown(value: MetricValue, unit: str) -> str:
+def _shown(value: MetricValue) -> str:
     if value.value is not None:
-        return f"{value.value:.4g} {unit}"
+        return f"{value.value:.4g} {value.unit}"
     if value.lower is not None and value.upper is not None:
-        return f"between {value.lower:.4g} and {value.upper:.4g} {unit}"
+        return f"between {value.lower:.4g} and {value.upper:.4g} {value.unit}"
     return "not computable"
 
 
-def _evaluate_subject(rule: DvhRule, ctx: CheckContext, standard_name: str, roi: Roi, courses: list[CourseInfo],
-                      how: str, rx_course: CourseInfo | None) -> Finding:
+@dataclass(frozen=True)
+class _LimitSet:
+    """The limits of one finding: the base limits and an optional conditional stricter set."""
+
+    base: Limits
+    metric: str
+    note: str = ""
+    stricter: Limits | None = None
+    condition: str = ""
+    holds: bool | None = None
+
+    def grade(self, value: MetricValue) -> tuple[Status, str]:
+        """Grade of a value, and a reason when it is NOT_EVALUATED because the condition of
+        the stricter limit is unknown and would change the grade."""
+        status = _grade_value(value, self.base)
+        if self.stricter is None or self.holds is False:
+            return status, ""
+        both = worst_status([status, _grade_value(value, self.stricter)])
+        if self.holds is True or both == status:
+            return both, ""
+        return Status.NOT_EVALUATED, (f"the limit is {self.base.describe()}, and {self.stricter.describe()} with "
+                                      f"{self.condition}, which is not known (no case file or field)")
+
+    def applied(self, basis: str) -> tuple[AppliedLimit, ...]:
+        note = " ".join(x for x in (self.note, f"({self.base.source})" if self.base.source else "") if x)
+        out = [self.base.applied(dose_basis=basis, note=note)]
+        if self.stricter is not None:
+            out.append(self.stricter.applied(condition=self.condition, applies=self.holds, dose_basis=basis))
+        return tuple(out)
+
+    def text(self) -> str:
+        text = self.base.describe()
+        if self.stricter is not None:
+            state = {True: "applies", False: "does not apply", None: "not known"}[self.holds]
+            text += f"; {self.stricter.describe()} with {self.condition} ({state})"
+        return text
+
+
+def _limit_set(rule: DvhRule, ctx: CheckContext, info: CourseInfo | None) -> tuple[_LimitSet | None, str]:
+    """The limits that apply to one subject, or None and the reason."""
+    stricter = rule.stricter_if
+    extra: dict[str, Any] = {}
+    if stricter is not None:
+        extra = {"stricter": stricter.limits, "condition": stricter.condition.replace("_", " "),
+                 "holds": _condition(ctx, stricter.condition)}
+    if rule.limits is not None:
+        return _LimitSet(rule.limits, rule.metric, **extra), ""
+    table = rule.limits_by_fractions or {}
+    n = info.fractions if info else None
+    tabulated = ", ".join(map(str, sorted(table)))
+    if n is None:
+        return None, "the number of fractions is not known, so the fraction-dependent limit cannot be chosen"
+    metrics = rule.metric_by_fractions or {}
+    if n in table:
+        return _LimitSet(table[n], metrics.get(n, rule.metric), f"limit for {n} fractions", **extra), ""
+    below = [k for k in table if k < n]
+    if rule.other_fractions == "not_evaluated" or not below:
+        why = "none for fewer fractions" if not below else "the protocol asks for a tabulated number"
+        return None, f"no limit is tabulated for {n} fractions ({tabulated} are; {why})"
+    ref = max(below)
+    return _LimitSet(table[ref], metrics.get(ref, rule.metric), f"{n} fractions: the {ref}-fraction limit is used "
+                     f"(nearest tabulated number below, the stricter; no LQ conversion)", **extra), ""
+
+
+# ------------------------------------------------------------------------------ measuring
+
+@dataclass(frozen=True)
+class _Basis:
+    conversion: DoseConversion
+    label: str  # e.g. "physical dose", "EQD2 (α/β = 2 Gy)"
+    alpha_beta_source: str = ""
+
+
+def _bases(rule: DvhRule, ctx: CheckContext, subject: _Subject, courses: list[CourseInfo]) -> tuple[list[_Basis], str]:
+    """The dose bases to grade on, and why (for the report)."""
+    basis = rule.dose_basis
+    if basis == "physical":
+        return [_Basis(DoseConversion.physical(), "physical dose")], ""
+    ab, source = ctx.alpha_beta(subject.standard_name, subject.roi, rule.alpha_beta_gy)  # type: ignore[arg-type]
+    if basis in ("eqd2", "bed"):
+        kind = DoseKind.EQD2 if basis == "eqd2" else DoseKind.BED
+        return [_Basis(DoseConversion(kind, ab), f"{kind.value} (α/β = {ab:g} Gy)", source)], ""
+    if len(courses) == 1 and courses[0].is_conventional:
+        return [_Basis(DoseConversion.physical(), "physical dose")], "one conventional course: graded on physical dose"
+    why = ("several courses" if len(courses) > 1 else f"{courses[0].placement}, not one conventional course")
+    return ([_Basis(DoseConversion.physical(), "physical dose"),
+             _Basis(DoseConversion(DoseKind.EQD2, ab), f"EQD2 (α/β = {ab:g} Gy)", source)],
+            f"{why}: graded on the worse of the physical dose and EQD2")
+
+
+def _rbe_label(basis: _Basis) -> str:
+    """A basis label for an RBE-weighted (Dose Type EFFECTIVE) dose: ``RBE-weighted
+    (EFFECTIVE) dose``, ``EQD2 (α/β = 2 Gy) of RBE-weighted dose``."""
+    if basis.conversion.kind is DoseKind.PHYSICAL:
+        return dose_kind_label("physical", "EFFECTIVE") + " dose"
+    return dose_kind_label(basis.label, "EFFECTIVE")
+
+
+def _measure(ctx: CheckContext, metric: str, roi: Roi, courses: list[CourseInfo], basis: _Basis,
+             rx_course: CourseInfo | None) -> MetricValue:
+    if basis.conversion.kind is not DoseKind.PHYSICAL:
+        lacking = [c.label for c in courses if not c.fractions]
+        if lacking:
+            return MetricValue(metric, None, parse_metric(metric).result_unit,
+                               reason=f"{', '.join(lacking)} states no number of fractions, so "
+                                      f"{basis.conversion.kind.value} cannot be computed")
+    rx = basis.conversion.convert_total_dose(rx_course.prescription_gy, rx_course.fractions) if rx_course else None
+    return ctx.metric(metric, roi, courses, basis.conversion, rx)
+
+
+def _evaluate_subject(rule: DvhRule, ctx: CheckContext, subject: _Subject, courses: list[CourseInfo],
+                      rx_course: CourseInfo | None) -> Finding:
+    roi = subject.roi
+    assert roi is not None
     labels = tuple(c.label for c in courses)
-    conversion, ab, ab_source = _conversion(rule, ctx, standard_name, roi)
-    rx = _rx_in_kind(rx_course, conversion) if rx_course is not None else None
-    value = ctx.metric(rule.metric, roi, courses, conversion, rx)
-    limits, limit_note = _limits_for(rule, courses[0] if len(courses) == 1 else None, ab, ctx, standard_name, roi)
-    details = {"metric": rule.metric, "dose_kind": conversion.label, "structure_match": how,
-               "lower": value.lower, "upper": value.upper}
-    if ab is not None:
-        details.update(alpha_beta_gy=ab, alpha_beta_source=ab_source)
+    scope = (f"sum of {', '.join(labels)}" if len(courses) > 1 else labels[0])
+    where = roi.name + (f" ({subject.how})" if subject.how and not subject.how.startswith("exact") else "")
+    limit_set, limit_reason = _limit_set(rule, ctx, courses[0] if len(courses) == 1 else None)
+    bases, basis_note = _bases(rule, ctx, subject, courses)
+    details: dict[str, Any] = {"metric": rule.metric, "dose_basis": rule.dose_basis, "structure_match": subject.how}
+    if any(c.course.dose.is_rbe_weighted for c in courses):  # the dose measured is RBE-weighted: say so
+        bases = [replace(b, label=_rbe_label(b)) for b in bases]
+        details["dose_type"] = "EFFECTIVE"
+    if basis_note:
+        details["basis_note"] = basis_note
     if len(courses) > 1:
         details["composite_of"] = list(labels)
-    if limit_note:
-        details["limit_note"] = limit_note
-    unit = value.unit
-    where = f"{roi.name}" + (f" ({how})" if how and not how.startswith("exact") else "")
-    dose_types = {c.course.dose.dose_type for c in courses}
-    kind_label = dose_kind_label(conversion.label, "EFFECTIVE" if any(c.course.dose.is_rbe_weighted for c in courses) else "")
-    if len(dose_types) == 1 and kind_label != conversion.label:
-        details["dose_type"] = "EFFECTIVE"
-    kind_text = "" if kind_label == "physical" else f" [{kind_label}]"
-    scope = f"composite of {', '.join(labels)}" if len(courses) > 1 else labels[0]
-    if limits is None:
-        return not_evaluated(rule, f"{where} {rule.metric}{kind_text} in {scope}: {limit_note}", measured=value.value,
-                             unit=unit, structures=(roi.name,), courses=labels, details=details)
-    limit_text = limits.describe()
-    status = _grade_value(value, limits)
-    if rule.stricter_if is not None:
-        # The stricter limit applies *in addition* when the condition holds: the worse grade
-        # wins, so an institution that tightened the base limit is never loosened by it.
-        holds = _condition(ctx, rule.stricter_if.condition)
-        strict = rule.stricter_if.limits
-        cond = rule.stricter_if.condition.replace("_", " ")
-        both = worst_status([status, _grade_value(value, strict)])
-        if holds is True:
-            status, limit_text = both, f"{limits.describe()} and {strict.describe()} ({cond})"
-        elif holds is None:
-            if both != status:
-                return not_evaluated(
-                    rule, f"{where} {rule.metric}{kind_text} = {_shown(value, unit)} in {scope}: the limit is "
-                    f"{limits.describe()}, and {strict.describe()} with {cond}, which is not known (no case file or field)",
-                    measured=value.value, unit=unit, limit=f"{limits.describe()}; {strict.describe()} with {cond}",
-                    structures=(roi.name,), courses=labels, details=details)
-            limit_text = f"{limits.describe()} ({strict.describe()} with {cond}; same result)"
-    if value.value is None and status is Status.NOT_EVALUATED:
-        return not_evaluated(rule, f"{where} {rule.metric}{kind_text} in {scope}: {value.reason}", unit=unit,
-                             limit=limit_text, structures=(roi.name,), courses=labels, details=details)
-    shown = _shown(value, unit)
-    verdict = {Status.PASS: "within", Status.WARN: "outside per-protocol but within acceptable", Status.FAIL: "outside"}[status]
-    message = f"{where} {rule.metric}{kind_text} = {shown} in {scope}: {verdict} {limit_text}"
-    if limit_note:
-        message += f" ({limit_note})"
-    return finding(rule, status, message, measured=value.value, unit=unit, limit=limit_text,
-                   structures=(roi.name,), courses=labels, details=details)
+    converted = [b for b in bases if b.conversion.kind is not DoseKind.PHYSICAL]
+    if converted:
+        details.update(alpha_beta_gy=converted[0].conversion.alpha_beta_gy, alpha_beta_source=converted[0].alpha_beta_source)
+    if limit_set is None:
+        details["dose_kind"] = bases[0].conversion.label
+        return not_evaluated(rule, f"{where} {rule.metric} in {scope}: {limit_reason}", structures=(roi.name,),
+                             courses=labels, details=details)
+    details["limit_note"] = limit_set.note
+    metric = details["metric"] = limit_set.metric
+    measurements: list[Measurement] = []
+    reasons: list[str] = []
+    values: list[MetricValue] = []
+    for basis in bases:
+        value = _measure(ctx, metric, roi, courses, basis, rx_course)
+        status, why = limit_set.grade(value)
+        reason = why or (value.reason or "" if status is Status.NOT_EVALUATED else "")
+        label = basis.label + (f", {scope}" if len(courses) > 1 else "")
+        measurements.append(Measurement(label, value.value, value.unit, status, value.lower, value.upper, reason))
+        values.append(value)
+        if reason:
+            reasons.append(f"{basis.label}: {reason}")
+    status = worst_status([m.status for m in measurements])
+    decisive = next(i for i, m in enumerate(measurements) if m.status is status)
+    details["dose_kind"] = bases[decisive].conversion.label
+    details["lower"], details["upper"] = values[decisive].lower, values[decisive].upper
+    limit_text = limit_set.text()
+    applied = limit_set.applied(bases[decisive].label if len(bases) == 1 else " and ".join(b.label for b in bases) + " (the worse)")
+    if len(measurements) == 1:
+        shown = f"{bases[0].label} = {_shown(values[0])}"
+    else:
+        shown = "; ".join(f"{b.label}: {_shown(v)} ({m.status.value})" for b, v, m in zip(bases, values, measurements))
+    head = f"{where} {metric} in {scope}: {shown}"
+    unit = values[decisive].unit
+    if subject.missing:
+        spec = parse_metric(metric)
+        certain = (status is Status.FAIL and spec.never_lower_on_a_larger_volume
+                   and limit_set.base.lower is None and limit_set.stricter is None)
+        missing = ", ".join(subject.missing)
+        if not certain:
+            return not_evaluated(rule, f"{head}, but {missing} is not contoured and the limit applies to the whole "
+                                 f"combination", measured=values[decisive].value, unit=unit, structures=(roi.name,),
+                                 courses=labels, details=details, limits=applied, measurements=tuple(measurements))
+        head += f" (on the contoured part only: {missing} is not contoured; the whole can only be higher)"
+    if status is Status.NOT_EVALUATED:
+        return not_evaluated(rule, f"{head}: cannot be graded against {limit_text} ({'; '.join(reasons)})",
+                             measured=values[decisive].value, unit=unit, limit=limit_text, structures=(roi.name,),
+                             courses=labels, details=details, limits=applied, measurements=tuple(measurements))
+    message = f"{head}: {_VERDICT[status]} {limit_text}"
+    notes = [n for n in (limit_set.note, basis_note) if n]
+    if notes:
+        message += f" ({'; '.join(notes)})"
+    return finding(rule, status, message, measured=values[decisive].value, unit=unit, limit=limit_text,
+                   structures=(roi.name,), courses=labels, details=details, limits=applied,
+                   measurements=tuple(measurements))
 
 
 def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
@@ -262,18 +560,26 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
         if not subjects:
             return [no_target_found(rule, rule.target)]
         return per_target(rule, subjects, rule.target,
-                          lambda roi, course, group: _evaluate_subject(rule, ctx, roi.name, roi, [course], "", course))
-    lookup = ctx.structure(rule.structure)  # type: ignore[arg-type]
-    if lookup.roi is None:
-        return [not_evaluated(rule, f"{rule.structure}: {lookup.reason}")]
-    how = lookup.match.how if lookup.match else ""
+                          lambda roi, course, group: _evaluate_subject(rule, ctx, _Subject(roi, roi.name), [course], course))
     if rule.course == "composite":
         courses = list(ctx.courses)
-        return [_evaluate_subject(rule, ctx, rule.structure, lookup.roi, courses, how, courses[0] if len(courses) == 1 else None)]
-    chosen = ctx.courses_matching(rule.course)
-    if not chosen:
+        if rule.when == "several_courses" and len(courses) < 2:
+            raise RuleNotApplicable("one course: this limit applies to the sum of several courses")
+        subject = _found(rule, ctx)
+        if subject.roi is None:
+            return [not_evaluated(rule, subject.reason)]
+        return [_evaluate_subject(rule, ctx, subject, courses, courses[0] if len(courses) == 1 else None)]
+    chosen, unplaced = ctx.courses_matching(rule.course)
+    if not chosen and not unplaced:
         raise RuleNotApplicable(f"no {rule.course} course in the export")
-    return [_evaluate_subject(rule, ctx, rule.structure, lookup.roi, [c], how, c) for c in chosen]  # type: ignore[arg-type]
+    subject = _found(rule, ctx)
+    if subject.roi is None:
+        return [not_evaluated(rule, subject.reason)]
+    out = [_evaluate_subject(rule, ctx, subject, [c], c) for c in chosen]
+    out += [not_evaluated(rule, f"{subject.roi.name} {rule.metric}: {c.placement}, so whether the {rule.course} "
+                                f"limits apply is not known (declare the course in the case file)",
+                          structures=(subject.roi.name,), courses=(c.label,)) for c in unplaced]
+    return out
 
 
 DVH_KIND = RuleKind(model=DvhRule, evaluate=evaluate_dvh_rule)

@@ -1,4 +1,4 @@
-"""Rule kind ``integrity``: is the export a coherent, plausible plan? (consensus.md §6)
+"""Rule kind ``integrity``: is the export a coherent, plausible plan? (docs/clinical-basis.md, plan integrity)
 
 Every plan, whatever the protocol, is first checked for integrity: one patient,
 linked objects, dose units, dose summation, dose grid, heterogeneity correction,
@@ -210,10 +210,10 @@ class IntegrityRule(RuleBase):
 
 # ---------------------------------------------------------------------- helpers
 def _courses(rule: IntegrityRule, ctx: CheckContext) -> list[CourseInfo]:
-    chosen = ctx.courses_matching(rule.course)
-    if not chosen:
+    chosen, unplaced = ctx.courses_matching(rule.course)
+    if not chosen and not unplaced:
         raise RuleNotApplicable(f"no {rule.course} course in the export")
-    return chosen
+    return chosen + unplaced  # a course whose regime is unknown: the check grades it only where the regime does not matter
 
 
 def _regime_limits(info: CourseInfo, by_regime: LimitsByRegime) -> tuple[list[Limits], str]:
@@ -222,6 +222,9 @@ def _regime_limits(info: CourseInfo, by_regime: LimitsByRegime) -> tuple[list[Li
     if info.regime is None:
         options = [x for x in (by_regime.conventional, by_regime.sbrt) if x is not None]
         return options, "regime unknown (no prescription or fractions)"
+    if info.is_sbrt is None:
+        options = [x for x in (by_regime.conventional, by_regime.sbrt) if x is not None]
+        return options, "regime unknown"
     lim = by_regime.sbrt if info.is_sbrt else by_regime.conventional
     name = "SBRT" if info.is_sbrt else "non-SBRT"
     return ([lim] if lim is not None else []), name
@@ -244,6 +247,8 @@ def _body_roi(ctx: CheckContext, name: str) -> tuple[Roi | None, str]:
     lookup = ctx.structure(name)
     if lookup.roi is not None:
         return lookup.roi, ""
+    if lookup.defective is not None:  # the body was found but cannot be measured: no stand-in
+        return None, f"{name}: {lookup.reason}"
     for roi in ctx.structure_set.rois:
         if roi.interpreted_type.upper() == "EXTERNAL" and not roi.is_empty and not roi.defects:
             return roi, ""
@@ -440,7 +445,8 @@ def _grid_spacing(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
 
 def _heterogeneity(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     if rule.only_if_structures:
-        present = [n for n in rule.only_if_structures if ctx.structure(n).roi is not None]
+        lookups = [ctx.structure(n) for n in rule.only_if_structures]
+        present = [lk for lk in lookups if lk.roi is not None or lk.defective is not None]  # contoured, even if damaged
         if not present:
             raise RuleNotApplicable(f"none of {', '.join(rule.only_if_structures)} is contoured")
     disallowed = {d.upper() for d in rule.disallowed or []}

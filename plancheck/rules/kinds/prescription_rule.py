@@ -11,7 +11,7 @@ Protocol-file fields::
                             # | regime | reference_schedule | prescription_vs_dose
       limits: {unit: Gy, lower: {per_protocol: 50, acceptable: 40}, upper: {per_protocol: 60, acceptable: 66}}
       alpha_beta_gy: 10     # optional, bed10 / eqd2_10 / reference_schedule only (default 10 Gy, tumour)
-      organ: lung           # optional: only lesions of this organ (from the case file)
+      organ: [lung, liver]  # optional: only lesions of these organs (from the case file)
       provenance: {source: ..., section: "§3 DOS-PRIM", confidence: provisional}
 
     - id: DOS-REGIME
@@ -56,7 +56,7 @@ with ``max_size_mm``/``min_size_mm`` only where the size is known and fits).
 candidate, else WARN naming them. ``match: bed10_not_lower``: PASS also when the
 BED10 reaches the lowest BED10 among the candidates.
 
-Formulas: d = D/n; BED = D·(1 + d/(α/β)); EQD2 = BED/(1 + 2/(α/β)) (consensus.md §3).
+Formulas: d = D/n; BED = D·(1 + d/(α/β)); EQD2 = BED/(1 + 2/(α/β)) (Fowler 1989; docs/clinical-basis.md).
 
 References
 ----------
@@ -134,7 +134,7 @@ class PrescriptionRule(RuleBase):
     allowed: list[RegimeName] | None = None
     acceptable: list[RegimeName] | None = None
     alpha_beta_gy: float | None = None
-    organ: str | None = None
+    organ: str | list[str] | None = None
     reference_schedules: list[ReferenceSchedule] | None = None
     match: Literal["exact", "bed10_not_lower"] | None = None
     metric: str | None = None
@@ -180,6 +180,13 @@ class PrescriptionRule(RuleBase):
             if "volume" in self.target.model_fields_set:
                 raise ValueError("target.volume is used only by measure: prescription_vs_dose")
         return self
+
+    @property
+    def organs(self) -> tuple[str, ...]:
+        """The organs the rule is for (empty: every organ)."""
+        if self.organ is None:
+            return ()
+        return (self.organ,) if isinstance(self.organ, str) else tuple(self.organ)
 
     @property
     def alpha_beta(self) -> float:
@@ -364,19 +371,19 @@ def evaluate_prescription_rule(rule: PrescriptionRule, ctx: CheckContext) -> lis
     out: list[Finding] = []
     skipped = 0
     for roi, _, group in subjects:
-        if rule.organ is not None:
+        if rule.organs:
             lesion = _lesion(ctx, group)
             organ = (lesion.organ if lesion else None) or group.organ
             if organ is None:
-                out.append(not_evaluated(rule, _organ_unknown(ctx, group) + f" (the rule is for {rule.organ} lesions)",
-                                         structures=(group.label,)))
+                out.append(not_evaluated(rule, _organ_unknown(ctx, group) + f" (the rule is for {', '.join(rule.organs)} "
+                                         "lesions)", structures=(group.label,)))
                 continue
-            if organ.casefold() != rule.organ.casefold():
+            if organ.casefold() not in {o.casefold() for o in rule.organs}:
                 skipped += 1
                 continue
         out.append(_evaluate_group(rule, ctx, roi, group))
     if not out:
-        raise RuleNotApplicable(f"no target of a {rule.organ} lesion ({skipped} target(s) of other organs)")
+        raise RuleNotApplicable(f"no target of a {' or '.join(rule.organs)} lesion ({skipped} target(s) of other organs)")
     return out
 
 

@@ -1,0 +1,384 @@
+"""Each limit is graded on the dose it was defined on (docs/clinical-basis.md, "dose basis").
+
+The cases are built in memory (tests/rt_cases.py): boxes in bands of uniform dose, so
+every expected value below is arithmetic on the band doses, written next to the test.
+
+LQ formulas used by hand: EQD2 = D·(d + α/β)/(2 + α/β) with d = D/n.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from plancheck.errors import ProtocolError
+from plancheck.model.case import Case
+from plancheck.protocol.loader import load_protocol
+from plancheck.rules.findings import Status
+from plancheck.rules.runner import protocol_for_check, run_check
+from rt_cases import Box, banded_dose, box_roi, plan, treatment
+
+TOL_GY = 0.01  # a uniform dose is histogrammed in 1 mGy bins
+TOL_PCT = 0.01
+
+
+def eqd2(total_gy: float, fractions: int, ab_gy: float) -> float:
+    d = total_gy / fractions
+    return total_gy * (d + ab_gy) / (2 + ab_gy)
+
+
+# The issue's case: C1 60 Gy/30 fx to the primary, C2 50 Gy/5 fx SBRT to a lung metastasis.
+# C1 gives: cord PRV 47 Gy (x 5..21, band 47 Gy over voxel centres 0..25 mm); the left lung
+# island 24 Gy, the right island 0 Gy; the heart 29 Gy. C2 gives 0 Gy to all of them.
+CORD = Box(10, 16, -3, 3)                     # 1.08 cc inside the PRV
+CORD_PRV = Box(5, 21, -8, 8)                  # 7.68 cc
+LUNG_HOT = Box(40, 59)                        # 19·20·30 mm = 11.4 cc at 24 Gy
+LUNG_COLD = Box(80, 111, z0=30, z1=60)        # 31·20·30 mm = 18.6 cc at 0 Gy: hot fraction 11.4/30 = 38 %
+# (the two lung parts lie on different planes, so each plane's exact area belongs to one part)
+HEART = Box(130, 150)                         # 12 cc at 29 Gy
+C1_BANDS = [(-2.5, 27.5, 47.0), (32.5, 67.5, 24.0), (122.5, 157.5, 29.0)]
+
+
+def issue_rois(with_prv: bool = True):
+    rois = [box_roi(1, "SpinalCord", CORD), box_roi(3, "Lungs", LUNG_HOT, LUNG_COLD), box_roi(4, "Heart", HEART)]
+    if with_prv:
+        rois.append(box_roi(2, "SpinalCord_PRV05", CORD_PRV))
+    return rois
+
+
+def findings_of(report, rule_id: str):
+    found = [f for f in report.findings if f.rule_id == rule_id]
+    assert found, f"no finding of {rule_id}"
+    return found
+
+
+@pytest.fixture(scope="module")
+def consensus():
+    return protocol_for_check("esophagus-oligomet-2025")
+
+
+@pytest.fixture(scope="module")
+def two_course_report(consensus):
+    export = treatment(issue_rois(), [(plan("C1", 60.0, 30), banded_dose(C1_BANDS)),
+                                      (plan("C2", 50.0, 5), banded_dose([]))])
+    return run_check(export, consensus, threads=1)
+
+
+def test_hand_values() -> None:
+    assert LUNG_HOT.volume_cc / (LUNG_HOT.volume_cc + LUNG_COLD.volume_cc) == pytest.approx(0.38)
+    assert eqd2(47, 30, 2) == pytest.approx(41.908, abs=1e-3)      # 47·(1.5667 + 2)/4
+    assert eqd2(24, 30, 3) == pytest.approx(18.24)                 # 24·(0.8 + 3)/5
+    assert eqd2(29, 30, 3) == pytest.approx(23.0067, abs=1e-4)     # 29·(0.9667 + 3)/5
+
+
+def test_cord_prv_at_47_gy_physical_fails_though_its_eqd2_is_41_9(two_course_report) -> None:
+    (f,) = findings_of(two_course_report, "OAR-CORD")
+    assert f.status is Status.FAIL
+    assert f.structures == ("SpinalCord_PRV05",)
+    physical, eqd2_m = f.measurements
+    assert physical.value == pytest.approx(47.0, abs=TOL_GY) and physical.status is Status.FAIL
+    assert eqd2_m.value == pytest.approx(eqd2(47, 30, 2), abs=TOL_GY) and eqd2_m.status is Status.PASS
+    assert f.measured == pytest.approx(47.0, abs=TOL_GY)            # the value that decided
+    assert "C1, C2" in physical.basis and "EQD2 (α/β = 2 Gy" in eqd2_m.basis
+
+
+def test_lungs_v20_38_percent_physical_fails_though_eqd2_v20_is_0(two_course_report) -> None:
+    (f,) = findings_of(two_course_report, "OAR-LUNG-V20")
+    physical, eqd2_m = f.measurements
+    assert physical.value == pytest.approx(38.0, abs=TOL_PCT)      # the 24 Gy island is 38 % of the lungs
+    assert eqd2_m.value == pytest.approx(0.0, abs=TOL_PCT)         # 24 Gy/30 fx is 18.24 Gy EQD2 < 20
+    assert f.status is Status.FAIL and f.measured == pytest.approx(38.0, abs=TOL_PCT)
+
+
+def test_heart_mean_29_gy_physical_fails_though_its_eqd2_is_23(two_course_report) -> None:
+    (f,) = findings_of(two_course_report, "OAR-HEART-MEAN")
+    physical, eqd2_m = f.measurements
+    assert physical.value == pytest.approx(29.0, abs=TOL_GY)
+    assert eqd2_m.value == pytest.approx(eqd2(29, 30, 3), abs=TOL_GY)
+    assert (physical.status, eqd2_m.status, f.status) == (Status.FAIL, Status.PASS, Status.FAIL)
+
+
+def test_lung_mean_and_v5_on_both_bases(two_course_report) -> None:
+    # mean: 0.38·24 = 9.12 Gy physical, 0.38·18.24 = 6.931 Gy EQD2: both within 14 Gy
+    (mean,) = findings_of(two_course_report, "OAR-LUNG-MEAN")
+    assert [m.value for m in mean.measurements] == pytest.approx([9.12, 0.38 * 18.24], abs=TOL_GY)
+    assert mean.status is Status.PASS
+    # V5: 38 % on both bases (within 60 %)
+    (v5,) = findings_of(two_course_report, "OAR-LUNG-V5")
+    assert [m.value for m in v5.measurements] == pytest.approx([38.0, 38.0], abs=TOL_PCT)
+
+
+def test_one_conventional_course_is_graded_on_physical_dose_alone(consensus) -> None:
+    export = treatment(issue_rois(), [(plan("C1", 60.0, 30), banded_dose(C1_BANDS))])
+    report = run_check(export, consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    assert len(f.measurements) == 1 and f.measurements[0].basis == "physical dose"
+    assert f.status is Status.FAIL and f.measured == pytest.approx(47.0, abs=TOL_GY)
+    assert "one conventional course" in f.details["basis_note"]
+
+
+def test_a_hypofractionated_course_is_graded_on_eqd2_where_it_is_worse(consensus) -> None:
+    # 45 Gy/15 fx (3 Gy/fx, not conventional, not SBRT): the cord PRV at 42 Gy (2.8 Gy/fx)
+    # is within 45 Gy physical but EQD2(α/β=2) = 42·(2.8 + 2)/4 = 50.4 Gy: FAIL on EQD2.
+    export = treatment(issue_rois(), [(plan("C1", 45.0, 15), banded_dose([(-2.5, 27.5, 42.0)]))])
+    report = run_check(export, consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    physical, eqd2_m = f.measurements
+    assert physical.value == pytest.approx(42.0, abs=TOL_GY) and physical.status is Status.PASS
+    assert eqd2_m.value == pytest.approx(50.4, abs=TOL_GY) and eqd2_m.status is Status.FAIL
+    assert f.status is Status.FAIL and f.measured == pytest.approx(50.4, abs=TOL_GY)
+
+
+def test_the_cord_limit_falls_back_to_the_cord_without_a_prv(consensus) -> None:
+    # no PRV: the cord itself (x 10..16, inside the 47 Gy band) is measured
+    export = treatment(issue_rois(with_prv=False), [(plan("C1", 60.0, 30), banded_dose(C1_BANDS))])
+    (f,) = findings_of(run_check(export, consensus, threads=1), "OAR-CORD")
+    assert f.structures == ("SpinalCord",) and f.status is Status.FAIL
+    assert "first contoured of SpinalCord_PRV05, SpinalCord" in f.details["structure_match"]
+
+
+def test_a_course_without_fractions_is_not_evaluated_unless_physical_already_fails(consensus) -> None:
+    # fractions unknown: EQD2 cannot be computed. The cord at 47 Gy physical is a certain FAIL;
+    # the heart at 20 Gy (within 26 Gy physical) cannot be judged on EQD2: NOT EVALUATED.
+    export = treatment(issue_rois(), [(plan("C1", 60.0, None), banded_dose([(-2.5, 27.5, 47.0), (122.5, 157.5, 20.0)]))])
+    report = run_check(export, consensus, threads=1)
+    (cord,) = findings_of(report, "OAR-CORD")
+    assert cord.status is Status.FAIL
+    (heart,) = findings_of(report, "OAR-HEART-MEAN")
+    assert heart.status is Status.NOT_EVALUATED
+    assert "states no number of fractions" in heart.message
+
+
+# ---------------------------------------------------------------------------- SBRT tables
+
+TABLE_PROTOCOL = """
+schema_version: 1
+id: test-sbrt-table
+title: SBRT table test
+version: "1"
+rules:
+  - id: T-CORD-MAX
+    kind: dvh
+    title: cord max by fractions
+    category: oar
+    structure: SpinalCord
+    metric: "D0.03cc[Gy]"
+    dose_basis: physical
+    course: sbrt
+    limits_by_fractions:
+      1: {unit: Gy, upper: {per_protocol: 14}}
+      3: {unit: Gy, upper: {per_protocol: 21.9}}
+      5: {unit: Gy, upper: {per_protocol: 30}}
+      8: {unit: Gy, upper: {per_protocol: 32}, source: "a published 8-fraction column"}
+    provenance: {source: test, section: "1", confidence: institutional}
+"""
+
+
+@pytest.fixture(scope="module")
+def table_protocol(tmp_path_factory):
+    path = tmp_path_factory.mktemp("protocols") / "table.yaml"
+    path.write_text(TABLE_PROTOCOL, encoding="utf-8")
+    return load_protocol(str(path))
+
+
+def _cord_in_sbrt(table_protocol, cord_gy: float, rx_gy: float, fractions: int | None, case: Case | None = None):
+    export = treatment([box_roi(1, "SpinalCord", CORD)], [(plan("S", rx_gy, fractions), banded_dose([(-2.5, 27.5, cord_gy)]))])
+    report = run_check(export, table_protocol, case=case, threads=1)
+    return report
+
+
+@pytest.mark.parametrize("fractions, rx_gy, expected_limit_gy, note", [
+    (3, 30.0, 21.9, "limit for 3 fractions"),
+    (5, 50.0, 30.0, "limit for 5 fractions"),
+    (8, 60.0, 32.0, "limit for 8 fractions"),       # published 8-fraction value, not the LQ-converted 36.5 Gy
+    (4, 48.0, 21.9, "the 3-fraction limit is used"),  # nearest tabulated number below
+    (12, 60.0, 32.0, "the 8-fraction limit is used"),  # 60 Gy/12 fx (5 Gy/fx) is SBRT: 8-fraction limit
+    (2, 30.0, 14.0, "the 1-fraction limit is used"),
+])
+def test_sbrt_limits_come_from_the_table_never_from_lq(table_protocol, fractions, rx_gy, expected_limit_gy, note) -> None:
+    # the cord just above the expected limit must FAIL, just below it must PASS
+    for dose, status in ((expected_limit_gy + 0.3, Status.FAIL), (expected_limit_gy - 0.3, Status.PASS)):
+        (f,) = findings_of(_cord_in_sbrt(table_protocol, dose, rx_gy, fractions), "T-CORD-MAX")
+        assert f.status is status, (fractions, dose, f.message)
+        assert f.limits[0].side("upper", "per_protocol") == expected_limit_gy
+        assert note in f.message
+
+
+def test_lq_conversion_would_have_passed_a_cord_the_table_fails(table_protocol) -> None:
+    # 23 Gy in 4 fx. LQ conversion of the 3-fraction 21.9 Gy with α/β = 2 Gy would allow
+    # D with D(D/4 + 2)/4 = 21.9(7.3 + 2)/4 = 50.92 Gy EQD2, i.e. D = 24.82 Gy: a PASS.
+    # The nearest tabulated number below (3 fx, 21.9 Gy) fails it.
+    lq_limit = (-8 + math.sqrt(64 + 64 * eqd2(21.9, 3, 2))) / 2  # D² + 8D − 16·EQD2 = 0
+    assert lq_limit == pytest.approx(24.82, abs=0.01)
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 23.0, 48.0, 4), "T-CORD-MAX")
+    assert f.status is Status.FAIL
+
+
+def test_45_gy_in_10_fractions_gets_the_sbrt_checks(table_protocol) -> None:
+    # 4.5 Gy/fx in 10 fx is SBRT (≥ 4 Gy/fx in ≤ 12 fx): the 8-fraction limit applies
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 33.0, 45.0, 10), "T-CORD-MAX")
+    assert f.status is Status.FAIL and f.limits[0].side("upper", "per_protocol") == 32.0
+
+
+def test_a_declared_palliative_single_fraction_is_not_sbrt(table_protocol) -> None:
+    case = Case.model_validate({"courses": [{"plan": "S", "intent": "palliative"}]})
+    report = _cord_in_sbrt(table_protocol, 5.0, 8.0, 1, case)
+    assert not [f for f in report.findings if f.rule_id == "T-CORD-MAX"]
+    assert [n.rule_id for n in report.not_applicable] == ["T-CORD-MAX"]
+
+
+def test_a_course_declared_sbrt_gets_the_sbrt_checks_whatever_its_numbers(table_protocol) -> None:
+    # 3 Gy/fx in 5 fx is not SBRT by numbers; declared sbrt, the 5-fraction limit applies
+    case = Case.model_validate({"courses": [{"plan": "S", "technique": "sbrt"}]})
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 31.0, 15.0, 5, case), "T-CORD-MAX")
+    assert f.status is Status.FAIL
+
+
+def test_a_course_that_cannot_be_placed_is_not_evaluated_never_conventional(table_protocol) -> None:
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 5.0, 50.0, None), "T-CORD-MAX")
+    assert f.status is Status.NOT_EVALUATED
+    assert "cannot be placed" in f.message
+
+
+# ---------------------------------------------------------------------------- airways
+
+
+TRACHEA_3CC = Box(200, 210, -5, 5)   # 10·10·30 = 3 cc
+BRONCHUS_3CC = Box(220, 230, -5, 5)  # 3 cc
+
+
+@pytest.mark.parametrize("dose_gy, status", [(30.0, Status.FAIL), (10.0, Status.PASS)])
+def test_trachea_and_bronchus_share_one_4cc_allowance(consensus, dose_gy, status) -> None:
+    # Each airway is 3 cc: D4cc of either alone does not exist. Their union is 6 cc at a
+    # uniform dose, so D4cc(union) is that dose: 30 Gy > 16.5 Gy (5 fx) fails, 10 Gy passes.
+    rois = [box_roi(5, "Trachea", TRACHEA_3CC), box_roi(6, "Bronchus", BRONCHUS_3CC)]
+    export = treatment(rois, [(plan("S", 50.0, 5), banded_dose([(192.5, 237.5, dose_gy)]))])
+    report = run_check(export, protocol_for_check("esophagus-oligomet-2025"), threads=1)
+    (f,) = findings_of(report, "TG101-AIRWAY-D4CC")
+    assert f.status is status
+    assert f.measured == pytest.approx(dose_gy, abs=TOL_GY)
+
+
+@pytest.mark.parametrize("dose_gy, status", [(30.0, Status.FAIL), (10.0, Status.NOT_EVALUATED)])
+def test_a_missing_bronchus_makes_the_airway_limit_certain_only_when_violated(consensus, dose_gy, status) -> None:
+    # Only a 6 cc trachea (10·20·30 mm) is contoured. D4cc of the trachea is a lower bound of
+    # D4cc of trachea ∪ bronchus: 30 Gy > 16.5 Gy is a certain FAIL; 10 Gy proves nothing.
+    rois = [box_roi(5, "Trachea", Box(200, 210, -10, 10))]
+    export = treatment(rois, [(plan("S", 50.0, 5), banded_dose([(192.5, 217.5, dose_gy)]))])
+    report = run_check(export, consensus, threads=1)
+    (f,) = findings_of(report, "TG101-AIRWAY-D4CC")
+    assert f.status is status
+    assert "Bronchus is not contoured" in f.message
+
+
+# ---------------------------------------------------------------------------- protocol format
+
+@pytest.mark.parametrize("field, value, match", [
+    ("dose_kind", "eqd2", "'dose_kind' is now 'dose_basis'"),
+    ("other_fractions", "convert_eqd2", "convert_eqd2' was removed"),
+])
+def test_old_fields_are_refused_with_the_reason(tmp_path: Path, field, value, match) -> None:
+    text = TABLE_PROTOCOL.replace("    course: sbrt\n", f"    course: sbrt\n    {field}: {value}\n")
+    path = tmp_path / "old.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ProtocolError, match=match):
+        load_protocol(str(path))
+
+
+def test_every_dvh_rule_states_its_dose_basis(tmp_path: Path) -> None:
+    path = tmp_path / "nobasis.yaml"
+    path.write_text(TABLE_PROTOCOL.replace("    dose_basis: physical\n", ""), encoding="utf-8")
+    with pytest.raises(ProtocolError, match="dose_basis"):
+        load_protocol(str(path))
+
+
+# ---------------------------------------------------------------------------- several courses: composite maxima
+
+def test_composite_cord_maximum_of_a_conventional_and_an_sbrt_course(consensus) -> None:
+    # C1 60 Gy/30 fx gives the cord PRV 47 Gy (EQD2₂ 41.908 Gy); C2 50 Gy/5 fx gives it 10 Gy:
+    # EQD2₂(10 Gy/5 fx) = 10·(2 + 2)/4 = 10 Gy. Sum 51.908 Gy > 50 (≤ 54 acceptable): WARN.
+    export = treatment(issue_rois(), [(plan("C1", 60.0, 30), banded_dose(C1_BANDS)),
+                                      (plan("C2", 50.0, 5), banded_dose([(-2.5, 27.5, 10.0)]))])
+    (f,) = findings_of(run_check(export, consensus, threads=1), "COMP-CORD-MAX")
+    assert f.measured == pytest.approx(eqd2(47, 30, 2) + 10.0, abs=TOL_GY)
+    assert f.status is Status.WARN
+    assert f.courses == ("C1", "C2")
+
+
+def test_composite_maxima_do_not_apply_to_one_course(consensus) -> None:
+    export = treatment(issue_rois(), [(plan("C1", 60.0, 30), banded_dose(C1_BANDS))])
+    report = run_check(export, consensus, threads=1)
+    assert "COMP-CORD-MAX" in {n.rule_id for n in report.not_applicable}
+
+
+def test_the_esophagus_composite_maximum_excludes_the_targets(consensus) -> None:
+    # Esophagus x 250..290, PTV x 250..270 (same planes). C1 (60 Gy/30 fx): 66 Gy on voxel centres
+    # x ≤ 265, 40 Gy from x = 270 on, so the esophagus outside the PTV (x ≥ 270) gets exactly 40 Gy.
+    # C2 (20 Gy/5 fx) gives the whole region 20 Gy. EQD2₃: 40/30 fx → 40·(1.3333 + 3)/5 = 34.667 Gy;
+    # 20/5 fx → 20·(4 + 3)/5 = 28 Gy; outside the PTV 62.667 Gy ≤ 75: PASS. Inside the PTV it
+    # would be 66·(2.2 + 3)/5 + 28 = 96.64 Gy: a FAIL had the target not been excluded.
+    rois = [box_roi(7, "Esophagus", Box(250, 290, -5, 5)), box_roi(8, "PTV_Boost", Box(250, 270, -8, 8), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 60.0, 30, target_roi=8), banded_dose([(230, 267.5, 66.0), (267.5, 320, 40.0)])),
+                              (plan("C2", 20.0, 5), banded_dose([(230, 320, 20.0)]))])
+    (f,) = findings_of(run_check(export, consensus, threads=1), "COMP-ESO-MAX")
+    assert f.measured == pytest.approx(eqd2(40, 30, 3) + eqd2(20, 5, 3), abs=TOL_GY)
+    assert f.status is Status.PASS
+    assert "minus PTV_Boost" in f.details["structure_match"]
+
+
+# ---------------------------------------------------------------------------- a metric per column
+
+PARALLEL_PROTOCOL = """
+schema_version: 1
+id: test-parallel
+title: spared volume by fractions
+version: "1"
+rules:
+  - id: T-SPARED
+    kind: dvh
+    title: at least 8 cc below the threshold
+    category: oar
+    structure: Liver
+    metric: "CV10Gy[cc]"
+    metric_by_fractions: {3: "CV10Gy[cc]", 5: "CV12Gy[cc]"}
+    dose_basis: physical
+    course: sbrt
+    limits_by_fractions: {3: {unit: cc, lower: {per_protocol: 8}}, 5: {unit: cc, lower: {per_protocol: 8}}}
+    provenance: {source: test, section: "1", confidence: institutional}
+"""
+
+
+@pytest.mark.parametrize("fractions, rx_gy, spared_cc, status", [
+    (3, 30.0, 6.0, Status.FAIL),   # CV10Gy: only the 0 Gy half (6 cc) is below 10 Gy: 6 < 8 cc
+    (5, 50.0, 12.0, Status.PASS),  # CV12Gy: both halves (0 and 11 Gy) are below 12 Gy: 12 cc
+    (4, 40.0, 6.0, Status.FAIL),   # 4 fx: the 3-fraction column and its metric (CV10Gy)
+])
+def test_the_threshold_dose_follows_the_fraction_column(tmp_path: Path, fractions, rx_gy, spared_cc, status) -> None:
+    path = tmp_path / "parallel.yaml"
+    path.write_text(PARALLEL_PROTOCOL, encoding="utf-8")
+    # a 12 cc liver: 6 cc (x 300..320, z 0..15) at 11 Gy, 6 cc (x 340..360, z 15..30) at 0 Gy
+    liver = box_roi(9, "Liver", Box(300, 320, z0=0, z1=15), Box(340, 360, z0=15, z1=30))
+    export = treatment([liver], [(plan("S", rx_gy, fractions), banded_dose([(292.5, 327.5, 11.0)]))])
+    (f,) = findings_of(run_check(export, load_protocol(str(path)), threads=1), "T-SPARED")
+    assert f.measured == pytest.approx(spared_cc, abs=0.01)
+    assert f.status is status
+
+
+# ---------------------------------------------------------------------------- one name, one α/β
+
+def test_plancheck_dvh_gives_a_clinic_named_cord_the_cord_alpha_beta() -> None:
+    # "Cord" and "SpinalCord" are the same organ: both get α/β = 2 Gy. At 47 Gy in 30 fx,
+    # EQD2₂ = 47·(1.5667 + 2)/4 = 41.908 Gy for both (3 Gy would give 42.88 Gy).
+    from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+    from plancheck.radiobiology import DoseKind
+
+    rois = [box_roi(1, "Cord", CORD), box_roi(2, "SpinalCord", Box(10, 16, 5, 11))]
+    export = treatment(rois, [(plan("C1", 60.0, 30), banded_dose([(-2.5, 27.5, 47.0)]))])
+    (table,) = dvh_tables(export, metrics=["Max[Gy]"], dose_kind=DoseKindRequest(DoseKind.EQD2))
+    by_name = {row.roi.name: row for row in table.structures}
+    assert by_name["Cord"].alpha_beta_gy == by_name["SpinalCord"].alpha_beta_gy == 2.0
+    assert "Cord is SpinalCord" in by_name["Cord"].alpha_beta_source
+    for row in by_name.values():
+        assert row.metrics[0].value == pytest.approx(eqd2(47, 30, 2), abs=TOL_GY)
