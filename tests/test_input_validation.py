@@ -430,3 +430,72 @@ def test_a_composite_of_rbe_weighted_and_physical_doses_is_refused(tmp_path: Pat
     assert code == 2 and out == ""
     assert err == ("plancheck: error: --composite: the courses mix RBE-weighted (Dose Type EFFECTIVE) and physical "
                    "doses (Photons (physical), Protons (RBE-weighted)); their sum has no meaning\n")
+
+
+_LIST_PROTOCOL = """\
+schema_version: 1
+id: lists
+title: Structure lists and combinations
+version: "1"
+rules:
+  - id: FIRST-CONTOURED
+    kind: dvh
+    title: Heart, else cord
+    category: oar
+    structure: [Heart, SpinalCord]
+    metric: "Max[Gy]"
+    dose_basis: physical
+    limits: {unit: Gy, upper: {per_protocol: 100}}
+    provenance: {source: test, section: "1", confidence: institutional}
+  - id: UNION
+    kind: dvh
+    title: Heart and cord together
+    category: oar
+    structure: {union: [Heart, SpinalCord]}
+    metric: "Max[Gy]"
+    dose_basis: physical
+    limits: {unit: Gy, upper: {per_protocol: 100}}
+    provenance: {source: test, section: "2", confidence: institutional}
+  - id: OUTSIDE-PTV
+    kind: dvh
+    title: Body outside the PTV
+    category: oar
+    structure: {union: [External], minus_targets: PTV}
+    metric: "Max[Gy]"
+    dose_basis: physical
+    limits: {unit: Gy, upper: {per_protocol: 100}}
+    provenance: {source: test, section: "3", confidence: institutional}
+"""
+
+
+@pytest.mark.parametrize(("roi", "expected"), [
+    # The heart is listed first: when it cannot be measured, the cord is not measured in its
+    # place (a different organ), and the union with it cannot be measured either.
+    ("Heart", {"FIRST-CONTOURED": "Heart: structure 'Heart' cannot be measured",
+               "UNION": "Heart: structure 'Heart' cannot be measured"}),
+    # A target to subtract that cannot be measured: the remainder is unknown.
+    ("PTVp", {"OUTSIDE-PTV": "PTV to subtract: structure 'PTVp' cannot be measured"}),
+])
+def test_lists_and_combinations_never_stand_in_for_a_defective_structure(
+        base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], roi: str, expected: dict[str, str]) -> None:
+    protocol = tmp_path / "lists.yaml"
+    protocol.write_text(_LIST_PROTOCOL, encoding="utf-8")
+    case = fm.apply(fm.Mutation("contour", "RS.dcm", 4, "duplicate", roi=roi), base, tmp_path / "case")
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    results = _results(out)
+    for rule, reason in expected.items():
+        assert results[rule]["status"] == "NOT_EVALUATED" and results[rule]["message"].find(reason) >= 0, results[rule]
+    # with sound structures all three are measured
+    code, out, _ = run(["check", str(base), "--protocol", str(protocol), "--format", "json"], capsys)
+    statuses = {r: v["status"] for r, v in _results(out).items()}
+    assert {r: statuses[r] for r in ("FIRST-CONTOURED", "UNION", "OUTSIDE-PTV")} == dict.fromkeys(
+        ("FIRST-CONTOURED", "UNION", "OUTSIDE-PTV"), "PASS")
+
+
+def test_a_defective_body_has_no_stand_in(base: Path, protocol: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    case = fm.apply(fm.Mutation("contour", "RS.dcm", 4, "geometric_type", roi="External"), base, tmp_path / "case")
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    iso = _results(out)["INT-ISO"]
+    assert iso["status"] == "NOT_EVALUATED"
+    assert iso["message"].startswith("no body contour: External: structure 'External' cannot be measured: ")
