@@ -499,3 +499,46 @@ def test_a_defective_body_has_no_stand_in(base: Path, protocol: Path, tmp_path: 
     iso = _results(out)["INT-ISO"]
     assert iso["status"] == "NOT_EVALUATED"
     assert iso["message"].startswith("no body contour: External: structure 'External' cannot be measured: ")
+
+
+def test_log_lines_show_control_characters_and_no_traceback_without_debug() -> None:
+    import logging
+    import sys as _sys
+
+    from plancheck.cli.main import _SafeFormatter
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        exc_info = _sys.exc_info()
+    record = logging.LogRecord("plancheck.dicom.link", logging.WARNING, __file__, 1,
+                               "RS.dcm: ROI 3 %r has no contours", ("Cord\x1b[2K",), exc_info)
+    assert _SafeFormatter(debug=False).format(record) == (
+        "WARNING plancheck.dicom.link: RS.dcm: ROI 3 'Cord\\x1b[2K' has no contours")
+    record.exc_text = None
+    shown = _SafeFormatter(debug=True).format(record)
+    assert "Traceback (most recent call last)" in shown and "RuntimeError: boom" in shown
+
+
+def test_library_warnings_do_not_reach_the_user(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               caplog: pytest.LogCaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A command during which pydicom logs and warns, and numpy overflows: without --debug
+    # none of it is shown; plancheck's own message is.
+    import logging
+    import warnings as _warnings
+
+    import plancheck.cli.check_command as check_command
+
+    def noisy(args) -> int:
+        logging.getLogger("pydicom").warning("Invalid value for VR DS")
+        _warnings.warn("Expected explicit VR, but found implicit VR", UserWarning, stacklevel=1)
+        np.float32(3e38) * np.float32(10)
+        raise DicomConformanceError("the problem", "RD.dcm")
+
+    monkeypatch.setattr(check_command, "run_check_command", noisy)
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        code, out, err = run(["check", str(tmp_path)], capsys)
+    assert code == 3 and err == "plancheck: unusable input: RD.dcm: the problem\n"
+    assert caught == [] and not [r for r in caplog.records if r.name == "pydicom"]
