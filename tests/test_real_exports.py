@@ -194,3 +194,30 @@ rules:
     (course,) = json.loads(out)["courses"]
     assert course["dose_type"] == "EFFECTIVE"
     assert "the dose is RBE-weighted (Dose Type EFFECTIVE): D95% is in Gy(RBE)" in course["remarks"]
+
+
+def test_effective_dose_is_labelled_in_the_html_plots(ramp: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    protocol = tmp_path / "ramp.yaml"
+    protocol.write_text("""\
+schema_version: 1
+id: ramp
+title: RBE-weighted dose labels
+version: "1"
+rules:
+  - id: EXT-MEAN
+    kind: dvh
+    title: External mean
+    category: oar
+    structure: External
+    metric: "Mean[Gy]"
+    dose_basis: physical
+    limits: {unit: Gy, upper: {per_protocol: 100}}
+    provenance: {source: test, section: "1", confidence: institutional}
+""", encoding="utf-8")
+    out = tmp_path / "report.html"
+    code, _, _ = run(["check", str(ramp), "--protocol", str(protocol), "--format", "html", "--output", str(out)],
+                     capsys)
+    html = out.read_text(encoding="utf-8")
+    assert "Slope101010E_o_1: RBE-weighted (EFFECTIVE) dose" in html and "Dose [Gy(RBE)]" in html
+    assert ": physical dose" not in html  # (the rule INT-DOSE-UNITS is titled "Dose in Gy, physical dose")
