@@ -4,7 +4,7 @@ Hypothesis draws mutations (``fuzz_mutations.py``: elements deleted, emptied or 
 sequence items removed or repeated, dose pixels truncated or negative, files truncated or
 with flipped bytes, one ROI's contours shuffled, stacked, sent to 1e9 mm, renumbered,
 duplicated or of an unknown geometric type) with a fixed seed (``derandomize``, no example
-database) and a bounded number of examples, so the file runs in about 20 s. Every outcome
+database) and a bounded number of examples, so the file runs in about 15 s. Every outcome
 must be exit 0, 1, 3 or 4 — never 70 — with one message for exit 3, no traceback, and never
 a PASS on a rule whose ROI was corrupted. ``benchmarks/fuzz_inputs.py`` runs thousands.
 """
@@ -89,7 +89,7 @@ def _contours(draw) -> fm.Mutation:
     return fm.Mutation("contour", "RS.dcm", draw(st.integers(0, 2**31 - 1)), operation, roi=roi, corrupts=(roi,))
 
 
-@settings(FUZZ, max_examples=45)
+@settings(FUZZ, max_examples=40)
 @given(mutation=st.one_of(_tags, _tags, _sequences, _pixels, _bytes))
 def test_every_mutation_has_a_documented_outcome(mutation: fm.Mutation, base: Path, protocol: Path,
                                                  tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -97,7 +97,7 @@ def test_every_mutation_has_a_documented_outcome(mutation: fm.Mutation, base: Pa
     _assert_documented_outcome(mutation, *_check(export, protocol, caplog))
 
 
-@settings(FUZZ, max_examples=18)
+@settings(FUZZ, max_examples=15)
 @given(mutation=_contours())
 def test_a_rule_on_a_corrupted_roi_never_passes(mutation: fm.Mutation, base: Path, protocol: Path,
                                                 tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -114,7 +114,7 @@ def test_a_rule_on_a_corrupted_roi_never_passes(mutation: fm.Mutation, base: Pat
         assert result["status"] == "NOT_EVALUATED" and "cannot be measured" in result["message"], result
 
 
-@settings(FUZZ, max_examples=6)
+@settings(FUZZ, max_examples=5)
 @given(mutation=st.builds(fm.Mutation, kind=st.just("pixels"), file=st.just("RD.dcm"),
                           seed=st.integers(0, 2**31 - 1), operation=st.sampled_from(["truncate", "negative"])))
 def test_a_corrupted_dose_is_refused(mutation: fm.Mutation, base: Path, protocol: Path, tmp_path: Path,
@@ -127,15 +127,11 @@ def test_a_corrupted_dose_is_refused(mutation: fm.Mutation, base: Path, protocol
     assert "RD.dcm: " in err and ("truncated" in err or "negative dose value" in err), err
 
 
-@pytest.mark.parametrize("mutation", [
-    # pydicom warns about an invalid CS value on reading; a rule's structure is corrupted
-    fm.Mutation("tag", "RP.dcm", 5, "set", value="-1e9"),
-    fm.Mutation("contour", "RS.dcm", 3, "stack", roi="SpinalCord", corrupts=("SpinalCord",)),
-], ids=["invalid-value", "stacked-cord"])
-def test_the_command_prints_only_its_own_messages(mutation: fm.Mutation, base: Path, protocol: Path,
-                                                  tmp_path: Path) -> None:
+def test_the_command_prints_only_its_own_messages(base: Path, protocol: Path, tmp_path: Path) -> None:
     # As a command (not in-process): standard error holds plancheck's own lines only — no
-    # traceback, no pydicom/numpy/numba warning.
+    # traceback, no pydicom/numpy/numba warning (pydicom warns about the invalid CS value
+    # this mutation writes, when it reads it). benchmarks/fuzz_inputs.py --subprocess runs more.
+    mutation = fm.Mutation("tag", "RP.dcm", 5, "set", value="-1e9")
     export = _mutate(mutation, base, tmp_path / "case")
     env = {**os.environ, "PYTHONWARNINGS": "default"}
     proc = subprocess.run([sys.executable, "-m", "plancheck", "check", str(export), "--protocol", str(protocol),
