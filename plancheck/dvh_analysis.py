@@ -14,6 +14,7 @@ from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import grid_coverage_pct, sample_for_grid
 from plancheck.dvh.metrics import DEFAULT_METRICS, MetricSpec, MetricValue, evaluate_metric, parse_metric
 from plancheck.errors import UsageError
+from plancheck.model.dose import dose_kind_label
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi, StructureSet
 from plancheck.parallel import map_in_threads
@@ -49,15 +50,27 @@ class DoseKindRequest:
 
 @dataclass(frozen=True, eq=False)
 class StructureDVH:
-    """One structure's DVH and metrics."""
+    """One structure's DVH and metrics.
+
+    ``dvh`` is None and ``not_computed`` says why for a structure that was read but cannot
+    be measured (``Roi.defects``): its metrics are then undefined with that reason.
+    """
 
     roi: Roi
-    dvh: DVH
+    dvh: DVH | None
     metrics: tuple[MetricValue, ...]
     dose_kind: str
     alpha_beta_gy: float | None = None
     alpha_beta_source: str = ""
     prescription_gy: float | None = None
+    not_computed: str = ""
+
+
+def _not_computed(roi: Roi, specs: Sequence[MetricSpec], dose_kind: str) -> StructureDVH:
+    """The row of a defective structure: no DVH, every metric undefined with its defects."""
+    reason = roi.defect_text
+    metrics = tuple(MetricValue(spec.text, None, spec.result_unit, reason=reason) for spec in specs)
+    return StructureDVH(roi, None, metrics, dose_kind, not_computed=reason)
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +87,7 @@ class CourseDVHs:
     composite_of: tuple[str, ...] = ()
     volume_model: str = ""
     """The DVH volume model and why it was chosen (``StructureSet.volume_model_description``)."""
+    dose_type: str = "PHYSICAL"
 
 
 def select_rois(structure_set: StructureSet, names: Sequence[str] | None) -> list[Roi]:
@@ -176,12 +190,15 @@ def dvh_tables(
 def _course_table(course: Course, names, specs, request: DoseKindRequest, engine: str) -> CourseDVHs:
     def row(roi: Roi) -> StructureDVH:
         conversion, ab, ab_source = _conversion_for(roi, request)
+        if roi.defects:
+            return _not_computed(roi, specs, dose_kind_label(conversion.label, course.dose.dose_type))
         if engine == "dicompyler":
             dvh = _dicompyler(roi, course)
         else:
             dvh = course_dvh(roi, course, conversion, sampling=sample_for_grid(roi, course.dose))
         rx = _prescription_in_kind(course, conversion)
-        return StructureDVH(roi, dvh, _metrics(specs, dvh, rx), conversion.label, ab, ab_source, rx)
+        return StructureDVH(roi, dvh, _metrics(specs, dvh, rx), dose_kind_label(conversion.label, course.dose.dose_type),
+                            ab, ab_source, rx)
 
     rois = select_rois(course.structure_set, names)
     # dicompyler-core's pure-Python loops hold the GIL: threads would only add overhead
@@ -196,6 +213,7 @@ def _course_table(course: Course, names, specs, request: DoseKindRequest, engine
         engine="dicompyler-core" if engine == "dicompyler" else "plancheck",
         volume_model=("dicompyler-core's own (dose voxel centres inside the contours, no end caps)"
                       if engine == "dicompyler" else course.structure_set.volume_model_description),
+        dose_type=course.dose.dose_type or "PHYSICAL",
     )
 
 
@@ -212,17 +230,28 @@ def _dicompyler(roi: Roi, course: Course) -> DVH:
 def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest) -> CourseDVHs:
     courses = list(export.courses)
     structure_set = courses[0].structure_set
+    weighted = {c.dose.is_rbe_weighted for c in courses}
+    if len(weighted) > 1:
+        kinds = ", ".join(f"{c.label} ({'RBE-weighted' if c.dose.is_rbe_weighted else 'physical'})" for c in courses)
+        raise UsageError(f"--composite: the courses mix RBE-weighted (Dose Type EFFECTIVE) and physical doses "
+                         f"({kinds}); their sum has no meaning")
+    dose_type = courses[0].dose.dose_type or "PHYSICAL"
 
     def row(roi: Roi) -> StructureDVH:
         conversion, ab, ab_source = _conversion_for(roi, request)
+        kind = dose_kind_label(conversion.label, dose_type)
+        if roi.defects:
+            return _not_computed(roi, specs, kind)
         dvh, _ = composite_dvh(roi, courses, conversion)
-        return StructureDVH(roi, dvh, _metrics(specs, dvh, None), conversion.label, ab, ab_source, None)
+        return StructureDVH(roi, dvh, _metrics(specs, dvh, None), kind, ab, ab_source, None)
 
     rows = map_in_threads(row, select_rois(structure_set, names), cost=_BY_POINTS)
     parts = ", ".join(f"{c.label} ({c.plan.fractions_planned} fx)" for c in courses)
     kind = request.kind.value
     summary = f"voxel-wise {kind} sum of {parts}" + ("" if request.kind is DoseKind.PHYSICAL else "; α/β per structure (Dose kind column)")
     summary += f"; each structure sampled at the same points for all {len(courses)} grids"
+    if weighted == {True}:
+        summary += "; Dose Type EFFECTIVE: RBE-weighted dose, Gy(RBE)"
     return CourseDVHs(
         label="composite",
         sop_instance_uid="",
@@ -233,6 +262,7 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
         engine="plancheck",
         composite_of=tuple(c.label for c in courses),
         volume_model=structure_set.volume_model_description,
+        dose_type=dose_type,
     )
 
 

@@ -10,7 +10,9 @@ Exception tree::
      ├── InputError                     the input cannot be used (CLI exit code 3)
      │    ├── DicomReadError            not DICOM, truncated, unreadable file
      │    ├── DicomConformanceError     a required attribute is missing or invalid
-     │    └── LinkError                 files do not belong together (UIDs, frame, patient)
+     │    ├── LinkError                 files do not belong together (UIDs, frame, patient)
+     │    ├── UnsupportedInputError     valid DICOM of a kind plancheck does not check (brachytherapy)
+     │    └── StructureDefectError      an ROI with defects (Roi.defects) was asked to be measured
      ├── UsageError                     the caller asked for something invalid (exit code 2)
      │    └── MetricSpecError           a DVH metric string that cannot be parsed
      ├── RadiobiologyError (ValueError) nonsense input to an LQ formula (n <= 0, α/β <= 0 ...)
@@ -27,6 +29,8 @@ __all__ = [
     "DicomReadError",
     "DicomConformanceError",
     "LinkError",
+    "StructureDefectError",
+    "UnsupportedInputError",
     "UsageError",
     "MetricSpecError",
     "RadiobiologyError",
@@ -75,6 +79,16 @@ class DicomConformanceError(InputError):
 class LinkError(InputError):
     """Files do not belong together: unresolved references, several patients,
     mismatched frames of reference, a plan without its dose."""
+
+
+class UnsupportedInputError(InputError):
+    """Valid DICOM of a kind plancheck does not check, e.g. a brachytherapy plan."""
+
+
+class StructureDefectError(InputError):
+    """A structure that was read but cannot be measured reliably (its ``Roi.defects``) was
+    passed to the DVH engine. Rules and commands check ``Roi.defects`` first and report the
+    structure as not evaluated; this error is the engine's last guard against measuring it."""
 
 
 class UsageError(PlancheckError):

@@ -37,6 +37,7 @@ class CourseFractionation:
     target_roi: str | None
     target_d95_gy: float | None
     remarks: tuple[str, ...]
+    dose_type: str = "PHYSICAL"
 
 
 def course_fractionation(course: Course | PlanWithoutDose) -> CourseFractionation:
@@ -73,7 +74,9 @@ def course_fractionation(course: Course | PlanWithoutDose) -> CourseFractionatio
             remarks.append(f"the prescription refers to ROI number {ref.referenced_roi_number}, which is not in the structure set")
         else:
             target_name = roi.name
-        if roi is not None and dose is not None:
+        if roi is not None and roi.defects:
+            remarks.append(f"D95% of {roi.name} is not computed: {'; '.join(roi.defects)}")
+        elif roi is not None and dose is not None:
             metric = evaluate_metric("D95%[Gy]", compute_dvh(roi, dose))
             d95 = metric.value
             if d95 is None:
@@ -83,4 +86,7 @@ def course_fractionation(course: Course | PlanWithoutDose) -> CourseFractionatio
                     f"D95% of {roi.name} is {d95:.2f} Gy, {100 * (d95 - rx) / rx:+.1f}% from the prescription {rx:g} Gy: "
                     "dose and prescription disagree"
                 )
-    return CourseFractionation(course.label, plan.sop_instance_uid, rx, n, summary, target_name, d95, tuple(remarks))
+    if course.dose.is_rbe_weighted:
+        remarks.append("the dose is RBE-weighted (Dose Type EFFECTIVE): D95% is in Gy(RBE)")
+    return CourseFractionation(course.label, plan.sop_instance_uid, rx, n, summary, target_name, d95, tuple(remarks),
+                               course.dose.dose_type or "PHYSICAL")

@@ -148,12 +148,15 @@ def test_two_patients_names_files_not_patients(tmp_path: Path) -> None:
     assert "Phantom" not in str(info.value)
 
 
-def test_closed_planar_contour_with_two_points(tmp_path: Path) -> None:
-    ds = make_rtstruct([(1, "BODY", "EXTERNAL", [square(0, 40)]),
+def test_closed_planar_contour_with_two_points_makes_the_roi_defective(tmp_path: Path) -> None:
+    # Was an error for the whole structure set; now only Lung_L cannot be measured (its other
+    # contour and every other ROI stay usable), and the reason names the degenerate contour.
+    ds = make_rtstruct([(1, "BODY", "EXTERNAL", [square(z, 40) for z in (0, 3)]),
                         (4, "Lung_L", "ORGAN", [square(0, 5), np.array([[0, 0, 3.0], [1, 1, 3.0]])])])
-    with pytest.raises(DicomConformanceError, match=r"RS\.dcm: contour 2 of ROI 4 'Lung_L' is CLOSED_PLANAR "
-                                                    r"with 2 point\(s\)"):
-        read_structure_set(save(ds, tmp_path / "RS.dcm"))
+    structure_set = read_structure_set(save(ds, tmp_path / "RS.dcm"))
+    assert structure_set.roi_by_number(1).defects == ()
+    (defect,) = structure_set.roi_by_number(4).defects
+    assert defect == "1 closed contour(s) are degenerate (fewer than 3 distinct points or all on one line), on z = 3 mm"
 
 
 def test_non_axial_dose_is_refused(tmp_path: Path) -> None:

@@ -53,13 +53,14 @@ def test_list_of_files_and_zip(tmp_path: Path) -> None:
 
 
 def test_beam_doses_are_summed(tmp_path: Path) -> None:
-    # Three BEAM doses: beam n holds n × linear_dose, so the sum is 6 × linear_dose.
-    write_export(tmp_path, n_beams=3, summation="BEAM")
+    # Three BEAM doses: beam n holds n × linear_dose / 2 (at most 3 × 346 / 2 = 519 Gy, below the
+    # 1000 Gy plancheck accepts in a file), so the sum is 6 / 2 = 3 × linear_dose.
+    write_export(tmp_path, n_beams=3, summation="BEAM", dose_factor=0.5)
     course = read_export(tmp_path).courses[0]
     assert course.dose_summary == "3 BEAM doses summed on the grid of RD_b1.dcm"
     assert course.dose.summation_type == "SUMMED"
     assert [s.referenced_beam_numbers for s in course.dose.sources] == [(1,), (2,), (3,)]
-    np.testing.assert_allclose(course.dose.dose_gy, 6 * linear_dose(), rtol=1e-5)
+    np.testing.assert_allclose(course.dose.dose_gy, 3 * linear_dose(), rtol=1e-5)
 
 
 def test_beam_session_doses_are_scaled_by_fractions(tmp_path: Path) -> None:

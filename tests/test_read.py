@@ -244,19 +244,21 @@ def linear_dose(shape=(4, 5, 6)) -> np.ndarray:
     return 1.0 + i + 10.0 * j + 100.0 * k
 
 
-def write_export(folder: Path, *, n_beams: int = 1, summation: str = "PLAN", **plan_kw) -> dict[str, Path]:
-    """A consistent export (RS, RP, RD, 3 CT slices); returns the paths by role."""
+def write_export(folder: Path, *, n_beams: int = 1, summation: str = "PLAN", dose_factor: float = 1.0,
+                 **plan_kw) -> dict[str, Path]:
+    """A consistent export (RS, RP, RD, 3 CT slices); returns the paths by role. The dose is
+    ``linear_dose() × dose_factor`` (beam n of BEAM/FRACTION doses: × n)."""
     rtss = make_rtstruct([(1, "BODY", "EXTERNAL", [square(z, 40) for z in (0, 3, 6)]),
                           (2, "PTV", "PTV", [square(z, 10) for z in (0, 3, 6)])])
     beams = [(n, f"B{n}", 100.0 + n) for n in range(1, n_beams + 1)]
     rtplan = make_rtplan(rtss_uid=rtss.SOPInstanceUID, beams=beams, **plan_kw)
     paths = {"rtss": save(rtss, folder / "RS.dcm"), "rtplan": save(rtplan, folder / "RP.dcm")}
     if summation == "PLAN":
-        paths["rtdose"] = save(make_rtdose(linear_dose(), plan_uid=rtplan.SOPInstanceUID), folder / "RD.dcm")
+        paths["rtdose"] = save(make_rtdose(linear_dose() * dose_factor, plan_uid=rtplan.SOPInstanceUID), folder / "RD.dcm")
     else:
         for number, _, _ in beams:
             paths[f"rtdose{number}"] = save(
-                make_rtdose(linear_dose() * number, plan_uid=rtplan.SOPInstanceUID, summation=summation,
+                make_rtdose(linear_dose() * number * dose_factor, plan_uid=rtplan.SOPInstanceUID, summation=summation,
                             beams=[number], fraction_group=1), folder / f"RD_b{number}.dcm")
     series = generate_uid()
     for index, z in enumerate((0.0, 3.0, 6.0)):

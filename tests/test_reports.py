@@ -222,7 +222,7 @@ def test_json_plans_carry_the_fractionation(doc) -> None:
     assert list(plans) == list(PLANS)
     eso, lung, vert = plans["C1_Eso"], plans["C2_LungMet"], plans["C3_VertMet"]
     assert list(eso) == ["label", "sop_instance_uid", "date", "approval_status", "fractions", "prescription_gy",
-                         "dose_per_fraction_gy", "bed10_gy", "eqd2_10_gy", "regime", "dose_summary"]
+                         "dose_per_fraction_gy", "bed10_gy", "eqd2_10_gy", "regime", "dose_summary", "dose_type"]
     # 60 Gy / 30 fx: d = 2 Gy, BED10 = 60 (1 + 2/10) = 72 Gy, EQD2(10) = 60 Gy
     assert (eso["prescription_gy"], eso["fractions"], eso["dose_per_fraction_gy"]) == (60.0, 30, 2.0)
     assert eso["bed10_gy"] == pytest.approx(72.0) and eso["eqd2_10_gy"] == pytest.approx(60.0)

@@ -19,7 +19,7 @@ from pathlib import Path
 from plancheck.batch.discover import discover_treatments
 from plancheck.batch.job import MARKER_NAME, TreatmentJob, TreatmentResult, run_job
 from plancheck.batch.workers import JobLimits, run_in_processes
-from plancheck.batch.summary import write_summary
+from plancheck.batch.summary import write_skipped, write_summary
 from plancheck.dicom.store import safe_uid
 from plancheck.errors import DicomReadError, UsageError
 from plancheck.protocol.loader import Protocol
@@ -75,6 +75,9 @@ class BatchResult:
         One per treatment (per combination of alternative plans), in discovery order.
     summary_files
         The CSV (and Parquet) summary tables.
+    skipped, skipped_list
+        Every file under the root that no plan uses, with the reason (not DICOM,
+        unreadable, another SOP class, a duplicate), and ``skipped.csv`` listing them.
     worker_peak_rss_mb
         Peak resident memory of each worker process that ran a job (``host:pid`` → MB).
     """
@@ -84,6 +87,8 @@ class BatchResult:
     elapsed_s: float = 0.0
     skipped_files: int = 0
     not_selected: int = 0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    skipped_list: Path | None = None
     worker_peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -195,7 +200,8 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
             resumed.append(previous)
     if on_start:
         on_start(len(discovery.jobs), len(todo))
-    outcome = BatchResult(skipped_files=len(discovery.index.skipped), not_selected=discovery.not_selected)
+    outcome = BatchResult(skipped_files=len(discovery.index.skipped), not_selected=discovery.not_selected,
+                          skipped=list(discovery.index.skipped))
 
     def collect(result: TreatmentResult) -> None:
         by_id[result.treatment_id] = result
@@ -222,5 +228,6 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
                              on_result=collect, log_level=options.worker_log_level, on_job_start=on_job_start)
     outcome.results = [by_id[j.treatment_id] for j in discovery.jobs]
     outcome.summary_files = write_summary(outcome.rows, reports)
+    outcome.skipped_list = write_skipped(outcome.skipped, reports)
     outcome.elapsed_s = time.perf_counter() - start
     return outcome

@@ -15,8 +15,12 @@ from typing import Any
 
 from plancheck.atomic_write import write_file_atomically
 from plancheck.batch.job import SUMMARY_COLUMNS
+from plancheck.report.sanitize import csv_cell
 
-__all__ = ["write_summary", "parquet_available"]
+__all__ = ["write_summary", "write_skipped", "parquet_available", "SKIPPED_NAME"]
+
+#: The list of files the batch passed over, with the reason, next to the summary.
+SKIPPED_NAME = "skipped.csv"
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,8 @@ def write_summary(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else v)) for k, v in row.items()})
+        writer.writerow({k: ("" if v is None else (repr(v) if isinstance(v, float) else csv_cell(v)))
+                         for k, v in row.items()})
     csv_path = out / f"{stem}.csv"
     write_file_atomically(csv_path, buffer.getvalue().encode("utf-8"))
     written = [csv_path]
@@ -63,3 +68,21 @@ def write_summary(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[
     write_file_atomically(parquet_path, sink.getvalue().to_pybytes())
     written.append(parquet_path)
     return written
+
+
+def write_skipped(skipped: Iterable[tuple[Any, str]], out_dir: str | os.PathLike[str]) -> Path:
+    """Write :data:`SKIPPED_NAME`: one row per file passed over (``path``, ``reason``).
+
+    Text cells a spreadsheet would run as a formula are made inert
+    (:func:`plancheck.report.sanitize.csv_cell`).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    for path, reason in skipped:
+        writer.writerow([csv_cell(str(path)), csv_cell(reason)])
+    target = out / SKIPPED_NAME
+    write_file_atomically(target, buffer.getvalue().encode("utf-8"))
+    return target

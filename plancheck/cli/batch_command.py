@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -21,6 +22,7 @@ from rich.table import Table
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.plan_option import add_plan_option
 from plancheck.errors import UsageError
+from plancheck.report.sanitize import markup_safe
 from plancheck.protocol.loader import DEFAULT_PROTOCOL
 from plancheck.rules.runner import protocol_for_check
 
@@ -64,6 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_batch_command(args: argparse.Namespace) -> int:
     from plancheck.batch import BatchOptions, JobLimits, run_batch
+    from plancheck.batch.summary import SKIPPED_NAME
 
     if args.workers < 0:
         raise UsageError(f"--workers {args.workers}: give 0 or more")
@@ -104,14 +107,20 @@ def run_batch_command(args: argparse.Namespace) -> int:
         table.add_column(column, justify="right" if column == "s" else "left")
     for r in outcome.results:
         counts = ", ".join(f"{v} {k}" for k, v in r.summary.items() if v) if r.summary else (r.error or "")[:80]
-        table.add_row(" + ".join(r.plan_labels) or r.treatment_id, r.patient_key, f"[{_STYLE.get(r.status, '')}]{r.status}[/]",
-                      counts, "resumed" if r.skipped else f"{r.elapsed_s:.1f}")
+        table.add_row(markup_safe(" + ".join(r.plan_labels) or r.treatment_id), r.patient_key,
+                      f"[{_STYLE.get(r.status, '')}]{r.status}[/]", markup_safe(counts),
+                      "resumed" if r.skipped else f"{r.elapsed_s:.1f}")
     Console(file=sys.stdout).print(table)
     checked = outcome.checked + outcome.errors
     rate = 60.0 * checked / outcome.elapsed_s if outcome.elapsed_s > 0 and checked else 0.0
     console.print(f"checked {outcome.checked}, resumed {outcome.resumed}, could not check {outcome.errors} in "
                   f"{outcome.elapsed_s:.1f} s ({rate:.0f} treatments/min); summary: "
                   + ", ".join(str(p) for p in outcome.summary_files))
+    if outcome.skipped:
+        console.print(f"{len(outcome.skipped)} file(s) passed over, each with its reason in "
+                      f"{markup_safe(Path(args.reports) / SKIPPED_NAME)}, e.g.:", highlight=False)
+        for path, reason in outcome.skipped[:5]:
+            console.print(f"  {markup_safe(path)}: {markup_safe(reason)}", highlight=False)
     if outcome.errors:
         return ExitCode.INPUT_ERROR
     if any(r.summary.get("fail") or r.summary.get("error") for r in outcome.results):

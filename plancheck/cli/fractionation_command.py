@@ -12,6 +12,7 @@ from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.plan_option import add_plan_option
 from plancheck.dicom import read_export
 from plancheck.fractionation_analysis import course_fractionation
+from plancheck.report.sanitize import markup_safe
 
 __all__ = ["register", "run_fractionation"]
 
@@ -49,6 +50,7 @@ def run_fractionation(args: argparse.Namespace) -> int:
                     "regime": r.summary.regime.value if r.summary else None,
                     "target": r.target_roi,
                     "target_d95_gy": r.target_d95_gy,
+                    "dose_type": r.dose_type,
                     "remarks": list(r.remarks),
                 }
                 for r in rows
@@ -69,18 +71,18 @@ def run_fractionation(args: argparse.Namespace) -> int:
     for r in rows:
         s = r.summary
         table.add_row(
-            r.label, f"{r.prescription_gy:g}" if r.prescription_gy else "—", str(r.fractions or "—"),
+            markup_safe(r.label), f"{r.prescription_gy:g}" if r.prescription_gy else "—", str(r.fractions or "—"),
             f"{s.dose_per_fraction_gy:.3g}" if s else "—", f"{s.bed10_gy:.2f}" if s else "—",
-            f"{s.eqd2_10_gy:.2f}" if s else "—", s.regime.value if s else "—", r.target_roi or "—",
+            f"{s.eqd2_10_gy:.2f}" if s else "—", s.regime.value if s else "—", markup_safe(r.target_roi or "—"),
             f"{r.target_d95_gy:.2f}" if r.target_d95_gy is not None else "—",
         )
     console.print(table)
     for r in rows:
         for remark in r.remarks:
-            console.print(f"  {r.label}: {remark}", highlight=False, markup=False)
+            console.print(markup_safe(f"  {r.label}: {remark}"), highlight=False)
     for plan in export.left_out:
-        console.print(f"  {plan.describe()}", highlight=False, markup=False)
+        console.print(markup_safe(f"  {plan.describe()}"), highlight=False)
     for note in export.course_notes:
-        console.print(f"  note: {note}", highlight=False, markup=False)
-    console.print("Regimes: conventional 1.8–2.2 Gy/fx; moderately hypofractionated >2.2–<5 Gy/fx; SBRT ≥5 Gy/fx in ≤10 fx. α/β = 10 Gy.", highlight=False)
+        console.print(markup_safe(f"  note: {note}"), highlight=False)
+    console.print("Regimes: conventional 1.8–2.2 Gy/fx; SBRT ≥4 Gy/fx in ≤12 fx (or declared in the case file); moderately hypofractionated >2.2–<5 Gy/fx otherwise. α/β = 10 Gy.", highlight=False)
     return ExitCode.OK

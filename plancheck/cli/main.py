@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from plancheck import __version__
@@ -18,6 +19,7 @@ from plancheck.cli import (
 )
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import InputError, ProtocolError, UsageError
+from plancheck.report.sanitize import printable
 
 __all__ = ["main", "run", "build_parser"]
 
@@ -43,11 +45,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _SafeFormatter(logging.Formatter):
+    """Log lines for the terminal: control characters from the input (ROI names, file names)
+    shown as visible escapes; tracebacks only with ``--debug``."""
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.debug = debug
+
+    def formatException(self, ei) -> str:  # type: ignore[override]
+        return super().formatException(ei) if self.debug else ""
+
+    def formatStack(self, stack_info: str) -> str:
+        return super().formatStack(stack_info) if self.debug else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not self.debug:
+            record.exc_text = None
+        return printable(super().format(record).rstrip("\n"), keep_newlines=self.debug)
+
+
+#: Libraries whose own log messages are shown only with ``--debug`` (plancheck's message says
+#: what went wrong; theirs would bury it).
+_QUIET_LOGGERS = ("pydicom", "numba", "numexpr", "matplotlib", "PIL", "distributed", "asyncio")
+
+
+def _configure_logging(debug: bool) -> list[tuple[logging.Logger, int]]:
+    """Log to stderr through :class:`_SafeFormatter`; returns the library loggers' previous
+    levels (restored after the command, so that :func:`main` leaves no trace in a test process)."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    for handler in root.handlers:
+        if handler not in before:
+            handler.setFormatter(_SafeFormatter(debug))
+    changed = []
+    if not debug:
+        for name in _QUIET_LOGGERS:
+            logger = logging.getLogger(name)
+            changed.append((logger, logger.level))
+            logger.setLevel(logging.CRITICAL + 1)
+    return changed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run plancheck with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    """Run plancheck with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
+
+    Without ``--debug`` nothing but plancheck's own messages reaches stderr: no traceback,
+    no warning of a library (pydicom, numpy, numba); every message shows control characters
+    from the input as visible escapes (:func:`plancheck.report.sanitize.printable`).
+    """
     parser = build_parser()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet = _configure_logging(debug)
+    try:
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            return _run(parser, argv, debug)
+    finally:
+        for logger, level in quiet:
+            logger.setLevel(level)
+
+
+def _say(text: str) -> None:
+    print(printable(text, keep_newlines=True), file=sys.stderr)
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, debug: bool) -> int:
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
@@ -57,18 +122,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
     except UsageError as exc:
-        print(f"plancheck: error: {exc}", file=sys.stderr)
+        _say(f"plancheck: error: {exc}")
         return ExitCode.USAGE_ERROR
     except (InputError, ProtocolError) as exc:
-        print(f"plancheck: unusable input: {exc}", file=sys.stderr)
+        _say(f"plancheck: unusable input: {exc}")
         return ExitCode.INPUT_ERROR
     except KeyboardInterrupt:
-        print("plancheck: interrupted", file=sys.stderr)
+        _say("plancheck: interrupted")
         return 130
     except Exception as exc:  # a bug: say so plainly, traceback only on request
         if debug:
             traceback.print_exc()
-        print(f"plancheck: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details", file=sys.stderr)
+        _say(f"plancheck: internal error ({type(exc).__name__}: {exc}); rerun with --debug for details")
         return ExitCode.INTERNAL_ERROR
 
 

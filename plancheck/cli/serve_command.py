@@ -17,6 +17,7 @@ from pathlib import Path
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import UsageError
 from plancheck.protocol.loader import DEFAULT_PROTOCOL
+from plancheck.report.sanitize import printable
 from plancheck.rules.runner import protocol_for_check
 
 __all__ = ["register", "run_serve"]
@@ -62,10 +63,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_serve)
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters from received data (ROI names in check errors)
+    shown as visible escapes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), keep_newlines=True)
+
+
 def _configure_logging(args: argparse.Namespace) -> logging.Handler:
     handler: logging.Handler
     handler = logging.FileHandler(args.log_file, encoding="utf-8") if args.log_file else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("plancheck")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if args.debug else logging.INFO)

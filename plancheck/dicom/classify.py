@@ -21,7 +21,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from plancheck.dicom.read_common import (
-    SourceFile, kind_of, not_dicom_reason, optional_str, read_header, sop_class_name,
+    MAX_FILE_BYTES, SourceFile, kind_of, looks_like_dicom, not_dicom_reason, read_header, sop_class_name,
+    sop_class_of,
 )
 from plancheck.errors import DicomReadError
 from plancheck.model import SkippedFile
@@ -51,21 +52,41 @@ class Classified:
     files: list[ClassifiedFile] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     not_dicom: int = 0
+    unreadable: int = 0
 
     def of_kind(self, kind: str) -> list[ClassifiedFile]:
         return [f for f in self.files if f.kind == kind]
 
 
-def _zip_members(archive: Path) -> list[SourceFile]:
+def _zip_members(archive: Path) -> tuple[list[SourceFile], list[SkippedFile]]:
+    """The members of a zip archive worth reading, and those passed over with the reason.
+
+    Each member's first bytes are read first (:func:`looks_like_dicom`): a member that is
+    not DICOM is never decompressed further, and one larger than :data:`MAX_FILE_BYTES`
+    is not read at all.
+    """
+    members: list[SourceFile] = []
+    skipped: list[SkippedFile] = []
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = []
             for info in sorted(zf.infolist(), key=lambda i: i.filename):
                 if info.is_dir():
                     continue
-                members.append(SourceFile(label=f"{archive}!{info.filename}", data=zf.read(info)))
-            return members
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
+                label = f"{archive}!{info.filename}"
+                if info.file_size > MAX_FILE_BYTES:
+                    skipped.append(SkippedFile(label, f"{info.file_size / 2**20:.0f} MB, larger than the "
+                                                      f"{MAX_FILE_BYTES / 2**20:.0f} MB plancheck reads for one file"))
+                    continue
+                with zf.open(info) as fh:
+                    head = fh.read(256)
+                    if not looks_like_dicom(head):
+                        skipped.append(SkippedFile(label, not_dicom_reason(SourceFile(label))))
+                        continue
+                    data = head + fh.read()
+                members.append(SourceFile(label=label, data=data))
+            return members, skipped
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, RuntimeError, EOFError, ValueError,
+            NotImplementedError) as exc:
         raise DicomReadError(f"is not a readable zip archive: {exc}", archive) from exc
 
 
@@ -80,8 +101,8 @@ def gather_sources(paths: str | Path | Sequence[str | Path]) -> tuple[list[Sourc
     Returns
     -------
     sources, skipped
-        Files to read (sorted per input), and files set aside without reading
-        (zip archives found inside a directory).
+        Files to read (sorted per input), and files set aside without reading (zip
+        archives found inside a directory; archive members that are not DICOM or too large).
 
     Raises
     ------
@@ -104,7 +125,9 @@ def gather_sources(paths: str | Path | Sequence[str | Path]) -> tuple[list[Sourc
                     sources.append(SourceFile(label=str(file), path=file))
         elif path.is_file():
             if path.suffix.lower() == ".zip":
-                sources.extend(_zip_members(path))
+                members, passed_over = _zip_members(path)
+                sources.extend(members)
+                skipped.extend(passed_over)
             else:
                 sources.append(SourceFile(label=str(path), path=path, explicit=True))
         else:
@@ -115,14 +138,15 @@ def gather_sources(paths: str | Path | Sequence[str | Path]) -> tuple[list[Sourc
 def classify(sources: Sequence[SourceFile]) -> Classified:
     """Read each file's header and sort it by SOP Class UID.
 
-    Non-DICOM files found in a directory or archive, and DICOM files of other SOP classes
-    (RT Image, RT Treatment Record, ...), are listed as skipped with the reason.
+    Non-DICOM files found in a directory or archive (a cheap test of their first bytes,
+    never a parse), files whose header cannot be parsed (junk that starts like DICOM), and
+    DICOM files of other SOP classes (RT Image, RT Treatment Record, ...) are listed as
+    skipped with the reason.
 
     Raises
     ------
     DicomReadError
-        A file the caller named explicitly is not DICOM, or a file starts like DICOM but
-        cannot be parsed.
+        A file the caller named explicitly is not DICOM or cannot be parsed.
     """
     result = Classified()
     for source in sources:
@@ -134,9 +158,13 @@ def classify(sources: Sequence[SourceFile]) -> Classified:
             result.skipped.append(SkippedFile(source.label, not_dicom_reason(source)))
             result.not_dicom += 1
             continue
-        sop_class = optional_str(ds, "SOPClassUID")
-        if not sop_class and hasattr(ds, "file_meta"):
-            sop_class = optional_str(ds.file_meta, "MediaStorageSOPClassUID")
+        except DicomReadError as exc:
+            if source.explicit:
+                raise
+            result.skipped.append(SkippedFile(source.label, exc.message))
+            result.unreadable += 1
+            continue
+        sop_class = sop_class_of(ds)
         kind = kind_of(sop_class)
         if kind is None:
             result.skipped.append(SkippedFile(source.label, f"SOP class {sop_class_name(sop_class)} "

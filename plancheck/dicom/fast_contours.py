@@ -8,7 +8,8 @@ the bytes of the still-raw ``ROIContourSequence`` (3006,0039):
 * per ROI Contour item: Referenced ROI Number (3006,0084), ROI Display Color (3006,002A)
   and the Contour Sequence (3006,0040);
 * per Contour item: Contour Geometric Type (3006,0042), Number of Contour Points
-  (3006,0046) and Contour Data (3006,0050).
+  (3006,0046), Contour Data (3006,0050) and the Referenced SOP Instance UID (0008,1155)
+  of the first item of its Contour Image Sequence (3006,0016).
 
 Little endian only (explicit or implicit VR), defined or undefined lengths of sequences
 and items (PS3.5 §7.1, §7.5). The fast path is for well-formed data only: it returns
@@ -35,6 +36,8 @@ _CONTOUR_SEQUENCE = 0x30060040
 _CONTOUR_GEOMETRIC_TYPE = 0x30060042
 _NUMBER_OF_CONTOUR_POINTS = 0x30060046
 _CONTOUR_DATA = 0x30060050
+_CONTOUR_IMAGE_SEQUENCE = 0x30060016
+_REFERENCED_SOP_INSTANCE_UID = 0x00081155
 
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
@@ -49,9 +52,9 @@ class _Unusual(Exception):
     """Anything the fast path does not handle: the caller falls back to pydicom."""
 
 
-RawRoiContours = tuple[int, "tuple[int, int, int] | None", list[tuple[str, np.ndarray]]]
+RawRoiContours = tuple[int, "tuple[int, int, int] | None", list[tuple[str, np.ndarray, str]]]
 """One ROI Contour item: referenced ROI number, display colour (or None), and its
-contours as ``(geometric type, (N, 3) points in mm)``."""
+contours as ``(geometric type, (N, 3) points in mm, referenced image UID or "")``."""
 
 
 def _element(buf: bytes, pos: int, implicit: bool) -> tuple[int, int, int, bool]:
@@ -166,13 +169,26 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def _contours(buf: bytes, field: tuple[int, int, int], implicit: bool) -> list[tuple[str, np.ndarray]]:
+def _image_uid(buf: bytes, field: tuple[int, int, int] | None, implicit: bool) -> str:
+    """The Referenced SOP Instance UID of the first item of a raw Contour Image Sequence."""
+    if field is None:
+        return ""
+    start, length, end = field
+    stop = end if length == _UNDEFINED else start + length
+    for i0, i1, undefined in _items(buf, start, stop, implicit):
+        f = _fields(buf, i0, i1, undefined, implicit, frozenset((_REFERENCED_SOP_INSTANCE_UID,)))
+        return _text(buf, f.get(_REFERENCED_SOP_INSTANCE_UID)) or ""
+    return ""
+
+
+def _contours(buf: bytes, field: tuple[int, int, int], implicit: bool) -> list[tuple[str, np.ndarray, str]]:
     start, length, end = field
     stop = end if length == _UNDEFINED else start + length
     types: list[str] = []
     data: list[bytes] = []
     declared: list[int | None] = []
-    wanted = frozenset((_CONTOUR_GEOMETRIC_TYPE, _NUMBER_OF_CONTOUR_POINTS, _CONTOUR_DATA))
+    images: list[str] = []
+    wanted = frozenset((_CONTOUR_GEOMETRIC_TYPE, _NUMBER_OF_CONTOUR_POINTS, _CONTOUR_DATA, _CONTOUR_IMAGE_SEQUENCE))
     for i0, i1, undefined in _items(buf, start, stop, implicit):
         f = _fields(buf, i0, i1, undefined, implicit, wanted)
         geometric_type = _text(buf, f.get(_CONTOUR_GEOMETRIC_TYPE))
@@ -185,7 +201,8 @@ def _contours(buf: bytes, field: tuple[int, int, int], implicit: bool) -> list[t
         types.append(geometric_type)
         data.append(buf[cd[0]:cd[0] + cd[1]])
         declared.append(_int(number) if number else None)
-    return _finish(types, data, declared)
+        images.append(_image_uid(buf, f.get(_CONTOUR_IMAGE_SEQUENCE), implicit))
+    return _finish(types, data, declared, images)
 
 
 def _raw_bytes(item: Any, tag: int) -> bytes | None:
@@ -199,12 +216,30 @@ def _raw_bytes(item: Any, tag: int) -> bytes | None:
     return bytes(element.value)
 
 
-def _contours_from_items(sequence: Any) -> list[tuple[str, np.ndarray]]:
+def _image_uid_of_item(item: Any) -> str:
+    """The Referenced SOP Instance UID of the first Contour Image Sequence item of a
+    pydicom contour item (raw or already split into items)."""
+    element = item.get_item(_CONTOUR_IMAGE_SEQUENCE)
+    if element is None:
+        return ""
+    if getattr(element, "is_raw", False):
+        if not isinstance(element.value, (bytes, bytearray)) or not element.is_little_endian:
+            raise _Unusual("contour image sequence")
+        buf = bytes(element.value)
+        return _image_uid(buf, (0, len(buf), len(buf)), bool(element.is_implicit_VR))
+    for image in element.value or ():
+        uid = _raw_bytes(image, _REFERENCED_SOP_INSTANCE_UID)
+        return uid.decode("ascii").strip(" \x00") if uid is not None else ""
+    return ""
+
+
+def _contours_from_items(sequence: Any) -> list[tuple[str, np.ndarray, str]]:
     """Contours of a Contour Sequence pydicom has already split into items (undefined-length
     sequences are read eagerly): the elements of the items are still raw."""
     types: list[str] = []
     data: list[bytes] = []
     declared: list[int | None] = []
+    images: list[str] = []
     for item in sequence:
         gt = _raw_bytes(item, _CONTOUR_GEOMETRIC_TYPE)
         geometric_type = gt.decode("ascii").strip(" \x00") if gt is not None else None
@@ -218,10 +253,12 @@ def _contours_from_items(sequence: Any) -> list[tuple[str, np.ndarray]]:
         types.append(geometric_type)
         data.append(cd)
         declared.append(_int(number_text) if number_text else None)
-    return _finish(types, data, declared)
+        images.append(_image_uid_of_item(item))
+    return _finish(types, data, declared, images)
 
 
-def _finish(types: list[str], data: list[bytes], declared: list[int | None]) -> list[tuple[str, np.ndarray]]:
+def _finish(types: list[str], data: list[bytes], declared: list[int | None],
+            images: list[str]) -> list[tuple[str, np.ndarray, str]]:
     if not data:
         return []
     # One compiled pass for the whole ROI, giving the doubles float() gives (values beyond
@@ -241,12 +278,12 @@ def _finish(types: list[str], data: list[bytes], declared: list[int | None]) -> 
         raise _Unusual("contour data values")
     points = np.split(flat.reshape(-1, 3), np.cumsum(values_per_contour // 3)[:-1])
     out = []
-    for geometric_type, pts, n in zip(types, points, declared):
+    for geometric_type, pts, n, image in zip(types, points, declared, images):
         if n is not None and n != len(pts):
             raise _Unusual("point count")
         if geometric_type == "CLOSED_PLANAR" and len(pts) < 3:
             raise _Unusual("short contour")
-        out.append((geometric_type, pts))
+        out.append((geometric_type, pts, image))
     return out
 
 

@@ -52,11 +52,13 @@ from plancheck.dicom.read_common import (
 from plancheck.dicom.read_dose import DoseHeader, dose_grid_from_dataset, dose_header_from_dataset
 from plancheck.dicom.read_plan import plan_from_dataset
 from plancheck.dicom.read_structures import structure_set_from_dataset, volume_model_of
+from plancheck.dicom.roi_checks import slice_defects
 from plancheck.errors import DicomConformanceError, DicomReadError, InputError, LinkError, UsageError
 from plancheck.model.volume_model import VolumeModel, volume_model_named
 from plancheck.model import (
     Course, DoseGrid, ImageSeries, Plan, PlanExport, PlanWithoutDose, SkippedFile, StructureSet,
 )
+from plancheck.model.dose import RBE_WEIGHTED
 
 __all__ = ["read_export", "plan_facts"]
 
@@ -270,6 +272,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
         summary = f"{types} dose {first} used as is"
         if chosen_kind != "PLAN":
             summary += " (it covers the whole plan)"
+        summary += _dose_type_note(grid)
         return DoseGrid(
             dose_gy=grid.dose_gy, x_mm=grid.x_mm, y_mm=grid.y_mm, z_mm=grid.z_mm,
             frame_of_reference_uid=grid.frame_of_reference_uid, dose_type=grid.dose_type,
@@ -286,6 +289,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
             summary += f"; {len(result.resampled)} resampled trilinearly onto it (other grid geometry)"
         if notes:
             summary += f"; per-session doses scaled: {', '.join(notes)}"
+    summary += _dose_type_note(grids[0])
     for index, count in result.outside_voxels.items():
         warnings.append(
             f"{chosen[index][1].label}: its grid does not cover {count} voxel(s) of the grid of {first}; "
@@ -304,6 +308,11 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
     ), summary
 
 
+def _dose_type_note(grid: DoseGrid) -> str:
+    """What the course's dose summary says about an RBE-weighted dose."""
+    return f"; Dose Type EFFECTIVE: {RBE_WEIGHTED.split(' (')[0]} dose, Gy(RBE)" if grid.is_rbe_weighted else ""
+
+
 def _image_series(files: Sequence[ClassifiedFile]) -> tuple[ImageSeries, ...]:
     series: dict[str, dict] = {}
     for file in files:
@@ -320,6 +329,60 @@ def _image_series(files: Sequence[ClassifiedFile]) -> tuple[ImageSeries, ...]:
                     number_of_images=e["count"], slice_thickness_mm=e["thickness"])
         for uid, e in series.items()
     )
+
+
+def _slice_positions(files: Sequence[ClassifiedFile]) -> tuple[dict[str, float], dict[str, float]]:
+    """z (mm) of every axial image by SOP Instance UID, and how far a contour may lie from
+    it: half the slice spacing of its series (half the Slice Thickness, else 1 mm, for a
+    single image). Images with an oblique or missing geometry are left out."""
+    by_series: dict[str, list[tuple[str, float, float | None]]] = {}
+    for file in files:
+        ds = file.header
+        try:
+            position = [float(v) for v in ds.get("ImagePositionPatient") or ()]
+            orientation = [float(v) for v in ds.get("ImageOrientationPatient") or ()]
+        except (TypeError, ValueError):
+            continue
+        uid = optional_str(ds, "SOPInstanceUID")
+        if len(position) != 3 or len(orientation) != 6 or not uid:
+            continue
+        normal = (orientation[1] * orientation[5] - orientation[2] * orientation[4],
+                  orientation[2] * orientation[3] - orientation[0] * orientation[5],
+                  orientation[0] * orientation[4] - orientation[1] * orientation[3])
+        if abs(abs(normal[2]) - 1.0) > 1e-3:
+            continue
+        thickness = _safe(lambda: optional_float(ds, "SliceThickness", file.label))
+        by_series.setdefault(optional_str(ds, "SeriesInstanceUID"), []).append((uid, position[2], thickness))
+    z_of: dict[str, float] = {}
+    tolerance: dict[str, float] = {}
+    for images in by_series.values():
+        zs = sorted({round(z, 4) for _, z, _ in images})
+        gaps = [b - a for a, b in zip(zs, zs[1:])]
+        for uid, z, thickness in images:
+            if gaps:
+                spacing = sorted(gaps)[len(gaps) // 2]
+            else:
+                spacing = thickness if thickness and thickness > 0 else 2.0
+            z_of[uid] = z
+            tolerance[uid] = spacing / 2.0
+    return z_of, tolerance
+
+
+def _with_slice_defects(structure_set: StructureSet, z_of: dict[str, float], tolerance: dict[str, float],
+                        warnings: list[str]) -> StructureSet:
+    """The structure set with each ROI's contours checked against the CT slices they reference."""
+    if not z_of:
+        return structure_set
+    rois = []
+    changed = False
+    for roi in structure_set.rois:
+        found = slice_defects(roi, z_of, tolerance)
+        if found:
+            changed = True
+            roi = replace(roi, defects=roi.defects + found)
+            warnings.append(f"{structure_set.path}: ROI {roi.number} {roi.name!r} cannot be measured: {'; '.join(found)}")
+        rois.append(roi)
+    return replace(structure_set, rois=tuple(rois)) if changed else structure_set
 
 
 def _safe(function: Callable[[], _T]) -> _T | None:
@@ -453,7 +516,9 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         usable was found.
     DicomConformanceError
         A required attribute is missing or invalid (Dose Units not GY, Dose Grid Scaling
-        missing, oblique dose grid, contour with fewer than 3 points, ...).
+        missing, oblique dose grid, a corrupt or absurd dose grid, nonsense fractionation, ...).
+    UnsupportedInputError
+        A brachytherapy plan.
     LinkError
         Several patients, several frames of reference, a dose referencing an absent
         plan, a plan referencing an absent structure set, a plan without dose,
@@ -467,11 +532,26 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
     ----------
     DICOM PS3.3 C.8.8.3, C.8.8.9, C.7.4.1.
     """
-    selection = plans
+    unreadable: list[SkippedFile] = []
+    try:
+        return _read_export(paths, unreadable, volume_model, plans, alternatives, require_dose)
+    except LinkError as exc:
+        if not unreadable:
+            raise
+        first = unreadable[0]
+        raise LinkError(f"{exc.message} ({len(unreadable)} file(s) of the input could not be read and were skipped, "
+                        f"e.g. {first.path}: {first.reason})", exc.path) from exc
+
+
+def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[SkippedFile],
+                 volume_model: VolumeModel | str | None, selection: PlanSelection | None,
+                 alternatives: AlternativesPolicy, require_dose: bool) -> PlanExport:
+    """:func:`read_export`; fills ``unreadable`` with the files skipped as unreadable junk."""
     started = time.perf_counter()
     sources, skipped = gather_sources(paths)
     classified = classify(sources)
     skipped += classified.skipped
+    unreadable += [s for s in classified.skipped if not s.reason.startswith(("not a DICOM", "SOP class"))]
     shown_input = str(paths) if isinstance(paths, (str, Path)) else f"{len(sources)} input files"
 
     # Drop duplicate instances (the same object exported twice).
@@ -488,9 +568,11 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
     rt_files = [f for f in files if f.kind != "IMAGE"]
     if not any(f.kind == "RTPLAN" for f in rt_files):
         found = ", ".join(f"{sum(f.kind == k for f in files)} {k}" for k in ("RTSTRUCT", "RTDOSE", "IMAGE"))
+        other = len(classified.skipped) - classified.not_dicom - classified.unreadable
+        unread = f"{classified.unreadable} unreadable, " if classified.unreadable else ""
         raise DicomReadError(
-            f"no RT Plan found among {len(sources)} file(s) ({classified.not_dicom} not DICOM, "
-            f"{len(classified.skipped) - classified.not_dicom} of other SOP classes; found {found}); "
+            f"no RT Plan found among {len(sources)} file(s) ({classified.not_dicom} not DICOM, {unread}"
+            f"{other} of other SOP classes; found {found}); "
             "plancheck needs an RT Plan with its structure set and dose", shown_input
         )
     _check_one_patient(files)
@@ -520,7 +602,10 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         + [(p.path, p.frame_of_reference_uid) for p in plans]
         + [(h.label, h.frame_of_reference_uid) for h, _ in dose_headers]
     )
-    images = _image_series([f for f in files if f.kind == "IMAGE"])
+    image_files = [f for f in files if f.kind == "IMAGE"]
+    images = _image_series(image_files)
+    z_of, tolerance = _slice_positions(image_files)
+    structure_sets = [_with_slice_defects(s, z_of, tolerance, warnings) for s in structure_sets]
     for series in images:
         if series.frame_of_reference_uid and series.frame_of_reference_uid != frame:
             warnings.append(f"{series.modality} series {series.series_instance_uid} is in frame of reference "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,14 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from plancheck.errors import DicomConformanceError, DicomReadError
+from plancheck.errors import DicomConformanceError, DicomReadError, InputError
 
 __all__ = [
     "RT_PLAN", "RT_ION_PLAN", "RT_STRUCT", "RT_DOSE", "IMAGE_SOP_CLASSES", "SourceFile",
     "kind_of", "sop_class_name", "tag_text", "require", "optional_str", "optional_float",
     "optional_int", "as_int", "as_float", "float_vector", "check_not_truncated", "read_header",
-    "read_full", "read_single", "not_dicom_reason",
+    "read_full", "read_single", "not_dicom_reason", "looks_like_dicom", "sop_class_of", "kind_of_dataset",
+    "MAX_FILE_BYTES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ IMAGE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.128": "PT",
 }
 _KINDS = {RT_PLAN: "RTPLAN", RT_ION_PLAN: "RTPLAN", RT_STRUCT: "RTSTRUCT", RT_DOSE: "RTDOSE"}
+#: Largest file (or archive member) plancheck reads into memory: no RT object comes near it
+#: (a 64-million-voxel dose grid is 256 MB).
+MAX_FILE_BYTES = 1 << 30
 _KIND_NAMES = {"RTPLAN": "an RT Plan", "RTSTRUCT": "an RT Structure Set", "RTDOSE": "an RT Dose",
                "IMAGE": "an image"}
 
@@ -95,13 +99,35 @@ class SourceFile:
     explicit: bool = False
 
     def read_bytes(self) -> bytes:
+        """The whole file (at most :data:`MAX_FILE_BYTES`).
+
+        Raises
+        ------
+        DicomReadError
+            The file cannot be read, or is larger than :data:`MAX_FILE_BYTES`.
+        """
         if self.data is not None:
             return self.data
         assert self.path is not None
         try:
+            size = self.path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise DicomReadError(f"is {size / 2**20:.0f} MB, larger than the {MAX_FILE_BYTES / 2**20:.0f} MB "
+                                     "plancheck reads for one RT object", self.label)
             return self.path.read_bytes()
         except OSError as exc:
             raise DicomReadError(f"cannot be read: {exc.strerror or exc}", self.label) from exc
+
+    def head(self, size: int = 256) -> bytes:
+        """The first ``size`` bytes (for :func:`looks_like_dicom`); b"" when unreadable."""
+        if self.data is not None:
+            return self.data[:size]
+        assert self.path is not None
+        try:
+            with self.path.open("rb") as fh:
+                return fh.read(size)
+        except OSError:
+            return b""
 
     def open(self) -> Any:
         """A binary file object for :func:`pydicom.dcmread`."""
@@ -337,16 +363,17 @@ def _meta_step(data: bytes, pos: int) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-def _dcmread(fp: Any, stop_before_pixels: bool) -> Dataset:
+def _dcmread(fp: Any, stop_before_pixels: bool, specific_tags: Sequence[str] | None = None) -> Dataset:
     """dcmread, accepting a data set without the Part 10 preamble/meta (old exports) only when
     it carries a DICOM SOP Class UID; anything else raises InvalidDicomError."""
+    tags = list(specific_tags) + ["SOPClassUID"] if specific_tags else None
     try:
-        return dcmread(fp, stop_before_pixels=stop_before_pixels)
+        return dcmread(fp, stop_before_pixels=stop_before_pixels, specific_tags=tags)
     except InvalidDicomError:
         if hasattr(fp, "seek"):
             fp.seek(0)
         try:
-            ds = dcmread(fp, stop_before_pixels=stop_before_pixels, force=True)
+            ds = dcmread(fp, stop_before_pixels=stop_before_pixels, force=True, specific_tags=tags)
             sop_class = str(ds.get("SOPClassUID", ""))
         except Exception:
             sop_class = ""
@@ -356,25 +383,82 @@ def _dcmread(fp: Any, stop_before_pixels: bool) -> Dataset:
         return ds
 
 
-def read_header(source: SourceFile) -> Dataset:
-    """Read a file's data set without pixel data.
+def read_header(source: SourceFile, specific_tags: Sequence[str] | None = None) -> Dataset:
+    """Read a file's data set without pixel data — the one header reader of every entry
+    point (``check``/``dvh``/``fractionation``, ``batch`` and the receiver's index).
+
+    A cheap test of the first bytes (:func:`looks_like_dicom`) comes first, so a large
+    file that is not DICOM costs one short read, never a parse. A data set without the
+    Part 10 preamble and File Meta Information (Monaco writes such files) is read when it
+    starts like a DICOM data set and carries a DICOM SOP Class UID.
+
+    Parameters
+    ----------
+    source
+        The file (on disk or in memory).
+    specific_tags
+        Read only these keywords (faster indexing); None reads the whole header.
 
     Raises
     ------
     pydicom.errors.InvalidDicomError
         Passed through for the caller to decide (skip or fail) when the file is not DICOM.
     DicomReadError
-        When the file starts like DICOM but cannot be parsed.
+        When the file starts like DICOM but cannot be parsed, or cannot be read.
     """
+    if not looks_like_dicom(source.head()):
+        raise InvalidDicomError(not_dicom_reason(source))
     try:
-        return _dcmread(source.open(), stop_before_pixels=True)
+        return _dcmread(source.open(), stop_before_pixels=True, specific_tags=specific_tags)
     except InvalidDicomError:
         raise
     except OSError as exc:
         raise DicomReadError(f"cannot be read: {exc.strerror or exc}", source.label) from exc
     except Exception as exc:  # pydicom raises many types on corrupt input
-        raise DicomReadError(f"is not a readable DICOM file (truncated or corrupt): {exc}",
+        raise DicomReadError(f"is not a readable DICOM file (truncated or corrupt): {type(exc).__name__}: {exc}",
                              source.label) from exc
+
+
+def sop_class_of(ds: Dataset) -> str:
+    """The SOP Class UID of a data set (from its File Meta Information when the data set
+    itself lacks it), "" when neither says."""
+    sop_class = optional_str(ds, "SOPClassUID")
+    if not sop_class and hasattr(ds, "file_meta"):
+        sop_class = optional_str(ds.file_meta, "MediaStorageSOPClassUID")
+    return sop_class
+
+
+def kind_of_dataset(ds: Dataset) -> str | None:
+    """``RTPLAN``, ``RTSTRUCT``, ``RTDOSE``, ``IMAGE`` or None (a SOP class plancheck does
+    not use): the one classifier of every entry point."""
+    return kind_of(sop_class_of(ds))
+
+
+_EXPLICIT_VRS = frozenset(b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI "
+                          b"UL UN UR US UT UV".split())
+
+
+def looks_like_dicom(head: bytes) -> bool:
+    """A cheap test of a file's first bytes (at least 140 of them when the file is that long).
+
+    True for a Part 10 file (``DICM`` at byte 128, PS3.10 §7.1), and for a data set written
+    without preamble and File Meta Information whose first element is a plausible group
+    0002 or 0008 element, little endian, explicit VR (a known VR) or implicit VR (a length
+    that is not absurd). Anything else — text, zero-filled or random bytes, another format
+    — is not DICOM and is never parsed.
+    """
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack_from("<HH", head, 0)
+    if group not in (0x0002, 0x0008) or element > 0x3FFF:
+        return False
+    vr = head[4:6]
+    if vr in _EXPLICIT_VRS:
+        return True
+    (length,) = struct.unpack_from("<I", head, 4)
+    return length < (1 << 16)
 
 
 def read_full(source: SourceFile, data: bytes) -> Dataset:
@@ -387,7 +471,7 @@ def read_full(source: SourceFile, data: bytes) -> Dataset:
 
 
 def not_dicom_reason(source: SourceFile) -> str:
-    return "not a DICOM file (no DICOM File Meta Information / 'DICM' prefix)"
+    return "not a DICOM file (no 'DICM' prefix and no DICOM data set at its start)"
 
 
 def read_single(path: str | Path, expected_kind: str,
@@ -406,6 +490,8 @@ def read_single(path: str | Path, expected_kind: str,
     if not path.is_file():
         raise DicomReadError("no such file", label)
     source = SourceFile(label=label, path=path, explicit=True)
+    if not looks_like_dicom(source.head()):
+        raise DicomReadError(not_dicom_reason(source), label)
     data = source.read_bytes()
     try:
         ds = _dcmread(io.BytesIO(data), stop_before_pixels=not pixels)
@@ -413,8 +499,7 @@ def read_single(path: str | Path, expected_kind: str,
         raise DicomReadError(not_dicom_reason(source), label) from exc
     except Exception as exc:
         raise DicomReadError(f"is not a readable DICOM file (truncated or corrupt): {exc}", label) from exc
-    sop_class = optional_str(ds, "SOPClassUID") or optional_str(getattr(ds, "file_meta", Dataset()),
-                                                                "MediaStorageSOPClassUID")
+    sop_class = sop_class_of(ds)
     kind = kind_of(sop_class)
     if kind != expected_kind:
         raise DicomConformanceError(
@@ -425,7 +510,7 @@ def read_single(path: str | Path, expected_kind: str,
     check_not_truncated(data, ds, label)
     try:
         return parse(ds, label)
-    except (DicomReadError, DicomConformanceError):
+    except InputError:
         raise
     except Exception as exc:  # never let a pydicom/KeyError traceback through
         raise DicomReadError(f"cannot be interpreted: {type(exc).__name__}: {exc}", label) from exc

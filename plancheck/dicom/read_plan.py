@@ -13,8 +13,9 @@ import logging
 from pydicom.dataset import Dataset
 
 from plancheck.dicom.read_common import (
-    as_int, float_vector, optional_float, optional_int, optional_str, require, tag_text,
+    RT_ION_PLAN, as_int, float_vector, optional_float, optional_int, optional_str, require, tag_text,
 )
+from plancheck.errors import DicomConformanceError, UnsupportedInputError
 from plancheck.model import Beam, DoseReference, FractionGroup, Plan
 
 __all__ = ["plan_from_dataset", "format_date"]
@@ -38,6 +39,10 @@ def _fraction_groups(ds: Dataset, label: str) -> tuple[tuple[FractionGroup, ...]
         number = as_int(require(item, "FractionGroupNumber", label, where=where),
                         "FractionGroupNumber", label, where)
         fractions = optional_int(item, "NumberOfFractionsPlanned", label, where)
+        if fractions is not None and fractions < 1:
+            raise DicomConformanceError(
+                f"{tag_text('NumberOfFractionsPlanned')}{where} value of {fractions} is invalid, it must be at "
+                "least 1", label)
         beams = []
         for b_index, ref in enumerate(item.get("ReferencedBeamSequence") or (), start=1):
             b_where = f" in item {b_index} of {tag_text('ReferencedBeamSequence')}{where}"
@@ -55,6 +60,12 @@ def _dose_references(ds: Dataset, label: str) -> tuple[DoseReference, ...]:
     references = []
     for index, item in enumerate(ds.get("DoseReferenceSequence") or (), start=1):
         where = f" in item {index} of {tag_text('DoseReferenceSequence')}"
+        prescription = optional_float(item, "TargetPrescriptionDose", label, where)
+        if prescription is not None and prescription <= 0 and \
+                optional_str(item, "DoseReferenceType") in ("TARGET", ""):
+            raise DicomConformanceError(
+                f"{tag_text('TargetPrescriptionDose')}{where} value of {prescription:g} Gy is invalid, a target's "
+                "prescription dose must be > 0 Gy", label)
         references.append(DoseReference(
             number=as_int(require(item, "DoseReferenceNumber", label, where=where),
                           "DoseReferenceNumber", label, where),
@@ -62,7 +73,7 @@ def _dose_references(ds: Dataset, label: str) -> tuple[DoseReference, ...]:
             dose_reference_type=optional_str(item, "DoseReferenceType"),
             description=optional_str(item, "DoseReferenceDescription"),
             referenced_roi_number=optional_int(item, "ReferencedROINumber", label, where),
-            target_prescription_dose_gy=optional_float(item, "TargetPrescriptionDose", label, where),
+            target_prescription_dose_gy=prescription,
         ))
     return tuple(references)
 
@@ -112,6 +123,28 @@ def _beams(ds: Dataset, label: str, meterset_mu: dict[int, float]) -> tuple[Beam
     return tuple(beams)
 
 
+def _refuse_brachytherapy(ds: Dataset, label: str) -> None:
+    """Raise :class:`UnsupportedInputError` for a brachytherapy plan (RT Brachy Application
+    Setups module, PS3.3 C.8.8.15): plancheck checks external-beam plans only."""
+    setups = 0
+    for item in ds.get("FractionGroupSequence") or ():
+        try:
+            setups += int(item.get("NumberOfBrachyApplicationSetups") or 0)
+        except (TypeError, ValueError):
+            pass
+    try:
+        has_setups = bool(ds.get("ApplicationSetupSequence"))
+    except Exception:  # an undecodable sequence still says what the plan is
+        has_setups = True
+    if not (has_setups or setups or optional_str(ds, "BrachyTreatmentType")
+            or optional_str(ds, "BrachyTreatmentTechnique")):
+        return
+    raise UnsupportedInputError(
+        "is a brachytherapy plan (RT Brachy Application Setups module: (300A,0230) 'Application Setup "
+        "Sequence'); plancheck checks external-beam photon and ion plans only — brachytherapy is not supported",
+        label)
+
+
 def plan_from_dataset(ds: Dataset, label: str) -> Plan:
     """Build a :class:`Plan` from an RT Plan or RT Ion Plan data set.
 
@@ -134,13 +167,17 @@ def plan_from_dataset(ds: Dataset, label: str) -> Plan:
     Raises
     ------
     DicomConformanceError
-        A required attribute is missing or has an invalid value.
+        A required attribute is missing or has an invalid value (e.g. Number of
+        Fractions Planned < 1, a target's Target Prescription Dose <= 0 Gy).
+    UnsupportedInputError
+        A brachytherapy plan.
 
     References
     ----------
-    DICOM PS3.3 C.8.8.9, C.8.8.10, C.8.8.12, C.8.8.13, C.8.8.14, C.8.8.25.
+    DICOM PS3.3 C.8.8.9, C.8.8.10, C.8.8.12, C.8.8.13, C.8.8.14, C.8.8.15, C.8.8.25.
     """
     sop_uid = str(require(ds, "SOPInstanceUID", label))
+    _refuse_brachytherapy(ds, label)
     groups, meterset_mu = _fraction_groups(ds, label)
     referenced_rtss = ""
     for item in ds.get("ReferencedStructureSetSequence") or ():
@@ -159,6 +196,7 @@ def plan_from_dataset(ds: Dataset, label: str) -> Plan:
         dose_references=_dose_references(ds, label),
         beams=_beams(ds, label, meterset_mu),
         path=label,
+        is_ion="IonBeamSequence" in ds or optional_str(ds, "SOPClassUID") == RT_ION_PLAN,
     )
     logger.debug("plan %s: %d beams, %d fraction groups", sop_uid, len(plan.beams), len(groups))
     return plan

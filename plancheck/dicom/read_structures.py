@@ -9,6 +9,7 @@ C.8.8.8 (RT ROI Observations module).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -17,6 +18,7 @@ from plancheck.dicom.fast_contours import read_roi_contours
 from plancheck.dicom.read_common import (
     as_int, optional_str, require, tag_text,
 )
+from plancheck.dicom.roi_checks import contour_defects
 from plancheck.errors import DicomConformanceError
 from plancheck.model import Contour, Roi, StructureSet
 from plancheck.model.volume_model import SLAB, VolumeModel, volume_model_for_manufacturer
@@ -33,6 +35,12 @@ def _contour_points(item: Dataset, label: str, where: str) -> np.ndarray:
 
     Parsing the raw ``DS`` bytes with one split is ~10× faster than letting pydicom build
     a ``DSfloat`` per coordinate.
+
+    Raises
+    ------
+    DicomConformanceError
+        Contour Data missing, not numbers, not x/y/z triplets, or not finite (the caller
+        records it as a defect of the ROI).
     """
     element = item.get_item(_CONTOUR_DATA)
     if element is None or element.value is None or len(element.value) == 0:
@@ -45,7 +53,7 @@ def _contour_points(item: Dataset, label: str, where: str) -> np.ndarray:
             flat = np.array(value.split("\\"), dtype=float)
         else:
             flat = np.array([float(v) for v in value], dtype=float)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
         raise DicomConformanceError(
             f"{tag_text('ContourData')}{where} holds a value that is not a number; it must be "
             "x\\y\\z triplets in mm", label
@@ -58,6 +66,38 @@ def _contour_points(item: Dataset, label: str, where: str) -> np.ndarray:
     if not np.all(np.isfinite(flat)):
         raise DicomConformanceError(f"{tag_text('ContourData')}{where} holds a non-finite value", label)
     return flat.reshape(-1, 3)
+
+
+def _image_uid(contour: Dataset) -> str:
+    """Referenced SOP Instance UID of the first item of a contour's Contour Image Sequence."""
+    try:
+        images = contour.get("ContourImageSequence") or ()
+        return optional_str(images[0], "ReferencedSOPInstanceUID") if len(images) else ""
+    except Exception:  # an undecodable optional reference is treated as absent
+        return ""
+
+
+def _duplicates(declared: list[tuple[int, str]]) -> dict[int, str]:
+    """Defects of ROIs that share an ROI Number or an ROI Name with another ROI, by list index."""
+    defects: dict[int, str] = {}
+    by_number: dict[int, list[int]] = {}
+    by_name: dict[str, list[int]] = {}
+    for index, (number, name) in enumerate(declared):
+        by_number.setdefault(number, []).append(index)
+        by_name.setdefault(name, []).append(index)
+    for number, indices in by_number.items():
+        if len(indices) > 1:
+            names = ", ".join(repr(declared[i][1]) for i in indices)
+            for i in indices:
+                defects[i] = (f"(3006,0022) 'ROI Number' {number} is used by {len(indices)} ROIs ({names}): "
+                              "their contours cannot be told apart")
+    for name, indices in by_name.items():
+        if len(indices) > 1 and name:
+            numbers = ", ".join(str(declared[i][0]) for i in indices)
+            for i in indices:
+                defects.setdefault(i, f"(3006,0026) 'ROI Name' {name!r} is used by {len(indices)} ROIs (numbers "
+                                      f"{numbers}): which one a rule means is ambiguous")
+    return defects
 
 
 def manufacturer_of(ds: Dataset) -> tuple[str, str]:
@@ -92,18 +132,24 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
     -------
     structure_set, warnings
         The structure set, and conformance remarks that did not stop the reading
-        (an ROI without contours, contours of an undeclared ROI).
+        (an ROI without contours, contours of an undeclared ROI, defective ROIs).
+        ROIs that cannot be measured reliably carry their reasons in ``Roi.defects``
+        (see :mod:`plancheck.dicom.roi_checks` and ``docs/input-validation.md``): two
+        ROIs sharing an ROI Number or Name, a contour whose data are missing, not numbers
+        or disagree with its Number of Contour Points, crossing, degenerate or stacked
+        contours, an unknown Contour Geometric Type, a corrupt coordinate.
 
     Raises
     ------
     DicomConformanceError
-        A required attribute is missing or invalid, or a ``CLOSED_PLANAR``
-        contour has fewer than 3 points (names ROI number, name and file).
+        A required attribute of the structure set as a whole is missing or invalid (no
+        Structure Set ROI Sequence, an ROI without ROI Number, an ROI Contour item
+        without Referenced ROI Number, no frame of reference).
 
     References
     ----------
     DICOM PS3.3 C.8.8.5, C.8.8.6 (Contour Geometric Type, Number of Contour Points,
-    Contour Data), C.8.8.8 (RT ROI Interpreted Type).
+    Contour Data, Contour Image Sequence), C.8.8.8 (RT ROI Interpreted Type).
     """
     warnings: list[str] = []
     sop_uid = str(require(ds, "SOPInstanceUID", label))
@@ -111,12 +157,12 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
     # Structure Set module: declared ROIs and their frame of reference.
     roi_items = require(ds, "StructureSetROISequence", label,
                         why="by the Structure Set module (PS3.3 C.8.8.5)")
-    names: dict[int, str] = {}
+    declared: list[tuple[int, str]] = []
     frames: list[str] = []
     for index, item in enumerate(roi_items, start=1):
         where = f" in item {index} of {tag_text('StructureSetROISequence')}"
         number = as_int(require(item, "ROINumber", label, where=where), "ROINumber", label, where)
-        names[number] = optional_str(item, "ROIName")
+        declared.append((number, optional_str(item, "ROIName")))
         frame = optional_str(item, "ReferencedFrameOfReferenceUID")
         if frame and frame not in frames:
             frames.append(frame)
@@ -132,6 +178,9 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
     if len(frames) > 1:
         warnings.append(f"{label}: ROIs are defined in {len(frames)} frames of reference; "
                         f"plancheck uses {frames[0]}")
+    names = {number: name for number, name in declared}
+    duplicate_defects = _duplicates(declared)
+    ambiguous_numbers = {declared[i][0] for i, text in duplicate_defects.items() if "'ROI Number'" in text}
 
     # RT ROI Observations module: interpreted types.
     types: dict[int, str] = {}
@@ -146,19 +195,21 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
     # through pydicom (which also words every conformance problem).
     contours: dict[int, list[Contour]] = {number: [] for number in names}
     colours: dict[int, tuple[int, int, int]] = {}
+    read_defects: dict[int, list[str]] = {}
     fast = read_roi_contours(ds, names)
     for number, colour, roi_contours in fast or ():
         if colour is not None:
             colours[number] = colour
-        contours[number].extend(Contour(points_mm=points, geometric_type=geometric_type)
-                                for geometric_type, points in roi_contours)
+        contours[number].extend(Contour(points_mm=points, geometric_type=geometric_type, image_uid=image)
+                                for geometric_type, points, image in roi_contours)
     for index, item in enumerate((ds.get("ROIContourSequence") or ()) if fast is None else (), start=1):
         where = f" in item {index} of {tag_text('ROIContourSequence')}"
         number = as_int(require(item, "ReferencedROINumber", label, where=where),
                         "ReferencedROINumber", label, where)
         if number not in names:
+            count = len(item.get("ContourSequence") or ())
             warnings.append(f"{label}: {tag_text('ROIContourSequence')} item {index} references "
-                            f"ROI number {number}, which is not declared; its contours are ignored")
+                            f"ROI number {number}, which is not declared; its {count} contour(s) are ignored")
             continue
         colour = item.get("ROIDisplayColor")
         if colour is not None and len(colour) == 3:
@@ -169,29 +220,41 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         roi_text = f"ROI {number} {names[number]!r}"
         for c_index, contour in enumerate(item.get("ContourSequence") or (), start=1):
             c_where = f" of contour {c_index} of {roi_text}"
-            geometric_type = str(require(contour, "ContourGeometricType", label, where=c_where)).strip()
-            points = _contour_points(contour, label, c_where)
-            declared = contour.get("NumberOfContourPoints")
-            if declared not in (None, "") and as_int(declared, "NumberOfContourPoints", label, c_where) != len(points):
-                raise DicomConformanceError(
-                    f"{tag_text('NumberOfContourPoints')}{c_where} is {declared} but "
-                    f"{tag_text('ContourData')} holds {len(points)} points; they must agree", label
-                )
-            if geometric_type == "CLOSED_PLANAR" and len(points) < 3:
-                raise DicomConformanceError(
-                    f"contour {c_index} of {roi_text} is CLOSED_PLANAR with {len(points)} point(s); "
-                    "a closed planar contour must have at least 3 points", label
-                )
-            contours[number].append(Contour(points_mm=points, geometric_type=geometric_type))
+            try:
+                geometric_type = str(require(contour, "ContourGeometricType", label, where=c_where)).strip()
+                points = _contour_points(contour, label, c_where)
+                declared_points = contour.get("NumberOfContourPoints")
+                if declared_points not in (None, "") and \
+                        as_int(declared_points, "NumberOfContourPoints", label, c_where) != len(points):
+                    raise DicomConformanceError(
+                        f"{tag_text('NumberOfContourPoints')}{c_where} is {declared_points} but "
+                        f"{tag_text('ContourData')} holds {len(points)} points; they must agree", label
+                    )
+            except DicomConformanceError as exc:
+                read_defects.setdefault(number, []).append(exc.message)
+                continue
+            contours[number].append(Contour(points_mm=points, geometric_type=geometric_type,
+                                            image_uid=_image_uid(contour)))
 
     model, source = volume_model_of(ds, "RT Structure Set")
     if model is None:
         model, source = SLAB, f"default: {source} not recognised"
     rois = []
-    for number, name in names.items():
+    for index, (number, name) in enumerate(declared):
+        own = tuple(contours[number]) if number not in ambiguous_numbers else ()
         roi = Roi(number=number, name=name, interpreted_type=types.get(number, ""),
-                  contours=tuple(contours[number]), color_rgb=colours.get(number), volume_model=model)
-        if not roi.contours:
+                  contours=own, color_rgb=colours.get(number), volume_model=model)
+        defects: list[str] = []
+        if index in duplicate_defects:
+            defects.append(duplicate_defects[index])
+        found = read_defects.get(number, [])
+        if found:
+            defects.append(f"{len(found)} contour(s) cannot be read, e.g. {found[0]}")
+        defects += contour_defects(roi)
+        if defects:
+            roi = replace(roi, defects=tuple(defects))
+            warnings.append(f"{label}: ROI {number} {name!r} cannot be measured: {'; '.join(defects)}")
+        elif not roi.contours:
             warnings.append(f"{label}: ROI {number} {name!r} has no contours (empty structure)")
         rois.append(roi)
 

@@ -51,8 +51,8 @@ from pydicom.errors import InvalidDicomError
 
 from plancheck.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
 from plancheck.dicom.read_common import (
-    RT_DOSE, RT_ION_PLAN, RT_PLAN, RT_STRUCT, check_not_truncated, kind_of,
-    sop_class_name,
+    RT_DOSE, RT_ION_PLAN, RT_PLAN, RT_STRUCT, SourceFile, check_not_truncated, kind_of, not_dicom_reason,
+    read_header, sop_class_name, sop_class_of,
 )
 from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError
 
@@ -553,9 +553,7 @@ def _int(value: object) -> int | None:
 
 
 def _info(path: Path, ds: Dataset) -> ObjectInfo | None:
-    sop_class = _text(ds, "SOPClassUID")
-    if not sop_class and hasattr(ds, "file_meta"):
-        sop_class = _text(ds.file_meta, "MediaStorageSOPClassUID")
+    sop_class = sop_class_of(ds)
     kind = kind_of(sop_class)
     if kind is None:
         return None
@@ -616,9 +614,13 @@ def index_objects(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     """Read the headers of every file under ``paths`` (directories searched recursively) and
     keep the RT Plans, Structure Sets, Doses and images.
 
-    Only the attributes grouping needs are read (no contours, no pixels). Files that are not
-    DICOM, cannot be parsed, or are of other SOP classes are listed in ``skipped``; the same
-    SOP instance found twice is kept once (the first path in sorted order).
+    The header reader and classifier are those of ``plancheck check``
+    (:func:`plancheck.dicom.read_common.read_header`, :func:`kind_of_dataset`): a data set
+    without File Meta Information (Monaco) is read here as it is there, and a large file
+    that is not DICOM is passed over after a cheap test of its first bytes. Only the
+    attributes grouping needs are read (no contours, no pixels). Files that are not DICOM,
+    cannot be parsed, or are of other SOP classes are listed in ``skipped`` with the
+    reason; the same SOP instance found twice is kept once (the first path in sorted order).
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     files: list[Path] = []
@@ -631,21 +633,22 @@ def index_objects(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     result = IndexResult()
     seen: dict[str, Path] = {}
     for path in files:
+        source = SourceFile(label=str(path), path=path)
         try:
-            ds = dcmread(path, stop_before_pixels=True, specific_tags=_INDEX_TAGS)
+            ds = read_header(source, specific_tags=_INDEX_TAGS)
         except InvalidDicomError:
-            result.skipped.append((path, "not a DICOM file"))
+            result.skipped.append((path, not_dicom_reason(source)))
             continue
-        except Exception as exc:
-            result.skipped.append((path, f"unreadable DICOM header: {type(exc).__name__}"))
+        except DicomReadError as exc:
+            result.skipped.append((path, exc.message))
             continue
         try:
             info = _info(path, ds)
-        except Exception as exc:
-            result.skipped.append((path, f"unreadable DICOM header: {type(exc).__name__}"))
+        except Exception as exc:  # an attribute grouping needs cannot be decoded
+            result.skipped.append((path, f"unreadable DICOM header: {type(exc).__name__}: {exc}"))
             continue
         if info is None:
-            result.skipped.append((path, "SOP class not used by plancheck"))
+            result.skipped.append((path, f"SOP class {sop_class_name(sop_class_of(ds))} is not used by plancheck"))
             continue
         if info.sop_instance_uid in seen:
             result.skipped.append((path, f"duplicate of {seen[info.sop_instance_uid]}"))

@@ -133,10 +133,15 @@ def combine_rois(name: str, number: int, union: Sequence[Roi], minus: Sequence[R
     Roi
         Closed planar contours on the planes of the ``union`` members (see the module
         docstring); no contours when nothing is left. It carries the volume model of the
-        first member (every ROI of one structure set carries the same).
+        first member (every ROI of one structure set carries the same). When a member has
+        defects (``Roi.defects``), the result has no contours and carries them.
     """
     if not union:
         raise ValueError("a combined structure needs at least one member")
+    broken = tuple(f"{r.name}: {d}" for r in (*union, *minus) for d in r.defects)
+    if broken:  # a member that cannot be measured (Roi.defects): neither can the combination
+        return Roi(number=number, name=name, interpreted_type=interpreted_type, volume_model=union[0].volume_model,
+                   defects=broken)
     members = [_Member(r) for r in union]
     removed = [_Member(r) for r in minus]
     planes = sorted({round(float(z), 3) for m in members for z in m.z})

@@ -382,6 +382,20 @@ def _select_tail(doses: np.ndarray, spread: np.ndarray, weights: np.ndarray, vol
     return cells
 
 
+MAX_REFINED_CELLS = 1_000_000
+"""At most this many sub-cells per refinement level: where every cell can reach the tail (a
+dose grid far coarser than the structure's lattice), only the hottest parents are refined,
+so the work stays bounded (without it a 9 mm grid took 1.7 GB for a heart)."""
+
+
+def _hottest(cells: np.ndarray, doses: np.ndarray, spread: np.ndarray, limit: int) -> np.ndarray:
+    """``cells`` (ascending), or its ``limit`` ones that can reach highest, in ascending order."""
+    if cells.size <= limit:
+        return cells
+    reach = doses[cells] + REACH_FACTOR * spread[cells]
+    return np.sort(cells[np.argpartition(reach, cells.size - limit)[cells.size - limit:]])
+
+
 def _refine_hot_tail(
     roi: Roi, sampling: RoiSampling, sources: Sequence[PointDoseSource], doses: np.ndarray, spread: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -394,6 +408,9 @@ def _refine_hot_tail(
         return None
     volume = float(sampling.volume_cc)
     cells = _select_tail(doses, spread, sampling.weights_cc, max(HOT_TAIL_CC, min(HOT_TAIL_FRACTION * volume, HOT_TAIL_MAX_CC)))
+    target = min(REFINED_STEP_MM, sampling.characteristic_thickness_mm / REFINED_THICKNESS_SAMPLES)
+    k = max(2, int(math.ceil(step / max(target, FINE_REFINED_STEP_MM) - 1e-9)))
+    cells = _hottest(cells, doses, spread, MAX_REFINED_CELLS // (k * k))
     if cells.size == 0:
         return None
     geometry = _cell_geometry(sampling, cells)
@@ -408,8 +425,6 @@ def _refine_hot_tail(
     parents = _Cells(plane, slot, col, row, z, height, (sampling.weights_cc[cells] > 0).astype(float))
     pset = PolygonSet.from_planes(list(roi.planes.values()))
     # level 1: the tail region on a lattice of about REFINED_STEP_MM
-    target = min(REFINED_STEP_MM, sampling.characteristic_thickness_mm / REFINED_THICKNESS_SAMPLES)
-    k = max(2, int(math.ceil(step / max(target, FINE_REFINED_STEP_MM) - 1e-9)))
     subs = _subdivide(pset, x0, y0, step, k, parents, columns.slots)
     if subs is None:
         return None
@@ -418,7 +433,7 @@ def _refine_hot_tail(
     # level 2: the hottest HOT_TAIL_CC (D0.03cc) again, on a lattice of about FINE_REFINED_STEP_MM
     k2 = int(math.ceil(step1 / FINE_REFINED_STEP_MM - 1e-9))
     if k2 >= 2:
-        hot = _select_tail(dose1, spread1, weight1, HOT_TAIL_CC)
+        hot = _hottest(_select_tail(dose1, spread1, weight1, HOT_TAIL_CC), dose1, spread1, MAX_REFINED_CELLS // (k2 * k2))
         if hot.size:
             fine = _subdivide(pset, x0, y0, step1, k2, subs.take(hot), columns.slots)
             if fine is not None:

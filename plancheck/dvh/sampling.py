@@ -54,6 +54,7 @@ import numpy as np
 
 from plancheck.dvh.interpolate import PointColumns
 from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, plane_areas_mm2, rasterize_polygon_set
+from plancheck.errors import StructureDefectError
 from plancheck.model.structures import Roi
 from plancheck.model.volume_model import VolumeModel
 
@@ -281,7 +282,14 @@ def sample_roi(
     -------
     RoiSampling
         Empty (zero samples, zero volume) for an ROI without closed contours.
+
+    Raises
+    ------
+    StructureDefectError
+        The ROI has defects (``Roi.defects``): it is never measured.
     """
+    if roi.defects:  # read but not measurable: never sampled (see Roi.defects)
+        raise StructureDefectError(roi.defect_text)
     model = volume_model if volume_model is not None else roi.volume_model
     planes = roi.planes
     if not planes:

@@ -11,7 +11,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DoseGrid", "DoseSource"]
+__all__ = ["DoseGrid", "DoseSource", "RBE_WEIGHTED", "dose_kind_label"]
+
+#: How an RBE-weighted dose (Dose Type EFFECTIVE, PS3.3 C.8.8.3) is named in every output.
+RBE_WEIGHTED = "RBE-weighted (EFFECTIVE)"
+
+
+def dose_kind_label(kind_label: str, dose_type: str) -> str:
+    """The dose kind of a result, saying when the dose is RBE-weighted.
+
+    Parameters
+    ----------
+    kind_label
+        ``physical`` or a conversion's label such as ``EQD2(α/β=3 Gy)``.
+    dose_type
+        The grid's Dose Type (3004,0004): ``PHYSICAL`` or ``EFFECTIVE``.
+
+    Returns
+    -------
+    str
+        ``kind_label`` for a physical dose; for an EFFECTIVE dose ``RBE-weighted
+        (EFFECTIVE)`` instead of ``physical``, and e.g. ``EQD2(α/β=3 Gy) of RBE-weighted
+        dose`` for a conversion (EQD2/BED computed from the RBE-weighted dose, not from the
+        physical dose).
+
+    Examples
+    --------
+    >>> dose_kind_label("physical", "EFFECTIVE")
+    'RBE-weighted (EFFECTIVE)'
+    >>> dose_kind_label("EQD2(α/β=3 Gy)", "EFFECTIVE")
+    'EQD2(α/β=3 Gy) of RBE-weighted dose'
+    """
+    if dose_type.strip().upper() != "EFFECTIVE":
+        return kind_label
+    return RBE_WEIGHTED if kind_label == "physical" else f"{kind_label} of RBE-weighted dose"
 
 
 @dataclass(frozen=True)
@@ -93,6 +126,11 @@ class DoseGrid:
             axis = np.asarray(getattr(self, name))
             if axis.size > 1 and not np.all(np.diff(axis) > 0):
                 raise ValueError(f"{name} must be strictly increasing")
+
+    @property
+    def is_rbe_weighted(self) -> bool:
+        """True for Dose Type EFFECTIVE (RBE-weighted dose, e.g. protons: Gy(RBE))."""
+        return self.dose_type.strip().upper() == "EFFECTIVE"
 
     @property
     def shape(self) -> tuple[int, int, int]:

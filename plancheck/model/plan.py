@@ -111,6 +111,9 @@ class Plan:
         The plan's fraction scheme, prescription and beams.
     path
         The file it was read from.
+    is_ion
+        True for an RT Ion Plan (protons, carbon ions: Ion Beam Sequence), whose beams'
+        energies are in MeV per nucleon and whose meterset is not photon MU.
     """
 
     sop_instance_uid: str
@@ -124,6 +127,7 @@ class Plan:
     dose_references: tuple[DoseReference, ...] = ()
     beams: tuple[Beam, ...] = ()
     path: str = ""
+    is_ion: bool = False
 
     @property
     def fractions_planned(self) -> int | None:

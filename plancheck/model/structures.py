@@ -16,7 +16,10 @@ import numpy as np
 
 from plancheck.model.volume_model import SLAB, VolumeModel
 
-__all__ = ["Contour", "Roi", "StructureSet"]
+__all__ = ["Contour", "Roi", "StructureSet", "CLOSED_TYPES"]
+
+#: Contour Geometric Types that enclose an area (PS3.3 C.8.8.6.3).
+CLOSED_TYPES = frozenset({"CLOSED_PLANAR", "CLOSEDPLANAR_XOR"})
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,12 +32,17 @@ class Contour:
         ``(N, 3)`` float array of x, y, z in mm (DICOM patient coordinates);
         all z equal for an axial contour. N >= 3.
     geometric_type
-        DICOM Contour Geometric Type (``CLOSED_PLANAR``; ``POINT`` and
-        ``OPEN_PLANAR`` contours are kept but carry no volume).
+        DICOM Contour Geometric Type (``CLOSED_PLANAR`` or ``CLOSEDPLANAR_XOR``, both
+        combined with the other contours of their plane by the even-odd rule; ``POINT``,
+        ``OPEN_PLANAR`` and ``OPEN_NONPLANAR`` contours are kept but carry no volume).
+    image_uid
+        Referenced SOP Instance UID of the image the contour was drawn on (Contour Image
+        Sequence (3006,0016)), or "" when not given.
     """
 
     points_mm: np.ndarray
     geometric_type: str = "CLOSED_PLANAR"
+    image_uid: str = ""
 
     @property
     def z_mm(self) -> float:
@@ -43,7 +51,10 @@ class Contour:
 
     @property
     def is_closed_planar(self) -> bool:
-        return self.geometric_type == "CLOSED_PLANAR"
+        """True for ``CLOSED_PLANAR`` and ``CLOSEDPLANAR_XOR`` (PS3.3 C.8.8.6.3): contours
+        that enclose an area. plancheck combines every closed contour of a plane with the
+        even-odd rule, which is the XOR the second type states explicitly."""
+        return self.geometric_type in CLOSED_TYPES
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +81,13 @@ class Roi:
     volume_model
         How the contours become a volume (end caps, surface extremes): the structure
         set's model (see :mod:`plancheck.model.volume_model`); the slab model by default.
+    defects
+        Why the ROI cannot be measured reliably although it was read (one line each, in
+        words a dosimetrist understands, without patient data), e.g. two ROIs sharing
+        its ROI Number, contours crossing each other, contours far from the CT slices
+        they reference. Empty for a sound ROI. Every consumer refuses to measure a
+        defective ROI: rules on it are NOT EVALUATED with these reasons, ``plancheck dvh``
+        reports it as not computed (see ``docs/input-validation.md``).
     """
 
     number: int
@@ -78,6 +96,19 @@ class Roi:
     contours: tuple[Contour, ...] = ()
     color_rgb: tuple[int, int, int] | None = None
     volume_model: VolumeModel = SLAB
+    defects: tuple[str, ...] = ()
+
+    @property
+    def is_defective(self) -> bool:
+        """True when the ROI was read but must not be measured (see ``defects``)."""
+        return bool(self.defects)
+
+    @property
+    def defect_text(self) -> str:
+        """``ROI 'Heart' cannot be measured: reason; reason`` ("" for a sound ROI)."""
+        if not self.defects:
+            return ""
+        return f"structure {self.name!r} cannot be measured: " + "; ".join(self.defects)
 
     @cached_property
     def planes(self) -> Mapping[float, tuple[np.ndarray, ...]]:

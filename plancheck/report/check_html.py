@@ -24,6 +24,7 @@ from typing import Any
 
 from plancheck.dvh.metrics import parse_metric
 from plancheck.errors import MetricSpecError
+from plancheck.model.dose import dose_kind_label
 from plancheck.radiobiology import DoseConversion, DoseKind
 from plancheck.report.check_json import (
     CONFIDENCE_LEGEND,
@@ -188,9 +189,11 @@ def dvh_plots(report: CheckReport) -> list[DvhPlot]:
         if not curves:
             continue
         scope = labels[0] if len(labels) == 1 else f"composite of {', '.join(labels)}"
-        kind_text = "physical dose" if kind == "physical" else kind
+        weighted = any(i.course.dose.is_rbe_weighted for i in infos)  # Dose Type EFFECTIVE: say so
+        kind_text = dose_kind_label("physical", "EFFECTIVE" if weighted else "PHYSICAL") + " dose" \
+            if kind == "physical" else (f"{kind} of RBE-weighted dose" if weighted else kind)
         title = f"{scope}: {kind_text}"
-        x_label = "Dose [Gy]" if kind == "physical" else f"{kind} [Gy]"
+        x_label = ("Dose [Gy(RBE)]" if weighted else "Dose [Gy]") if kind == "physical" else f"{kind} [Gy]"
         svg = dvh_svg(curves, markers, title=title, x_label=x_label)
         plots.append(DvhPlot(title, svg, labels, kind, tuple(dict.fromkeys(f.rule_id for f, _ in groups[key])), tuple(notes)))
     return plots

@@ -126,6 +126,7 @@ def plan_dicts(report: CheckReport) -> list[dict[str, Any]]:
             "eqd2_10_gy": jsonable(s.eqd2_10_gy) if s else None,
             "regime": s.regime.value if s else None,
             "dose_summary": info.course.dose_summary or None,
+            "dose_type": info.course.dose.dose_type or "PHYSICAL",
         })
     return out
 

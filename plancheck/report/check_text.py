@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import math
 
+from plancheck.model.dose import RBE_WEIGHTED
 from plancheck.report.check_json import CONFIDENCE_LEGEND, STATUS_ORDER, group_by_category
+from plancheck.report.sanitize import markup_safe, printable
 from plancheck.rules.findings import Status
 from plancheck.rules.runner import CheckReport
 
@@ -59,20 +61,23 @@ def verdict(report: CheckReport) -> str:
 
 
 def plan_line(info) -> str:
-    """``C1_Eso: 60 Gy / 30 fx (2 Gy/fx, conventional), BED10 72 Gy, EQD2(10) 60 Gy``."""
+    """``C1_Eso: 60 Gy / 30 fx (2 Gy/fx, conventional), BED10 72 Gy, EQD2(10) 60 Gy``
+    (and ``; dose RBE-weighted (EFFECTIVE)`` for an RBE-weighted dose)."""
+    weighted = f"; dose {RBE_WEIGHTED}" if info.course.dose.is_rbe_weighted else ""
     if info.summary is not None:
-        return f"{info.label}: {info.summary.describe()}"
+        return f"{info.label}: {info.summary.describe()}{weighted}"
     rx = f"{info.prescription_gy:g} Gy" if info.prescription_gy else "no prescription dose"
     fx = f"{info.fractions} fx" if info.fractions else "fractions not stated"
-    return f"{info.label}: {rx} / {fx}"
+    return f"{info.label}: {rx} / {fx}{weighted}"
 
 
 def check_text(report: CheckReport, *, color: bool = False, width: int = 180) -> str:
     """The report as text (with ANSI colours when ``color``)."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
+
+    escape = markup_safe  # every value from the input: control characters shown, markup literal
 
     console = Console(record=True, width=width, color_system="standard" if color else None, force_terminal=color,
                       file=io.StringIO(), highlight=False)
@@ -80,18 +85,18 @@ def check_text(report: CheckReport, *, color: bool = False, width: int = 180) ->
     console.print(Text(f"plancheck {report.plancheck_version}: plan check", style="bold"))
     courses = report.context.courses
     if courses:
-        console.print(Text("Plans:     " + plan_line(courses[0])))
+        console.print(Text("Plans:     " + printable(plan_line(courses[0]))))
         for info in courses[1:]:
-            console.print(Text("           " + plan_line(info)))
+            console.print(Text("           " + printable(plan_line(info))))
     else:
         console.print(Text("Plans:     none (the export has no plan with a dose)"))
-    console.print(Text(f"Protocol:  {protocol.id} version {protocol.version}: {protocol.title}"))
-    console.print(Text(f"           chain: {' → '.join(protocol.chain)}"))
-    console.print(Text(f"Case file: {report.context.case_source or 'none'}"))
+    console.print(Text(printable(f"Protocol:  {protocol.id} version {protocol.version}: {protocol.title}")))
+    console.print(Text(printable(f"           chain: {' → '.join(protocol.chain)}")))
+    console.print(Text(printable(f"Case file: {report.context.case_source or 'none'}")))
     for k, line in enumerate(report.export.volume_model_descriptions):
-        console.print(Text(("Volumes:   " if k == 0 else "           ") + line))
+        console.print(Text(("Volumes:   " if k == 0 else "           ") + printable(line)))
     for w in report.warnings:
-        console.print(Text(f"warning: {w}", style="yellow" if color else ""))
+        console.print(Text(printable(f"warning: {w}"), style="yellow" if color else ""))
     console.print()
 
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", expand=False)

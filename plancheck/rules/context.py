@@ -63,12 +63,15 @@ def _geometry_key(grid) -> tuple:
 
 @dataclass(frozen=True)
 class StructureLookup:
-    """A protocol structure found (``roi``) or not (``roi is None``, ``reason`` says why)."""
+    """A protocol structure found (``roi``) or not (``roi is None``, ``reason`` says why).
+    ``defective`` is the exported ROI that matched but cannot be measured (``Roi.defects``):
+    a caller must not fall back to another structure in its place."""
 
     standard_name: str
     roi: Roi | None
     match: NameMatch | None
     reason: str = ""
+    defective: Roi | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class TargetGroup:
         How the course was identified.
     organ, site
         From the case file's lesion where it names this target, else from the name.
+    defective
+        Target volumes of the lesion that were read but cannot be measured
+        (``Roi.defects``), by kind; they are not in ``volumes``.
     """
 
     role: str
@@ -164,6 +170,7 @@ class TargetGroup:
     how: str
     organ: str | None = None
     site: str | None = None
+    defective: Mapping[str, Roi] = field(default_factory=dict)
 
     @property
     def ptv(self) -> Roi | None:
@@ -171,8 +178,13 @@ class TargetGroup:
 
     @property
     def label(self) -> str:
-        roi = self.ptv or next(iter(self.volumes.values()), None)
+        roi = self.ptv or next(iter(self.volumes.values()), None) or next(iter(self.defective.values()), None)
         return roi.name if roi else "?"
+
+    def missing(self, kind: str) -> str:
+        """Why the group has no measurable ``kind`` volume (its defects, or that it has none)."""
+        roi = self.defective.get(kind)
+        return roi.defect_text if roi is not None else f"target {self.label} has no {kind}"
 
 
 @dataclass
@@ -226,6 +238,8 @@ class CheckContext:
         if match.status is not MatchStatus.MATCHED or match.roi_name is None:
             return StructureLookup(standard_name, None, match, match.reason)
         roi = self.structure_set.roi_by_name(match.roi_name)
+        if roi.defects:
+            return StructureLookup(standard_name, None, match, roi.defect_text, defective=roi)
         if roi.is_empty:
             return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
         return StructureLookup(standard_name, roi, match)
@@ -348,17 +362,21 @@ class CheckContext:
     def targets(self) -> tuple[TargetGroup, ...]:
         """Target groups (one per lesion), with the course that treats each."""
         parsed: dict[str, TargetName] = {}
+        defective: dict[tuple, dict[str, Roi]] = {}
         for roi in self.structure_set.rois:
             t = parse_target_name(roi.name, roi.interpreted_type)
-            if t.kind is not None and not t.derived and not roi.is_empty:
-                parsed[roi.name] = t
+            if t.kind is not None and not t.derived and (roi.defects or not roi.is_empty):
+                parsed.setdefault(roi.name, t)
         groups: dict[tuple, dict[str, Roi]] = {}
         for name, t in parsed.items():
             key = (t.role.value if hasattr(t.role, "value") else str(t.role), (t.site or "").casefold(), t.index)
             kind = "ITV" if str(t.kind) in ("ITV", "IGTV", "ICTV") else str(t.kind)
+            roi = self.structure_set.roi_by_name(name)
             groups.setdefault(key, {})
-            if kind not in groups[key]:
-                groups[key][kind] = self.structure_set.roi_by_name(name)
+            if roi.defects:  # read but not measurable: not found, with the reason (Roi.defects)
+                defective.setdefault(key, {}).setdefault(kind, roi)
+            elif kind not in groups[key]:
+                groups[key][kind] = roi
         lesion_by_target = {}
         if self.case and self.case.metastases:
             for lesion in self.case.metastases:
@@ -374,11 +392,12 @@ class CheckContext:
                 role = "metastasis"
             elif primary_target and primary_target in names:
                 role = "primary"
-            course, how = self._course_for(volumes)
+            course, how = self._course_for(volumes) if volumes else (None, "no measurable target volume")
             out.append(TargetGroup(
                 role=role, key=key, volumes=volumes, course=course, how=how,
                 organ=lesion.organ if lesion else None,
                 site=(lesion.site if lesion else None) or (key[1] or None),
+                defective=defective.get(key, {}),
             ))
         return tuple(out)
 

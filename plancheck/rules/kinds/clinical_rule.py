@@ -303,13 +303,16 @@ def _lesions_treated(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Findi
         raise _Missing("metastases")
     if not case.metastases:
         raise RuleNotApplicable("the case file declares no metastasis")
-    untreated, treated = [], []
+    untreated, treated, unmeasurable = [], [], []
     for lesion in case.metastases:
         text = _lesion_text(lesion)
         if not lesion.target:
             untreated.append(f"{text}: no target declared")
             continue
         roi = ctx.roi_named(lesion.target)
+        if roi is not None and roi.defects:  # read but not measurable (Roi.defects): never a PASS on it
+            unmeasurable.append(f"{text}: {roi.defect_text}")
+            continue
         if roi is None or roi.is_empty:
             untreated.append(f"{text}: {'no structure of that name' if roi is None else 'the structure has no contours'}")
             continue
@@ -327,6 +330,8 @@ def _lesions_treated(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Findi
         treated.append(f"{text} by {course.label} ({course.prescription_gy:g} Gy)")
     structures = tuple(m.target for m in case.metastases if m.target)
     details = {"treated": treated, "untreated": untreated}
+    if unmeasurable and not untreated:
+        return not_evaluated(rule, "; ".join(unmeasurable), structures=structures, details=details)
     if untreated:
         return finding(rule, _STATUS[rule.on_violation], f"{len(untreated)} of {len(case.metastases)} declared lesion(s) "  # type: ignore[index]
                        f"not treated: {'; '.join(untreated)}", structures=structures, details=details)

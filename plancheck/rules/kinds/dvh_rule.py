@@ -71,6 +71,7 @@ from pydantic import Field, model_validator
 
 from plancheck.dvh.metrics import MetricValue, parse_metric
 from plancheck.errors import MetricSpecError
+from plancheck.model.dose import dose_kind_label
 from plancheck.model.structures import Roi
 from plancheck.protocol.names import MatchStatus
 from plancheck.protocol.schema import RuleBase, StrictModel
@@ -225,7 +226,7 @@ def per_target(rule, subjects, selector: TargetSelector, evaluate) -> list[Findi
     out = []
     for roi, course, group in subjects:
         if roi is None:
-            out.append(not_evaluated(rule, f"target {group.label} has no {selector.volume}", structures=(group.label,)))
+            out.append(not_evaluated(rule, group.missing(selector.volume), structures=(group.label,)))
         elif course is None:
             out.append(not_evaluated(rule, f"{roi.name}: {group.how}", structures=(roi.name,)))
         else:
@@ -282,6 +283,8 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
         absent = True
         for name in spec:
             lookup = ctx.structure(name)
+            if lookup.defective is not None:  # never measure the next structure in its place
+                return _Subject(None, name, reason=f"{name}: {lookup.reason}")
             absent = absent and _missing(lookup)
             if lookup.roi is not None:
                 how = lookup.match.how if lookup.match else ""
@@ -296,6 +299,9 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
     reasons: list[str] = []
     for part in spec.parts:
         lookups = [(name, ctx.structure(name)) for name in part]
+        broken = [f"{n}: {lk.reason}" for n, lk in lookups if lk.defective is not None]
+        if broken:  # a member that cannot be measured: the combination cannot be either
+            return _Subject(None, spec.parts[0][0], reason="; ".join(broken))
         here = [(name, lk.roi) for name, lk in lookups if lk.roi is not None]
         found += here
         if not here:
@@ -309,11 +315,16 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
     notes: list[str] = []
     for name in spec.minus:
         lookup = ctx.structure(name)
+        if lookup.defective is not None:
+            return _Subject(None, first, reason=f"{name} (to subtract): {lookup.reason}")
         if lookup.roi is None:
             notes.append(f"{name} not subtracted ({lookup.reason})")
         else:
             removed.append(lookup.roi)
     if spec.minus_targets:
+        broken = [g.defective[spec.minus_targets].defect_text for g in ctx.targets if spec.minus_targets in g.defective]
+        if broken:
+            return _Subject(None, first, reason=f"{spec.minus_targets} to subtract: " + "; ".join(broken))
         targets = [g.volumes[spec.minus_targets] for g in ctx.targets if spec.minus_targets in g.volumes]
         removed += targets
         if not targets:
@@ -448,6 +459,14 @@ def _bases(rule: DvhRule, ctx: CheckContext, subject: _Subject, courses: list[Co
             f"{why}: graded on the worse of the physical dose and EQD2")
 
 
+def _rbe_label(basis: _Basis) -> str:
+    """A basis label for an RBE-weighted (Dose Type EFFECTIVE) dose: ``RBE-weighted
+    (EFFECTIVE) dose``, ``EQD2 (α/β = 2 Gy) of RBE-weighted dose``."""
+    if basis.conversion.kind is DoseKind.PHYSICAL:
+        return dose_kind_label("physical", "EFFECTIVE") + " dose"
+    return dose_kind_label(basis.label, "EFFECTIVE")
+
+
 def _measure(ctx: CheckContext, metric: str, roi: Roi, courses: list[CourseInfo], basis: _Basis,
              rx_course: CourseInfo | None) -> MetricValue:
     if basis.conversion.kind is not DoseKind.PHYSICAL:
@@ -470,6 +489,9 @@ def _evaluate_subject(rule: DvhRule, ctx: CheckContext, subject: _Subject, cours
     limit_set, limit_reason = _limit_set(rule, ctx, courses[0] if len(courses) == 1 else None)
     bases, basis_note = _bases(rule, ctx, subject, courses)
     details: dict[str, Any] = {"metric": rule.metric, "dose_basis": rule.dose_basis, "structure_match": subject.how}
+    if any(c.course.dose.is_rbe_weighted for c in courses):  # the dose measured is RBE-weighted: say so
+        bases = [replace(b, label=_rbe_label(b)) for b in bases]
+        details["dose_type"] = "EFFECTIVE"
     if basis_note:
         details["basis_note"] = basis_note
     if len(courses) > 1:

@@ -133,9 +133,10 @@ def _evaluate_group(rule: GeometryRule, group: TargetGroup) -> Finding:
     inner_kind, inner = _pick(group, rule.inner_choices)
     outer_kind, outer = _pick(group, rule.outer_choices)
     if inner is None or outer is None:
-        missing = " or ".join(rule.inner_choices if inner is None else rule.outer_choices)
-        return not_evaluated(rule, f"target {group.label} has no {missing}", structures=(group.label,),
-                             details={"volumes": sorted(group.volumes)})
+        choices = rule.inner_choices if inner is None else rule.outer_choices
+        broken = [group.defective[k].defect_text for k in choices if k in group.defective]
+        why = "; ".join(broken) if broken else f"target {group.label} has no {' or '.join(choices)}"
+        return not_evaluated(rule, why, structures=(group.label,), details={"volumes": sorted(group.volumes)})
     names = (inner.name, outer.name)
     details: dict = {"inner": inner_kind, "outer": outer_kind}
     if rule.check == "containment":

@@ -60,6 +60,7 @@ Isocenter Position). AAPM TG-275 (physics plan and chart review, 2020); AAPM TG-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Literal
 
@@ -96,6 +97,9 @@ _REGIME_NAME = {
     FractionationRegime.SBRT: "sbrt",
     FractionationRegime.OTHER: "other",
 }
+#: Treatment Machine Names that name no machine: planning systems write them into
+#: placeholder beams (GammaPlan exports a beam on machine "BOGUS NAME" with energy 0).
+_PLACEHOLDER_NAME = re.compile(r"\b(BOGUS|DUMMY|PLACEHOLDER|UNKNOWN)\b|^\s*(NONE|N/?A|TBD|-+)\s*$", re.IGNORECASE)
 _SUMMATION_TYPES = Literal["PLAN", "BEAM", "FRACTION", "BEAM_SESSION", "FRACTION_SESSION"]
 
 
@@ -243,8 +247,10 @@ def _body_roi(ctx: CheckContext, name: str) -> tuple[Roi | None, str]:
     lookup = ctx.structure(name)
     if lookup.roi is not None:
         return lookup.roi, ""
+    if lookup.defective is not None:  # the body was found but cannot be measured: no stand-in
+        return None, f"{name}: {lookup.reason}"
     for roi in ctx.structure_set.rois:
-        if roi.interpreted_type.upper() == "EXTERNAL" and not roi.is_empty:
+        if roi.interpreted_type.upper() == "EXTERNAL" and not roi.is_empty and not roi.defects:
             return roi, ""
     return None, f"{name}: {lookup.reason}"
 
@@ -350,7 +356,9 @@ def _evaluated_rois(rule: IntegrityRule, ctx: CheckContext) -> tuple[list[Roi], 
     missing: list[str] = []
     if rule.structures == "all_contoured":
         for roi in ctx.structure_set.rois:
-            if not roi.is_empty:
+            if roi.defects:
+                missing.append(f"{roi.name} (cannot be measured)")
+            elif not roi.is_empty:
                 rois[roi.number] = roi
     else:
         names = list(rule.structures) if isinstance(rule.structures, list) else []
@@ -358,6 +366,7 @@ def _evaluated_rois(rule: IntegrityRule, ctx: CheckContext) -> tuple[list[Roi], 
             for group in ctx.targets:
                 for roi in group.volumes.values():
                     rois[roi.number] = roi
+                missing += [f"{roi.name} (cannot be measured)" for roi in group.defective.values()]
             for resolved in ctx.protocol.rules:
                 name = getattr(resolved.rule, "structure", None)
                 if isinstance(name, str) and name not in names:
@@ -389,7 +398,7 @@ def _grid_covers(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     assert limits is not None
     rois, missing = _evaluated_rois(rule, ctx)
     if not rois:
-        return [not_evaluated(rule, "no structure to check" + (f" (not in the structure set: {', '.join(missing)})" if missing else ""))]
+        return [not_evaluated(rule, "no structure to check" + (f" (not found or not measurable: {', '.join(missing)})" if missing else ""))]
     out = []
     for info in _courses(rule, ctx):
         values = {roi.name: coverage_pct(ctx, roi, info) for roi in rois}
@@ -436,7 +445,8 @@ def _grid_spacing(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
 
 def _heterogeneity(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     if rule.only_if_structures:
-        present = [n for n in rule.only_if_structures if ctx.structure(n).roi is not None]
+        lookups = [ctx.structure(n) for n in rule.only_if_structures]
+        present = [lk for lk in lookups if lk.roi is not None or lk.defective is not None]  # contoured, even if damaged
         if not present:
             raise RuleNotApplicable(f"none of {', '.join(rule.only_if_structures)} is contoured")
     disallowed = {d.upper() for d in rule.disallowed or []}
@@ -480,6 +490,10 @@ def _prescription_matches_dose(rule: IntegrityRule, ctx: CheckContext) -> list[F
                                      "attributed to it", courses=(info.label,)))
             continue
         for roi, rx, how in subjects:
+            if roi is not None and roi.defects:
+                out.append(not_evaluated(rule, f"{how}: {roi.defect_text}", structures=(roi.name,),
+                                         courses=(info.label,)))
+                continue
             if roi is None or roi.is_empty:
                 what = "is not in the structure set" if roi is None else f"({roi.name}) has no contours"
                 out.append(not_evaluated(rule, f"{how} {what}", courses=(info.label,)))
@@ -606,12 +620,23 @@ def _isocenter_in_body(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
+def _placeholder_machine(name: str) -> bool:
+    """A Treatment Machine Name that names no machine (e.g. GammaPlan's ``BOGUS NAME``)."""
+    return bool(_PLACEHOLDER_NAME.search(name))
+
+
 def _single_machine(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     out = []
     for info in _courses(rule, ctx):
         beams = info.course.plan.treatment_beams
         machines = sorted({b.machine for b in beams if b.machine})
         unnamed = [b.name or str(b.number) for b in beams if not b.machine]
+        placeholders = [m for m in machines if _placeholder_machine(m)]
+        if placeholders:
+            out.append(not_evaluated(rule, f"(300A,00B2) 'Treatment Machine Name' {', '.join(map(repr, placeholders))} is a "
+                                     "placeholder, not a machine (a placeholder beam of the planning system)",
+                                     courses=(info.label,), details={"machines": machines}))
+            continue
         if len(machines) > 1:
             out.append(finding(rule, Status.FAIL, f"treatment beams use {len(machines)} machines: {', '.join(machines)}",
                                courses=(info.label,), details={"machines": machines}))
@@ -625,9 +650,23 @@ def _single_machine(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
 
 
 def _beam_energy(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+    courses = _courses(rule, ctx)
+    ions = [info.label for info in courses if info.course.plan.is_ion]
+    if ions and len(ions) == len(courses):
+        raise RuleNotApplicable(f"{', '.join(ions)} {'is an RT Ion Plan' if len(ions) == 1 else 'are RT Ion Plans'}: "
+                                "the beam-energy check is for photon beams (nominal energies in MV)")
     out = []
-    for info in _courses(rule, ctx):
+    for info in courses:
         beams = info.course.plan.treatment_beams
+        if info.course.plan.is_ion:
+            out.append(not_evaluated(rule, "an RT Ion Plan: the beam-energy check is for photon beams (nominal "
+                                     "energies in MV)", courses=(info.label,)))
+            continue
+        zero = [b.name or str(b.number) for b in beams if b.energy_mev is not None and b.energy_mev <= 0]
+        if zero:
+            out.append(not_evaluated(rule, f"beam(s) {', '.join(zero)} state a (300A,0114) 'Nominal Beam Energy' of "
+                                     "0 or less, which is no beam energy (a placeholder beam)", courses=(info.label,)))
+            continue
         unknown = [b.name or str(b.number) for b in beams if b.energy_mev is None]
         energies = sorted({(b.radiation_type or "?", float(b.energy_mev)) for b in beams if b.energy_mev is not None})
         shown = ", ".join(f"{e:g} {'MV' if t == 'PHOTON' else 'MeV'} {t.lower()}" for t, e in energies)
@@ -659,9 +698,18 @@ def _beam_energy(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
 
 def _meterset(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     assert rule.limits_by_regime is not None
+    courses = _courses(rule, ctx)
+    ions = [info.label for info in courses if info.course.plan.is_ion]
+    if ions and len(ions) == len(courses):
+        raise RuleNotApplicable(f"{', '.join(ions)} {'is an RT Ion Plan' if len(ions) == 1 else 'are RT Ion Plans'}: "
+                                "the MU per Gy ranges are for photon beams")
     out = []
-    for info in _courses(rule, ctx):
+    for info in courses:
         plan = info.course.plan
+        if plan.is_ion:
+            out.append(not_evaluated(rule, "an RT Ion Plan: the MU per Gy ranges are for photon beams",
+                                     courses=(info.label,)))
+            continue
         beams = {b.number: b for b in plan.treatment_beams}
         unknown = [b.name or str(b.number) for b in beams.values() if b.meterset_mu is None]
         zero = [b.name or str(b.number) for b in beams.values() if b.meterset_mu is not None and b.meterset_mu <= 0]

@@ -1,0 +1,362 @@
+"""Plausibility of an ROI's contours: the defects that make a structure unmeasurable.
+
+A structure set can be readable and still describe no measurable volume: contours that
+cross each other (the even-odd rule then cannot tell inside from outside), identical
+contours on one plane (they cancel), contours stacked on one plane although they were
+drawn on different CT slices, a coordinate at 1e9 mm. plancheck does not guess what such
+a structure was meant to be. It reads it, records the reasons on the ROI
+(:attr:`plancheck.model.Roi.defects`), and every consumer refuses to measure it: the
+rules on it are NOT EVALUATED with the reason, ``plancheck dvh`` prints it as not
+computed. The table of decisions (input error or defect, per case) is in
+``docs/input-validation.md``.
+
+Checks (closed planar contours of ROIs that are volumes; point ROIs — RT ROI Interpreted
+Type ``MARKER``, ``ISOCENTER``, ``REGISTRATION`` — only get the geometric-type and
+coordinate checks):
+
+* unknown Contour Geometric Type (PS3.3 C.8.8.6.3 defines ``POINT``, ``OPEN_PLANAR``,
+  ``OPEN_NONPLANAR``, ``CLOSED_PLANAR``, ``CLOSEDPLANAR_XOR``);
+* a coordinate beyond ±:data:`MAX_COORDINATE_MM` or an extent beyond
+  :data:`MAX_EXTENT_MM` along an axis (no patient structure is that large; it also bounds
+  the DVH engine's work, which grows with the area it samples);
+* a closed contour whose points are not in one axial plane (z spread >
+  :data:`PLANAR_TOLERANCE_MM`);
+* degenerate polygons: fewer than 3 distinct points, or all points on one line (zero area;
+  a figure-of-eight also has zero signed area but is caught as crossing);
+* edges that cross on a plane (a self-intersecting contour, or two contours of one plane
+  overlapping partly) — touching and collinear edges (keyhole contours) are allowed;
+* identical contours on one plane, or a plane whose even-odd area is below
+  :data:`CANCELLATION_FRACTION` of its largest contour (contours cancelling each other:
+  the volume far below what the contours enclose);
+* all contours on one plane (the structure's extent along z is unknown);
+* contours of one plane drawn on different images (Contour Image Sequence), and contours
+  far from the CT slice they reference (:func:`slice_defects`, when the CT is in the
+  export).
+
+References
+----------
+DICOM PS3.3 C.8.8.6 (ROI Contour module: Contour Geometric Type, Contour Image Sequence,
+Contour Data), C.8.8.8 (RT ROI Interpreted Type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from plancheck.model.structures import CLOSED_TYPES, Contour, Roi
+
+__all__ = [
+    "KNOWN_GEOMETRIC_TYPES", "POINT_ROI_TYPES", "MAX_COORDINATE_MM", "MAX_EXTENT_MM", "PLANAR_TOLERANCE_MM",
+    "CANCELLATION_FRACTION", "contour_defects", "slice_defects", "crossing_planes",
+]
+
+#: Contour Geometric Types of PS3.3 C.8.8.6.3.
+KNOWN_GEOMETRIC_TYPES = frozenset({"POINT", "OPEN_PLANAR", "OPEN_NONPLANAR"}) | CLOSED_TYPES
+#: RT ROI Interpreted Types of ROIs that are points, not volumes (PS3.3 C.8.8.8.1).
+POINT_ROI_TYPES = frozenset({"MARKER", "ISOCENTER", "REGISTRATION"})
+#: No patient coordinate is farther from the frame's origin than this (mm).
+MAX_COORDINATE_MM = 10_000.0
+#: No patient structure spans more than this along an axis (mm); a whole body is under 2 m.
+MAX_EXTENT_MM = 2_500.0
+#: The points of a closed planar contour lie in one axial plane to within this (mm).
+PLANAR_TOLERANCE_MM = 0.5
+#: A plane whose even-odd area is below this fraction of its largest contour's area is made
+#: of contours cancelling each other (a 1 mm rind of a 300 mm body keeps 1.3 %).
+CANCELLATION_FRACTION = 0.005
+
+_PAIR_CHUNK = 2_000_000
+_PLANE_STRIDE_MM = 4 * (MAX_COORDINATE_MM + MAX_EXTENT_MM)
+
+
+def _z_text(z: float) -> str:
+    return f"z = {z:g} mm"
+
+
+def _examples(zs: Sequence[float], limit: int = 3) -> str:
+    shown = ", ".join(f"{z:g}" for z in list(dict.fromkeys(round(float(v), 2) for v in zs))[:limit])
+    return f"z = {shown} mm" + (" ..." if len(set(np.round(zs, 2))) > limit else "")
+
+
+def crossing_planes(planes: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """For each plane (a list of ``(N, 2)`` polygons, repeated points removed), whether two
+    of its edges cross properly: each edge's endpoints strictly on both sides of the other.
+
+    Edges sharing a vertex, touching at a point or running along each other (keyhole
+    contours) do not count (see :func:`_crossing_flags`).
+
+    Returns
+    -------
+    numpy.ndarray of bool, one per plane.
+    """
+    polys = [(p, poly) for p, polygons in enumerate(planes) for poly in polygons if len(poly) >= 3]
+    if not polys:
+        return np.zeros(len(planes), dtype=bool)
+    xy = np.concatenate([poly for _, poly in polys])
+    sizes = np.array([len(poly) for _, poly in polys])
+    plane_of_poly = np.array([p for p, _ in polys])
+    return _crossing_flags(xy, sizes, plane_of_poly, len(planes))
+
+
+def _crossing_flags(xy: np.ndarray, sizes: np.ndarray, plane_of_poly: np.ndarray, n_planes: int) -> np.ndarray:
+    """:func:`crossing_planes` on concatenated polygons: ``xy`` holds the polygons one after
+    the other (``sizes`` points each, all >= 3), ``plane_of_poly`` their plane index.
+
+    All planes are tested in one vectorised sweep: edges are sorted by their lowest x (the
+    planes shifted apart along x), and only pairs whose x and y ranges overlap are tested,
+    in chunks of at most ``_PAIR_CHUNK`` pairs (bounded memory)."""
+    result = np.zeros(n_planes, dtype=bool)
+    if len(sizes) == 0:
+        return result
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    poly = np.repeat(np.arange(len(sizes)), sizes)
+    index = np.arange(len(xy)) - starts[poly]
+    size = sizes[poly]
+    nxt = np.arange(len(xy)) + 1
+    nxt[starts + sizes - 1] = starts
+    a, b = xy, xy[nxt]
+    plane = plane_of_poly[poly]
+    shift = plane * _PLANE_STRIDE_MM
+    x_lo = np.minimum(a[:, 0], b[:, 0]) + shift
+    x_hi = np.maximum(a[:, 0], b[:, 0]) + shift
+    y_lo = np.minimum(a[:, 1], b[:, 1])
+    y_hi = np.maximum(a[:, 1], b[:, 1])
+    order = np.argsort(x_lo, kind="stable")
+    a, b, plane, poly, index, size = a[order], b[order], plane[order], poly[order], index[order], size[order]
+    x_lo, x_hi, y_lo, y_hi = x_lo[order], x_hi[order], y_lo[order], y_hi[order]
+    m = len(a)
+    upper = np.searchsorted(x_lo, x_hi, side="right")
+    counts = np.maximum(upper - np.arange(m) - 1, 0)
+    length = np.hypot(*(b - a).T)
+    cumulative = np.cumsum(counts)
+    start = 0
+    while start < m:
+        # edges [start, stop) contribute at most _PAIR_CHUNK pairs (at least one edge)
+        base = cumulative[start - 1] if start else 0
+        stop = max(int(np.searchsorted(cumulative, base + _PAIR_CHUNK, side="right")), start + 1)
+        c = counts[start:stop]
+        total = int(c.sum())
+        if total:
+            i = np.repeat(np.arange(start, stop), c)
+            j = i + 1 + (np.arange(total) - np.repeat(np.cumsum(c) - c, c))
+            keep = (y_lo[j] <= y_hi[i]) & (y_lo[i] <= y_hi[j]) & ~result[plane[i]]
+            i, j = i[keep], j[keep]
+            gap = np.abs(index[i] - index[j])
+            adjacent = (poly[i] == poly[j]) & ((gap == 1) | (gap == size[i] - 1))
+            i, j = i[~adjacent], j[~adjacent]
+            if len(i):
+                crossed = _proper_crossings(a[i], b[i], a[j], b[j], length[i], length[j])
+                result[np.unique(plane[i[crossed]])] = True
+        start = stop
+    return result
+
+
+def _proper_crossings(a, b, c, d, length_ab, length_cd) -> np.ndarray:
+    """Segments ab and cd cross at a point inside both (orientation tests; a point closer
+    than 1e-6 mm to the other segment's line counts as on it)."""
+    def orient(p, q, r):
+        return (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
+
+    eps_ab = 1e-6 * length_ab
+    eps_cd = 1e-6 * length_cd
+    d1, d2 = orient(a, b, c), orient(a, b, d)
+    d3, d4 = orient(c, d, a), orient(c, d, b)
+    return (((d1 > eps_ab) & (d2 < -eps_ab)) | ((d1 < -eps_ab) & (d2 > eps_ab))) & \
+           (((d3 > eps_cd) & (d4 < -eps_cd)) | ((d3 < -eps_cd) & (d4 > eps_cd)))
+
+
+def _inside(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
+    """Even-odd ray test of one point against one polygon given by its edges ``start → end``."""
+    x, y = point
+    xi, yi, xj, yj = start[:, 0], start[:, 1], end[:, 0], end[:, 1]
+    straddles = (yi > y) != (yj > y)
+    if not straddles.any():
+        return False
+    xi, yi, xj, yj = xi[straddles], yi[straddles], xj[straddles], yj[straddles]
+    x_cross = xi + (y - yi) * (xj - xi) / (yj - yi)
+    return bool(np.count_nonzero(x < x_cross) % 2)
+
+
+def _plane_area_ratio(edges: Sequence[tuple[np.ndarray, np.ndarray]], areas: Sequence[float]) -> float:
+    """Even-odd area of a plane of non-crossing polygons over its largest polygon's area:
+    each polygon (``(start, end)`` of its edges) counts with the sign of its nesting depth
+    (holes subtract)."""
+    magnitudes = [abs(x) for x in areas]
+    largest = max(magnitudes)
+    if largest <= 0:
+        return 0.0
+    if sum(magnitudes) - largest < (1.0 - CANCELLATION_FRACTION) * largest:
+        return 1.0  # even if every other polygon were a hole, the plane keeps enough area
+    total = 0.0
+    for k, (start, _) in enumerate(edges):
+        depth = sum(_inside(start[0], *other) for m, other in enumerate(edges) if m != k)
+        total += magnitudes[k] * (-1.0 if depth % 2 else 1.0)
+    return total / largest
+
+
+def contour_defects(roi: Roi) -> tuple[str, ...]:
+    """The defects of an ROI that its contours alone reveal (see the module docstring).
+
+    Parameters
+    ----------
+    roi
+        The ROI as read (contours in mm).
+
+    Returns
+    -------
+    tuple of str
+        One line per kind of defect, with numbers and example planes; empty when sound.
+    """
+    defects: list[str] = []
+    if not roi.contours:
+        return ()
+    unknown = sorted({c.geometric_type for c in roi.contours if c.geometric_type not in KNOWN_GEOMETRIC_TYPES})
+    if unknown:
+        count = sum(c.geometric_type in unknown for c in roi.contours)
+        defects.append(f"{count} contour(s) have the unknown (3006,0042) 'Contour Geometric Type' "
+                       f"{', '.join(repr(t) for t in unknown)} (POINT, OPEN_PLANAR, OPEN_NONPLANAR, "
+                       "CLOSED_PLANAR or CLOSEDPLANAR_XOR are defined)")
+    all_points = np.concatenate([c.points_mm for c in roi.contours if len(c.points_mm)]) \
+        if any(len(c.points_mm) for c in roi.contours) else np.zeros((0, 3))
+    if len(all_points):
+        far = float(np.max(np.abs(all_points)))
+        span = np.ptp(all_points, axis=0)
+        if far > MAX_COORDINATE_MM:
+            defects.append(f"a contour point lies {far:.3g} mm from the origin of the frame of reference "
+                           f"(more than {MAX_COORDINATE_MM:g} mm): a coordinate is corrupt")
+            return tuple(defects)
+        if float(span.max()) > MAX_EXTENT_MM:
+            axis = "xyz"[int(np.argmax(span))]
+            defects.append(f"the contours span {float(span.max()):.0f} mm along {axis} (more than "
+                           f"{MAX_EXTENT_MM:g} mm, larger than any patient): a coordinate is corrupt")
+            return tuple(defects)
+    if roi.interpreted_type.upper() in POINT_ROI_TYPES:
+        return tuple(defects)
+    closed = [c for c in roi.contours if c.geometric_type in CLOSED_TYPES]
+    if not closed:
+        return tuple(defects)
+
+    sizes = np.array([len(c.points_mm) for c in closed])
+    points = np.concatenate([np.asarray(c.points_mm, dtype=float).reshape(-1, 3) for c in closed])
+    cid = np.repeat(np.arange(len(closed)), sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    has = sizes > 0
+    z_spread = np.zeros(len(closed))
+    if has.any():
+        z_spread[has] = (np.maximum.reduceat(points[:, 2], starts[has]) - np.minimum.reduceat(points[:, 2], starts[has]))
+    non_planar = z_spread > PLANAR_TOLERANCE_MM
+    if non_planar.any():
+        defects.append(f"{int(non_planar.sum())} closed contour(s) are not in one axial plane (their points' z differ "
+                       f"by up to {float(z_spread.max()):.3g} mm; at most {PLANAR_TOLERANCE_MM:g} mm is accepted)")
+    # drop repeated consecutive points (cyclically: a repeated closing point too)
+    prev = np.arange(len(points)) - 1
+    prev[starts[has]] = starts[has] + sizes[has] - 1
+    keep = np.any(points[:, :2] != points[prev, :2], axis=1)
+    first_kept = np.bincount(cid, weights=keep, minlength=len(closed)) == 0
+    keep[starts[has & first_kept]] = True  # a contour of one repeated point keeps that point
+    xy = points[keep, :2]
+    kid = cid[keep]
+    clean_sizes = np.bincount(kid, minlength=len(closed))
+    clean_starts = np.concatenate([[0], np.cumsum(clean_sizes)[:-1]])
+    # shoelace areas about each contour's mean (exact to rounding for far-off contours)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x = np.bincount(kid, weights=xy[:, 0], minlength=len(closed)) / np.maximum(clean_sizes, 1)
+        mean_y = np.bincount(kid, weights=xy[:, 1], minlength=len(closed)) / np.maximum(clean_sizes, 1)
+    x0, y0 = xy[:, 0] - mean_x[kid], xy[:, 1] - mean_y[kid]
+    nxt = np.arange(len(xy)) + 1
+    ok = clean_sizes > 0
+    nxt[clean_starts[ok] + clean_sizes[ok] - 1] = clean_starts[ok]
+    areas = 0.5 * np.bincount(kid, weights=x0 * y0[nxt] - x0[nxt] * y0, minlength=len(closed))
+    z_mean = np.bincount(cid, weights=points[:, 2], minlength=len(closed)) / np.maximum(sizes, 1)
+    # collinear points: the 2 × 2 covariance of the contour's points is singular
+    n = np.maximum(clean_sizes, 1)
+    sxx = np.bincount(kid, weights=x0 * x0, minlength=len(closed)) / n
+    syy = np.bincount(kid, weights=y0 * y0, minlength=len(closed)) / n
+    sxy = np.bincount(kid, weights=x0 * y0, minlength=len(closed)) / n
+    collinear = sxx * syy - sxy * sxy <= 1e-12 * (sxx + syy) ** 2 + 1e-18
+    degenerate_mask = ~non_planar & ((clean_sizes < 3) | collinear)
+    if degenerate_mask.any():
+        defects.append(f"{int(degenerate_mask.sum())} closed contour(s) are degenerate (fewer than 3 distinct points "
+                       f"or all on one line), on {_examples(np.round(z_mean[degenerate_mask], 3))}")
+    usable = np.flatnonzero(~non_planar & ~degenerate_mask)
+    if usable.size == 0:
+        return tuple(defects)
+    plane_z = np.round(z_mean[usable], 3)
+    zs_array, plane_index = np.unique(plane_z, return_inverse=True)
+    by_z: dict[float, list[tuple[Contour, int]]] = {}
+    for k, p in zip(usable, plane_index):
+        by_z.setdefault(float(zs_array[p]), []).append((closed[k], k))
+    zs = [float(z) for z in zs_array]
+    order = np.argsort(plane_index, kind="stable")
+    poly_sel = usable[order]
+    crossing = _crossing_flags(
+        np.concatenate([xy[clean_starts[k]:clean_starts[k] + clean_sizes[k]] for k in poly_sel]),
+        clean_sizes[poly_sel], plane_index[order], len(zs))
+    if crossing.any():
+        bad = [z for z, c in zip(zs, crossing) if c]
+        defects.append(f"contour edges cross on {len(bad)} plane(s) ({_examples(bad)}): a contour crossing itself or "
+                       "two contours overlapping partly leave inside and outside undefined")
+    duplicated, cancelled, mixed_images = [], [], []
+    for z, crossed in zip(zs, crossing):
+        members = by_z[z]
+        if len({c.image_uid for c, _ in members if c.image_uid}) > 1:
+            mixed_images.append(z)
+        if len(members) < 2 or crossed:
+            continue
+        edges = [(xy[clean_starts[k]:clean_starts[k] + clean_sizes[k]], xy[nxt[clean_starts[k]:clean_starts[k] + clean_sizes[k]]])
+                 for _, k in members]
+        keys = [np.round(a[np.lexsort((a[:, 1], a[:, 0]))], 2).tobytes() for a, _ in edges]
+        if len(set(keys)) < len(keys):
+            duplicated.append(z)
+            continue
+        if _plane_area_ratio(edges, [float(areas[k]) for _, k in members]) < CANCELLATION_FRACTION:
+            cancelled.append(z)
+    if mixed_images:
+        defects.append(f"contours drawn on different images are stacked on one plane ({len(mixed_images)} plane(s), "
+                       f"{_examples(mixed_images)}): their z positions were altered")
+    if duplicated:
+        defects.append(f"identical contours are repeated on {len(duplicated)} plane(s) ({_examples(duplicated)}): "
+                       "they cancel each other under the even-odd rule")
+    if cancelled:
+        defects.append(f"the contours of {len(cancelled)} plane(s) ({_examples(cancelled)}) cancel each other: the "
+                       f"area they leave is below {100 * CANCELLATION_FRACTION:g} % of the largest contour's")
+    if len(zs) == 1 and not defects:
+        defects.append(f"all {len(by_z[zs[0]])} closed contour(s) lie on one plane ({_z_text(zs[0])}): the "
+                       "structure's extent along z is unknown")
+    return tuple(defects)
+
+
+def slice_defects(roi: Roi, slice_z_mm: Mapping[str, float], tolerance_mm: Mapping[str, float]) -> tuple[str, ...]:
+    """Contours far from the CT slice they reference (Contour Image Sequence).
+
+    Parameters
+    ----------
+    roi
+        The ROI.
+    slice_z_mm
+        z (mm) of each image of the export by SOP Instance UID (axial images only).
+    tolerance_mm
+        Per image: how far a contour may lie from it (half the series' slice spacing).
+
+    Returns
+    -------
+    tuple of str
+        One line when contours lie farther than the tolerance from their slice.
+    """
+    if roi.interpreted_type.upper() in POINT_ROI_TYPES:
+        return ()
+    off: list[tuple[float, float, float]] = []
+    for contour in roi.contours:
+        if not contour.is_closed_planar or not contour.image_uid or contour.image_uid not in slice_z_mm:
+            continue
+        if not len(contour.points_mm):
+            continue
+        z, z_slice = contour.z_mm, slice_z_mm[contour.image_uid]
+        if abs(z - z_slice) > tolerance_mm[contour.image_uid]:
+            off.append((z, z_slice, tolerance_mm[contour.image_uid]))
+    if not off:
+        return ()
+    z, z_slice, tol = max(off, key=lambda t: abs(t[0] - t[1]))
+    return (f"{len(off)} contour(s) lie far from the CT slice they reference (e.g. a contour at z = {z:g} mm drawn "
+            f"on the slice at z = {z_slice:g} mm; at most ±{tol:.3g} mm, half the slice spacing, is accepted)",)

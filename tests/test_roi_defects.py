@@ -1,0 +1,157 @@
+"""ROI plausibility checks (``plancheck.dicom.roi_checks``) on hand-drawn contours.
+
+Every expectation follows from the drawing: which edges cross, which contours are equal,
+the areas (squares: side²) and the thresholds of the module (0.5 mm planarity, 0.5 %
+cancellation, 10 000 mm coordinates, 2 500 mm extent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plancheck.dicom.roi_checks import contour_defects, crossing_planes, slice_defects
+from plancheck.dvh.sampling import sample_roi
+from plancheck.errors import StructureDefectError
+from plancheck.model import Contour, Roi
+
+
+def poly(points, z: float = 0.0) -> np.ndarray:
+    p = np.asarray(points, dtype=float)
+    return np.column_stack([p, np.full(len(p), z)])
+
+
+def square(half: float, z: float, cx: float = 0.0, cy: float = 0.0) -> np.ndarray:
+    return poly([(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)], z)
+
+
+def roi(*contours, kind: str = "ORGAN", types=None, images=None) -> Roi:
+    types = types or ["CLOSED_PLANAR"] * len(contours)
+    images = images or [""] * len(contours)
+    return Roi(1, "Organ", kind, tuple(Contour(c, t, i) for c, t, i in zip(contours, types, images)))
+
+
+def test_a_sound_stack_of_squares_has_no_defect() -> None:
+    assert contour_defects(roi(*(square(10, z) for z in (0, 3, 6)))) == ()
+
+
+def test_a_bow_tie_crosses_itself() -> None:
+    # (0,0)→(10,10)→(10,0)→(0,10): the edges (0,0)-(10,10) and (10,0)-(0,10) cross at (5, 5).
+    bow_tie = poly([(0, 0), (10, 10), (10, 0), (0, 10)], z=3)
+    defects = contour_defects(roi(square(10, 0), bow_tie, square(10, 6)))
+    assert defects == ("contour edges cross on 1 plane(s) (z = 3 mm): a contour crossing itself or two contours "
+                       "overlapping partly leave inside and outside undefined",)
+
+
+def test_a_keyhole_contour_touches_itself_without_crossing() -> None:
+    # A 10 × 10 square with a 2 × 2 hole reached through a slit along y = 5: the slit's two
+    # edges run along each other and the hole's edges meet at (6, 5) — touching, not crossing.
+    keyhole = [(0, 0), (10, 0), (10, 5), (6, 5), (6, 4), (4, 4), (4, 6), (6, 6), (6, 5), (10, 5), (10, 10), (0, 10)]
+    assert crossing_planes([[np.asarray(keyhole, dtype=float)]]).tolist() == [False]
+    assert contour_defects(roi(poly(keyhole, 0), poly(keyhole, 3))) == ()
+
+
+def test_two_contours_overlapping_partly_cross() -> None:
+    # Squares 0..10 and 5..15 on one plane: their edges cross at (10, 5) and (5, 10).
+    a = poly([(0, 0), (10, 0), (10, 10), (0, 10)])
+    b = poly([(5, 5), (15, 5), (15, 15), (5, 15)])
+    assert crossing_planes([[a[:, :2], b[:, :2]], [a[:, :2]]]).tolist() == [True, False]
+
+
+def test_a_ring_is_sound_but_a_ring_thinner_than_half_a_percent_cancels() -> None:
+    # Ring 20 × 20 minus 12 × 12: area (400 - 144) / 400 = 64 % of the outer contour: sound.
+    assert contour_defects(roi(square(10, 0), square(6, 0), square(10, 3), square(6, 3))) == ()
+    # Outer half-side 100 (40 000 mm²), inner 99.9 (39 920.04 mm²): 79.96 / 40 000 = 0.2 % < 0.5 %.
+    thin = roi(square(100, 0), square(99.9, 0), square(100, 3), square(99.9, 3))
+    assert contour_defects(thin) == ("the contours of 2 plane(s) (z = 0, 3 mm) cancel each other: the area they "
+                                     "leave is below 0.5 % of the largest contour's",)
+
+
+def test_identical_contours_on_one_plane_cancel() -> None:
+    # The second contour on z = 0 starts at another vertex: the same square all the same.
+    same = np.roll(square(10, 0), 2, axis=0)
+    assert contour_defects(roi(square(10, 0), same, square(10, 3))) == (
+        "identical contours are repeated on 1 plane(s) (z = 0 mm): they cancel each other under the even-odd rule",)
+
+
+def test_degenerate_contours_unless_the_roi_is_a_point() -> None:
+    two_points = poly([(0, 0), (1, 1)], z=3)
+    collinear = poly([(0, 0), (1, 1), (2, 2)], z=6)  # three points, zero area
+    defects = contour_defects(roi(square(10, 0), two_points, collinear, square(10, 9)))
+    assert defects == ("2 closed contour(s) are degenerate (fewer than 3 distinct points or all on one line), on "
+                       "z = 3, 6 mm",)
+    # A marker drawn as a one-point "closed" contour is a point, not a broken volume.
+    assert contour_defects(roi(poly([(5, 5)], z=0), kind="MARKER")) == ()
+
+
+def test_a_repeated_closing_point_is_not_a_defect() -> None:
+    closed = np.vstack([square(10, 0), square(10, 0)[:1]])  # first point repeated at the end
+    assert contour_defects(roi(closed, square(10, 3))) == ()
+
+
+def test_unknown_geometric_type_and_the_xor_type() -> None:
+    defects = contour_defects(roi(square(10, 0), square(10, 3), types=["CLOSED_PLANAR", "CLOSED_SPLINE"]))
+    assert defects[0] == ("1 contour(s) have the unknown (3006,0042) 'Contour Geometric Type' 'CLOSED_SPLINE' "
+                          "(POINT, OPEN_PLANAR, OPEN_NONPLANAR, CLOSED_PLANAR or CLOSEDPLANAR_XOR are defined)")
+    xor = roi(square(10, 0), square(10, 3), types=["CLOSEDPLANAR_XOR"] * 2)
+    assert contour_defects(xor) == () and all(c.is_closed_planar for c in xor.contours)
+    assert sorted(xor.planes) == [0.0, 3.0]
+
+
+def test_all_contours_on_one_plane() -> None:
+    assert contour_defects(roi(square(10, 0), square(3, 0, cx=30))) == (
+        "all 2 closed contour(s) lie on one plane (z = 0 mm): the structure's extent along z is unknown",)
+
+
+def test_a_contour_that_is_not_axial() -> None:
+    tilted = square(10, 3)
+    tilted[0, 2] = 4.0  # z from 3 to 4 mm: 1 mm > 0.5 mm
+    assert contour_defects(roi(square(10, 0), tilted, square(10, 6))) == (
+        "1 closed contour(s) are not in one axial plane (their points' z differ by up to 1 mm; at most 0.5 mm is "
+        "accepted)",)
+
+
+def test_corrupt_coordinates() -> None:
+    far = square(10, 3)
+    far[1, 0] = 1e9
+    assert contour_defects(roi(square(10, 0), far)) == (
+        "a contour point lies 1e+09 mm from the origin of the frame of reference (more than 10000 mm): a coordinate "
+        "is corrupt",)
+    # 3000 mm from x = -1500 to x = +1500: more than 2500 mm.
+    wide = roi(square(10, 0, cx=-1490), square(10, 3, cx=1490))
+    assert contour_defects(wide) == ("the contours span 3000 mm along x (more than 2500 mm, larger than any patient): "
+                                     "a coordinate is corrupt",)
+
+
+def test_contours_of_one_plane_drawn_on_different_images() -> None:
+    stacked = roi(square(10, 0), square(4, 0, cx=40), square(10, 3), images=["1.2.3.1", "1.2.3.2", "1.2.3.3"])
+    assert contour_defects(stacked) == ("contours drawn on different images are stacked on one plane (1 plane(s), "
+                                        "z = 0 mm): their z positions were altered",)
+
+
+def test_contours_far_from_their_ct_slice() -> None:
+    # CT slices at z = 0, 3, 6 mm (tolerance 1.5 mm, half the 3 mm spacing); the contour at
+    # z = 0 claims the slice at z = 6: 6 mm off.
+    slices = {"1.2.9.0": 0.0, "1.2.9.3": 3.0, "1.2.9.6": 6.0}
+    tolerance = dict.fromkeys(slices, 1.5)
+    off = roi(square(10, 0), square(10, 3), images=["1.2.9.6", "1.2.9.3"])
+    assert slice_defects(off, slices, tolerance) == (
+        "1 contour(s) lie far from the CT slice they reference (e.g. a contour at z = 0 mm drawn on the slice at "
+        "z = 6 mm; at most ±1.5 mm, half the slice spacing, is accepted)",)
+    near = roi(square(10, 0.01), square(10, 3), images=["1.2.9.0", "1.2.9.3"])
+    assert slice_defects(near, slices, tolerance) == ()
+
+
+def test_a_defective_roi_is_never_sampled() -> None:
+    broken = Roi(7, "Cord", "ORGAN", (Contour(square(5, 0)), Contour(square(5, 3))), defects=("made up for the test",))
+    with pytest.raises(StructureDefectError, match=r"structure 'Cord' cannot be measured: made up for the test"):
+        sample_roi(broken)
+
+
+def test_crossing_search_is_bounded_for_a_scrambled_large_contour() -> None:
+    # 3000 points of a circle in random order: about 4.5 million candidate edge pairs, tested
+    # in chunks; a crossing is found.
+    rng = np.random.default_rng(0)
+    angles = rng.permutation(np.linspace(0, 2 * np.pi, 3000, endpoint=False))
+    circle = np.column_stack([100 * np.cos(angles), 100 * np.sin(angles)])
+    assert crossing_planes([[circle]]).tolist() == [True]
