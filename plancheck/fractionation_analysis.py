@@ -37,7 +37,7 @@ class CourseFractionation:
     target_roi: str | None
     target_d95_gy: float | None
     remarks: tuple[str, ...]
-    dose_type: str = "PHYSICAL"
+    dose_type: str = "PHYSICAL"  # the dose's Dose Type (3004,0004); "" when the plan was read without its dose
 
 
 def course_fractionation(course: Course | PlanWithoutDose) -> CourseFractionation:
@@ -86,7 +86,8 @@ def course_fractionation(course: Course | PlanWithoutDose) -> CourseFractionatio
                     f"D95% of {roi.name} is {d95:.2f} Gy, {100 * (d95 - rx) / rx:+.1f}% from the prescription {rx:g} Gy: "
                     "dose and prescription disagree"
                 )
-    if course.dose.is_rbe_weighted:
+    if dose is not None and dose.is_rbe_weighted:
         remarks.append("the dose is RBE-weighted (Dose Type EFFECTIVE): D95% is in Gy(RBE)")
+    dose_type = (dose.dose_type or "PHYSICAL") if dose is not None else ""
     return CourseFractionation(course.label, plan.sop_instance_uid, rx, n, summary, target_name, d95, tuple(remarks),
-                               course.dose.dose_type or "PHYSICAL")
+                               dose_type)

@@ -426,7 +426,9 @@ def test_a_composite_of_rbe_weighted_and_physical_doses_is_refused(tmp_path: Pat
         dose = make_rtdose(linear_dose() / 10, plan_uid=plan.SOPInstanceUID)
         dose.DoseType = dose_type
         save(dose, tmp_path / f"RD_{label}.dcm")
-    code, out, err = run(["dvh", str(tmp_path), "--composite", "--metric", "Mean[Gy]"], capsys)
+    # the two plans treat the same PTV: named as courses, not refused as alternatives
+    code, out, err = run(["dvh", str(tmp_path), "--composite", "--metric", "Mean[Gy]", "--plan", "Photons",
+                          "--plan", "Protons"], capsys)
     assert code == 2 and out == ""
     assert err == ("plancheck: error: --composite: the courses mix RBE-weighted (Dose Type EFFECTIVE) and physical "
                    "doses (Photons (physical), Protons (RBE-weighted)); their sum has no meaning\n")
