@@ -1,4 +1,9 @@
-"""Compiled inner loops (numba): the only module that imports numba.
+"""The compiled inner loops as numba JIT functions: the kernels' source.
+
+Every kernel is defined here once. :mod:`plancheck.kernels` runs them from the
+ahead-of-time compiled extension built at install (:mod:`plancheck.kernels.build`) when it
+is there and current, else from these JIT functions; numba is imported only in this
+package.
 
 The DVH engine's models — the trilinear dose of :mod:`plancheck.dvh.interpolate`, the
 even-odd rasteriser of :mod:`plancheck.dvh.rasterize`, the hot-tail
@@ -23,9 +28,10 @@ Conventions
 * Doses in Gy, gradients in Gy/mm, lengths in mm. Uncovered points get NaN dose and
   zero gradient.
 
-Compilation: the kernels are compiled on first use and cached on disk next to this
-file (or in numba's user cache when that is not writable), so only the first run
-after an install pays for it.
+JIT compilation (the fallback): the kernels are compiled on first use and cached on disk
+next to this file (or in numba's user cache when that is not writable). The options
+here (``nogil``, ``error_model="numpy"``, no fastmath) are the ones the ahead-of-time build
+uses too (:data:`JIT_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "JIT_OPTIONS",
     "column_cells",
     "point_cells",
     "spread_histogram",
@@ -51,7 +58,10 @@ __all__ = [
     "parse_decimal_strings",
 ]
 
-_JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+JIT_OPTIONS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+"""numba options of every kernel (the ahead-of-time build compiles with the same semantics)."""
+
+_JIT = JIT_OPTIONS
 
 
 @njit(inline="always")
