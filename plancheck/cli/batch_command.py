@@ -12,14 +12,9 @@ import logging
 import os
 import sys
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-
+from plancheck.cli.defaults import DEFAULT_PROTOCOL
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import UsageError
-from plancheck.protocol.loader import DEFAULT_PROTOCOL
-from plancheck.rules.runner import protocol_for_check
 
 __all__ = ["register", "run_batch_command"]
 
@@ -52,7 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
     from plancheck.batch import BatchOptions, run_batch
+    from plancheck.rules.runner import protocol_for_check
 
     if args.workers < 0:
         raise UsageError(f"--workers {args.workers}: give 0 or more")

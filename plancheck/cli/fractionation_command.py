@@ -8,8 +8,6 @@ import sys
 
 from plancheck import __version__
 from plancheck.cli.exit_codes import ExitCode
-from plancheck.dicom import read_export
-from plancheck.fractionation_analysis import course_fractionation
 
 __all__ = ["register", "run_fractionation"]
 
@@ -22,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_fractionation(args: argparse.Namespace) -> int:
+    from plancheck.dicom import read_export
+    from plancheck.fractionation_analysis import course_fractionation
+
     export = read_export(args.paths if len(args.paths) > 1 else args.paths[0])
     rows = [course_fractionation(c) for c in export.courses]
     if args.format == "json":
