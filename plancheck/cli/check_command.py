@@ -102,7 +102,7 @@ def run_check_command(args: argparse.Namespace) -> int:
     to_terminal = args.output is None and sys.stdout.isatty()
     color = args.format == "text" and to_terminal
     text = render_report(report, args.format, color=color, all_rules=args.all_rules,
-                         width=text_width() if args.output is None else None, export_path=" ".join(args.paths))
+                         width=text_width() if args.output is None else None, export_path=args.paths)
     if args.output:
         write_all_atomically({args.output: text})
     else:

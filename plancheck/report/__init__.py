@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from plancheck.atomic_write import write_files_atomically
@@ -48,7 +48,7 @@ def report_basename(report: CheckReport) -> str:
 
 
 def render_report(report: CheckReport, fmt: str, *, color: bool = False, all_rules: bool = False,
-                  width: int | None = None, export_path: str | None = None) -> str:
+                  width: int | None = None, export_path: str | Sequence[str] | None = None) -> str:
     """The report in one format (``text``, ``json``, ``html``, ``junit``).
 
     ``color``, ``all_rules`` and ``width`` shape the text report (see

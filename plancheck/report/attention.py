@@ -13,7 +13,9 @@ several rules need) are shown once with all their rule ids.
 from __future__ import annotations
 
 import re
+import shlex
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from plancheck.report.check_json import group_by_category
@@ -182,13 +184,18 @@ def case_file_rules(report: CheckReport) -> tuple[str, ...]:
                                if f.status is Status.NOT_EVALUATED and "case file" in f.message.casefold()))
 
 
-def case_file_hint(report: CheckReport, export_path: str | None = None) -> str:
-    """One line when rules need the missing case file: how many, and how to write one;
-    empty when there is a case file or no rule needs it."""
+def case_file_hint(report: CheckReport, export_path: str | Sequence[str] | None = None) -> str:
+    """One line when rules need the missing case file: how many, and how to write one
+    (the export path quoted for a shell); empty when there is a case file or no rule needs it."""
     rules = case_file_rules(report)
     if not rules:
         return ""
-    where = export_path or "EXPORT"
+    if export_path is None:
+        where = "EXPORT"
+    elif isinstance(export_path, str):
+        where = shlex.quote(export_path)
+    else:
+        where = shlex.join(export_path)
     need = "rule needs" if len(rules) == 1 else "rules need"
     return f"No case file: {len(rules)} {need} the clinical context. Write one: plancheck case init {where}"
 

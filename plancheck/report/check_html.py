@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -356,7 +357,8 @@ def _result_view(index: int, row: dict[str, Any], f: Finding, report: CheckRepor
     return view
 
 
-def check_html(report: CheckReport, *, generated: dt.datetime | None = None, export_path: str | None = None) -> str:
+def check_html(report: CheckReport, *, generated: dt.datetime | None = None,
+               export_path: str | Sequence[str] | None = None) -> str:
     """The self-contained HTML report.
 
     Parameters

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Sequence
 
 from plancheck.report.attention import (
     ATTENTION_ORDER,
@@ -61,9 +62,15 @@ _SIGN_VALUE = re.compile(r"(?<=[≤≥<>=]) (?=[\d.-])")
 _EQUALS = re.compile(r" (?==[ \u00a0]?[\d.-])")
 
 
+_PHRASES = ("Result: NOT FULLY EVALUATED", "Result: FAILED", "Result: PASSED", "NOT FULLY EVALUATED", "NOT EVALUATED",
+            "NOT APPLICABLE", "not applicable")
+
+
 def _keep_together(text: str) -> str:
-    """Non-breaking spaces inside ``60.34 %``, ``≤ 45 Gy``, ``α/β = 3 Gy``: a value never wraps
-    apart from its unit or sign."""
+    """Non-breaking spaces inside ``60.34 %``, ``≤ 45 Gy``, ``α/β = 3 Gy`` and the status words:
+    a value never wraps apart from its unit or sign, nor a status or the verdict in two."""
+    for phrase in _PHRASES:
+        text = text.replace(phrase, phrase.replace(" ", _NBSP))
     return _SIGN_VALUE.sub(_NBSP, _EQUALS.sub(_NBSP, _VALUE_UNIT.sub(_NBSP, text)))
 
 
@@ -234,12 +241,22 @@ def _summary_line(out: _Writer, report: CheckReport) -> None:
         text = f"{n} {status_label(status)}"
         parts.append(out.style(text, STATUS_STYLE[status]) if n else text)
     result = verdict(report)
-    out.raw(f"Summary: {', '.join(parts)}; {len(report.not_applicable)} not applicable. "
-            f"Result: {out.style(result, _VERDICT_STYLE[result])}")
+    plain = [f"{summary[s.value.lower()]} {status_label(s)}" for s in STATUS_ORDER]
+    out.wrap(f"Summary: {', '.join(plain)}; {len(report.not_applicable)} not applicable. Result: {result}", first="",
+             rest=_INDENT)
+    if out.color:  # colour the counts and the verdict where they landed
+        start = len(out.lines) - 1
+        while not out.lines[start].startswith("Summary: "):
+            start -= 1
+        for text, styled in [*zip(plain, parts), (f"Result: {result}", f"Result: {out.style(result, _VERDICT_STYLE[result])}")]:
+            for k in range(start, len(out.lines)):
+                if text in out.lines[k]:
+                    out.lines[k] = out.lines[k].replace(text, styled, 1)
+                    break
 
 
 def check_text(report: CheckReport, *, color: bool = False, width: int = DEFAULT_WIDTH, all_rules: bool = False,
-               export_path: str | None = None) -> str:
+               export_path: str | Sequence[str] | None = None) -> str:
     """The report as text.
 
     Parameters
@@ -254,7 +271,8 @@ def check_text(report: CheckReport, *, color: bool = False, width: int = DEFAULT
         Every finding per category with its source, and the rules that do not apply,
         instead of the findings that need attention and a count of the others.
     export_path
-        The export as the user named it, for the command in the missing-case-file hint.
+        The export as the user named it (a path, or the paths given), for the command in the
+        missing-case-file hint.
     """
     out = _Writer(width, color)
     _header(out, report)
@@ -280,6 +298,6 @@ def check_text(report: CheckReport, *, color: bool = False, width: int = DEFAULT
     else:
         out.raw("Confidence of each rule's source:")
         for level, meaning in CONFIDENCE_LEGEND:
-            out.raw(f"  {level:<13} {meaning}")
+            out.wrap(meaning, first=f"  {level:<13} ")
     _summary_line(out, report)
     return out.text()
