@@ -15,6 +15,7 @@ Exception tree::
      │    └── MetricSpecError           a DVH metric string that cannot be parsed
      ├── RadiobiologyError (ValueError) nonsense input to an LQ formula (n <= 0, α/β <= 0 ...)
      └── ProtocolError                  a protocol or case file that does not validate (exit 3)
+          └── CaseFileError             a case file: every problem with its line
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "MetricSpecError",
     "RadiobiologyError",
     "ProtocolError",
+    "CaseFileError",
 ]
 
 
@@ -109,3 +111,20 @@ class ProtocolError(PlancheckError):
         if self.path:
             return f"{self.path}: {self.message}"
         return self.message
+
+
+class CaseFileError(ProtocolError):
+    """A case file that does not validate, with every problem and its line.
+
+    Parameters
+    ----------
+    problems
+        ``(line, message)`` pairs (line 1-based; 0 when not known), in file order.
+    path
+        The case file.
+    """
+
+    def __init__(self, problems: list[tuple[int, str]], path: str | PathLike[str] | None = None) -> None:
+        self.problems = list(problems)
+        text = "; ".join(f"line {line}: {message}" if line else message for line, message in self.problems)
+        super().__init__(text, path)

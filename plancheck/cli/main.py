@@ -13,14 +13,15 @@ from collections.abc import Sequence
 
 from plancheck import __version__
 from plancheck.cli import (
-    batch_command, check_command, dvh_command, fractionation_command, protocols_command, serve_command,
+    batch_command, case_command, check_command, dvh_command, fractionation_command, protocols_command, serve_command,
 )
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import InputError, ProtocolError, UsageError
 
 __all__ = ["main", "run", "build_parser"]
 
-_COMMANDS = (check_command, dvh_command, fractionation_command, protocols_command, serve_command, batch_command)
+_COMMANDS = (check_command, case_command, dvh_command, fractionation_command, protocols_command, serve_command,
+             batch_command)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -65,11 +65,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from plancheck.errors import ProtocolError
+from plancheck.errors import CaseFileError, ProtocolError
 
 __all__ = [
     "Case", "CourseDeclaration", "Lesion", "Primary", "SystemicTherapy", "Restaging", "load_case", "find_case_file",
-    "CASE_FILE_NAMES",
+    "CASE_FILE_NAMES", "case_lines",
 ]
 
 CASE_FILE_NAMES = ("case.yaml", "case.yml", "case.json")
@@ -168,33 +168,75 @@ _CaseLoader.yaml_implicit_resolvers = {
 }
 
 
+def case_lines(text: str) -> dict[tuple, int]:
+    """The line (1-based) of every key and list item of a case file's YAML, by its path
+    (``("metastases", 0, "size_mm")``); empty when the text is not YAML."""
+    try:
+        root = yaml.compose(text, Loader=_CaseLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                here = path + (key.value,)
+                lines[here] = key.start_mark.line + 1
+                walk(value, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int:
+    """The line of ``loc``, else of its nearest parent that has one (0: not known)."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 0
+
+
 def load_case(path: str | Path) -> Case:
     """Read and validate a case file.
 
     Raises
     ------
     ProtocolError
-        Naming the file and the field, for unreadable YAML or invalid content.
+        For a file that cannot be read.
+    CaseFileError
+        Naming the file and, for each problem, its line and field: YAML that does not parse,
+        or content that does not validate (a misspelt field, a wrong value).
     """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProtocolError(f"cannot read case file: {exc.strerror or exc}", p) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ProtocolError(f"cannot read case file: {reason}", p) from exc
     try:
         data = yaml.load(text, Loader=_CaseLoader) or {}  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise ProtocolError(f"case file is not valid YAML: {exc}", p) from exc
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CaseFileError([(mark.line + 1 if mark else 0, f"case file is not valid YAML: {problem}")], p) from exc
     if not isinstance(data, dict):
-        raise ProtocolError("a case file must be a mapping of fields (histology, metastases, ...)", p)
+        raise CaseFileError([(1, "a case file must be a mapping of fields (histology, metastases, ...)")], p)
     try:
         return Case.model_validate(data)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:5]:
-            where = ".".join(str(x) for x in err["loc"])
-            parts.append(f"field {where}: {err['msg']}")
-        raise ProtocolError("; ".join(parts), p) from exc
+        lines = case_lines(text)
+        problems = []
+        for err in exc.errors()[:10]:
+            loc = tuple(err["loc"])
+            where = ".".join(str(x) for x in loc)
+            problems.append((_line_of(lines, loc), f"field {where}: {err['msg']}"))
+        problems.sort(key=lambda item: item[0])
+        raise CaseFileError(problems, p) from exc
 
 
 def find_case_file(export_path: str | Path) -> Path | None:

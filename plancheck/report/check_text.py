@@ -289,8 +289,9 @@ def check_text(report: CheckReport, *, color: bool = False, width: int = DEFAULT
             _passes(out, report)
     hint = case_file_hint(report, export_path)
     out.blank()
-    if hint:
-        out.wrap(clean(hint), first="", rest=_INDENT)
+    if hint:  # the command is never broken across lines (it may move whole to the next one)
+        words, sep, command = clean(hint).partition("plancheck case init")
+        out.wrap(words + (sep + command).replace(" ", _NBSP), first="", rest=_INDENT)
     if not all_rules:
         if report.summary["not_evaluated"]:
             out.wrap("A structure named differently in the export: --map STANDARD=ROI (repeatable).", first="")
