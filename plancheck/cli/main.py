@@ -1,27 +1,31 @@
 """``plancheck`` command line: a thin adapter over the library.
 
 ``main(argv) -> int`` is callable from tests; ``run()`` is the console entry point.
+
+Start-up: this module imports only the standard library; the subcommands' modules are
+imported when the parser is built (each keeps its own top-level imports light and imports
+the library inside its handler), and ``plancheck --version`` answers before any of that.
+A new subcommand is a module with ``register(subparsers)``, named in :data:`COMMAND_MODULES`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import traceback
 from collections.abc import Sequence
 
 from plancheck import __version__
-from plancheck.cli import (
-    batch_command, case_command, check_command, dvh_command, fractionation_command, protocols_command, serve_command,
-)
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import InputError, ProtocolError, UsageError
 
-__all__ = ["main", "run", "build_parser"]
+__all__ = ["main", "run", "build_parser", "COMMAND_MODULES"]
 
-_COMMANDS = (check_command, case_command, dvh_command, fractionation_command, protocols_command, serve_command,
-             batch_command)
+COMMAND_MODULES = ("check_command", "case_command", "dvh_command", "fractionation_command", "protocols_command",
+                   "serve_command", "batch_command")
+"""The subcommands' modules in :mod:`plancheck.cli`, in the order ``--help`` lists them."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,15 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plancheck {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in _COMMANDS:
-        module.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"plancheck.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run plancheck with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    given = list(argv if argv is not None else sys.argv[1:])
+    if given == ["--version"]:  # answered before the subcommands are imported
+        print(f"plancheck {__version__}")
+        return ExitCode.OK
     parser = build_parser()
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in given
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = parser.parse_args(argv)
