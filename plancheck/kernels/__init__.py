@@ -40,6 +40,7 @@ __all__ = [
     "replace_plane_weights",
     "edge_points",
     "parse_decimal_strings",
+    "segment_distances",
     "backend",
     "jit_kernel",
 ]

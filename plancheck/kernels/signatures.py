@@ -161,6 +161,7 @@ SIGNATURES: dict[str, tuple[Signature, ...]] = {
     "tail_cells": (Signature.of("Tuple((i8[::1], f8))", "f8[:] f8[:] f8[:] f8 f8 i8"),),
     "replace_plane_weights": (Signature.of("UniTuple(f8[::1], 2)", "f8[:] i8[:] i8[:] f8[:] i8[:] i8"),),
     "edge_points": (Signature.of("Tuple((f8[:, ::1], i8[::1]))", "f8[:,:] i8[:] i8[:] f8"),),
+    "segment_distances": (Signature.of("none", "f8[:] f8[:] f8[:,:] f8[:]"),),
     "parse_decimal_strings": (Signature.of("Tuple((f8[::1], i1[::1], i8[::1], i8[::1], i8))", "u1[:]r i8"),
                               Signature.of("Tuple((f8[::1], i1[::1], i8[::1], i8[::1], i8))", "u1[:] i8")),
 }
