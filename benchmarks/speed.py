@@ -19,8 +19,10 @@ plancheck
     ``--repeats`` times (the fastest run is reported; the others differ by OS noise
     only); then the same work with the structures spread over threads as ``plancheck
     dvh`` does (:mod:`plancheck.parallel`; ``PLANCHECK_THREADS`` sets their number).
-    The first run of the process, which also loads the compiled kernels from numba's
-    on-disk cache, is reported separately.
+    The first run of the process is reported separately (with the ahead-of-time compiled
+    kernels it loads nothing more; with the JIT fallback it loads numba's on-disk cache).
+    Then the same work as whole processes (``plancheck dvh`` and a dicompyler-core process),
+    start-up included, beside the in-process figures (``--no-whole-process`` leaves them out).
 dicompyler-core
     ``pydicom.dcmread`` of both files, then ``dvhcalc.get_dvh(rtss, rtdose, roi)`` with
     default settings for every ROI, timed once (it is slow; repeating adds nothing).
@@ -118,7 +120,7 @@ def time_plancheck(rs: Path, rd: Path, repeats: int) -> tuple[Report, list[Struc
                                  cost=lambda roi: roi.number_of_points)
         return time.perf_counter() - start, read_s, timings, grid
 
-    # the first run of a process also loads the compiled kernels (numba's on-disk cache)
+    # the first run of a process (with the JIT fallback it also loads numba's on-disk cache)
     first_s, _, _, _ = run(1)
     best: tuple[float, float, list[StructureTiming]] | None = None
     runs = []
@@ -186,7 +188,7 @@ def print_report(report: Report) -> None:
               f"`plancheck dvh` runs (runs {', '.join(f'{r:.2f}' for r in report.plancheck_threaded_runs_s)} s)")
     if report.plancheck_first_run_s is not None:
         print(f"plancheck   first run of the process {report.plancheck_first_run_s:.2f} s, one thread "
-              f"(includes loading the compiled kernels from numba's cache)")
+              f"(with the JIT fallback: includes loading the kernels from numba's cache)")
     if has_dc:
         dc = report.dicompyler_total_s
         print(f"dicompyler  total {dc:7.2f} s (reading {report.dicompyler_read_s:.2f} s; one run)")
@@ -194,6 +196,30 @@ def print_report(report: Report) -> None:
               + (f", {dc / report.plancheck_threaded_s:.1f}x with {report.plancheck_threads} threads"
                  if report.plancheck_threaded_s else "")
               + (f", {dc / report.plancheck_first_run_s:.1f}x for a first run" if report.plancheck_first_run_s else ""))
+
+
+def time_whole_processes(engine: str, repeats: int) -> dict[str, float]:
+    """The same work as whole processes, start-up included (see ``whole_process.py``):
+    ``plancheck dvh`` on the case's RS, RP and RD of C1_Eso, and a process running
+    dicompyler-core's ``get_dvh`` on every ROI of the same RS and RD."""
+    from whole_process import DICOMPYLER_CHILD, ONE_PLAN, PLANCHECK, ensure_one_plan_case, timed
+
+    rs, rd = ensure_one_plan_case()
+    print("\nwhole processes (interpreter start-up, imports and reading included; same files):", flush=True)
+    out: dict[str, float] = {}
+    if engine != "dicompyler":
+        t = timed("plancheck dvh", [PLANCHECK, "dvh", str(ONE_PLAN)], max(repeats, 1))
+        print(t.line(), flush=True)
+        out["plancheck_dvh_process_s"] = t.best
+    if engine != "plancheck":
+        d = timed("dicompyler-core get_dvh (process)", [sys.executable, "-c", DICOMPYLER_CHILD, str(rs), str(rd)], 1,
+                  warm=False)
+        print(d.line(), flush=True)
+        out["dicompyler_process_s"] = d.best
+        if "plancheck_dvh_process_s" in out:
+            out["ratio_process"] = d.best / out["plancheck_dvh_process_s"]
+            print(f"ratio       dicompyler-core / plancheck, whole processes: {out['ratio_process']:.1f}x")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=["plancheck", "dicompyler", "both"], default="both",
                         help="'dicompyler' still runs plancheck once, for the per-structure table")
     parser.add_argument("--json", type=Path, default=None, help="write the timings as JSON")
+    parser.add_argument("--no-whole-process", action="store_true",
+                        help="leave out the whole-process timings (plancheck dvh and dicompyler-core as processes)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     for handler in logging.getLogger().handlers:  # pydicom sets its own logger's level
@@ -220,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         print("dicompyler-core: one run ...", flush=True)
         time_dicompyler(rs, rd, timings, report)
     print_report(report)
+    whole = None if args.no_whole_process else time_whole_processes(args.engine, args.repeats)
     if args.json:
         payload = asdict(report)
+        if whole is not None:
+            payload["whole_process"] = whole
         for s, t in zip(payload["structures"], report.structures):
             s["plancheck_s"] = t.plancheck_s
         if report.dicompyler_total_s:

@@ -32,7 +32,7 @@ import yaml
 
 from plancheck.errors import ProtocolError
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "decode_utf8", "load_data_file", "load_data_text"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "decode_utf8", "load_data_file", "load_data_text", "read_data_text"]
 
 MAX_BYTES = 4 * 1024 * 1024
 """Largest data file read, bytes (the built-in consensus protocol is about 100 kB)."""
@@ -143,19 +143,38 @@ def load_data_text(text: str, label: str, *, dates_as_text: bool = False) -> Any
     try:
         data = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except _DataFileError as exc:
-        where = f"line {exc.line}: " if exc.line else ""
-        raise ProtocolError(f"{where}{exc.message}", label) from None
+        raise ProtocolError(exc.message, label, line=exc.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        column = f" (column {mark.column + 1})" if mark is not None else ""
         problem = " ".join(x for x in (exc.context, exc.problem) if x) or str(exc)
-        raise ProtocolError(f"{where}not valid YAML: {problem}", label) from None
+        raise ProtocolError(f"not valid YAML{column}: {problem}", label,
+                            line=mark.line + 1 if mark is not None else None) from None
     except yaml.YAMLError as exc:
         raise ProtocolError(f"not valid YAML: {exc}", label) from None
     except RecursionError:
         raise ProtocolError(f"nested too deeply to read (more than {MAX_DEPTH} levels are refused)", label) from None
     _check_shape(data, label)
     return data
+
+
+def read_data_text(path: str | PathLike[str], *, what: str = "data file") -> str:
+    """The text of a data file: at most :data:`MAX_BYTES`, UTF-8 (see :func:`load_data_file`).
+
+    Raises
+    ------
+    ProtocolError
+        The file cannot be read, is too large, or is not UTF-8.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ProtocolError(f"cannot read {what}: {exc.strerror or exc}", p) from None
+    if len(raw) > MAX_BYTES:
+        raise ProtocolError(f"a {what} is at most {MAX_BYTES // (1024 * 1024)} MB; this one is larger", p)
+    return decode_utf8(raw, str(p), what)
 
 
 def load_data_file(path: str | PathLike[str], *, what: str = "data file", dates_as_text: bool = False) -> Any:
@@ -175,15 +194,7 @@ def load_data_file(path: str | PathLike[str], *, what: str = "data file", dates_
     ProtocolError
         The file cannot be read, is too large, is not UTF-8, or does not parse strictly.
     """
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            raw = fh.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise ProtocolError(f"cannot read {what}: {exc.strerror or exc}", p) from None
-    if len(raw) > MAX_BYTES:
-        raise ProtocolError(f"a {what} is at most {MAX_BYTES // (1024 * 1024)} MB; this one is larger", p)
-    return load_data_text(decode_utf8(raw, str(p), what), str(p), dates_as_text=dates_as_text)
+    return load_data_text(read_data_text(path, what=what), str(path), dates_as_text=dates_as_text)
 
 
 def decode_utf8(raw: bytes, label: str, what: str = "data file") -> str:
@@ -193,5 +204,5 @@ def decode_utf8(raw: bytes, label: str, what: str = "data file") -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise ProtocolError(f"line {line}: a {what} must be UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at "
-                            f"offset {exc.start})", label) from None
+        raise ProtocolError(f"a {what} must be UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset "
+                            f"{exc.start})", label, line=line) from None

@@ -17,6 +17,7 @@ Exception tree::
      │    └── MetricSpecError           a DVH metric string that cannot be parsed
      ├── RadiobiologyError (ValueError) nonsense input to an LQ formula (n <= 0, α/β <= 0 ...)
      └── ProtocolError                  a protocol or case file that does not validate (exit 3)
+          └── CaseFileError             a case file: every problem with its line
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "MetricSpecError",
     "RadiobiologyError",
     "ProtocolError",
+    "CaseFileError",
 ]
 
 
@@ -112,14 +114,36 @@ class ProtocolError(PlancheckError):
         What is wrong; names the rule id and the field where known.
     path
         The file concerned.
+    line
+        The line (1-based) where the problem is, when known: ``str(error)`` is then
+        ``"FILE: line N: message"``.
     """
 
-    def __init__(self, message: str, path: str | PathLike[str] | None = None) -> None:
+    def __init__(self, message: str, path: str | PathLike[str] | None = None, *, line: int | None = None) -> None:
         self.message = message
         self.path = None if path is None else str(path)
+        self.line = line
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
+        text = f"line {self.line}: {self.message}" if self.line else self.message
         if self.path:
-            return f"{self.path}: {self.message}"
-        return self.message
+            return f"{self.path}: {text}"
+        return text
+
+
+class CaseFileError(ProtocolError):
+    """A case file that does not validate, with every problem and its line.
+
+    Parameters
+    ----------
+    problems
+        ``(line, message)`` pairs (line 1-based; 0 when not known), in file order.
+    path
+        The case file.
+    """
+
+    def __init__(self, problems: list[tuple[int, str]], path: str | PathLike[str] | None = None) -> None:
+        self.problems = list(problems)
+        text = "; ".join(f"line {line}: {message}" if line else message for line, message in self.problems)
+        super().__init__(text, path)

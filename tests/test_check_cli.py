@@ -122,7 +122,7 @@ def test_unknown_protocol_and_unreadable_case_exit_3(capsys, protocols, export_d
     case.write_text("histology: squamous\n", encoding="utf-8")
     code, _, err = run_cli(capsys, "check", export_dir, "--protocol", protocols["test"], "--case", case)
     assert code == ExitCode.INPUT_ERROR
-    assert err.startswith(f"{UNUSABLE}{case}: field histology:")
+    assert err.startswith(f"{UNUSABLE}{case}: line 1: field histology:")
 
 
 def test_export_that_is_not_dicom_exits_3(capsys, protocols, tmp_path) -> None:

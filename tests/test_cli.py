@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from plancheck.cli import dvh_command
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.main import main
 
@@ -293,7 +292,7 @@ def test_internal_error_is_exit_70_without_traceback(capsys: pytest.CaptureFixtu
     def boom(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dvh_command, "read_export", boom)
+    monkeypatch.setattr("plancheck.dicom.read_export", boom)  # the command imports it when it runs
     code, _, err = run_cli(capsys, "dvh", SAMPLE)
     assert code == ExitCode.INTERNAL_ERROR
     assert "plancheck: internal error (RuntimeError: boom); rerun with --debug" in err and "Traceback" not in err

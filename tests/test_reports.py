@@ -36,7 +36,7 @@ from plancheck.report.check_json import CATEGORY_ORDER, check_json, check_report
 from plancheck.report.check_junit import check_junit
 from plancheck.report.check_text import check_text, format_value
 from plancheck.report.svg_plot import Curve, Marker, dvh_svg, nice_ticks
-from plancheck.rules.findings import Finding, Provenance, Status
+from plancheck.rules.findings import Finding, Measurement, Provenance, Status
 from plancheck.rules.runner import protocol_for_check, run_check
 from plancheck.rules.thresholds import Limits
 
@@ -283,25 +283,107 @@ def test_json_refuses_nothing_non_finite(report) -> None:
 
 # ------------------------------------------------------------------------------------------ text
 
-def test_text_report_has_header_table_summary_and_legend(report) -> None:
+def _flat(text: str) -> str:
+    """The text with every run of whitespace as one space (undoes wrapping at word boundaries)."""
+    return " ".join(text.split())
+
+
+def test_text_report_leads_with_the_verdict_and_what_needs_attention(report) -> None:
     text = check_text(report)
     assert "\x1b[" not in text
     for label in PLANS:
         assert label in text
-    assert "Protocol:  test-protocol version 0.1: Test protocol" in text
+    assert "Protocol:  test-protocol version 0.1: Test protocol (chain: plan-integrity → test-protocol)" in text
     assert "Case file: none" in text
+    lines = text.splitlines()
+    # the verdict right after the header, with the counts: 1 NOT EVALUATED, 8 PASS, 1 not applicable
+    result = next(i for i, line in enumerate(lines) if line.startswith("Result: "))
+    assert lines[result] == "Result: NOT FULLY EVALUATED — 1 NOT EVALUATED, 8 PASS; 1 not applicable"
+    # the one finding that needs attention: its rule, structure-less reason and source
+    ne = lines.index("NOT EVALUATED (1)")
+    assert ne > result and lines[ne + 1].startswith("  OAR-MISSING")
+    missing = next(f for f in report.findings if f.rule_id == "OAR-MISSING")
+    assert _flat(f"{missing.message} [§6, provisional]") in _flat(text)
+    # the passes folded into a count per category, in the report's category order:
+    # coverage: PTV-COV × 3; oar: OAR-CORD, OAR-LUNG-V20, OAR-LUNG-EQD2, OAR-HEART-SBRT × 2
+    assert "PASS (8): coverage 3, oar 5" in lines
+    for rule_id in ("OAR-CORD", "OAR-LUNG-V20", "PTV-COV", "OAR-HEART-SBRT"):
+        assert rule_id not in text
+    # the summary in its fixed form, wrapped at a word boundary (104 characters)
+    assert lines[-2:] == ["Summary: 8 PASS, 0 WARN, 0 FAIL, 1 NOT EVALUATED, 0 ERROR; 1 not applicable.",
+                          "    Result: NOT FULLY EVALUATED"]
+    assert len(lines) < 30
+
+
+def test_text_report_with_all_rules_lists_every_finding_with_its_source(report) -> None:
+    text = check_text(report, all_rules=True)
     for rule_id, _ in EXPECTED_STATUSES:
         assert rule_id in text
-    assert "OAR-NO-COURSE" in text and "NOT APPLICABLE" in text
-    assert "Summary: 8 PASS, 0 WARN, 0 FAIL, 1 NOT EVALUATED, 0 ERROR; 1 not applicable. Result: NOT FULLY EVALUATED" in text
+    assert "OAR-NO-COURSE: no C9_Brain course in the export" in text and "NOT APPLICABLE" in text
     for level in ("consensus", "companion", "provisional"):
         assert f"  {level}" in text
-    # categories in the documented order; the cord row aligned in one table
+    # categories in the documented order
     assert text.index("\nCOVERAGE") < text.index("\nOAR")
-    cord = next(line for line in text.splitlines() if line.startswith("OAR-CORD"))
-    assert "PASS" in cord and "39.19 Gy" in cord and "≤ 45 Gy" in cord and "SpinalCord_PRV05" in cord and "C1_Eso" in cord
-    header = next(line for line in text.splitlines() if line.startswith("Rule"))
-    assert header.index("Measured") < header.index("Limit") < header.index("Structure(s)") < header.index("Course(s)") < header.index("Message")
+    cord = next(line for line in text.splitlines() if "OAR-CORD" in line)
+    assert cord.lstrip().startswith("PASS") and "SpinalCord_PRV05 in C1_Eso" in cord
+    assert "measured 39.19 Gy" in cord and "limit ≤ 45 Gy (acceptable ≤ 47 Gy)" in _flat(text)
+    assert "[§1, companion]" in _flat(text)
+
+
+def test_text_never_breaks_a_word_and_keeps_to_its_width(report) -> None:
+    long = a_finding(Status.FAIL, "Lungs V5Gy[%] in sum of C1_Eso, C2_LungMet, C3_VertMet: physical dose: 60.34 % (FAIL); "
+                     "EQD2 (α/β = 3 Gy): 49.76 % (PASS): outside ≤ 60 % (several courses: graded on the worse) " * 2,
+                     rule_id="A-RULE-WITH-A-LONG-IDENTIFIER", structures=("Structure_With_A_Long_Name",),
+                     courses=("C1_Eso", "C2_LungMet", "C3_VertMet"))
+    for width in (100, 60):
+        for all_rules in (False, True):
+            text = check_text(with_findings(report, long), width=width, all_rules=all_rules)
+            assert max(len(line) for line in text.splitlines()) <= width
+            assert _flat(long.message) in _flat(text)  # a word broken across lines would not be found
+            # a value stays with its unit and its sign
+            assert not any(line.rstrip().endswith(("60.34", "≤", "(α/β", "α/β =")) for line in text.splitlines())
+
+
+def test_text_groups_not_evaluated_findings_with_one_reason(report) -> None:
+    reason = "Bowel_Small: no structure named Bowel_Small or a known synonym in the structure set"
+    findings = [a_finding(Status.NOT_EVALUATED, reason, rule_id=r, measured=None, structures=(), courses=())
+                for r in ("OAR-BOWEL-V40", "OAR-BOWEL-MAX")]
+    other = a_finding(Status.NOT_EVALUATED, "Duodenum: no structure named Duodenum", rule_id="TG101-DUODENUM-MAX",
+                      measured=None, structures=(), courses=())
+    text = check_text(with_findings(report, *findings, other))
+    lines = text.splitlines()
+    assert "NOT EVALUATED (3)" in lines
+    assert "  OAR-BOWEL-V40, OAR-BOWEL-MAX" in lines and text.count(reason) == 1
+    assert any(line.startswith("  TG101-DUODENUM-MAX  ") for line in lines)
+
+
+def test_text_orders_attention_by_urgency_and_shows_both_dose_bases(report) -> None:
+    both = a_finding(Status.FAIL, "two bases", rule_id="OAR-LUNG-V5", unit="%", measured=60.34, limit="≤ 60 %",
+                     limits=(Limits.model_validate({"unit": "%", "upper": {"per_protocol": 60}}).applied(),),
+                     measurements=(Measurement("physical dose, sum of C1_Eso, C2_LungMet", 60.34, "%", Status.FAIL),
+                                   Measurement("EQD2 (α/β = 3 Gy), sum of C1_Eso, C2_LungMet", 49.76, "%", Status.PASS)))
+    text = check_text(with_findings(report, a_finding(Status.WARN, "warned"), a_finding(Status.NOT_EVALUATED, "unknown"),
+                                    both, a_finding(Status.ERROR, "crashed")))
+    order = [text.index(h) for h in ("ERROR (1)", "FAIL (1)", "WARN (1)", "NOT EVALUATED (1)")]
+    assert order == sorted(order)
+    assert "measured 60.34 % physical dose (FAIL), 49.76 % EQD2 (α/β = 3 Gy) (PASS); limit ≤ 60 %" in _flat(text)
+    assert "Result: FAILED — 1 ERROR, 1 FAIL, 1 WARN, 1 NOT EVALUATED, 0 PASS" in text
+
+
+def test_text_hints_at_the_missing_case_file(report) -> None:
+    needs = [a_finding(Status.NOT_EVALUATED, "no case file (give --case or put case.yaml next to the export)",
+                       rule_id=r, measured=None) for r in ("DEF-SCC", "TIM-SYS")]
+    text = check_text(with_findings(report, *needs), export_path="exports/patient 7")
+    hint = [line for line in text.splitlines() if line.startswith("No case file")]
+    assert hint == ["No case file: 2 rules need the clinical context. Write one: plancheck case init 'exports/patient 7'"]
+    assert "No case file" not in check_text(report)  # no rule needs it
+
+
+def test_text_from_the_export_cannot_drive_the_terminal(report) -> None:
+    evil = a_finding(Status.FAIL, "\x1b]0;pwned\x07red \x1b[31mtext", structures=("Heart\x1b[2J",))
+    text = check_text(with_findings(report, evil))
+    assert "\x1b" not in text and "\x07" not in text
+    assert "?]0;pwned?red ?[31mtext" in text
 
 
 def test_text_colours_only_when_asked(report, failing_report) -> None:
@@ -401,6 +483,75 @@ def test_html_has_a_dvh_plot_per_course_with_limits(report) -> None:
     for source in ("Test source A", "Test source B", "Test source C", "Test source D", "Test source E", "Test source F"):
         assert source in html
     assert 'class="conf conf-provisional"' in html
+
+
+def _lungs_on_two_bases(status: Status = Status.FAIL) -> Finding:
+    """A conventional lung limit on all three courses, graded on the physical sum (FAIL) and on
+    the composite EQD2 with α/β 3 Gy (PASS), as the dvh rules report it."""
+    applied = Limits.model_validate({"unit": "%", "upper": {"per_protocol": 28}}).applied(
+        dose_basis="physical dose and EQD2 (α/β = 3 Gy) (the worse)")
+    return a_finding(status, "Lungs V20Gy[%]: physical 30 % (FAIL); EQD2 25 % (PASS)", rule_id="OAR-LUNG-V20",
+                     unit="%", measured=30.0, limit="≤ 28 %", structures=("Lungs",), courses=PLANS,
+                     details={"metric": "V20Gy[%]", "dose_kind": "physical", "alpha_beta_gy": 3.0},
+                     limits=(applied,),
+                     measurements=(Measurement("physical dose, sum of C1_Eso, C2_LungMet, C3_VertMet", 30.0, "%",
+                                               Status.FAIL),
+                                   Measurement("EQD2 (α/β = 3 Gy), sum of C1_Eso, C2_LungMet, C3_VertMet", 25.0, "%",
+                                               Status.PASS)))
+
+
+def test_html_leads_with_the_verdict_and_the_findings_that_need_attention(report) -> None:
+    missing = [a_finding(Status.NOT_EVALUATED, "Bowel: no structure named Bowel", rule_id=r, measured=None,
+                         structures=(), courses=()) for r in ("OAR-BOWEL-V40", "OAR-BOWEL-MAX")]
+    passed = report.findings[0]
+    r = with_findings(report, passed, _lungs_on_two_bases(), a_finding(Status.WARN, "warned"), *missing)
+    html = check_html(r)
+    # verdict, then the attention cards (FAIL before WARN), the not-evaluated rows, then the passes
+    order = [html.index(x) for x in ('id="verdict">FAILED<', 'class="finding status-FAIL"', 'class="finding status-WARN"',
+                                     'id="not-evaluated"', 'id="results"', 'id="dvh"', 'id="signoff"')]
+    assert order == sorted(order)
+    # every result once, with its exact value
+    for i, f in enumerate(r.findings):
+        assert html.count(f'data-result-index="{i}" data-field="measured"') == 1
+        assert html.count(f'data-result-index="{i}" data-field="status"') == 1
+    # both dose bases with their values and grades, and one plot per basis with the limit in that basis's colour
+    assert 'data-field="measurement" data-measurement-index="0" data-value="30.0"' in html
+    assert 'data-field="measurement" data-measurement-index="1" data-value="25.0"' in html
+    card = html[html.index('class="finding status-FAIL"'):html.index('class="finding status-WARN"')]
+    assert card.count('class="dvh-plot"') == 2
+    assert "<title>Lungs, composite of C1_Eso, C2_LungMet, C3_VertMet: physical dose</title>" in card
+    assert "<title>Lungs, composite of C1_Eso, C2_LungMet, C3_VertMet: EQD2 (α/β 3 Gy)</title>" in card
+    physical, eqd2 = card.split("EQD2 (α/β 3 Gy)</title>")
+    assert 'class="dvh-limit-point" data-rule-id="OAR-LUNG-V20"' in physical and "#c62828" in physical  # FAIL red
+    assert "#1a7f37" in eqd2.split("</svg>")[0]  # PASS green on the EQD2 plot
+    assert "≤ 28 %" in card
+    # the two NOT EVALUATED findings with one reason share a row
+    assert html.count("Bowel: no structure named Bowel") == 1
+    # the passes folded per category; provenance one click away; a sign-off block
+    assert '<details class="category" data-category="oar">' in html
+    assert '<details class="source"><summary>source and details</summary>' in html
+    assert "Checked by (physicist / dosimetrist)" in html and "Reviewed by (physician)" in html
+    # the composite panels in both dose kinds
+    assert "<title>composite of C1_Eso, C2_LungMet, C3_VertMet: physical dose</title>" in html
+    assert "<title>composite of C1_Eso, C2_LungMet, C3_VertMet: EQD2</title>" in html
+
+
+def test_html_hints_at_the_missing_case_file(report) -> None:
+    needs = a_finding(Status.NOT_EVALUATED, "no case file (give --case or put case.yaml next to the export)",
+                      rule_id="DEF-SCC", measured=None)
+    html = check_html(with_findings(report, needs), export_path=["export dir"])
+    assert ('<p class="hint" id="case-hint">No case file: 1 rule needs the clinical context. '
+            "Write one: plancheck case init &#39;export dir&#39;</p>") in html
+    assert 'id="case-hint"' not in check_html(report)
+
+
+def test_html_prints_without_cutting_cards_rows_or_the_sign_off(report) -> None:
+    html = check_html(report)
+    css = html[html.index("@media print"):html.index("</style>")]
+    assert "break-inside: avoid-page" in css and "#signoff" in css and "article.finding" in css and " tr," in css
+    assert "thead { display: table-header-group; }" in css
+    assert "details::details-content { content-visibility: visible;" in css  # folded lists print open
+    assert "@page { size: A4;" in html
 
 
 def test_html_escapes_text_from_the_export(report) -> None:

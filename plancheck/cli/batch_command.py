@@ -15,16 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
-
+from plancheck.cli.defaults import DEFAULT_PROTOCOL
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.plan_option import add_plan_option
 from plancheck.errors import UsageError
-from plancheck.report.sanitize import markup_safe
-from plancheck.protocol.loader import DEFAULT_PROTOCOL
-from plancheck.rules.runner import protocol_for_check
 
 __all__ = ["register", "run_batch_command"]
 
@@ -65,8 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Table
+
     from plancheck.batch import BatchOptions, JobLimits, run_batch
     from plancheck.batch.summary import SKIPPED_NAME
+    from plancheck.report.sanitize import markup_safe
+    from plancheck.rules.runner import protocol_for_check
 
     if args.workers < 0:
         raise UsageError(f"--workers {args.workers}: give 0 or more")

@@ -9,17 +9,19 @@ NOT EVALUATED.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from typing import TYPE_CHECKING
 
+from plancheck.cli.defaults import DEFAULT_PROTOCOL
 from plancheck.cli.exit_codes import ExitCode
-from plancheck.check_treatment import check_treatment, find_case, read_case, selection_for
+from plancheck.cli.output import write_all_atomically
 from plancheck.cli.plan_option import add_plan_option
 from plancheck.cli.volume_model_option import add_volume_model_option
-from plancheck.cli.output import write_all_atomically
 from plancheck.errors import UsageError
-from plancheck.protocol.loader import DEFAULT_PROTOCOL
-from plancheck.report import render_report
-from plancheck.rules.runner import CheckReport, protocol_for_check
+
+if TYPE_CHECKING:
+    from plancheck.rules.runner import CheckReport
 
 __all__ = ["register", "run_check_command", "exit_code_for", "parse_mapping"]
 
@@ -46,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="text", help="report format (default: text)")
     p.add_argument("--output", metavar="FILE", help="write the report to FILE (atomically) instead of standard output")
     p.add_argument("--strict", action="store_true", help="exit with 4 when nothing failed but a rule was NOT EVALUATED")
+    p.add_argument("--all", "-v", dest="all_rules", action="store_true",
+                   help="text: every rule with its source (default: what needs attention, then a count of the passes)")
     add_volume_model_option(p)
     add_plan_option(p)
     p.set_defaults(handler=run_check_command)
@@ -74,7 +78,21 @@ def exit_code_for(report: CheckReport, *, strict: bool = False) -> ExitCode:
     return ExitCode.OK
 
 
+def text_width(stream=None) -> int:
+    """Columns of the text report: the terminal's (60–160) on a terminal, else 100."""
+    from plancheck.report.check_text import DEFAULT_WIDTH
+
+    stream = stream or sys.stdout
+    if not stream.isatty():
+        return DEFAULT_WIDTH
+    return min(max(shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns, 60), 160)
+
+
 def run_check_command(args: argparse.Namespace) -> int:
+    from plancheck.check_treatment import check_treatment, find_case, read_case, selection_for
+    from plancheck.report import render_report
+    from plancheck.rules.runner import protocol_for_check
+
     mapping = parse_mapping(args.map)
     # the protocol and case file first: a typo there should not wait for the DICOM reading
     protocol = protocol_for_check(args.protocol)
@@ -84,8 +102,10 @@ def run_check_command(args: argparse.Namespace) -> int:
                              case_source=str(case_path) if case_path else None,
                              selection=selection_for(case, case_path, args.plan), user_mapping=mapping,
                              volume_model=args.volume_model)
-    color = args.format == "text" and args.output is None and sys.stdout.isatty()
-    text = render_report(report, args.format, color=color)
+    to_terminal = args.output is None and sys.stdout.isatty()
+    color = args.format == "text" and to_terminal
+    text = render_report(report, args.format, color=color, all_rules=args.all_rules,
+                         width=text_width() if args.output is None else None, export_path=args.paths)
     if args.output:
         write_all_atomically({args.output: text})
     else:

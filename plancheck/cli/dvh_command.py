@@ -10,15 +10,11 @@ from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.plan_option import add_plan_option
 from plancheck.cli.volume_model_option import add_volume_model_option, apply_volume_model
 from plancheck.cli.output import check_writable, write_all_atomically
-from plancheck.dicom import read_export
-from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
 from plancheck.errors import UsageError
-from plancheck.radiobiology import DoseKind
-from plancheck.report.dvh_tables import dvh_csv, dvh_curves_csv, dvh_json, dvh_text
 
 __all__ = ["register", "run_dvh", "parse_alpha_beta_for"]
 
-_KINDS = {"physical": DoseKind.PHYSICAL, "eqd2": DoseKind.EQD2, "bed": DoseKind.BED}
+_KINDS = {"physical": "PHYSICAL", "eqd2": "EQD2", "bed": "BED"}  # option → DoseKind member
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +55,12 @@ def parse_alpha_beta_for(items: list[str]) -> dict[str, float]:
 
 
 def run_dvh(args: argparse.Namespace) -> int:
-    kind = _KINDS[args.dose_kind]
+    from plancheck.dicom import read_export
+    from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+    from plancheck.radiobiology import DoseKind
+    from plancheck.report.dvh_tables import dvh_csv, dvh_curves_csv, dvh_json, dvh_text
+
+    kind = DoseKind[_KINDS[args.dose_kind]]
     if kind is DoseKind.PHYSICAL and (args.alpha_beta is not None or args.alpha_beta_for):
         raise UsageError("--alpha-beta applies to --dose-kind eqd2 or bed")
     if args.alpha_beta is not None and not args.alpha_beta > 0:

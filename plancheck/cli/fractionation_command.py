@@ -7,12 +7,8 @@ import json
 import sys
 
 from plancheck import __version__
-from plancheck.check_treatment import selection_for
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.plan_option import add_plan_option
-from plancheck.dicom import read_export
-from plancheck.fractionation_analysis import course_fractionation
-from plancheck.report.sanitize import markup_safe
 
 __all__ = ["register", "run_fractionation"]
 
@@ -26,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_fractionation(args: argparse.Namespace) -> int:
+    from plancheck.check_treatment import selection_for
+    from plancheck.dicom import read_export
+    from plancheck.fractionation_analysis import course_fractionation
+    from plancheck.report.sanitize import markup_safe
+
     # the plan alone is enough: a plan without its dose (or structure set) is listed without D95%;
     # nothing is summed, so alternative plans are shown side by side
     export = read_export(args.paths if len(args.paths) > 1 else args.paths[0], require_dose=False,

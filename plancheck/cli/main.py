@@ -1,11 +1,17 @@
 """``plancheck`` command line: a thin adapter over the library.
 
 ``main(argv) -> int`` is callable from tests; ``run()`` is the console entry point.
+
+Start-up: this module imports only the standard library; the subcommands' modules are
+imported when the parser is built (each keeps its own top-level imports light and imports
+the library inside its handler), and ``plancheck --version`` answers before any of that.
+A new subcommand is a module with ``register(subparsers)``, named in :data:`COMMAND_MODULES`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import traceback
@@ -13,18 +19,21 @@ import warnings
 from collections.abc import Sequence
 
 from plancheck import __version__
-from plancheck.cli import (
-    batch_command, check_command, dvh_command, fractionation_command, protocols_command, serve_command,
-    watch_command,
-)
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import InputError, ProtocolError, UsageError
-from plancheck.report.sanitize import printable
 
-__all__ = ["main", "run", "build_parser"]
+__all__ = ["main", "run", "build_parser", "COMMAND_MODULES"]
 
-_COMMANDS = (check_command, dvh_command, fractionation_command, protocols_command, serve_command, batch_command,
-             watch_command)
+COMMAND_MODULES = ("check_command", "case_command", "dvh_command", "fractionation_command", "protocols_command",
+                   "serve_command", "batch_command", "watch_command")
+"""The subcommands' modules in :mod:`plancheck.cli`, in the order ``--help`` lists them."""
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """:func:`plancheck.report.sanitize.printable`, imported on first use (start-up stays light)."""
+    from plancheck.report.sanitize import printable as _printable
+
+    return _printable(text, keep_newlines=keep_newlines)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"plancheck {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in _COMMANDS:
-        module.register(sub)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"plancheck.cli.{name}").register(sub)
     return parser
 
 
@@ -95,8 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     no warning of a library (pydicom, numpy, numba); every message shows control characters
     from the input as visible escapes (:func:`plancheck.report.sanitize.printable`).
     """
+    given = list(argv if argv is not None else sys.argv[1:])
+    if given == ["--version"]:  # answered before the subcommands are imported
+        print(f"plancheck {__version__}")
+        return ExitCode.OK
     parser = build_parser()
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in given
     quiet = _configure_logging(debug)
     try:
         with warnings.catch_warnings():

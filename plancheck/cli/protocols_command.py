@@ -8,22 +8,14 @@ import difflib
 import io
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from plancheck.cli.defaults import DEFAULT_PROTOCOL
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import ProtocolError, UsageError
-from plancheck.protocol.loader import (
-    DEFAULT_PROTOCOL,
-    Protocol,
-    ResolvedRule,
-    builtin_protocol_ids,
-    load_protocol,
-    protocol_json_schema,
-)
-from plancheck.report.check_json import CONFIDENCE_LEGEND
-from plancheck.rules.runner import protocol_for_check
+
+if TYPE_CHECKING:
+    from plancheck.protocol.loader import Protocol, ResolvedRule
 
 __all__ = ["register", "run_protocols", "run_explain", "explain_text", "protocol_rows"]
 
@@ -47,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def protocol_rows() -> list[dict[str, Any]]:
     """One row per built-in protocol: id, title, version, rules (resolved count), chain,
     or ``error`` when the file does not load."""
+    from plancheck.protocol.loader import builtin_protocol_ids, load_protocol
+
     rows = []
     for pid in builtin_protocol_ids():
         try:
@@ -61,6 +55,8 @@ def protocol_rows() -> list[dict[str, Any]]:
 
 def run_protocols(args: argparse.Namespace) -> int:
     if args.schema:
+        from plancheck.protocol.loader import protocol_json_schema
+
         sys.stdout.write(protocol_json_schema() + "\n")
         return ExitCode.OK
     rows = protocol_rows()
@@ -93,6 +89,8 @@ def run_protocols(args: argparse.Namespace) -> int:
 
 
 def _origin_lines(protocol: Protocol, resolved: ResolvedRule) -> list[str]:
+    from plancheck.protocol.loader import builtin_protocol_ids
+
     builtin = set(builtin_protocol_ids())
 
     def where(pid: str) -> str:
@@ -119,6 +117,10 @@ def explain_text(protocol: Protocol, rule_id: str) -> str:
     UsageError
         When the protocol has no such rule (with the closest ids).
     """
+    import yaml
+
+    from plancheck.report.check_json import CONFIDENCE_LEGEND
+
     try:
         resolved = protocol.rule(rule_id)
     except KeyError:
@@ -146,6 +148,8 @@ def explain_text(protocol: Protocol, rule_id: str) -> str:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    from plancheck.rules.runner import protocol_for_check
+
     protocol = protocol_for_check(args.protocol)
     sys.stdout.write(explain_text(protocol, args.rule_id))
     return ExitCode.OK

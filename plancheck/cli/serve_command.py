@@ -16,9 +16,7 @@ from pathlib import Path
 
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import UsageError
-from plancheck.protocol.loader import DEFAULT_PROTOCOL
-from plancheck.report.sanitize import printable
-from plancheck.rules.runner import protocol_for_check
+from plancheck.cli.defaults import DEFAULT_PROTOCOL
 
 __all__ = ["register", "run_serve"]
 
@@ -68,6 +66,8 @@ class _PrintableFormatter(logging.Formatter):
     shown as visible escapes."""
 
     def format(self, record: logging.LogRecord) -> str:
+        from plancheck.report.sanitize import printable
+
         return printable(super().format(record), keep_newlines=True)
 
 
@@ -86,6 +86,7 @@ def _configure_logging(args: argparse.Namespace) -> logging.Handler:
 
 def run_serve(args: argparse.Namespace) -> int:
     from plancheck.net import Receiver, ReceiverConfig
+    from plancheck.rules.runner import protocol_for_check
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: must be 0 to 65535")

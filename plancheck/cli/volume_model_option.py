@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from plancheck.model.export import PlanExport
 from plancheck.model.volume_model import VOLUME_MODELS, volume_model_named
+
+if TYPE_CHECKING:
+    from plancheck.model.export import PlanExport
 
 __all__ = ["add_volume_model_option", "apply_volume_model"]
 

@@ -71,7 +71,8 @@ from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
 from plancheck.model.volume_model import VolumeModel
 
-__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "grid_coverage_pct"]
+__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "grid_coverage_pct",
+           "inside_grid_extent"]
 
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
 """Coarsest lattice step, in units of the dose grid's smallest spacing."""
@@ -547,6 +548,22 @@ def compute_dvh(
     return dvh_from_sources(roi, sampling, [PointDoseSource(grid, transform)], dose_kind=dose_kind)
 
 
+def inside_grid_extent(roi: Roi, grid: DoseGrid) -> bool:
+    """True when the ROI's bounding box (contour x/y extents, slab faces in z with its volume
+    model's end caps) lies inside the region the dose grid covers: then every sample of the
+    ROI is covered and its DVH has no uncovered volume (no sampling needed to know it)."""
+    planes = roi.planes
+    if not planes:
+        return False
+    xy = np.vstack([poly for polys in planes.values() for poly in polys])
+    lo, hi, _, _ = slab_bounds(np.array(list(planes), dtype=float), grid.spacing_mm[2] or None,
+                               roi.volume_model.end_cap_spacings)
+    (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
+    tol = 1e-6
+    return bool(xy[:, 0].min() >= x0 - tol and xy[:, 0].max() <= x1 + tol and xy[:, 1].min() >= y0 - tol
+                and xy[:, 1].max() <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol)
+
+
 def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling] | None = None) -> float:
     """Percentage of the ROI volume (slab model) inside the region the dose grid covers.
 
@@ -554,16 +571,9 @@ def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling
     is 100 % covered without sampling; otherwise the sample points and weights the DVH uses
     are counted (``sample`` supplies them, e.g. from a cache; default: :func:`sample_for_grid`).
     """
-    planes = roi.planes
-    if not planes:
+    if not roi.planes:
         return 0.0
-    xy = np.vstack([poly for polys in planes.values() for poly in polys])
-    lo, hi, _, _ = slab_bounds(np.array(list(planes), dtype=float), grid.spacing_mm[2] or None,
-                               roi.volume_model.end_cap_spacings)
-    (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
-    tol = 1e-6
-    if (xy[:, 0].min() >= x0 - tol and xy[:, 0].max() <= x1 + tol and xy[:, 1].min() >= y0 - tol
-            and xy[:, 1].max() <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol):
+    if inside_grid_extent(roi, grid):
         return 100.0
     sampling = sample() if sample is not None else sample_for_grid(roi, grid)
     if sampling.volume_cc <= 0:

@@ -240,13 +240,28 @@ def point_to_segments_distance_mm(points: np.ndarray, segments: np.ndarray, chun
     segments
         ``(E, 4)`` mm: x0, y0, x1, y1.
     chunk
-        Points per vectorised block (bounds memory to ``chunk × E``).
+        Unused (the distances are computed point by point in a compiled kernel, without
+        temporaries); kept for callers that pass it.
 
     Returns
     -------
     numpy.ndarray
         ``(M,)`` distances, mm (``inf`` when there are no segments).
     """
+    if len(segments) == 0:
+        return np.full(len(points), np.inf)
+    from plancheck.kernels import segment_distances
+
+    points = np.asarray(points, dtype=float)
+    out = np.empty(len(points))
+    segment_distances(np.ascontiguousarray(points[:, 0]), np.ascontiguousarray(points[:, 1]),
+                      np.ascontiguousarray(segments, dtype=float), out)
+    return out
+
+
+def _point_to_segments_reference(points: np.ndarray, segments: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """The vectorised formulation of :func:`point_to_segments_distance_mm` (the compiled
+    kernel computes the same, point by point; ``tests/test_kernels.py`` compares them)."""
     if len(segments) == 0:
         return np.full(len(points), np.inf)
     a = segments[:, :2][None, :, :]

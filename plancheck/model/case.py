@@ -62,15 +62,15 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from plancheck.datafile import load_data_file, load_data_text
-from plancheck.errors import ProtocolError
+from plancheck.datafile import load_data_text, read_data_text
+from plancheck.errors import CaseFileError, ProtocolError
 
 __all__ = [
     "Case", "CourseDeclaration", "Lesion", "Primary", "SystemicTherapy", "Restaging", "load_case", "find_case_file",
-    "case_from_text",
-    "CASE_FILE_NAMES",
+    "case_from_text", "case_lines", "CASE_FILE_NAMES",
 ]
 
 CASE_FILE_NAMES = ("case.yaml", "case.yml", "case.json")
@@ -158,16 +158,52 @@ class Case(_Strict):
         return None
 
 
+def case_lines(text: str) -> dict[tuple, int]:
+    """The line (1-based) of every key and list item of a case file's YAML, by its path
+    (``("metastases", 0, "size_mm")``); empty when the text is not YAML."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # noqa: S506 - composes nodes, builds no object
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                here = path + (key.value,)
+                lines[here] = key.start_mark.line + 1
+                walk(value, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_of(lines: dict[tuple, int], loc: tuple) -> int:
+    """The line of ``loc``, else of its nearest parent that has one (0: not known)."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return 0
+
+
 def load_case(path: str | Path) -> Case:
     """Read and validate a case file.
 
     Raises
     ------
     ProtocolError
-        Naming the file and the field, for unreadable YAML or invalid content.
+        For a file that cannot be read.
+    CaseFileError
+        Naming the file and, for each problem, its line and field: YAML that does not parse,
+        or content that does not validate (a misspelt field, a wrong value).
     """
     p = Path(path)
-    return _case_from_data(load_data_file(p, what="case file", dates_as_text=True), p)
+    return case_from_text(read_data_text(p, what="case file"), p)
 
 
 def case_from_text(text: str, source: str | Path) -> Case:
@@ -176,24 +212,26 @@ def case_from_text(text: str, source: str | Path) -> Case:
 
     Raises
     ------
-    ProtocolError
-        Naming ``source`` and the field, for invalid YAML or content.
+    CaseFileError
+        Naming ``source`` and, for each problem, its line and field.
     """
-    return _case_from_data(load_data_text(text, str(source), dates_as_text=True), source)
-
-
-def _case_from_data(data: object, p: str | Path) -> Case:
-    data = data or {}
+    try:
+        data = load_data_text(text, str(source), dates_as_text=True) or {}
+    except ProtocolError as exc:  # strict reading: a duplicate key, a non-finite number, bad YAML
+        raise CaseFileError([(exc.line or 0, exc.message)], source) from None
     if not isinstance(data, dict):
-        raise ProtocolError("a case file must be a mapping of fields (histology, metastases, ...)", p)
+        raise CaseFileError([(1, "a case file must be a mapping of fields (histology, metastases, ...)")], source)
     try:
         return Case.model_validate(data)
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:5]:
-            where = ".".join(str(x) for x in err["loc"])
-            parts.append(f"field {where}: {err['msg']}")
-        raise ProtocolError("; ".join(parts), p) from exc
+        lines = case_lines(text)
+        problems = []
+        for err in exc.errors()[:10]:
+            loc = tuple(err["loc"])
+            where = ".".join(str(x) for x in loc)
+            problems.append((_line_of(lines, loc), f"field {where}: {err['msg']}"))
+        problems.sort(key=lambda item: item[0])
+        raise CaseFileError(problems, source) from exc
 
 
 def find_case_file(export_path: str | Path) -> Path | None:

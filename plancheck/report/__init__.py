@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from plancheck.atomic_write import write_files_atomically
@@ -19,7 +19,7 @@ from plancheck.errors import UsageError
 from plancheck.report.check_html import check_html
 from plancheck.report.check_json import check_json
 from plancheck.report.check_junit import check_junit
-from plancheck.report.check_text import check_text
+from plancheck.report.check_text import DEFAULT_WIDTH, check_text
 from plancheck.rules.runner import CheckReport
 
 __all__ = ["write_reports", "render_report", "report_basename", "REPORT_FORMATS", "check_text", "check_json",
@@ -47,8 +47,14 @@ def report_basename(report: CheckReport) -> str:
     return f"{_sanitise(uid)}{more}_{_sanitise(report.protocol.id, 64)}"
 
 
-def render_report(report: CheckReport, fmt: str, *, color: bool = False) -> str:
+def render_report(report: CheckReport, fmt: str, *, color: bool = False, all_rules: bool = False,
+                  width: int | None = None, export_path: str | Sequence[str] | None = None) -> str:
     """The report in one format (``text``, ``json``, ``html``, ``junit``).
+
+    ``color``, ``all_rules`` and ``width`` shape the text report (see
+    :func:`~plancheck.report.check_text.check_text`); ``export_path`` (the export as the user
+    named it) completes the command the text and HTML reports suggest when the case file
+    is missing.
 
     Raises
     ------
@@ -56,11 +62,12 @@ def render_report(report: CheckReport, fmt: str, *, color: bool = False) -> str:
         For an unknown format.
     """
     if fmt == "text":
-        return check_text(report, color=color)
+        return check_text(report, color=color, all_rules=all_rules, width=width or DEFAULT_WIDTH,
+                          export_path=export_path)
     if fmt == "json":
         return check_json(report)
     if fmt == "html":
-        return check_html(report)
+        return check_html(report, export_path=export_path)
     if fmt == "junit":
         return check_junit(report)
     raise UsageError(f"unknown report format {fmt!r}; expected one of {', '.join(REPORT_FORMATS)}")

@@ -1,16 +1,29 @@
 """The HTML report of ``plancheck check``: one self-contained file for people.
 
-Everything is inline (CSS, SVG plots); the page loads nothing from the network
-and runs no script. It shows the patient and plan header (the only report that
-names the patient), summary badges, the fractionation of every course, the
-results per category with their provenance, the rules that do not apply, and a
-cumulative DVH plot per course for the structures with DVH findings, with the
-protocol's limits drawn on it.
+Everything is inline (CSS, SVG plots); the page loads nothing from the network and runs
+no script. It leads with what needs a decision:
 
-Every numeric cell carries ``data-field`` and ``data-value`` (the exact JSON
-value) plus ``data-rule-id``/``data-result-index`` (results) or
-``data-plan-label`` (fractionation), so a test can compare the page with the
-JSON report. jinja2 is imported only here (the template engine's boundary).
+1. the header (patient and plans: the only report that names the patient), the verdict
+   with the counts, the missing-case-file hint and the export's warnings;
+2. **Needs attention**: every ERROR, FAIL and WARN as a card — structure, course, the
+   measured value on each dose basis it was graded on, the limit (from the limits as
+   data), the reason, and for DVH rules a DVH plot per dose basis with the limit
+   marked — then the NOT EVALUATED findings with their reasons;
+3. the courses and their fractionation;
+4. the passed rules, folded per category;
+5. DVH panels: one per course and one per composite, in physical dose and in EQD2/BED
+   where rules were graded on it, every DVH finding's limits drawn;
+6. the rules that do not apply (folded) and a sign-off block (checked by, date).
+
+Provenance (source, section, confidence, protocol file, the limits' dose basis and notes,
+the finding's details) is one click away on every finding. In print (a browser's "Save as
+PDF") the folded lists open, cards, plots and table rows are never cut across pages, table
+headers repeat, and the sign-off block stays in one piece.
+
+Every result appears once, and every numeric cell carries ``data-field`` and ``data-value``
+(the exact JSON value) plus ``data-rule-id``/``data-result-index`` (results) or
+``data-plan-label`` (fractionation), so a test can compare the page with the JSON report.
+jinja2 is imported only here (the template engine's boundary).
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -26,19 +40,29 @@ from plancheck.dvh.metrics import parse_metric
 from plancheck.errors import MetricSpecError
 from plancheck.model.dose import dose_kind_label
 from plancheck.radiobiology import DoseConversion, DoseKind
+from plancheck.report.attention import (
+    attention_items,
+    case_file_hint,
+    describe_limits,
+    format_value,
+    limit_text,
+    measured_text,
+    short_basis,
+    status_label,
+    verdict,
+)
 from plancheck.report.check_json import (
     CONFIDENCE_LEGEND,
     STATUS_ORDER,
     check_report_dict,
     group_by_category,
 )
-from plancheck.report.check_text import format_value, status_label, verdict
 from plancheck.report.svg_plot import Curve, Marker, dvh_svg
 from plancheck.rules.context import CourseInfo
-from plancheck.rules.findings import Finding
+from plancheck.rules.findings import Finding, Measurement, Status
 from plancheck.rules.runner import CheckReport
 
-__all__ = ["check_html", "DvhPlot", "dvh_plots", "limit_markers"]
+__all__ = ["check_html", "DvhPlot", "dvh_plots", "finding_plots", "limit_markers"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +83,8 @@ class DvhPlot:
 
 # ---------------------------------------------------------------------------------- limits → markers
 
-def limit_markers(f: Finding, volume_cc: float, prescription_gy: float | None) -> list[Marker]:
+def limit_markers(f: Finding, volume_cc: float, prescription_gy: float | None, *,
+                  status: Status | None = None) -> list[Marker]:
     """Markers of a DVH finding's limits on a plot in relative volume (%).
 
     Parameters
@@ -70,6 +95,9 @@ def limit_markers(f: Finding, volume_cc: float, prescription_gy: float | None) -
         The structure's volume (to place cc limits on the % axis).
     prescription_gy
         The course prescription in the plot's dose kind (for ``[%]`` doses), or None.
+    status
+        The colour's status (default the finding's; a plot of one dose basis takes that
+        measurement's grade).
     """
     try:
         spec = parse_metric(str(f.details.get("metric", "")))
@@ -121,81 +149,148 @@ def limit_markers(f: Finding, volume_cc: float, prescription_gy: float | None) -
                     vol = None  # a near-point or near-whole volume: a vertical line reads better
         else:
             continue
-        out.append(Marker(dose, vol, label + (" (acceptable)" if acceptable else ""), f.status.value, acceptable, f.rule_id))
+        out.append(Marker(dose, vol, label + (" (acceptable)" if acceptable else ""), (status or f.status).value,
+                          acceptable, f.rule_id))
     return out
 
 
-# ---------------------------------------------------------------------------------- DVH plots
+# ---------------------------------------------------------------------------------- dose bases
+
+def _conversion_of_label(label: str, alpha_beta: Any) -> DoseConversion | None:
+    """``physical ...`` → physical; ``EQD2 ...`` / ``BED ...`` with the finding's α/β."""
+    if label.startswith("physical"):
+        return DoseConversion.physical()
+    for kind in (DoseKind.EQD2, DoseKind.BED):
+        if label.startswith(kind.value) and isinstance(alpha_beta, (int, float)):
+            return DoseConversion(kind, float(alpha_beta))
+    return None
+
 
 def _conversion(f: Finding) -> DoseConversion | None:
-    label = str(f.details.get("dose_kind", "physical"))
-    if label == "physical":
-        return DoseConversion.physical()
-    ab = f.details.get("alpha_beta_gy")
-    for kind in (DoseKind.EQD2, DoseKind.BED):
-        if label.startswith(kind.value) and isinstance(ab, (int, float)):
-            return DoseConversion(kind, float(ab))
-    return None
+    """The dose kind that decided the finding (``details["dose_kind"]``)."""
+    return _conversion_of_label(str(f.details.get("dose_kind", "physical")), f.details.get("alpha_beta_gy"))
+
+
+def _bases(f: Finding) -> list[tuple[DoseConversion, Status]]:
+    """Each dose basis the finding was graded on, with that basis's grade: one per
+    measurement when it has them, else the deciding one with the finding's status."""
+    out: list[tuple[DoseConversion, Status]] = []
+    for m in f.measurements:
+        conversion = _conversion_of_label(m.basis, f.details.get("alpha_beta_gy"))
+        if conversion is not None and all(conversion != c for c, _ in out):
+            out.append((conversion, m.status))
+    if not out:
+        conversion = _conversion(f)
+        if conversion is not None:
+            out.append((conversion, f.status))
+    return out
 
 
 def _rx_in_kind(info: CourseInfo, conversion: DoseConversion) -> float | None:
     return conversion.convert_total_dose(info.prescription_gy, info.fractions)
 
 
-def dvh_plots(report: CheckReport) -> list[DvhPlot]:
-    """One plot per (course or composite, dose kind) with the structures that have DVH
-    findings and their limits. A plot that cannot be drawn is left out with a log message."""
+def _kind_text(conversion: DoseConversion) -> str:
+    if conversion.kind is DoseKind.PHYSICAL:
+        return "physical dose"
+    return f"{conversion.kind.value} (α/β {conversion.alpha_beta_gy:g} Gy)"
+
+
+def _plottable(f: Finding, report: CheckReport) -> bool:
+    by_label = {c.label for c in report.context.courses}
+    return "metric" in f.details and len(f.structures) == 1 and bool(f.courses) and all(c in by_label for c in f.courses)
+
+
+def _curve(report: CheckReport, f: Finding, conversion: DoseConversion):
+    """(curve, DVH, course infos) of the finding's structure on one basis, or None."""
     ctx = report.context
     by_label = {c.label: c for c in ctx.courses}
-    groups: dict[tuple[tuple[str, ...], str], list[tuple[Finding, DoseConversion]]] = {}
+    infos = [by_label[c] for c in f.courses]
+    roi = ctx.roi_named(f.structures[0])
+    if roi is None:
+        return None
+    dvh = ctx.dvh(roi, infos, conversion)  # computed by the check already: cached
+    if dvh.is_empty or not dvh.volume_cc > 0:
+        return None
+    step = max(float(dvh.max_gy or 0.0) / 300.0, 1e-3)
+    doses, volumes = dvh.cumulative(step)
+    name = roi.name if conversion.alpha_beta_gy is None else f"{roi.name} (α/β {conversion.alpha_beta_gy:g} Gy)"
+    return Curve(name, [float(d) for d in doses], [100.0 * float(v) / dvh.volume_cc for v in volumes]), dvh, infos
+
+
+def _scope(labels: tuple[str, ...]) -> str:
+    return labels[0] if len(labels) == 1 else f"composite of {', '.join(labels)}"
+
+
+def finding_plots(report: CheckReport, f: Finding) -> list[DvhPlot]:
+    """The finding's structure alone, one plot per dose basis it was graded on, with its
+    limits marked in that basis's grade (empty for findings that are not DVH metrics)."""
+    if not _plottable(f, report):
+        return []
+    plots = []
+    for conversion, status in _bases(f):
+        try:
+            got = _curve(report, f, conversion)
+        except Exception as exc:  # a plot is a help, never the check
+            log.warning("no DVH plot for %s (%s): %s", f.rule_id, _kind_text(conversion), exc)
+            continue
+        if got is None:
+            continue
+        curve, dvh, infos = got
+        rx = _rx_in_kind(infos[0], conversion) if len(infos) == 1 else None
+        title = f"{f.structures[0]}, {_scope(tuple(f.courses))}: {_kind_text(conversion)}"
+        x_label = "Dose [Gy]" if conversion.kind is DoseKind.PHYSICAL else f"{conversion.kind.value} [Gy]"
+        svg = dvh_svg([curve], limit_markers(f, float(dvh.volume_cc), rx, status=status), title=title,
+                      x_label=x_label, width=620, height=330, legend_width=190)
+        plots.append(DvhPlot(title, svg, tuple(f.courses), conversion.kind.value, (f.rule_id,)))
+    return plots
+
+
+def dvh_plots(report: CheckReport) -> list[DvhPlot]:
+    """The DVH panels: one per course and one per composite of courses, in each dose kind
+    a rule was graded on (physical, and EQD2/BED where graded: a conventional limit on several
+    courses gives both), with the structures of those findings and every limit. A plot that
+    cannot be drawn is left out with a log message."""
+    ctx = report.context
+    groups: dict[tuple[tuple[str, ...], str], list[tuple[Finding, DoseConversion, Status]]] = {}
     for f in report.findings:
-        if "metric" not in f.details or len(f.structures) != 1 or not f.courses:
+        if not _plottable(f, report):
             continue
-        if any(c not in by_label for c in f.courses):
-            continue
-        conversion = _conversion(f)
-        if conversion is None:
-            continue
-        groups.setdefault((tuple(f.courses), conversion.kind.value), []).append((f, conversion))
+        for conversion, status in _bases(f):
+            groups.setdefault((tuple(f.courses), conversion.kind.value), []).append((f, conversion, status))
     order = {c.label: i for i, c in enumerate(ctx.courses)}
     keys = sorted(groups, key=lambda k: (len(k[0]) > 1, [order[c] for c in k[0]], k[1] != "physical", k[1]))
     plots = []
-    for key in keys:
-        labels, kind = key
-        infos = [by_label[c] for c in labels]
+    for labels, kind in keys:
         curves: list[Curve] = []
         markers: list[Marker] = []
-        seen: dict[tuple[str, float | None], bool] = {}
+        seen: set[tuple[str, float | None]] = set()
         notes: list[str] = []
-        for f, conversion in groups[key]:
-            roi = ctx.roi_named(f.structures[0])
-            if roi is None:
-                continue
+        for f, conversion, status in groups[(labels, kind)]:
             try:
-                dvh = ctx.dvh(roi, infos, conversion)
+                got = _curve(report, f, conversion)
             except Exception as exc:  # a plot must never stop the report
-                log.warning("no DVH plot of %s in %s: %s", roi.name, ", ".join(labels), exc)
-                notes.append(f"{roi.name}: no curve ({type(exc).__name__}: {exc})")
+                log.warning("no DVH plot of %s in %s: %s", f.structures[0], ", ".join(labels), exc)
+                notes.append(f"{f.structures[0]}: no curve ({type(exc).__name__}: {exc})")
                 continue
-            curve_key = (roi.name, conversion.alpha_beta_gy)
-            if curve_key not in seen and not dvh.is_empty and dvh.volume_cc > 0:
-                seen[curve_key] = True
-                step = max(float(dvh.max_gy or 0.0) / 300.0, 1e-3)
-                doses, volumes = dvh.cumulative(step)
-                name = roi.name if conversion.alpha_beta_gy is None else f"{roi.name} (α/β {conversion.alpha_beta_gy:g} Gy)"
-                curves.append(Curve(name, [float(d) for d in doses], [100.0 * float(v) / dvh.volume_cc for v in volumes]))
+            if got is None:
+                continue
+            curve, dvh, infos = got
+            if (f.structures[0], conversion.alpha_beta_gy) not in seen:
+                seen.add((f.structures[0], conversion.alpha_beta_gy))
+                curves.append(curve)
             rx = _rx_in_kind(infos[0], conversion) if len(infos) == 1 else None
-            markers.extend(limit_markers(f, float(dvh.volume_cc), rx))
+            markers.extend(limit_markers(f, float(dvh.volume_cc), rx, status=status))
         if not curves:
             continue
-        scope = labels[0] if len(labels) == 1 else f"composite of {', '.join(labels)}"
         weighted = any(i.course.dose.is_rbe_weighted for i in infos)  # Dose Type EFFECTIVE: say so
         kind_text = dose_kind_label("physical", "EFFECTIVE" if weighted else "PHYSICAL") + " dose" \
             if kind == "physical" else (f"{kind} of RBE-weighted dose" if weighted else kind)
-        title = f"{scope}: {kind_text}"
+        title = f"{_scope(labels)}: {kind_text}"
         x_label = ("Dose [Gy(RBE)]" if weighted else "Dose [Gy]") if kind == "physical" else f"{kind} [Gy]"
         svg = dvh_svg(curves, markers, title=title, x_label=x_label)
-        plots.append(DvhPlot(title, svg, labels, kind, tuple(dict.fromkeys(f.rule_id for f, _ in groups[key])), tuple(notes)))
+        rule_ids = tuple(dict.fromkeys(f.rule_id for f, _, _ in groups[(labels, kind)]))
+        plots.append(DvhPlot(title, svg, labels, kind, rule_ids, tuple(notes)))
     return plots
 
 
@@ -234,22 +329,81 @@ def _environment():
     return env
 
 
-def check_html(report: CheckReport, *, generated: dt.datetime | None = None) -> str:
-    """The self-contained HTML report."""
+def _measurement_row(m: Measurement) -> dict[str, Any]:
+    if m.value is not None:
+        shown = format_value(m.value, m.unit)
+    elif m.lower is not None and m.upper is not None:
+        shown = f"{format_value(m.lower)}–{format_value(m.upper, m.unit)}"
+    else:
+        shown = "—"
+    return {"basis": m.basis, "short": short_basis(m), "value": m.value, "shown": shown, "status": m.status.value,
+            "status_label": status_label(m.status), "reason": m.reason}
+
+
+def _result_view(index: int, row: dict[str, Any], f: Finding, report: CheckReport, *, plots: bool) -> dict[str, Any]:
+    """What the template shows of one result (``row`` is its JSON entry)."""
+    view = dict(row)
+    view.update(
+        index=index,
+        status_label=status_label(f.status),
+        measured_text=measured_text(f) if len(f.measurements) < 2 else format_value(f.measured, f.unit),
+        limit_text=limit_text(f) or "—",
+        measurements=[_measurement_row(m) for m in f.measurements] if len(f.measurements) > 1 else [],
+        limits_described=describe_limits(f.limits),
+        plots=[],
+    )
+    if plots:
+        try:
+            view["plots"] = [{"title": p.title, "svg": p.svg} for p in finding_plots(report, f)]
+        except Exception as exc:  # plots are a help, not the check
+            log.warning("DVH plot of %s left out: %s", f.rule_id, exc)
+    return view
+
+
+def check_html(report: CheckReport, *, generated: dt.datetime | None = None,
+               export_path: str | Sequence[str] | None = None) -> str:
+    """The self-contained HTML report.
+
+    Parameters
+    ----------
+    report
+        The check.
+    generated
+        The time printed as the report's creation (default now).
+    export_path
+        The export as the user named it (completes the missing-case-file hint).
+    """
     from markupsafe import Markup  # jinja2's own dependency: trusted SVG built by svg_plot
 
     doc = check_report_dict(report)
-    indexed = [dict(r, index=i, status_label=status_label(f.status))
-               for i, (r, f) in enumerate(zip(doc["results"], report.findings))]
-    categories = group_by_category(indexed, category=lambda r: r["category"])
+    attention: list[dict[str, Any]] = []
+    passed: list[dict[str, Any]] = []
+    views: dict[int, dict[str, Any]] = {}
+    for i, (row, f) in enumerate(zip(doc["results"], report.findings)):
+        if f.status in (Status.ERROR, Status.FAIL, Status.WARN):
+            attention.append(_result_view(i, row, f, report, plots=True))
+        else:
+            views[i] = _result_view(i, row, f, report, plots=False)
+            if f.status is Status.PASS:
+                passed.append(views[i])
+    # NOT EVALUATED findings with one reason (e.g. a structure several rules need) share a row
+    not_evaluated = [{"members": [views[i] for i in item.indices], "first": views[item.indices[0]]}
+                     for item in attention_items(report) if item.status is Status.NOT_EVALUATED]
+    rank = {Status.ERROR.value: 0, Status.FAIL.value: 1, Status.WARN.value: 2}
+    attention.sort(key=lambda r: (rank[r["status"]], r["index"]))
+    for view in attention:
+        view["plots"] = [dict(p, svg=Markup(p["svg"])) for p in view["plots"]]
     try:
-        plots = dvh_plots(report)
+        panels = dvh_plots(report)
     except Exception as exc:  # plots are a help, not the check
         log.warning("DVH plots left out: %s", exc)
-        plots = []
-    export = report.export
+        panels = []
+    all_by_category = dict(group_by_category(list(report.findings)))
+    categories = [{"name": name, "rows": rows, "total": len(all_by_category.get(name, ()))}
+                  for name, rows in group_by_category(passed, category=lambda r: r["category"])]
     summary = doc["summary"]
-    badges = [{"key": s.value.lower(), "label": status_label(s), "count": summary[s.value.lower()]} for s in STATUS_ORDER]
+    badges = [{"key": s.value.lower(), "label": status_label(s), "count": summary[s.value.lower()]}
+              for s in (Status.FAIL, Status.ERROR, Status.WARN, Status.NOT_EVALUATED, Status.PASS)]
     template_text = (files("plancheck.report") / "templates" / _TEMPLATE).read_text(encoding="utf-8")
     template = _environment().from_string(template_text)
     plan_labels = ", ".join(p["label"] for p in doc["plans"]) or "no plan"
@@ -257,13 +411,18 @@ def check_html(report: CheckReport, *, generated: dt.datetime | None = None) -> 
     return template.render(
         doc=doc,
         title=f"plancheck: {plan_labels} ({doc['protocol']['id']})",
-        patient_id=export.patient_id,
-        patient_name=_display_name(export.patient_name),
+        patient_id=report.export.patient_id,
+        patient_name=_display_name(report.export.patient_name),
         badges=badges,
         verdict=verdict(report),
+        hint=case_file_hint(report, export_path),
+        attention=attention,
+        not_evaluated=not_evaluated,
+        not_evaluated_total=sum(len(g["members"]) for g in not_evaluated),
         categories=categories,
-        plots=[{"title": p.title, "svg": Markup(p.svg), "rule_ids": p.rule_ids, "notes": p.notes} for p in plots],
+        passed_total=len(passed),
+        plots=[{"title": p.title, "svg": Markup(p.svg), "rule_ids": p.rule_ids, "notes": p.notes} for p in panels],
         legend=CONFIDENCE_LEGEND,
+        statuses=STATUS_ORDER,
         generated=generated.strftime("%Y-%m-%d %H:%M %Z").strip(),
     )
-

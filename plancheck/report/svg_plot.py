@@ -99,6 +99,7 @@ def dvh_svg(
     width: int = 760,
     height: int = 400,
     element_id: str | None = None,
+    legend_width: int = 250,
 ) -> str:
     """An ``<svg>`` element (text) with the curves, axes, grid, markers and a legend.
 
@@ -113,12 +114,14 @@ def dvh_svg(
     x_label
         Axis label, e.g. ``Dose [Gy]`` or ``EQD2 [Gy]``.
     width, height
-        Size in px of the view box (the element scales to its container); the right
-        250 px hold the legend.
+        Size in px of the view box (the element scales to its container).
     element_id
         Optional ``id`` attribute.
+    legend_width
+        Width in px of the legend on the right.
     """
-    left, right, top, bottom = 58, 250, 30 if title else 12, 46
+    left, right, top, bottom = 58, legend_width, 30 if title else 12, 46
+    curve_chars, limit_chars = max((legend_width - 38) // 6, 12), max((legend_width - 30) // 5, 14)
     pw, ph = width - left - right, height - top - bottom
     # the dose axis ends where the last curve falls below 0.5 % (a hot tail of a few voxels,
     # e.g. an SBRT boost in EQD2, would squeeze everything else), or at the furthest limit
@@ -192,7 +195,7 @@ def dvh_svg(
     for i, c in enumerate(curves):
         colour = PALETTE[i % len(PALETTE)]
         out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 18}" y2="{ly}" stroke="{colour}" stroke-width="2.5"/>')
-        out.append(f'<text x="{lx + 24}" y="{ly + 4}" font-size="11">{escape(_short(c.label, 36))}</text>')
+        out.append(f'<text x="{lx + 24}" y="{ly + 4}" font-size="11">{escape(_short(c.label, curve_chars))}</text>')
         ly += 16
     seen: set[str] = set()
     shown = [m for m in markers if not m.acceptable and not (m.label in seen or seen.add(m.label))]  # type: ignore[func-returns-value]
@@ -208,7 +211,7 @@ def dvh_svg(
             else:
                 out.append(f'<path d="M{lx + 9},{ly - 5} L{lx + 14},{ly} L{lx + 9},{ly + 5} L{lx + 4},{ly} Z" '
                            f'fill="{colour}"/>')
-            out.append(f'<text x="{lx + 24}" y="{ly + 4}" font-size="10">{escape(_short(m.label, 42))}</text>')
+            out.append(f'<text x="{lx + 24}" y="{ly + 4}" font-size="10">{escape(_short(m.label, limit_chars))}</text>')
             ly += 15
     out.append("</svg>")
     return "".join(out)

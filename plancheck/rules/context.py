@@ -23,7 +23,7 @@ import numpy as np
 
 from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
-from plancheck.dvh.engine import sample_for_grid, sample_for_grids
+from plancheck.dvh.engine import inside_grid_extent, sample_for_grid, sample_for_grids
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case, CourseDeclaration
@@ -349,7 +349,9 @@ class CheckContext:
             return MetricValue(whole.metric, whole.value, whole.unit, whole.lower, whole.upper, whole.reason,
                                f"{whole.method} of the whole structure ({local.note})")
         v = local.volume_cc
-        outside = 0.0 if local.inside_grid else self.dvh(roi, [info]).uncovered_volume_cc
+        # a ROI wholly inside the grid's extent has nothing outside it: no need for its whole DVH
+        inside = local.inside_grid or inside_grid_extent(roi, info.course.dose)
+        outside = 0.0 if inside else self.dvh(roi, [info]).uncovered_volume_cc
         if outside == 0.0:
             return MetricValue(spec, v, "cc", v, v, method=local.note)
         dvh = self.dvh(roi, [info])

@@ -1,4 +1,9 @@
-"""Compiled inner loops (numba): the only module that imports numba.
+"""The compiled inner loops as numba JIT functions: the kernels' source.
+
+Every kernel is defined here once. :mod:`plancheck.kernels` runs them from the
+ahead-of-time compiled extension built at install (:mod:`plancheck.kernels.build`) when it
+is there and current, else from these JIT functions; numba is imported only in this
+package.
 
 The DVH engine's models — the trilinear dose of :mod:`plancheck.dvh.interpolate`, the
 even-odd rasteriser of :mod:`plancheck.dvh.rasterize`, the hot-tail
@@ -23,9 +28,10 @@ Conventions
 * Doses in Gy, gradients in Gy/mm, lengths in mm. Uncovered points get NaN dose and
   zero gradient.
 
-Compilation: the kernels are compiled on first use and cached on disk next to this
-file (or in numba's user cache when that is not writable), so only the first run
-after an install pays for it.
+JIT compilation (the fallback): the kernels are compiled on first use and cached on disk
+next to this file (or in numba's user cache when that is not writable). The options
+here (``nogil``, ``error_model="numpy"``, no fastmath) are the ones the ahead-of-time build
+uses too (:data:`JIT_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "JIT_OPTIONS",
     "column_cells",
     "point_cells",
     "spread_histogram",
@@ -49,9 +56,13 @@ __all__ = [
     "replace_plane_weights",
     "edge_points",
     "parse_decimal_strings",
+    "segment_distances",
 ]
 
-_JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+JIT_OPTIONS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+"""numba options of every kernel (the ahead-of-time build compiles with the same semantics)."""
+
+_JIT = JIT_OPTIONS
 
 
 @njit(inline="always")
@@ -872,3 +883,34 @@ def parse_decimal_strings(buf, expected):
             break
         i += 1  # past the backslash
     return values, status, starts, ends, count
+
+
+@njit(**_JIT)
+def segment_distances(px, py, segments, out):
+    """Distance from each point ``(px[i], py[i])`` to the nearest segment ``(x0, y0, x1, y1)`` of
+    ``segments`` (``(E, 4)``, mm), written to ``out``; ``inf`` when there are none. The same
+    arithmetic, in the same order, as the vectorised reference
+    (:func:`plancheck.dvh.geometry.point_to_segments_distance_mm`): projection parameter
+    ``t = (ap·ab)/|ab|²`` (0 for a degenerate segment) clipped to [0, 1], squared distance
+    to ``a + t·ab``, the smallest, its square root."""
+    n_seg = segments.shape[0]
+    for i in range(len(px)):
+        best = np.inf
+        x = px[i]
+        y = py[i]
+        for j in range(n_seg):
+            ax = segments[j, 0]
+            ay = segments[j, 1]
+            abx = segments[j, 2] - ax
+            aby = segments[j, 3] - ay
+            ab2 = abx * abx + aby * aby
+            t = 0.0
+            if ab2 > 0:
+                t = ((x - ax) * abx + (y - ay) * aby) / ab2
+                t = min(max(t, 0.0), 1.0)
+            dx = x - (ax + t * abx)
+            dy = y - (ay + t * aby)
+            d = dx * dx + dy * dy
+            if d < best:
+                best = d
+        out[i] = math.sqrt(best)
