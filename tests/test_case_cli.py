@@ -115,7 +115,7 @@ def test_check_accepts_the_sample_case_and_lists_what_is_left(capsys, export_dir
     ("intent: curative\n\nhistolgy: other\n", 3, "field histolgy: Extra inputs are not permitted"),
     ("courses:\n  - plan: C1_Eso\n    technique: imrt\n", 3, "field courses.0.technique: Input should be 'sbrt' or 'conventional'"),
     ("courses:\n  - technique: sbrt\n", 2, "field courses.0.plan: Field required"),
-    ("restaging:\n  date: [2025\n", 3, "case file is not valid YAML"),
+    ("restaging:\n  date: [2025\n", 3, "not valid YAML (column 1)"),
 ])
 def test_check_names_the_line_of_each_problem(capsys, tmp_path: Path, text: str, line: int, message: str) -> None:
     path = tmp_path / "case.yaml"

@@ -353,7 +353,7 @@ def test_duplicate_synonym_is_named(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_gives_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "", text="format_version: 1\nstructures: [\n")
-    with pytest.raises(ProtocolError, match=r"synonyms\.yaml: line \d+, column \d+: not valid YAML"):
+    with pytest.raises(ProtocolError, match=r"synonyms\.yaml: line \d+: not valid YAML \(column \d+\)"):
         load_synonyms(path)
 
 

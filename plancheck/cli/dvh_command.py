@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from plancheck.check_treatment import selection_for
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.plan_option import add_plan_option
 from plancheck.cli.volume_model_option import add_volume_model_option, apply_volume_model
@@ -57,6 +56,7 @@ def parse_alpha_beta_for(items: list[str]) -> dict[str, float]:
 def run_dvh(args: argparse.Namespace) -> int:
     from plancheck.dicom import read_export
     from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+    from plancheck.check_treatment import selection_for
     from plancheck.radiobiology import DoseKind
     from plancheck.report.dvh_tables import dvh_csv, dvh_curves_csv, dvh_json, dvh_text
 

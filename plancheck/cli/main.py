@@ -79,6 +79,15 @@ class _SafeFormatter(logging.Formatter):
 _QUIET_LOGGERS = ("pydicom", "numba", "numexpr", "matplotlib", "PIL", "distributed", "asyncio")
 
 
+class _WithoutLibraries(logging.Filter):
+    """Drops the records of the libraries in :data:`_QUIET_LOGGERS` (their levels alone are
+    not enough: pydicom sets its logger's level when it is first imported, which the lazy
+    start-up makes happen after the logging is configured)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".", 1)[0] not in _QUIET_LOGGERS
+
+
 def _configure_logging(debug: bool) -> list[tuple[logging.Logger, int]]:
     """Log to stderr through :class:`_SafeFormatter`; returns the library loggers' previous
     levels (restored after the command, so that :func:`main` leaves no trace in a test process)."""
@@ -88,6 +97,8 @@ def _configure_logging(debug: bool) -> list[tuple[logging.Logger, int]]:
     for handler in root.handlers:
         if handler not in before:
             handler.setFormatter(_SafeFormatter(debug))
+            if not debug:
+                handler.addFilter(_WithoutLibraries())
     changed = []
     if not debug:
         for name in _QUIET_LOGGERS:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.errors import UsageError
-from plancheck.protocol.loader import DEFAULT_PROTOCOL
-from plancheck.rules.runner import protocol_for_check
+from plancheck.cli.defaults import DEFAULT_PROTOCOL
 
 __all__ = ["register", "run_watch"]
 
@@ -60,6 +59,8 @@ def run_watch(args: argparse.Namespace) -> int:
                           ("--incomplete-after", args.incomplete_after)):
         if not value > 0:
             raise UsageError(f"{option} {value:g}: must be > 0")
+    from plancheck.rules.runner import protocol_for_check
+
     protocol = protocol_for_check(args.protocol)
     options = WatchOptions(settle_s=args.settle, incomplete_after_s=args.incomplete_after,
                            formats=("json",) if args.no_html else ("json", "html"))
