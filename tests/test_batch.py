@@ -27,11 +27,11 @@ import pytest
 
 from plancheck.batch import SUMMARY_COLUMNS, BatchOptions, JobLimits, discover_treatments, run_batch
 from plancheck.cli.main import main
-from plancheck.dicom.write import write_case
+from testkit.write import write_case
 from plancheck.errors import DicomReadError
 from plancheck.protocol.loader import builtin_protocol_ids, load_protocol
 from pipeline_protocol import write_pipeline_protocol
-from plancheck.synthetic import CaseSpec, build_case
+from testkit.synthetic import CaseSpec, build_case
 
 PATIENTS = [("MRN-100001", "ALPHA^ANNA"), ("MRN-200002", "BRAVO^BERT"), ("MRN-300003", "CHARLIE^CLARA")]
 

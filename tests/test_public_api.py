@@ -37,7 +37,7 @@ def _module_names() -> list[str]:
 MODULES = _module_names()
 MODULES_WITH_ALL = [name for name in MODULES if hasattr(importlib.import_module(name), "__all__")]
 # The packages whose ``__init__`` is the public surface (re-exports with ``__all__``).
-PUBLIC_PACKAGES = ["plancheck", "plancheck.dicom", "plancheck.model", "plancheck.radiobiology", "plancheck.synthetic"]
+PUBLIC_PACKAGES = ["plancheck", "plancheck.dicom", "plancheck.model", "plancheck.radiobiology"]
 
 
 # ------------------------------------------------------------------------------------- exports

@@ -36,10 +36,10 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
-from plancheck.synthetic.case import BeamSpec  # one beam description for the writer and the generator
+from testkit.synthetic.case import BeamSpec  # one beam description for the writer and the generator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plancheck.synthetic.case import SyntheticCase
+    from testkit.synthetic.case import SyntheticCase
 
 __all__ = [
     "CT_IMAGE_STORAGE",
@@ -173,7 +173,7 @@ def _base_dataset(*, sop_class_uid: str, sop_instance_uid: str, modality: str, p
     ds.StationName = "PLANCHECK"
     if series_description:
         ds.SeriesDescription = series_description
-    ds.ManufacturerModelName = "plancheck.dicom.write"
+    ds.ManufacturerModelName = "plancheck.dicom.write"  # the model name the sample was written with (keeps its bytes)
     ds.PatientName = patient.patient_name
     ds.PatientID = patient.patient_id
     ds.PatientBirthDate = patient.birth_date
@@ -685,7 +685,7 @@ def save_dataset(ds: Dataset, path: str | os.PathLike[str]) -> Path:
 
 
 def write_case(case: SyntheticCase, out_dir: str | os.PathLike[str], *, name: str = "sample") -> list[Path]:
-    """Write a :class:`plancheck.synthetic.case.SyntheticCase` as DICOM files.
+    """Write a :class:`testkit.synthetic.case.SyntheticCase` as DICOM files.
 
     Files: ``CT_001.dcm`` ... (if the case has a CT), ``RS_<name>.dcm``, and per
     course ``RP_<label>.dcm`` and ``RD_<label>.dcm``. All UIDs derive from the
