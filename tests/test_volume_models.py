@@ -167,7 +167,7 @@ def test_structure_set_manufacturer_picks_the_model(tmp_path) -> None:
     export = read_export(_sample_copy(tmp_path, RS="Varian Medical Systems"))
     for ss in export.structure_sets:
         assert ss.volume_model is ECLIPSE
-        assert ss.volume_model_source == "Manufacturer 'Varian Medical Systems' / 'testkit.write' of the RT Structure Set"
+        assert ss.volume_model_source == "Manufacturer 'Varian Medical Systems' / 'plancheck.dicom.write' of the RT Structure Set"
         assert all(roi.volume_model is ECLIPSE for roi in ss.rois)
     assert export.volume_model_descriptions[0].startswith("eclipse: ")
 
@@ -176,7 +176,7 @@ def test_dose_manufacturer_is_the_fallback(tmp_path) -> None:
     export = read_export(_sample_copy(tmp_path, RD="RaySearch Laboratories"))
     ss = export.courses[0].structure_set
     assert ss.volume_model.name == "raystation"
-    assert ss.volume_model_source == ("Manufacturer 'RaySearch Laboratories' / 'testkit.write' of the RT Dose "
+    assert ss.volume_model_source == ("Manufacturer 'RaySearch Laboratories' / 'plancheck.dicom.write' of the RT Dose "
                                       "(the RT Structure Set's was not recognised)")
 
 
