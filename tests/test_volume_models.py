@@ -132,7 +132,7 @@ def test_roi_model_is_used_unless_the_caller_gives_one() -> None:
     ("TomoTherapy Incorporated", "Hi-Art", "tomotherapy"),
     ("Elekta Instrument AB", "Leksell GammaPlan®", "gammaplan"),
     ("manufacturer", "model", None),  # the anonymised Eclipse example
-    ("plancheck synthetic", "testkit.write", None),
+    ("plancheck synthetic", "plancheck.dicom.write", None),
     ("", "", None),
 ])
 def test_manufacturer_picks_the_model(manufacturer, model_name, expected) -> None:
