@@ -26,13 +26,11 @@ import pytest
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import RTBeamsTreatmentRecordStorage, Verification
 
-from plancheck.dicom.store import (
-    ObjectStore, StorageLimitError, group_plans, index_objects, safe_uid, scrub, validate_received,
-)
-from testkit.write import write_case
-from plancheck.errors import DicomConformanceError, DicomReadError
+from plancheck.dicom.store import ObjectStore, group_plans, index_objects, safe_uid, scrub, validate_received
+from plancheck.errors import DicomConformanceError, DicomReadError, StorageLimitError
 from plancheck.net import CHECK_LOG_NAME, STATUS, Receiver, ReceiverConfig
 from plancheck.protocol.loader import builtin_protocol_ids, load_protocol
+from testkit.write import write_case
 from pipeline_protocol import write_pipeline_protocol
 from testkit.synthetic import CaseSpec, build_case
 
@@ -232,7 +230,7 @@ def test_truncated_dataset_fails_is_quarantined_and_server_keeps_serving(receive
 
 def test_crashing_check_is_logged_with_plan_uid_and_server_goes_on(tmp_path, protocol, case_dir, caplog,
                                                                    monkeypatch):
-    import plancheck.treatment_versions as versions
+    import plancheck.analysis.treatment_versions as versions
 
     def explode(*args, **kwargs):
         raise RuntimeError(f"simulated crash for {PATIENT_NAME}")

@@ -49,15 +49,15 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from plancheck.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
+from plancheck.model.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
 from plancheck.dicom.read_common import (
     RT_DOSE, RT_ION_PLAN, RT_PLAN, RT_STRUCT, SourceFile, check_not_truncated, kind_of, not_dicom_reason,
     read_header, sop_class_name, sop_class_of,
 )
-from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError
+from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError, StorageLimitError
 
 __all__ = [
-    "STORABLE_SOP_CLASSES", "StorageLimitError", "ReceivedObject", "StoredObject", "ObjectStore",
+    "STORABLE_SOP_CLASSES", "ReceivedObject", "StoredObject", "ObjectStore",
     "safe_uid", "validate_received", "validate_content", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
     "index_objects", "group_plans", "scrub", "TreatmentGroup", "TreatmentCheck", "group_treatments",
     "treatment_checks", "treatment_version", "index_archive", "incomplete_reason",
@@ -82,20 +82,6 @@ _MAX_MEMBER_BYTES = 2 * 1024**3
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _LENIENT_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # leading zeros seen in the wild
-
-
-class StorageLimitError(PlancheckError):
-    """An object is larger than allowed, or storing it would exceed the disk budget.
-
-    Attributes
-    ----------
-    message
-        What limit was hit, with the numbers.
-    """
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
 
 
 def _size_text(size_bytes: int) -> str:
@@ -510,7 +496,7 @@ class ObjectInfo:
         RT Plan: the structure set(s) it references; RT Dose: the plan(s).
     approval_status, plan_date, target_rois
         RT Plan: Approval Status, RT Plan Date and the ROI numbers of its TARGET dose
-        references (to tell alternative plans from courses, :mod:`plancheck.course_selection`).
+        references (to tell alternative plans from courses, :mod:`plancheck.model.course_selection`).
     member
         The member name when the object is inside a zip archive (``path`` is the archive).
     """
@@ -842,7 +828,7 @@ class TreatmentGroup:
         return self.plans[0].plan.study_instance_uid if self.plans else ""
 
     def facts(self) -> list[PlanFacts]:
-        """The plans as :class:`~plancheck.course_selection.PlanFacts` (target names unknown here)."""
+        """The plans as :class:`~plancheck.model.course_selection.PlanFacts` (target names unknown here)."""
         out = []
         for group in self.plans:
             p = group.plan
@@ -964,7 +950,7 @@ def group_treatments(objects: Sequence[ObjectInfo]) -> list[TreatmentGroup]:
 def treatment_checks(treatment: TreatmentGroup, selection: PlanSelection | None = None, *,
                      alternatives: AlternativesPolicy = "variants") -> list[TreatmentCheck]:
     """The checks to run on a treatment: one, or one per combination of alternative plans
-    (:func:`plancheck.course_selection.choose_courses`); none when a ``missing_ok``
+    (:func:`plancheck.model.course_selection.choose_courses`); none when a ``missing_ok``
     selection names none of its plans. A choice that cannot be made (a selection naming an
     absent plan, too many alternatives) gives one check with ``error`` set."""
     try:

@@ -69,9 +69,9 @@ from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.sop_class import Verification
 
 from plancheck.dicom.store import (
-    STORABLE_SOP_CLASSES, ObjectStore, StorageLimitError, safe_uid, status_dataset, validate_received,
+    STORABLE_SOP_CLASSES, ObjectStore, safe_uid, status_dataset, validate_received,
 )
-from plancheck.errors import DicomConformanceError, DicomReadError, UsageError
+from plancheck.errors import DicomConformanceError, DicomReadError, StorageLimitError, UsageError
 from plancheck.net.checks import CheckRecord, CheckWorker
 from plancheck.protocol.loader import Protocol
 

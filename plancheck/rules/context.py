@@ -31,14 +31,8 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.protocol.names import (
-    MatchStatus,
-    NameMatch,
-    StructureNameMatcher,
-    TargetName,
-    is_target_roi,
-    parse_target_name,
-)
+from plancheck.names.structures import MatchStatus, NameMatch, StructureNameMatcher
+from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
     DoseConversion,

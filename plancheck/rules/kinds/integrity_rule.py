@@ -69,9 +69,9 @@ from pydantic import Field, model_validator
 
 from plancheck.dvh.engine import grid_coverage_pct
 from plancheck.dvh.metrics import parse_metric
-from plancheck.dvh.rasterize import points_in_polygons
 from plancheck.errors import MetricSpecError
 from plancheck.model.structures import Roi
+from plancheck.polygons import points_in_polygons
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import FractionationRegime
 from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
