@@ -33,6 +33,7 @@ __all__ = [
     "column_cells",
     "point_cells",
     "spread_histogram",
+    "spread_widths",
     "subdivide_cells",
     "lattice_cells",
     "slot_major_values",

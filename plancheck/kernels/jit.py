@@ -46,6 +46,7 @@ __all__ = [
     "column_cells",
     "point_cells",
     "spread_histogram",
+    "spread_widths",
     "subdivide_cells",
     "lattice_cells",
     "slot_major_values",
@@ -91,6 +92,26 @@ def _trilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, iz0, iz1, tz):
     return p0 + tz * dp, gx0 + tz * (gx1 - gx0), gy0 + tz * (gy1 - gy0), dp
 
 
+@njit(inline="always")
+def _spread_width(gx, gy, gz, width_mm, height_mm):
+    """Width (Gy) of the in-cell dose spread of a cell ``width_mm`` wide in x and y and
+    ``height_mm`` high where the dose gradient is ``(gx, gy, gz)`` (Gy/mm):
+    ``sqrt((gx·width)² + (gy·width)² + (gz·height)²)``. The one definition of the spread
+    (the model: :func:`plancheck.dvh.engine.spread_widths`)."""
+    sx = gx * width_mm
+    sy = gy * width_mm
+    sz = gz * height_mm
+    return math.sqrt(sx * sx + sy * sy + sz * sz)
+
+
+@njit(**_JIT)
+def spread_widths(gx, gy, gz, width_mm, heights_mm, out):
+    """The in-cell dose spread (:func:`_spread_width`) of cells with the dose gradients
+    ``gx``, ``gy``, ``gz`` (Gy/mm), all ``width_mm`` wide and ``heights_mm[i]`` high, into ``out``."""
+    for i in range(len(gx)):
+        out[i] = _spread_width(gx[i], gy[i], gz[i], width_mm, heights_mm[i])
+
+
 @njit(**_JIT)
 def column_cells(
     flat, nx, nxy,
@@ -107,7 +128,7 @@ def column_cells(
     and row, or per column with ``col = row = arange``); ``z_*`` and ``heights`` are
     ``(planes, S)`` tables indexed by the column's plane and segment. Writes the dose,
     and, when those arrays are not empty, the gradient (Gy/mm) and/or the width of
-    the in-cell dose spread ``sqrt((gx·step)² + (gy·step)² + (gz·height)²)``.
+    the in-cell dose spread (:func:`_spread_width`).
     """
     n_slots = z_i0.shape[1]
     running = np.zeros(n_slots, dtype=np.int64)
@@ -183,10 +204,7 @@ def column_cells(
                 out_gy[pos] = gy
                 out_gz[pos] = gz
             if want_spread:
-                sx = gx * step
-                sy = gy * step
-                sz = gz * heights[p, j]
-                out_spread[pos] = math.sqrt(sx * sx + sy * sy + sz * sz)
+                out_spread[pos] = _spread_width(gx, gy, gz, step, heights[p, j])
 
 
 @njit(**_JIT)
@@ -551,10 +569,7 @@ def lattice_cells(
             out_gy[i] = gy
             out_gz[i] = gz
         if want_spread:
-            sx = gx * step
-            sy = gy * step
-            sz = gz * heights[i]
-            out_spread[i] = math.sqrt(sx * sx + sy * sy + sz * sz)
+            out_spread[i] = _spread_width(gx, gy, gz, step, heights[i])
 
 
 @njit(**_JIT)
