@@ -33,7 +33,14 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    RTDoseStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+    generate_uid,
+)
 from pydicom.valuerep import format_number_as_ds
 
 from testkit.synthetic.case import BeamSpec  # one beam description for the writer and the generator
@@ -58,11 +65,13 @@ __all__ = [
     "write_case",
 ]
 
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
-RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
-RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
+CT_IMAGE_STORAGE = CTImageStorage
+RT_DOSE_STORAGE = RTDoseStorage
+RT_STRUCTURE_SET_STORAGE = RTStructureSetStorage
+RT_PLAN_STORAGE = RTPlanStorage
 
+#: Detached Study Management SOP Class (retired; customary in RT Referenced Study Sequences; not named by pydicom).
+_DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 _DEFAULT_DATE = "20250602"
 _DEFAULT_TIME = "120000"
 _MANUFACTURER = "plancheck synthetic"
@@ -250,7 +259,7 @@ def rtstruct_dataset(*, rois: Sequence[RoiSpec], frame_of_reference_uid: str, pa
                        for im in images]
         series_item = _item(SeriesInstanceUID=images[0].SeriesInstanceUID,
                             ContourImageSequence=DicomSequence(image_items))
-        study_item = _item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management (retired, customary)
+        study_item = _item(ReferencedSOPClassUID=_DETACHED_STUDY_MANAGEMENT,
                            ReferencedSOPInstanceUID=images[0].StudyInstanceUID,
                            RTReferencedSeriesSequence=DicomSequence([series_item]))
         frame_item.RTReferencedStudySequence = DicomSequence([study_item])

@@ -48,16 +48,33 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    MRImageStorage,
+    RLELossless,
+    RTDoseStorage,
+    RTIonPlanStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+)
 
 from plancheck.model.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
 from plancheck.dicom.read_common import (
-    RT_DOSE, RT_ION_PLAN, RT_PLAN, RT_STRUCT, SourceFile, check_not_truncated, kind_of, not_dicom_reason,
-    read_header, sop_class_name, sop_class_of,
+    SourceFile, check_not_truncated, kind_of, not_dicom_reason, read_header, sop_class_name, sop_class_of,
 )
 from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError, StorageLimitError
 
 __all__ = [
-    "STORABLE_SOP_CLASSES", "ReceivedObject", "StoredObject", "ObjectStore",
+    "STORABLE_SOP_CLASSES", "TRANSFER_SYNTAXES_RT", "TRANSFER_SYNTAXES_IMAGE", "ReceivedObject", "StoredObject", "ObjectStore",
     "safe_uid", "validate_received", "validate_content", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
     "index_objects", "group_plans", "scrub", "TreatmentGroup", "TreatmentCheck", "group_treatments",
     "treatment_checks", "treatment_version", "index_archive", "incomplete_reason",
@@ -67,15 +84,22 @@ logger = logging.getLogger(__name__)
 
 #: SOP classes the receiver accepts, with the file-name prefix of each.
 STORABLE_SOP_CLASSES: dict[str, str] = {
-    RT_PLAN: "RP",
-    RT_ION_PLAN: "RP",
-    RT_STRUCT: "RS",
-    RT_DOSE: "RD",
-    "1.2.840.10008.5.1.4.1.1.2": "CT",     # CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.2.1": "CT",   # Enhanced CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.4": "MR",     # MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.4.1": "MR",   # Enhanced MR Image Storage
+    RTPlanStorage: "RP",
+    RTIonPlanStorage: "RP",
+    RTStructureSetStorage: "RS",
+    RTDoseStorage: "RD",
+    CTImageStorage: "CT",
+    EnhancedCTImageStorage: "CT",
+    MRImageStorage: "MR",
+    EnhancedMRImageStorage: "MR",
 }
+#: Transfer syntaxes the receiver accepts for RT objects: uncompressed only (deflate is refused:
+#: unbounded decompression).
+TRANSFER_SYNTAXES_RT: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+#: Images may also arrive compressed; plancheck reads their headers only.
+TRANSFER_SYNTAXES_IMAGE: list[str] = TRANSFER_SYNTAXES_RT + [
+    JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless, JPEG2000, RLELossless,
+]
 
 #: Largest archive member indexed (read into memory one at a time).
 _MAX_MEMBER_BYTES = 2 * 1024**3
