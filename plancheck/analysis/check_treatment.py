@@ -197,7 +197,6 @@ def warm_up() -> None:
 
         import plancheck.dicom  # noqa: F401
         import plancheck.report  # noqa: F401
-        import plancheck.rules.registry  # noqa: F401
         from plancheck.dvh.engine import compute_dvh
         from plancheck.model import Contour, DoseGrid, Roi
         from plancheck.rules.registry import rule_kinds

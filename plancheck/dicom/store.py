@@ -540,7 +540,6 @@ class ObjectInfo:
     fraction_groups: tuple[tuple[int, tuple[int, ...]], ...] = ()
     dose_groups: tuple[int, ...] = ()
     dose_beams: tuple[int, ...] = ()
-    mtime: float = 0.0
     approval_status: str = ""
     plan_date: str = ""
     target_rois: tuple[int, ...] = ()
@@ -615,7 +614,7 @@ def _info(path: Path, ds: Dataset) -> ObjectInfo | None:
         series_instance_uid=_text(ds, "SeriesInstanceUID"), label=_text(ds, "RTPlanLabel"),
         referenced_uids=tuple(u for u in referenced if u), summation_type=_text(ds, "DoseSummationType").upper(),
         fraction_groups=tuple(groups), dose_groups=tuple(dose_groups), dose_beams=tuple(dose_beams),
-        mtime=path.stat().st_mtime, approval_status=_text(ds, "ApprovalStatus").upper(),
+        approval_status=_text(ds, "ApprovalStatus").upper(),
         plan_date=_text(ds, "RTPlanDate") if kind == "RTPLAN" else "", target_rois=tuple(sorted(targets)),
     )
 

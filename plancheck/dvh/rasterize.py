@@ -124,11 +124,6 @@ class PolygonSet:
         return 0.5 * np.add.reduceat(cross, self.start)
 
 
-def _edges(polygons: Sequence[np.ndarray]) -> np.ndarray:
-    """All closing edges of the polygons as an ``(E, 4)`` array of x0, y0, x1, y1."""
-    return PolygonSet.from_planes([polygons]).edges()
-
-
 def rasterize_planes(
     planes: Sequence[Sequence[np.ndarray]], lattice: PlaneLattice
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -505,21 +505,11 @@ class StructureNameMatcher:
 
     # -- public ------------------------------------------------------------------------
 
-    @property
-    def target_words(self) -> TargetNameWords:
-        """The target-name words of this matcher's synonyms file."""
-        assert self._idx.words is not None
-        return self._idx.words
-
     def canonical_name(self, name: str) -> str | None:
         """The TG-263 name that ``name`` spells in any case or separators
         (``"spinal cord"`` → ``SpinalCord``, ``"SpinalCord_PRV5"`` → ``SpinalCord_PRV05``),
         or ``None`` when it is not a TG-263 name."""
         return self._idx.canonical(name)
-
-    def synonyms_of(self, standard_name: str) -> tuple[str, ...]:
-        """The synonyms the synonyms file lists for a standard name (``()`` if none)."""
-        return self._idx.standard(self._canon_or_self(standard_name)).listed_synonyms
 
     def standard_name_of(self, roi_name: str) -> str | None:
         """Which standard structure an exported ROI name denotes, or ``None``.
