@@ -1,4 +1,9 @@
-"""Build step of plancheck: everything is in pyproject.toml except compiling the kernels.
+"""Build step of plancheck: everything is in pyproject.toml except finding the packages and
+compiling the kernels.
+
+The packages are every package under ``plancheck/`` (found, not listed) and
+``plancheck.constraints``, the top-level ``constraints/`` folder mapped into the package
+(``[tool.setuptools.package-dir]``; its data files: ``[tool.setuptools.package-data]``).
 
 ``build_ext`` compiles the DVH engine's kernels ahead of time into
 ``plancheck/kernels/_aot`` (numba's pycc; see ``plancheck/kernels/build.py``). It is
@@ -13,7 +18,7 @@ import sys
 import time
 import traceback
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 AOT_MODULE = "plancheck.kernels._aot"
@@ -47,6 +52,7 @@ class BuildKernels(build_ext):
 
 
 setup(
+    packages=[*find_packages(include=["plancheck", "plancheck.*"]), "plancheck.constraints"],
     ext_modules=[Extension(AOT_MODULE, sources=[], optional=True)],
     cmdclass={"build_ext": BuildKernels},
 )

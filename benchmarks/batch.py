@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test kit (testkit/, not installed) generates the cases
 WORK = REPO / "benchmarks" / "_work" / "batch"
 
 
@@ -60,8 +61,8 @@ def _spec_kwargs(i: int, ct: bool) -> dict:
 
 
 def _generate(args: tuple[int, dict, str]) -> int:
-    from plancheck.dicom.write import write_case
-    from plancheck.synthetic import CaseSpec, build_case
+    from testkit.write import write_case
+    from testkit.synthetic import CaseSpec, build_case
 
     i, kwargs, out = args
     write_case(build_case(CaseSpec(**kwargs)), Path(out), name=f"case{i:03d}")

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from plancheck.dicom import read_export
 from plancheck.dvh.metrics import DEFAULT_METRICS
-from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+from plancheck.analysis.dvh_tables import DoseKindRequest, dvh_tables
 from plancheck.radiobiology import DoseKind
 
 SAMPLE_DICOM = Path(__file__).resolve().parents[1] / "sample_dicom"

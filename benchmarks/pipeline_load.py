@@ -43,6 +43,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test kit (testkit/, not installed) generates the cases
 WORK = REPO / "benchmarks" / "_work" / "pipeline"
 
 
@@ -52,8 +53,8 @@ def _spec(i: int, ct: bool) -> dict:
 
 
 def _generate(args: tuple[int, dict, str]) -> int:
-    from plancheck.dicom.write import write_case
-    from plancheck.synthetic import CaseSpec, build_case
+    from testkit.write import write_case
+    from testkit.synthetic import CaseSpec, build_case
 
     i, kwargs, out = args
     write_case(build_case(CaseSpec(**kwargs)), Path(out), name=f"load{i:03d}")

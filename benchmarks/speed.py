@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the test kit (testkit/, not installed) generates the cases
 DEFAULT_CASE = REPO / "benchmarks" / "_work" / "clinical"
 
 
@@ -83,8 +84,8 @@ def ensure_case(case_dir: Path) -> None:
     """Generate the clinical-size synthetic case (no CT) if it is not there."""
     if any(case_dir.glob("RS_*.dcm")) and any(case_dir.glob("RD_*.dcm")):
         return
-    from plancheck.dicom.write import write_case
-    from plancheck.synthetic import CaseSpec, build_case
+    from testkit.write import write_case
+    from testkit.synthetic import CaseSpec, build_case
 
     print(f"generating the clinical-size case in {case_dir} ...", flush=True)
     start = time.perf_counter()

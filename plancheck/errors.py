@@ -16,8 +16,27 @@ Exception tree::
      ├── UsageError                     the caller asked for something invalid (exit code 2)
      │    └── MetricSpecError           a DVH metric string that cannot be parsed
      ├── RadiobiologyError (ValueError) nonsense input to an LQ formula (n <= 0, α/β <= 0 ...)
-     └── ProtocolError                  a protocol or case file that does not validate (exit 3)
-          └── CaseFileError             a case file: every problem with its line
+     ├── ProtocolError                  a protocol or case file that does not validate (exit 3)
+     │    └── CaseFileError             a case file: every problem with its line
+     ├── StorageLimitError              the receiver's store refuses an object (size, store or disk full)
+     └── WorkerFailed                   a function run in a worker process did not return: the process
+                                        died or was stopped at its time or memory limit
+
+Not in the tree, on purpose:
+
+* :class:`plancheck.rules.base.RuleNotApplicable` is a rule evaluator's *signal* (the rule does
+  not apply to this export: reported as not applicable, with the reason), not an error;
+* private control flow that never leaves its module: ``_Truncated``
+  (:mod:`plancheck.dicom.read_common`, becomes a :class:`DicomReadError`), ``_Unusual``
+  (:mod:`plancheck.dicom.fast_contours`: the fast path gives way to pydicom's),
+  ``_DataFileError`` (:mod:`plancheck.datafile`, becomes a :class:`ProtocolError`),
+  ``_Missing`` / ``_NotEvaluated`` (:mod:`plancheck.rules.kinds.clinical_rule`, become findings),
+  ``_NotCheckable`` (:mod:`plancheck.analysis.treatment_versions`, becomes an ERROR record);
+* the standard exceptions of a library API used wrongly by its caller — ``ValueError``,
+  ``KeyError``, ``TypeError`` (a dose array whose shape does not match its axes, an ROI
+  name not in a structure set, an unknown volume model name) — and ``RuntimeError`` when
+  ``PLANCHECK_KERNELS`` asks for a kernel backend that cannot be used. The command line
+  turns those into exit 70 (a bug) or checks its input first.
 """
 
 from __future__ import annotations
@@ -37,6 +56,8 @@ __all__ = [
     "RadiobiologyError",
     "ProtocolError",
     "CaseFileError",
+    "StorageLimitError",
+    "WorkerFailed",
 ]
 
 
@@ -147,3 +168,24 @@ class CaseFileError(ProtocolError):
         self.problems = list(problems)
         text = "; ".join(f"line {line}: {message}" if line else message for line, message in self.problems)
         super().__init__(text, path)
+
+
+class StorageLimitError(PlancheckError):
+    """An object is larger than allowed, or storing it would exceed the disk budget
+    (the receiver answers with a failure status and goes on).
+
+    Attributes
+    ----------
+    message
+        What limit was hit, with the numbers.
+    """
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class WorkerFailed(PlancheckError):
+    """A function run in a worker process of its own
+    (:func:`plancheck.analysis.processes.call_in_process`) did not return: its process died or
+    was stopped at a limit (the message says which)."""

@@ -10,7 +10,7 @@ next to this script's repository root. A non-zero seed turns on case-to-case
 variation (``--jitter``, default 1 for a non-zero seed). Same arguments, same bytes.
 
 Next to the DICOM files the script writes the case's clinical context, ``case.yaml``
-(:mod:`plancheck.synthetic.case_file`), which ``plancheck check`` finds there: for the
+(:mod:`testkit.synthetic.case_file`), which ``plancheck check`` finds there: for the
 violations variant it declares six lesions, some without a target. ``--no-case-file``
 leaves it out.
 """
@@ -21,11 +21,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from plancheck.dicom.write import write_case
-from plancheck.synthetic import CaseSpec, build_case
-from plancheck.synthetic.case_file import write_case_file
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # the test kit (testkit/) is not installed: import it from the checkout
+
+from testkit.synthetic import CaseSpec, build_case  # noqa: E402
+from testkit.synthetic.case_file import write_case_file  # noqa: E402
+from testkit.write import write_case  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,11 +27,11 @@ import pytest
 
 from plancheck.batch import SUMMARY_COLUMNS, BatchOptions, JobLimits, discover_treatments, run_batch
 from plancheck.cli.main import main
-from plancheck.dicom.write import write_case
+from testkit.write import write_case
 from plancheck.errors import DicomReadError
 from plancheck.protocol.loader import builtin_protocol_ids, load_protocol
 from pipeline_protocol import write_pipeline_protocol
-from plancheck.synthetic import CaseSpec, build_case
+from testkit.synthetic import CaseSpec, build_case
 
 PATIENTS = [("MRN-100001", "ALPHA^ANNA"), ("MRN-200002", "BRAVO^BERT"), ("MRN-300003", "CHARLIE^CLARA")]
 
@@ -206,3 +206,22 @@ def test_batch_command_exit_code_tables_and_html(archive, protocol_file, tmp_pat
     assert len(list(reports.rglob("*.html"))) == 2
     assert main(["batch", str(archive), "--reports", str(reports), "--protocol", str(protocol_file),
                  "--workers", "-1"]) == 2
+
+
+@pytest.mark.parametrize("name", ["alpha_beta.yaml", "structure_synonyms.yaml", "tg263_nomenclature.csv",
+                                  "protocols/plan-integrity.yaml"])
+def test_editing_a_data_table_invalidates_resumed_results(tmp_path, monkeypatch, protocol, name):
+    """The α/β table, the synonyms, the TG-263 table and the built-in protocols change results:
+    a change to any of them changes the fingerprint a resumed batch compares."""
+    from importlib.resources import files
+
+    from plancheck.batch import discover
+
+    copy = tmp_path / "constraints"
+    shutil.copytree(Path(str(files("plancheck.constraints"))), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(discover.resources, "files", lambda package: copy)
+    before = discover.protocol_fingerprint(protocol, ("json",))
+    assert discover.protocol_fingerprint(protocol, ("json",)) == before  # deterministic
+    with (copy / name).open("a", encoding="utf-8") as fh:
+        fh.write("\n# edited\n")
+    assert discover.protocol_fingerprint(protocol, ("json",)) != before

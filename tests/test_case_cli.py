@@ -20,7 +20,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from plancheck.case_draft import check_case_file
+from plancheck.analysis.case_draft import check_case_file
 from plancheck.cli.exit_codes import ExitCode
 from plancheck.cli.main import main
 from plancheck.model.case import load_case

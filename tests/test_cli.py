@@ -300,6 +300,34 @@ def test_internal_error_is_exit_70_without_traceback(capsys: pytest.CaptureFixtu
     assert code == ExitCode.INTERNAL_ERROR and "Traceback" in err
 
 
+def test_ctrl_c_is_exit_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("plancheck.dicom.read_export", interrupted)
+    code, _, err = run_cli(capsys, "dvh", SAMPLE)
+    assert code == ExitCode.INTERRUPTED == 130
+    assert err.strip() == "plancheck: interrupted"
+
+
+def test_every_exit_code_the_cli_returns_is_documented() -> None:
+    """``main`` returns only ExitCode members (every ``return`` of the command modules names one),
+    and the README's exit-code table lists exactly them."""
+    import ast
+    import re
+
+    cli = Path(__file__).resolve().parents[1] / "plancheck" / "cli"
+    for path in cli.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, int) \
+                    and not isinstance(node.value.value, bool):
+                raise AssertionError(f"{path.name}:{node.lineno} returns the bare number {node.value.value}; use ExitCode")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, flags=re.MULTILINE)}
+    assert documented == {int(code) for code in ExitCode}
+
+
 # ------------------------------------------------------------------------ unusable input → 3
 
 def _not_dicom_alone(tmp_path: Path) -> list[Path]:

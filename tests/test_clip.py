@@ -10,7 +10,8 @@ import pytest
 
 from plancheck.dvh.clip import clip_planes, clip_polygon, clip_polygons, clipped_roi, isodose_box, polygon_area_mm2
 from plancheck.dvh.interpolate import grid_extent_mm, trilinear_dose_gy
-from plancheck.dvh.rasterize import PlaneLattice, points_in_polygons, rasterize_planes
+from plancheck.dvh.rasterize import PlaneLattice, rasterize_planes
+from plancheck.polygons import points_in_polygons
 from plancheck.dvh.sampling import sample_roi
 from plancheck.model import Contour, DoseGrid, Roi
 

@@ -2,7 +2,7 @@
 
 The full protocol runs once on the canonical sample (``sample_dicom/`` with its ``case.yaml``)
 and once on the violations variant, generated here into a temporary directory with its own
-case file (``plancheck.synthetic``; no CT, to keep it fast): every rule answers (a finding or
+case file (``testkit.synthetic``; no CT, to keep it fast): every rule answers (a finding or
 "not applicable"), none with an internal error.
 
 Then the situations a plan check must not get wrong: a structure missing, no case file, a
@@ -22,14 +22,14 @@ import pytest
 import yaml
 
 from plancheck.dicom.link import read_export
-from plancheck.dicom.write import write_case
+from testkit.write import write_case
 from plancheck.errors import ProtocolError
 from plancheck.model.case import load_case
 from plancheck.protocol.loader import load_protocol
 from plancheck.rules.findings import Status
 from plancheck.rules.runner import CheckReport, protocol_for_check, run_check
-from plancheck.synthetic import CaseSpec, build_case
-from plancheck.synthetic.case_file import write_case_file
+from testkit.synthetic import CaseSpec, build_case
+from testkit.synthetic.case_file import write_case_file
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_dicom"
@@ -129,7 +129,7 @@ def test_every_finding_on_the_sample_names_its_source(sample_report):
 
 
 def test_definition_rules_follow_the_violations_case_file(violations_report):
-    # the case file (plancheck/synthetic/case_file.py, violations) declares six metastases in
+    # the case file (testkit/synthetic/case_file.py, violations) declares six metastases in
     # four organs, three of them without a target and one whose target is not in the plan
     assert _finding(violations_report, "DEF-SCC").status is Status.FAIL
     assert _finding(violations_report, "DEF-SCC").measured == 6

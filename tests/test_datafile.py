@@ -14,7 +14,7 @@ from plancheck.datafile import MAX_BYTES, load_data_file, load_data_text
 from plancheck.errors import ProtocolError
 from plancheck.model.case import load_case
 from plancheck.protocol.loader import load_protocol
-from plancheck.protocol.nomenclature import load_synonyms
+from plancheck.names.nomenclature import load_synonyms
 from plancheck.radiobiology.alpha_beta import load_alpha_beta_table
 
 RULE = """\

@@ -1,7 +1,7 @@
 """plancheck against dicompyler-core 0.5.6 on the same DICOM files, and the adapter itself.
 
 The phantoms of ``phantoms.py`` are written to RTSTRUCT/RTDOSE files with
-:mod:`plancheck.dicom.write` and read back with plancheck's readers; dicompyler-core's
+:mod:`testkit.write` and read back with plancheck's readers; dicompyler-core's
 ``dvhcalc.get_dvh`` reads the same files. The exact answers come from the phantom
 (contours are written to 0.01 mm and dose as 16-bit integers: both far below the
 tolerances used).
@@ -25,7 +25,7 @@ import pytest
 from phantoms import LinearDose, linear_dose_grid, sphere
 from plancheck.dicom import read_dose, read_structure_set
 from plancheck.dicom.compat import load_dataset, pydicom_read_file_alias
-from plancheck.dicom.write import PatientSpec, RoiSpec, rtdose_dataset, rtstruct_dataset, save_dataset
+from testkit.write import PatientSpec, RoiSpec, rtdose_dataset, rtstruct_dataset, save_dataset
 from plancheck.dvh.dicompyler_adapter import dicompyler_dvh, from_dicompyler, to_dicompyler
 from plancheck.dvh.engine import compute_dvh
 from plancheck.dvh.metrics import evaluate_metric

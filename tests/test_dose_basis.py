@@ -371,7 +371,7 @@ def test_the_threshold_dose_follows_the_fraction_column(tmp_path: Path, fraction
 def test_plancheck_dvh_gives_a_clinic_named_cord_the_cord_alpha_beta() -> None:
     # "Cord" and "SpinalCord" are the same organ: both get α/β = 2 Gy. At 47 Gy in 30 fx,
     # EQD2₂ = 47·(1.5667 + 2)/4 = 41.908 Gy for both (3 Gy would give 42.88 Gy).
-    from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
+    from plancheck.analysis.dvh_tables import DoseKindRequest, dvh_tables
     from plancheck.radiobiology import DoseKind
 
     rois = [box_roi(1, "Cord", CORD), box_roi(2, "SpinalCord", Box(10, 16, 5, 11))]

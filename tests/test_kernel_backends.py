@@ -110,9 +110,12 @@ def test_a_signature_checks_the_number_and_every_type() -> None:
 
 
 def test_every_kernel_has_signatures() -> None:
-    from plancheck.kernels import jit
+    from plancheck.kernels import decimal_strings, jit
+    from plancheck.kernels.signatures import SOURCES
 
-    assert set(SIGNATURES) == set(jit.__all__) - {"JIT_OPTIONS"}
+    assert set(SOURCES["jit"]) == set(jit.__all__) - {"JIT_OPTIONS"}
+    assert set(SOURCES["decimal_strings"]) == set(decimal_strings.__all__)
+    assert set(SIGNATURES) == set(SOURCES["jit"]) | set(SOURCES["decimal_strings"])
     assert set(SIGNATURES) <= set(kernels.__all__)
 
 

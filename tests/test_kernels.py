@@ -8,7 +8,7 @@ formulation of the same model written here, independently of the engine's code:
 * the slot-major order of :class:`~plancheck.dvh.interpolate.PointColumns`: a list
   comprehension;
 * the even-odd inside test and the rasteriser (:mod:`plancheck.dvh.rasterize`): each other
-  on lattice points and the plain numpy ray test :func:`~plancheck.dvh.rasterize.points_in_polygons`;
+  on lattice points and the plain numpy ray test :func:`~plancheck.polygons.points_in_polygons`;
 * the spread histogram (:func:`plancheck.dvh.dvh._histogram`): the exact overlap of each
   sample's uniform spread with every bin; the sample statistics: numpy;
 * the hot-tail subdivision (:func:`plancheck.dvh.engine._subdivide`): a brute-force
@@ -46,10 +46,10 @@ from plancheck.kernels import parse_decimal_strings, replace_plane_weights, tail
 from plancheck.dvh.rasterize import (
     PlaneLattice,
     PolygonSet,
-    points_in_polygons,
     rasterize_polygon_set,
 )
 from plancheck.model import DoseGrid
+from plancheck.polygons import points_in_polygons
 
 FRAME = "1.2.826.0.1.3680043.8.498.77"
 

@@ -11,21 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plancheck.errors import ProtocolError, UsageError
-from plancheck.protocol import names as names_module
-from plancheck.protocol.names import (
-    MatchStatus,
-    StructureNameMatcher,
-    TargetKind,
-    TargetRole,
-    normalize_name,
-    parse_target_name,
-)
-from plancheck.protocol.nomenclature import (
+from plancheck.names import structures as names_module
+from plancheck.names.nomenclature import (
     default_synonyms,
     default_tg263_table,
     load_synonyms,
     load_tg263_table,
 )
+from plancheck.names.structures import MatchStatus, StructureNameMatcher, normalize_name
+from plancheck.names.targets import TargetKind, TargetRole, parse_target_name
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
-"""What gets installed: every sub-package and every data file.
+"""What gets installed: every module and every data file.
 
-``pyproject.toml`` lists the packages explicitly (``[tool.setuptools] packages``) because the
-top-level ``constraints/`` folder is mapped into the package as ``plancheck.constraints``; a
-sub-package missing from that list is absent from a wheel, and the installed plancheck fails
-with ImportError although every test run from the source tree passes. So the list is checked
-against the source tree, and a ``build_py`` of a copy of the sources proves that the data files
-(α/β table, TG-263 nomenclature, structure synonyms) are installed and readable with
-``importlib.resources``.
+The packages are found, not listed (``setup.py``: every package under ``plancheck/``, plus the
+top-level ``constraints/`` folder mapped into the package as ``plancheck.constraints``), and the
+data files are picked by globs (``[tool.setuptools.package-data]``). A ``build_py`` of a copy of
+the sources proves it: every module and every data file (α/β table, TG-263 nomenclature,
+structure synonyms, protocols) is in the tree a wheel installs, and readable with
+``importlib.resources``; the test kit (``testkit/``) is not.
 """
 
 from __future__ import annotations
@@ -26,55 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
-LISTED = set(SETUPTOOLS["packages"])
-PACKAGE_DIR = SETUPTOOLS.get("package-dir", {})
 DATA_FILES = ("alpha_beta.yaml", "tg263_nomenclature.csv", "structure_synonyms.yaml")
-
-def _source_packages() -> list[str]:
-    """Dotted names of every directory under plancheck/ with an __init__.py, plus the mapped constraints/."""
-    found = [".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "plancheck").rglob("__init__.py")
-             if "__pycache__" not in init.parts]
-    if (REPO / "constraints" / "__init__.py").exists():
-        found.append("plancheck.constraints")
-    return sorted(found)
-
-
-SOURCE_PACKAGES = _source_packages()
-
-
-def _package_path(name: str) -> Path:
-    """Where setuptools finds ``name`` given [tool.setuptools.package-dir]."""
-    parts = name.split(".")
-    for i in range(len(parts), 0, -1):
-        prefix = ".".join(parts[:i])
-        if prefix in PACKAGE_DIR:
-            return REPO / PACKAGE_DIR[prefix] / Path(*parts[i:])
-    return REPO / Path(*parts)
-
-
-# ------------------------------------------------------------------------------- package list
-
-def test_source_scan_finds_the_packages() -> None:
-    assert {"plancheck", "plancheck.cli", "plancheck.dicom", "plancheck.constraints"} <= set(SOURCE_PACKAGES)
-
-
-@pytest.mark.parametrize("package", SOURCE_PACKAGES)
-def test_every_package_is_listed(package: str) -> None:
-    assert package in LISTED, f"add {package!r} to [tool.setuptools] packages in pyproject.toml"
-
-
-@pytest.mark.parametrize("package", sorted(LISTED))
-def test_every_listed_package_exists(package: str) -> None:
-    assert (_package_path(package) / "__init__.py").is_file(), package
-
-
-def test_constraints_folder_is_mapped_into_the_package() -> None:
-    assert PACKAGE_DIR.get("plancheck.constraints") == "constraints"
-    patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["plancheck.constraints"]
-    assert {"*.yaml", "*.csv"} <= set(patterns)
-    assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["plancheck"]
-    assert (REPO / "plancheck" / "py.typed").is_file()
 
 
 def test_console_script_points_at_the_cli() -> None:
@@ -106,14 +57,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``setup.py build_py`` of a copy of the sources: the tree a wheel would install."""
     src = tmp_path_factory.mktemp("src")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copy2(REPO / "pyproject.toml", src / "pyproject.toml")
-    for folder in ("plancheck", "constraints"):
+    for name in ("pyproject.toml", "setup.py"):
+        shutil.copy2(REPO / name, src / name)
+    for folder in ("plancheck", "constraints", "testkit"):
         shutil.copytree(REPO / folder, src / folder, ignore=ignore)
     if (REPO / "README.md").exists():
         shutil.copy2(REPO / "README.md", src / "README.md")
     out = src / "build_lib"
-    proc = subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py",
-                           "--build-lib", str(out)], cwd=src, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(out)], cwd=src,
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -145,8 +97,10 @@ def test_built_tree_reads_its_data_with_importlib_resources(built: Path, tmp_pat
     assert float(proc.stdout) == pytest.approx(2.0)
 
 
-def test_built_tree_has_every_module(built: Path) -> None:
+def test_built_tree_has_every_module_and_not_the_test_kit(built: Path) -> None:
     source = {p.relative_to(REPO).as_posix() for p in (REPO / "plancheck").rglob("*.py") if "__pycache__" not in p.parts}
     installed = {p.relative_to(built).as_posix() for p in (built / "plancheck").rglob("*.py")
                  if "constraints" not in p.relative_to(built).parts}
     assert sorted(source - installed) == []
+    assert (built / "plancheck" / "report" / "templates" / "report.html.j2").is_file()
+    assert sorted(p.name for p in built.iterdir()) == ["plancheck"]  # no testkit, no top-level constraints

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import plancheck.dvh_analysis as dvh_analysis
+import plancheck.analysis.dvh_tables as dvh_analysis
 import plancheck.rules.runner as runner
 from plancheck.dicom import read_export
 from plancheck.model.case import find_case_file, load_case

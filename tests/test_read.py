@@ -16,18 +16,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RTDoseStorage,
+    RTImageStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+    generate_uid,
+)
 
 from plancheck.dicom import read_dose, read_plan, read_structure_set
 from plancheck.dicom.dose_sum import resample_trilinear
 from plancheck.errors import DicomConformanceError
 from plancheck.model import DoseGrid
 
-RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
-RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
-RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-RT_IMAGE = "1.2.840.10008.5.1.4.1.1.481.1"
+RT_PLAN = RTPlanStorage
+RT_STRUCT = RTStructureSetStorage
+RT_DOSE = RTDoseStorage
+CT_IMAGE = CTImageStorage
+RT_IMAGE = RTImageStorage
 
 FRAME = "1.2.826.0.1.3680043.8.498.1"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from plancheck.dicom import read_export
 from plancheck.model.dose import DoseSource
@@ -16,6 +16,8 @@ from plancheck.rules.base import RuleNotApplicable
 from plancheck.rules.context import CheckContext
 from plancheck.rules.findings import Status
 from plancheck.rules.kinds.integrity_rule import IntegrityRule, coverage_pct, evaluate_integrity_rule
+
+INTEGRITY_RULE = TypeAdapter(IntegrityRule)  # the union of the integrity checks' models, on 'check'
 from plancheck.rules.runner import run_check
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_dicom"
@@ -33,7 +35,7 @@ def protocol():
 
 def rule_of(protocol, rule_id: str, **changes) -> IntegrityRule:
     base = protocol.rule(rule_id).rule
-    return IntegrityRule.model_validate({**base.model_dump(), **changes}) if changes else base
+    return INTEGRITY_RULE.validate_python({**base.model_dump(), **changes}) if changes else base
 
 
 def evaluate(protocol, export, rule_id: str, **changes):
@@ -202,15 +204,15 @@ def test_strict_fields():
     base = {"id": "X", "kind": "integrity", "title": "t", "category": "integrity",
             "provenance": {"source": "s", "section": "s", "confidence": "provisional"}}
     with pytest.raises(ValidationError, match="field 'allowed_mv' does not apply to check 'meterset'"):
-        IntegrityRule.model_validate({**base, "check": "meterset", "allowed_mv": [6],
+        INTEGRITY_RULE.validate_python({**base, "check": "meterset", "allowed_mv": [6],
                                       "limits_by_regime": {"sbrt": {"unit": "MU/Gy", "upper": {"per_protocol": 600}}}})
-    with pytest.raises(ValidationError, match=r"check 'grid_spacing' needs field\(s\) limits_by_regime"):
-        IntegrityRule.model_validate({**base, "check": "grid_spacing"})
+    with pytest.raises(ValidationError, match=r"grid_spacing\.limits_by_regime\n  Field required"):
+        INTEGRITY_RULE.validate_python({**base, "check": "grid_spacing"})
     with pytest.raises(ValidationError, match="takes limits in 'mm', not 'cm'"):
-        IntegrityRule.model_validate({**base, "check": "grid_spacing",
+        INTEGRITY_RULE.validate_python({**base, "check": "grid_spacing",
                                       "limits_by_regime": {"sbrt": {"unit": "cm", "upper": {"per_protocol": 0.2}}}})
     with pytest.raises(ValidationError, match="must be a dose in Gy"):
-        IntegrityRule.model_validate({**base, "check": "prescription_matches_dose", "metric": "V20Gy[%]",
+        INTEGRITY_RULE.validate_python({**base, "check": "prescription_matches_dose", "metric": "V20Gy[%]",
                                       "limits": {"unit": "%", "lower": {"per_protocol": 95}}})
 
 
@@ -221,3 +223,23 @@ def test_override_of_an_integrity_rule_revalidates(tmp_path):
     p = load_protocol(str(path))
     mu = p.rule("INT-MU")
     assert mu.rule.limits_by_regime.sbrt.upper.acceptable == 700 and mu.changed_by == ("clinic",)
+
+
+def test_the_schema_tells_which_fields_belong_to_each_check():
+    """Each integrity check is a model of its own: the protocol file's JSON Schema lists, per check,
+    exactly its fields and which are required (the discriminator is ``check``)."""
+    from plancheck.protocol.loader import protocol_file_model
+
+    defs = protocol_file_model().model_json_schema()["$defs"]
+    common = {"id", "kind", "title", "category", "provenance", "description", "check"}
+    assert set(defs["GridSpacing"]["properties"]) - common == {"course", "limits_by_regime"}
+    assert "limits_by_regime" in defs["GridSpacing"]["required"]
+    assert set(defs["SamePatient"]["properties"]) - common == set()  # the patient, not a course
+    assert set(defs["BeamEnergy"]["properties"]) - common == {"course", "allowed_mv", "mixed_energies"}
+    assert set(defs["Classification"]["properties"]) - common == {"on_violation", "synchronous_max_months"}
+    assert {"on_violation", "synchronous_max_months"} <= set(defs["Classification"]["required"])
+    # a rule in a protocol file keeps its shape: kind and check side by side
+    rule = INTEGRITY_RULE.validate_python({"id": "X", "kind": "integrity", "check": "single_machine", "title": "t",
+                                           "category": "integrity",
+                                           "provenance": {"source": "s", "section": "s", "confidence": "provisional"}})
+    assert type(rule).__name__ == "SingleMachine" and rule.course == "all"

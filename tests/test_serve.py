@@ -3,7 +3,7 @@
 The server runs in-process (a fixture starts it on port 0 and stops it in teardown); the
 clients are pynetdicom and, when installed, DCMTK's ``echoscu``/``storescu`` (a real
 third-party implementation). The sample is a small synthetic case written by
-:func:`plancheck.dicom.write.write_case`: one treatment of three courses, of which C1_Eso is
+:func:`testkit.write.write_case`: one treatment of three courses, of which C1_Eso is
 the ``violations`` variant (spinal cord maximum about 50 Gy, above the acceptable 48 Gy of
 the test protocol → FAIL) and C2/C3 pass (cord and heart far below their limits): the
 treatment is checked once, with all three courses, and FAILs on C1_Eso's cord.
@@ -26,15 +26,13 @@ import pytest
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import RTBeamsTreatmentRecordStorage, Verification
 
-from plancheck.dicom.store import (
-    ObjectStore, StorageLimitError, group_plans, index_objects, safe_uid, scrub, validate_received,
-)
-from plancheck.dicom.write import write_case
-from plancheck.errors import DicomConformanceError, DicomReadError
+from plancheck.dicom.store import ObjectStore, group_plans, index_objects, safe_uid, scrub, validate_received
+from plancheck.errors import DicomConformanceError, DicomReadError, StorageLimitError
 from plancheck.net import CHECK_LOG_NAME, STATUS, Receiver, ReceiverConfig
 from plancheck.protocol.loader import builtin_protocol_ids, load_protocol
+from testkit.write import write_case
 from pipeline_protocol import write_pipeline_protocol
-from plancheck.synthetic import CaseSpec, build_case
+from testkit.synthetic import CaseSpec, build_case
 
 PATIENT_NAME = "DOE^JANE^SERVE"
 PATIENT_ID = "MRN-778899"
@@ -232,7 +230,7 @@ def test_truncated_dataset_fails_is_quarantined_and_server_keeps_serving(receive
 
 def test_crashing_check_is_logged_with_plan_uid_and_server_goes_on(tmp_path, protocol, case_dir, caplog,
                                                                    monkeypatch):
-    import plancheck.treatment_versions as versions
+    import plancheck.analysis.treatment_versions as versions
 
     def explode(*args, **kwargs):
         raise RuntimeError(f"simulated crash for {PATIENT_NAME}")

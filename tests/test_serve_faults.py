@@ -20,7 +20,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 import plancheck.net.scp as scp
-from plancheck.check_treatment import check_treatment
+from plancheck.analysis.check_treatment import check_treatment
 from plancheck.net import CHECK_LOG_NAME, STATUS, Receiver, ReceiverConfig
 from plancheck.protocol.loader import load_protocol
 from treatment_exports import two_course_export, write_composite_protocol

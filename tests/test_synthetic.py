@@ -6,12 +6,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from plancheck.dicom.write import write_case
+from testkit.write import write_case
 from plancheck.model.case import load_case
-from plancheck.synthetic import COURSE_LABELS, CaseSpec, build_case
-from plancheck.synthetic.case import C1_FULL_ARCS, C1_PARTIAL_ARCS, arc_gantry_angles
-from plancheck.synthetic.case_file import write_case_file
-from plancheck.synthetic.shapes import Ellipsoid, Ring, planar_contours
+from testkit.synthetic import COURSE_LABELS, CaseSpec, build_case
+from testkit.synthetic.case import C1_FULL_ARCS, C1_PARTIAL_ARCS, arc_gantry_angles
+from testkit.synthetic.case_file import write_case_file
+from testkit.synthetic.shapes import Ellipsoid, Ring, planar_contours
 
 #: coarse grids: same anatomy and dose models, a fraction of the voxels
 COARSE = dict(ct_pixels=48, ct_slice_mm=6.0, dose_spacing_conventional_mm=6.0, dose_spacing_sbrt_mm=5.0)

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from plancheck.batch import BatchOptions, run_batch
-from plancheck.check_treatment import check_treatment, find_case, read_case
+from plancheck.analysis.check_treatment import check_treatment, find_case, read_case
 from plancheck.cli.main import main
-from plancheck.course_selection import LeftOutPlan, PlanFacts, PlanSelection, choose_courses
+from plancheck.model.course_selection import LeftOutPlan, PlanFacts, PlanSelection, choose_courses
 from plancheck.dicom import read_export
 from plancheck.errors import LinkError, ProtocolError, UsageError
 from plancheck.protocol.loader import load_protocol

@@ -1,4 +1,4 @@
-"""Round-trip tests of plancheck.dicom.write: build, save, read back with pydicom."""
+"""Round-trip tests of testkit.write: build, save, read back with pydicom."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from plancheck.dicom.write import (
+from testkit.write import (
     CT_IMAGE_STORAGE,
     RT_DOSE_STORAGE,
     RT_PLAN_STORAGE,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plancheck.dicom.write import (
+from testkit.write import (
     BeamSpec, PatientSpec, RoiSpec, deterministic_uid, rtdose_dataset, rtplan_dataset, rtstruct_dataset,
     save_dataset,
 )

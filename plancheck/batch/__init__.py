@@ -6,14 +6,14 @@
   reports and one summary table (CSV and Parquet, one row per treatment and finding, saying
   which plans each treatment contains), and skips treatments whose reports are current.
 * :func:`run_job` checks one treatment and never raises, with
-  :func:`plancheck.check_treatment.check_treatment_files`, the check every entry point uses.
+  :func:`plancheck.analysis.check_treatment.check_treatment_files`, the check every entry point uses.
 """
 
 from plancheck.batch.discover import Discovery, discover_treatments
 from plancheck.batch.job import SUMMARY_COLUMNS, TreatmentJob, TreatmentResult, run_job
 from plancheck.batch.runner import BatchOptions, BatchResult, current_result, run_batch
 from plancheck.batch.summary import write_summary
-from plancheck.batch.workers import JobLimits
+from plancheck.analysis.processes import JobLimits
 
 __all__ = [
     "BatchOptions", "BatchResult", "Discovery", "JobLimits", "SUMMARY_COLUMNS", "TreatmentJob", "TreatmentResult",

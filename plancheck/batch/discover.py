@@ -21,8 +21,8 @@ from importlib import resources
 from pathlib import Path
 
 from plancheck.batch.job import TreatmentJob
-from plancheck.check_treatment import find_case, read_case, selection_for
-from plancheck.course_selection import PlanSelection
+from plancheck.analysis.check_treatment import find_case, read_case, selection_for
+from plancheck.model.course_selection import PlanSelection
 from plancheck.dicom.store import (
     IndexResult, TreatmentCheck, TreatmentGroup, group_treatments, index_archive, index_objects, treatment_checks,
 )

@@ -3,7 +3,7 @@
 Run by ``plancheck batch`` (in worker processes or on Dask workers). A job carries plain,
 picklable data only; :func:`run_job` never raises: a treatment that cannot be checked
 becomes a :class:`TreatmentResult` with an ERROR row that says why. The check itself is
-:func:`plancheck.check_treatment.check_treatment_files`, the function every entry point uses.
+:func:`plancheck.analysis.check_treatment.check_treatment_files`, the function every entry point uses.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from plancheck.atomic_write import write_file_atomically
-from plancheck.check_treatment import check_treatment_files
-from plancheck.course_selection import PlanSelection
+from plancheck.analysis.check_treatment import check_treatment_files
+from plancheck.model.course_selection import PlanSelection
 from plancheck.dicom.store import scrub
 from plancheck.errors import InputError, PlancheckError, ProtocolError
 from plancheck.protocol.loader import Protocol

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from plancheck.batch.discover import discover_treatments
 from plancheck.batch.job import MARKER_NAME, TreatmentJob, TreatmentResult, run_job
-from plancheck.batch.workers import JobLimits, run_in_processes
+from plancheck.analysis.processes import JobLimits
+from plancheck.batch.workers import run_in_processes
 from plancheck.batch.summary import write_skipped, write_summary
 from plancheck.dicom.store import safe_uid
 from plancheck.errors import DicomReadError, UsageError

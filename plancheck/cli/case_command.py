@@ -66,7 +66,7 @@ def default_case_path(paths: list[str]) -> Path:
 
 
 def run_case_init(args: argparse.Namespace) -> int:
-    from plancheck.case_draft import draft_case_file
+    from plancheck.analysis.case_draft import draft_case_file
     from plancheck.dicom import read_export
 
     target = None if args.output == "-" else Path(args.output) if args.output else default_case_path(args.paths)
@@ -86,7 +86,7 @@ def run_case_init(args: argparse.Namespace) -> int:
 
 
 def run_case_check(args: argparse.Namespace) -> int:
-    from plancheck.case_draft import check_case_file
+    from plancheck.analysis.case_draft import check_case_file
     from plancheck.dicom import read_export
 
     export = None

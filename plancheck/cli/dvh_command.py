@@ -55,8 +55,8 @@ def parse_alpha_beta_for(items: list[str]) -> dict[str, float]:
 
 def run_dvh(args: argparse.Namespace) -> int:
     from plancheck.dicom import read_export
-    from plancheck.dvh_analysis import DoseKindRequest, dvh_tables
-    from plancheck.check_treatment import selection_for
+    from plancheck.analysis.dvh_tables import DoseKindRequest, dvh_tables
+    from plancheck.analysis.check_treatment import selection_for
     from plancheck.radiobiology import DoseKind
     from plancheck.report.dvh_tables import dvh_csv, dvh_curves_csv, dvh_json, dvh_text
 

@@ -25,6 +25,8 @@ class ExitCode(enum.IntEnum):
         ``check --strict``: nothing failed but at least one rule could not be evaluated.
     INTERNAL_ERROR (70)
         A bug in plancheck (run with ``--debug`` for the traceback).
+    INTERRUPTED (130)
+        Stopped by Ctrl+C (SIGINT) before the job finished (128 + 2, the shell's convention).
     """
 
     OK = 0
@@ -33,3 +35,4 @@ class ExitCode(enum.IntEnum):
     INPUT_ERROR = 3
     NOT_EVALUATED = 4
     INTERNAL_ERROR = 70
+    INTERRUPTED = 130

@@ -22,9 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_fractionation(args: argparse.Namespace) -> int:
-    from plancheck.check_treatment import selection_for
+    from plancheck.analysis.check_treatment import selection_for
     from plancheck.dicom import read_export
-    from plancheck.fractionation_analysis import course_fractionation
+    from plancheck.analysis.fractionation import course_fractionation
     from plancheck.report.sanitize import markup_safe
 
     # the plan alone is enough: a plan without its dose (or structure set) is listed without D95%;

@@ -153,7 +153,7 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, debug: boo
         return ExitCode.INPUT_ERROR
     except KeyboardInterrupt:
         _say("plancheck: interrupted")
-        return 130
+        return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: say so plainly, traceback only on request
         if debug:
             traceback.print_exc()

@@ -1,5 +1,5 @@
 """``--plan LABEL|UID``: the plans that are the courses, shared by ``dvh``, ``check``,
-``fractionation`` and ``batch`` (see :mod:`plancheck.course_selection`)."""
+``fractionation`` and ``batch`` (see :mod:`plancheck.model.course_selection`)."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def run_serve(args: argparse.Namespace) -> int:
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+            previous[sig] = signal.signal(sig, lambda _signum, _frame: stop.set())
     receiver = Receiver(config)
     try:
         receiver.start()

@@ -76,7 +76,7 @@ def run_watch(args: argparse.Namespace) -> int:
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
+            previous[sig] = signal.signal(sig, lambda _signum, _frame: stop.set())
     try:
         watch(folder, reports, protocol, options, stop=stop, poll=args.poll, poll_interval_s=args.poll_interval)
         logging.getLogger("plancheck.cli").info("stopped watching %s", folder)

@@ -9,7 +9,7 @@ Linking rules
   (e.g. a registered MR) is only a warning: plancheck does not use image pixels.
 * Each RT Plan becomes a :class:`plancheck.model.Course` (several plans may share one
   structure set), in order of RT Plan Date, then RT Plan Label. Plans that are not courses
-  of the check (not selected, alternative plans: :mod:`plancheck.course_selection`) are
+  of the check (not selected, alternative plans: :mod:`plancheck.model.course_selection`) are
   left out with the reason, and their doses are not read.
 * Doses of a plan, in order of preference:
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Callable, TypeVar
 
-from plancheck.course_selection import (
+from plancheck.model.course_selection import (
     AlternativesPolicy, LeftOutPlan, PlanFacts, PlanSelection, choose_courses,
 )
 from plancheck.dicom.classify import ClassifiedFile, classify, gather_sources
@@ -444,7 +444,7 @@ def _structure_set_of(plan: Plan, structure_sets: Sequence[StructureSet], rtss_b
 
 
 def plan_facts(plan: Plan, structure_set: StructureSet | None) -> PlanFacts:
-    """What course selection needs to know about a plan (:mod:`plancheck.course_selection`)."""
+    """What course selection needs to know about a plan (:mod:`plancheck.model.course_selection`)."""
     rois = sorted({r.referenced_roi_number for r in plan.dose_references
                    if r.dose_reference_type == "TARGET" and r.referenced_roi_number is not None})
     names: list[str] = []
@@ -495,7 +495,7 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         not read. Default: every plan, alternatives handled by ``alternatives``.
     alternatives
         Without ``plans``, what to do with alternative plans of one case (same structure set,
-        same targets; :mod:`plancheck.course_selection`): ``refuse`` (a LinkError naming them
+        same targets; :mod:`plancheck.model.course_selection`): ``refuse`` (a LinkError naming them
         and how to select) or ``keep`` (all kept as courses, for views that sum nothing).
     require_dose
         False: a plan without a usable dose (or without its structure set) is kept in

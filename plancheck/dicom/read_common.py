@@ -25,12 +25,26 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_description, dictionary_has_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    MRImageStorage,
+    PositronEmissionTomographyImageStorage,
+    RTDoseStorage,
+    RTIonPlanStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+)
 
 from plancheck.errors import DicomConformanceError, DicomReadError, InputError
 
 __all__ = [
-    "RT_PLAN", "RT_ION_PLAN", "RT_STRUCT", "RT_DOSE", "IMAGE_SOP_CLASSES", "SourceFile",
+    "IMAGE_SOP_CLASSES", "SourceFile",
     "kind_of", "sop_class_name", "tag_text", "require", "optional_str", "optional_float",
     "optional_int", "as_int", "as_float", "float_vector", "check_not_truncated", "read_header",
     "read_full", "read_single", "not_dicom_reason", "looks_like_dicom", "sop_class_of", "kind_of_dataset",
@@ -39,19 +53,19 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
-RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
-RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
-RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 #: Image storage SOP classes plancheck records (identity only; pixels are never read).
 IMAGE_SOP_CLASSES: dict[str, str] = {
-    "1.2.840.10008.5.1.4.1.1.2": "CT",
-    "1.2.840.10008.5.1.4.1.1.2.1": "CT",  # Enhanced CT
-    "1.2.840.10008.5.1.4.1.1.4": "MR",
-    "1.2.840.10008.5.1.4.1.1.4.1": "MR",  # Enhanced MR
-    "1.2.840.10008.5.1.4.1.1.128": "PT",
+    CTImageStorage: "CT",
+    EnhancedCTImageStorage: "CT",
+    MRImageStorage: "MR",
+    EnhancedMRImageStorage: "MR",
+    PositronEmissionTomographyImageStorage: "PT",
 }
-_KINDS = {RT_PLAN: "RTPLAN", RT_ION_PLAN: "RTPLAN", RT_STRUCT: "RTSTRUCT", RT_DOSE: "RTDOSE"}
+_KINDS = {RTPlanStorage: "RTPLAN", RTIonPlanStorage: "RTPLAN", RTStructureSetStorage: "RTSTRUCT", RTDoseStorage: "RTDOSE"}
+#: The root of the UIDs the DICOM standard defines (PS3.5 §9.2, PS3.6 Annex A).
+_DICOM_UID_ROOT = "1.2.840.10008."
+#: Deflated Image Frame Compression (PS3.6 2024): not named by pydicom 3.0.
+_DEFLATED_IMAGE_FRAME_COMPRESSION = "1.2.840.10008.1.2.8.1"
 #: Largest file (or archive member) plancheck reads into memory: no RT object comes near it
 #: (a 64-million-voxel dose grid is 256 MB).
 MAX_FILE_BYTES = 1 << 30
@@ -325,15 +339,15 @@ def check_not_truncated(data: bytes, ds: Dataset, label: str) -> None:
     """
     meta = getattr(ds, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    if data[128:132] != b"DICM" or syntax in ("1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"):
+    if data[128:132] != b"DICM" or syntax in (DeflatedExplicitVRLittleEndian, _DEFLATED_IMAGE_FRAME_COMPRESSION):
         return
     pos = 132
     try:
         # File meta group: always explicit VR little endian.
         while pos + 8 <= len(data) and struct.unpack_from("<H", data, pos)[0] == 0x0002:
             pos = _meta_step(data, pos)
-        explicit = syntax != "1.2.840.10008.1.2"
-        little = syntax != "1.2.840.10008.1.2.2"
+        explicit = syntax != ImplicitVRLittleEndian
+        little = syntax != ExplicitVRBigEndian
         _walk(data, pos, len(data), explicit, little, until_delimiter=False)
     except _Truncated as exc:
         offset, tag, declared, remaining = exc.args
@@ -377,7 +391,7 @@ def _dcmread(fp: Any, stop_before_pixels: bool, specific_tags: Sequence[str] | N
             sop_class = str(ds.get("SOPClassUID", ""))
         except Exception:
             sop_class = ""
-        if not sop_class.startswith("1.2.840.10008."):
+        if not sop_class.startswith(_DICOM_UID_ROOT):
             raise InvalidDicomError("no DICOM File Meta Information and no SOP Class UID") from None
         logger.debug("data set without DICOM File Meta Information read (SOP Class %s)", sop_class)
         return ds

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 from pydicom.dataset import Dataset
+from pydicom.uid import RTIonPlanStorage
 
 from plancheck.dicom.read_common import (
-    RT_ION_PLAN, as_int, float_vector, optional_float, optional_int, optional_str, require, tag_text,
+    as_int, float_vector, optional_float, optional_int, optional_str, require, tag_text,
 )
 from plancheck.errors import DicomConformanceError, UnsupportedInputError
 from plancheck.model import Beam, DoseReference, FractionGroup, Plan
@@ -196,7 +197,7 @@ def plan_from_dataset(ds: Dataset, label: str) -> Plan:
         dose_references=_dose_references(ds, label),
         beams=_beams(ds, label, meterset_mu),
         path=label,
-        is_ion="IonBeamSequence" in ds or optional_str(ds, "SOPClassUID") == RT_ION_PLAN,
+        is_ion="IonBeamSequence" in ds or optional_str(ds, "SOPClassUID") == RTIonPlanStorage,
     )
     logger.debug("plan %s: %d beams, %d fraction groups", sop_uid, len(plan.beams), len(groups))
     return plan

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from plancheck.model.structures import CLOSED_TYPES, Contour, Roi
+from plancheck.polygons import points_in_polygons
 
 __all__ = [
     "KNOWN_GEOMETRIC_TYPES", "POINT_ROI_TYPES", "MAX_COORDINATE_MM", "MAX_EXTENT_MM", "PLANAR_TOLERANCE_MM",
@@ -166,22 +167,10 @@ def _proper_crossings(a, b, c, d, length_ab, length_cd) -> np.ndarray:
            (((d3 > eps_cd) & (d4 < -eps_cd)) | ((d3 < -eps_cd) & (d4 > eps_cd)))
 
 
-def _inside(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
-    """Even-odd ray test of one point against one polygon given by its edges ``start → end``."""
-    x, y = point
-    xi, yi, xj, yj = start[:, 0], start[:, 1], end[:, 0], end[:, 1]
-    straddles = (yi > y) != (yj > y)
-    if not straddles.any():
-        return False
-    xi, yi, xj, yj = xi[straddles], yi[straddles], xj[straddles], yj[straddles]
-    x_cross = xi + (y - yi) * (xj - xi) / (yj - yi)
-    return bool(np.count_nonzero(x < x_cross) % 2)
-
-
-def _plane_area_ratio(edges: Sequence[tuple[np.ndarray, np.ndarray]], areas: Sequence[float]) -> float:
+def _plane_area_ratio(polygons: Sequence[np.ndarray], areas: Sequence[float]) -> float:
     """Even-odd area of a plane of non-crossing polygons over its largest polygon's area:
-    each polygon (``(start, end)`` of its edges) counts with the sign of its nesting depth
-    (holes subtract)."""
+    each polygon (``(N, 2)`` vertices) counts with the sign of its nesting depth (holes
+    subtract): the number of other polygons that contain its first vertex."""
     magnitudes = [abs(x) for x in areas]
     largest = max(magnitudes)
     if largest <= 0:
@@ -189,8 +178,8 @@ def _plane_area_ratio(edges: Sequence[tuple[np.ndarray, np.ndarray]], areas: Seq
     if sum(magnitudes) - largest < (1.0 - CANCELLATION_FRACTION) * largest:
         return 1.0  # even if every other polygon were a hole, the plane keeps enough area
     total = 0.0
-    for k, (start, _) in enumerate(edges):
-        depth = sum(_inside(start[0], *other) for m, other in enumerate(edges) if m != k)
+    for k, polygon in enumerate(polygons):
+        depth = sum(bool(points_in_polygons(polygon[:1], [other])[0]) for m, other in enumerate(polygons) if m != k)
         total += magnitudes[k] * (-1.0 if depth % 2 else 1.0)
     return total / largest
 
@@ -304,13 +293,12 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
             mixed_images.append(z)
         if len(members) < 2 or crossed:
             continue
-        edges = [(xy[clean_starts[k]:clean_starts[k] + clean_sizes[k]], xy[nxt[clean_starts[k]:clean_starts[k] + clean_sizes[k]]])
-                 for _, k in members]
-        keys = [np.round(a[np.lexsort((a[:, 1], a[:, 0]))], 2).tobytes() for a, _ in edges]
+        polygons = [xy[clean_starts[k]:clean_starts[k] + clean_sizes[k]] for _, k in members]
+        keys = [np.round(a[np.lexsort((a[:, 1], a[:, 0]))], 2).tobytes() for a in polygons]
         if len(set(keys)) < len(keys):
             duplicated.append(z)
             continue
-        if _plane_area_ratio(edges, [float(areas[k]) for _, k in members]) < CANCELLATION_FRACTION:
+        if _plane_area_ratio(polygons, [float(areas[k]) for _, k in members]) < CANCELLATION_FRACTION:
             cancelled.append(z)
     if mixed_images:
         defects.append(f"contours drawn on different images are stacked on one plane ({len(mixed_images)} plane(s), "

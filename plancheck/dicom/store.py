@@ -48,16 +48,33 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-
-from plancheck.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
-from plancheck.dicom.read_common import (
-    RT_DOSE, RT_ION_PLAN, RT_PLAN, RT_STRUCT, SourceFile, check_not_truncated, kind_of, not_dicom_reason,
-    read_header, sop_class_name, sop_class_of,
+from pydicom.uid import (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    MRImageStorage,
+    RLELossless,
+    RTDoseStorage,
+    RTIonPlanStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
 )
-from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError
+
+from plancheck.model.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
+from plancheck.dicom.read_common import (
+    SourceFile, check_not_truncated, kind_of, not_dicom_reason, read_header, sop_class_name, sop_class_of,
+)
+from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError, StorageLimitError
 
 __all__ = [
-    "STORABLE_SOP_CLASSES", "StorageLimitError", "ReceivedObject", "StoredObject", "ObjectStore",
+    "STORABLE_SOP_CLASSES", "TRANSFER_SYNTAXES_RT", "TRANSFER_SYNTAXES_IMAGE", "ReceivedObject", "StoredObject", "ObjectStore",
     "safe_uid", "validate_received", "validate_content", "status_dataset", "ObjectInfo", "IndexResult", "PlanGroup",
     "index_objects", "group_plans", "scrub", "TreatmentGroup", "TreatmentCheck", "group_treatments",
     "treatment_checks", "treatment_version", "index_archive", "incomplete_reason",
@@ -67,35 +84,28 @@ logger = logging.getLogger(__name__)
 
 #: SOP classes the receiver accepts, with the file-name prefix of each.
 STORABLE_SOP_CLASSES: dict[str, str] = {
-    RT_PLAN: "RP",
-    RT_ION_PLAN: "RP",
-    RT_STRUCT: "RS",
-    RT_DOSE: "RD",
-    "1.2.840.10008.5.1.4.1.1.2": "CT",     # CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.2.1": "CT",   # Enhanced CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.4": "MR",     # MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.4.1": "MR",   # Enhanced MR Image Storage
+    RTPlanStorage: "RP",
+    RTIonPlanStorage: "RP",
+    RTStructureSetStorage: "RS",
+    RTDoseStorage: "RD",
+    CTImageStorage: "CT",
+    EnhancedCTImageStorage: "CT",
+    MRImageStorage: "MR",
+    EnhancedMRImageStorage: "MR",
 }
+#: Transfer syntaxes the receiver accepts for RT objects: uncompressed only (deflate is refused:
+#: unbounded decompression).
+TRANSFER_SYNTAXES_RT: list[str] = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+#: Images may also arrive compressed; plancheck reads their headers only.
+TRANSFER_SYNTAXES_IMAGE: list[str] = TRANSFER_SYNTAXES_RT + [
+    JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, JPEG2000Lossless, JPEG2000, RLELossless,
+]
 
 #: Largest archive member indexed (read into memory one at a time).
 _MAX_MEMBER_BYTES = 2 * 1024**3
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _LENIENT_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")  # leading zeros seen in the wild
-
-
-class StorageLimitError(PlancheckError):
-    """An object is larger than allowed, or storing it would exceed the disk budget.
-
-    Attributes
-    ----------
-    message
-        What limit was hit, with the numbers.
-    """
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
 
 
 def _size_text(size_bytes: int) -> str:
@@ -510,7 +520,7 @@ class ObjectInfo:
         RT Plan: the structure set(s) it references; RT Dose: the plan(s).
     approval_status, plan_date, target_rois
         RT Plan: Approval Status, RT Plan Date and the ROI numbers of its TARGET dose
-        references (to tell alternative plans from courses, :mod:`plancheck.course_selection`).
+        references (to tell alternative plans from courses, :mod:`plancheck.model.course_selection`).
     member
         The member name when the object is inside a zip archive (``path`` is the archive).
     """
@@ -530,7 +540,6 @@ class ObjectInfo:
     fraction_groups: tuple[tuple[int, tuple[int, ...]], ...] = ()
     dose_groups: tuple[int, ...] = ()
     dose_beams: tuple[int, ...] = ()
-    mtime: float = 0.0
     approval_status: str = ""
     plan_date: str = ""
     target_rois: tuple[int, ...] = ()
@@ -605,7 +614,7 @@ def _info(path: Path, ds: Dataset) -> ObjectInfo | None:
         series_instance_uid=_text(ds, "SeriesInstanceUID"), label=_text(ds, "RTPlanLabel"),
         referenced_uids=tuple(u for u in referenced if u), summation_type=_text(ds, "DoseSummationType").upper(),
         fraction_groups=tuple(groups), dose_groups=tuple(dose_groups), dose_beams=tuple(dose_beams),
-        mtime=path.stat().st_mtime, approval_status=_text(ds, "ApprovalStatus").upper(),
+        approval_status=_text(ds, "ApprovalStatus").upper(),
         plan_date=_text(ds, "RTPlanDate") if kind == "RTPLAN" else "", target_rois=tuple(sorted(targets)),
     )
 
@@ -842,7 +851,7 @@ class TreatmentGroup:
         return self.plans[0].plan.study_instance_uid if self.plans else ""
 
     def facts(self) -> list[PlanFacts]:
-        """The plans as :class:`~plancheck.course_selection.PlanFacts` (target names unknown here)."""
+        """The plans as :class:`~plancheck.model.course_selection.PlanFacts` (target names unknown here)."""
         out = []
         for group in self.plans:
             p = group.plan
@@ -964,7 +973,7 @@ def group_treatments(objects: Sequence[ObjectInfo]) -> list[TreatmentGroup]:
 def treatment_checks(treatment: TreatmentGroup, selection: PlanSelection | None = None, *,
                      alternatives: AlternativesPolicy = "variants") -> list[TreatmentCheck]:
     """The checks to run on a treatment: one, or one per combination of alternative plans
-    (:func:`plancheck.course_selection.choose_courses`); none when a ``missing_ok``
+    (:func:`plancheck.model.course_selection.choose_courses`); none when a ``missing_ok``
     selection names none of its plans. A choice that cannot be made (a selection naming an
     absent plan, too many alternatives) gives one check with ``error`` set."""
     try:

@@ -72,7 +72,7 @@ from plancheck.model.structures import Roi
 from plancheck.model.volume_model import VolumeModel
 
 __all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "grid_coverage_pct",
-           "inside_grid_extent"]
+           "inside_grid_extent", "spread_widths"]
 
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
 """Coarsest lattice step, in units of the dose grid's smallest spacing."""
@@ -242,21 +242,24 @@ def _transformed(src: PointDoseSource, d: np.ndarray, gx: np.ndarray | None, gy:
         d[covered] = src.transform(phys)
 
 
-def _spread(gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, step: float, heights: np.ndarray) -> np.ndarray:
-    """Width of the uniform dose spread of each cell: sqrt(sum((g·s)^2)).
+def spread_widths(gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, step_mm: float, heights_mm: np.ndarray) -> np.ndarray:
+    """Width (Gy) of the uniform dose spread of each cell: ``sqrt(Σ (g·s)²)``.
 
     A linear dose over a box of sides (sx, sy, sz) ranges over |g|·s per axis; the
     uniform spread with the same variance has that width (exact for a gradient
-    along one axis)."""
-    sx = gx * step
-    sx *= sx
-    sy = gy * step
-    sy *= sy
-    sz = gz * heights
-    sz *= sz
-    sx += sy
-    sx += sz
-    return np.sqrt(sx, out=sx)
+    along one axis). Cells are ``step_mm`` wide in x and y and ``heights_mm`` high; the
+    gradient is in Gy/mm. Computed by the kernel that also spreads the cells interpolated in
+    compiled code (:func:`plancheck.kernels.spread_widths`): one formula."""
+    from plancheck.kernels import spread_widths as kernel
+
+    out = np.empty(len(gx))
+    heights = np.asarray(heights_mm, dtype=float)
+    if heights.ndim == 0:
+        heights = np.full(out.shape, float(heights))
+    # the compiled variant takes writeable C-contiguous float64 arrays (a gradient column is strided)
+    gx, gy, gz, heights = (np.require(a, dtype=float, requirements=("C", "A", "W")) for a in (gx, gy, gz, heights))
+    kernel(gx, gy, gz, float(step_mm), heights, out)
+    return out
 
 
 def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +288,7 @@ def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> tu
         else:
             h = sampling.heights_mm[dest]
         doses[dest] = d
-        spread[dest] = _spread(gx, gy, gz, step, h)
+        spread[dest] = spread_widths(gx, gy, gz, step, h)
     return doses, spread
 
 
@@ -366,7 +369,7 @@ def _evaluate(sources: Sequence[PointDoseSource], cells: _Cells, x0: float, y0: 
             return lattice_dose(grid, x0, y0, step, cells.col, cells.row, z_table, zcode, gradient=grad)[:2]
 
         dose, gx, gy, gz = _summed_sources(sources, evaluate, len(cells.col))
-        spread = _spread(gx, gy, gz, step, cells.height)
+        spread = spread_widths(gx, gy, gz, step, cells.height)
     weight = step * step / 1000.0 * cells.height * cells.fraction
     return dose, spread, weight
 
@@ -496,7 +499,7 @@ def dvh_from_sources(
             more = [(sub_dose, sub_weight, sub_spread)]
     else:
         doses, gradient = _dose_at(sources, sampling.points_mm)
-        spread = _spread(gradient[:, 0], gradient[:, 1], gradient[:, 2], sampling.step_mm, sampling.heights_mm)
+        spread = spread_widths(gradient[:, 0], gradient[:, 1], gradient[:, 2], sampling.step_mm, sampling.heights_mm)
     extremes = _extreme_doses(sources, sampling)
     return DVH.from_samples(
         roi.name,

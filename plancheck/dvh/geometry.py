@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plancheck.dvh.rasterize import PlaneLattice, even_odd_area_mm2, points_in_polygons, rasterize_planes
+from plancheck.dvh.rasterize import PlaneLattice, even_odd_area_mm2, rasterize_planes
+from plancheck.polygons import points_in_polygons
 from plancheck.dvh.sampling import slab_bounds
 from plancheck.model.structures import Roi
 

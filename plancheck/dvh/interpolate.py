@@ -199,10 +199,6 @@ class PointColumns:
         """Every column has a point in every slot."""
         return bool(np.all(self.counts[self.columns_per_plane > 0] == self.slots))
 
-    @cached_property
-    def plane_sorted(self) -> bool:
-        return bool(np.all(self.plane[1:] >= self.plane[:-1]))
-
     def slot_major(self, table: np.ndarray) -> np.ndarray:
         """Values of a per-plane ``(planes, S)`` table at the points, in point order."""
         from plancheck.kernels import slot_major_values

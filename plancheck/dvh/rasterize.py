@@ -26,7 +26,6 @@ __all__ = [
     "rasterize_polygon_set",
     "even_odd_area_mm2",
     "plane_areas_mm2",
-    "points_in_polygons",
     "expand_ranges",
 ]
 
@@ -125,11 +124,6 @@ class PolygonSet:
         return 0.5 * np.add.reduceat(cross, self.start)
 
 
-def _edges(polygons: Sequence[np.ndarray]) -> np.ndarray:
-    """All closing edges of the polygons as an ``(E, 4)`` array of x0, y0, x1, y1."""
-    return PolygonSet.from_planes([polygons]).edges()
-
-
 def rasterize_planes(
     planes: Sequence[Sequence[np.ndarray]], lattice: PlaneLattice
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -165,36 +159,6 @@ def rasterize_polygon_set(pset: PolygonSet, lattice: PlaneLattice) -> tuple[np.n
                              float(lattice.step_mm), int(lattice.nx), int(lattice.ny))
 
 
-def points_in_polygons(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:
-    """Even-odd inside test of arbitrary points against a plane's polygons.
-
-    Parameters
-    ----------
-    points
-        ``(M, 2)`` x, y in mm.
-    polygons
-        The plane's polygons, ``(N, 2)`` each.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(M,)`` bool.
-    """
-    inside = np.zeros(len(points), dtype=bool)
-    px = points[:, 0][:, None]
-    py = points[:, 1][:, None]
-    for poly in polygons:
-        x0, y0 = poly[:, 0][None, :], poly[:, 1][None, :]
-        nxt = np.roll(poly, -1, axis=0)
-        x1, y1 = nxt[:, 0][None, :], nxt[:, 1][None, :]
-        straddles = (y0 <= py) != (y1 <= py)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_cross = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
-        crossings = np.count_nonzero(straddles & (px < x_cross), axis=1)
-        inside ^= (crossings % 2).astype(bool)
-    return inside
-
-
 def _shoelace_mm2(poly: np.ndarray) -> float:
     x, y = poly[:, 0], poly[:, 1]
     return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
@@ -203,7 +167,7 @@ def _shoelace_mm2(poly: np.ndarray) -> float:
 def _containment_pairs(pset: PolygonSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every ordered pair (k, m) of distinct polygons of one plane whose bounding
     boxes touch: how many vertices of k lie inside m (even-odd ray test of
-    :func:`points_in_polygons`). Returns k, m and the count."""
+    :func:`plancheck.polygons.points_in_polygons`, batched over every pair). Returns k, m and the count."""
     empty = np.zeros(0, dtype=np.int64)
     n_poly = len(pset.length)
     per_plane = np.bincount(pset.plane, minlength=pset.number_of_planes)

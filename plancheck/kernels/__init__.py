@@ -1,7 +1,9 @@
-"""The DVH engine's compiled inner loops: ahead-of-time compiled when installed, else JIT.
+"""plancheck's compiled inner loops (the only place numba is used): ahead-of-time compiled when
+installed, else JIT.
 
-The kernels are defined once, as numba functions, in :mod:`plancheck.kernels.jit`
-(documented there). ``pip install`` also compiles them ahead of time
+The kernels are defined once, as numba functions: the DVH engine's in
+:mod:`plancheck.kernels.jit`, the RT Structure Set reader's decimal-string parser in
+:mod:`plancheck.kernels.decimal_strings` (each documented there). ``pip install`` also compiles them ahead of time
 (:mod:`plancheck.kernels.build`) into the extension ``plancheck.kernels._aot``; this
 module exposes each kernel under its own name and runs
 
@@ -19,17 +21,19 @@ compiled extension (for checking an install), ``auto`` (default) chooses as abov
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
-from plancheck.kernels.signatures import SIGNATURES, exported_name, source_digest
+from plancheck.kernels.signatures import MODULE_OF, SIGNATURES, exported_name, source_digest
 
 __all__ = [
     "column_cells",
     "point_cells",
     "spread_histogram",
+    "spread_widths",
     "subdivide_cells",
     "lattice_cells",
     "slot_major_values",
@@ -83,9 +87,7 @@ def backend() -> str:
 
 def jit_kernel(name: str) -> Callable[..., Any]:
     """The JIT function of a kernel (imports numba)."""
-    from plancheck.kernels import jit
-
-    return getattr(jit, name)
+    return getattr(importlib.import_module(f"plancheck.kernels.{MODULE_OF[name]}"), name)
 
 
 def _dispatcher(name: str) -> Callable[..., Any]:

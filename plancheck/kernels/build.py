@@ -1,7 +1,7 @@
 """Compile the kernels ahead of time into an extension module (run at install).
 
 ``pip install`` runs this through ``setup.py`` (its ``build_ext`` step): numba's ``pycc``
-compiles every kernel of :mod:`plancheck.kernels.jit` for every signature of
+compiles every kernel (:mod:`plancheck.kernels.jit`, :mod:`plancheck.kernels.decimal_strings`) for every signature of
 :mod:`plancheck.kernels.signatures` into ``plancheck/kernels/_aot*.so``, with the JIT's
 semantics (``error_model="numpy"``, no fastmath) and releasing the GIL like the JIT's
 ``nogil`` (structures run in threads). The module needs neither numba nor a compiler at run
@@ -24,6 +24,7 @@ kernels, compiled on first use.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -78,14 +79,14 @@ def compile_extension(output_dir: str | os.PathLike[str], *, cpu: str | None = N
 
     _configure_flags()
     from plancheck.kernels import jit
-    from plancheck.kernels.signatures import SIGNATURES, exported_name, source_digest
+    from plancheck.kernels.signatures import MODULE_OF, SIGNATURES, exported_name, source_digest
 
     cc = CC(EXTENSION_NAME, source_module=jit)
     cc.output_dir = str(output_dir)
     cc.target_cpu = cpu if cpu is not None else os.environ.get("PLANCHECK_AOT_CPU", "")
     cc.verbose = verbose
     for kernel, variants in SIGNATURES.items():
-        func = getattr(jit, kernel).py_func
+        func = getattr(importlib.import_module(f"plancheck.kernels.{MODULE_OF[kernel]}"), kernel).py_func
         for i, sig in enumerate(variants):
             cc.export(exported_name(kernel, i), sig.numba_text())(func)
     namespace: dict = {}

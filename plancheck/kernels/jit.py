@@ -1,6 +1,6 @@
-"""The compiled inner loops as numba JIT functions: the kernels' source.
+"""The DVH engine's compiled inner loops as numba JIT functions: the kernels' source.
 
-Every kernel is defined here once. :mod:`plancheck.kernels` runs them from the
+Every DVH kernel is defined here once. :mod:`plancheck.kernels` runs them from the
 ahead-of-time compiled extension built at install (:mod:`plancheck.kernels.build`) when it
 is there and current, else from these JIT functions; numba is imported only in this
 package.
@@ -10,9 +10,9 @@ even-odd rasteriser of :mod:`plancheck.dvh.rasterize`, the hot-tail
 refinement of :mod:`plancheck.dvh.engine` and the spread histogram of
 :mod:`plancheck.dvh.dvh` — are defined and documented there; this module only runs
 their loops in compiled code, fused so that every sample cell is touched once
-(vectorised numpy needs a dozen temporaries per cell). The RT Structure Set reader's
-contour-data parser (:mod:`plancheck.dicom.fast_contours`) is here too. Each kernel is
-compared with a plain reference in ``tests/test_kernels.py``.
+(vectorised numpy needs a dozen temporaries per cell). Each kernel is compared with a
+plain reference in ``tests/test_kernels.py``. (The RT Structure Set reader's decimal-string
+parser is a kernel of its own: :mod:`plancheck.kernels.decimal_strings`.)
 
 Conventions
 -----------
@@ -46,6 +46,7 @@ __all__ = [
     "column_cells",
     "point_cells",
     "spread_histogram",
+    "spread_widths",
     "subdivide_cells",
     "lattice_cells",
     "slot_major_values",
@@ -55,7 +56,6 @@ __all__ = [
     "tail_cells",
     "replace_plane_weights",
     "edge_points",
-    "parse_decimal_strings",
     "segment_distances",
 ]
 
@@ -92,6 +92,26 @@ def _trilinear(flat, nx, nxy, ix0, ix1, tx, iy0, iy1, ty, iz0, iz1, tz):
     return p0 + tz * dp, gx0 + tz * (gx1 - gx0), gy0 + tz * (gy1 - gy0), dp
 
 
+@njit(inline="always")
+def _spread_width(gx, gy, gz, width_mm, height_mm):
+    """Width (Gy) of the in-cell dose spread of a cell ``width_mm`` wide in x and y and
+    ``height_mm`` high where the dose gradient is ``(gx, gy, gz)`` (Gy/mm):
+    ``sqrt((gx·width)² + (gy·width)² + (gz·height)²)``. The one definition of the spread
+    (the model: :func:`plancheck.dvh.engine.spread_widths`)."""
+    sx = gx * width_mm
+    sy = gy * width_mm
+    sz = gz * height_mm
+    return math.sqrt(sx * sx + sy * sy + sz * sz)
+
+
+@njit(**_JIT)
+def spread_widths(gx, gy, gz, width_mm, heights_mm, out):
+    """The in-cell dose spread (:func:`_spread_width`) of cells with the dose gradients
+    ``gx``, ``gy``, ``gz`` (Gy/mm), all ``width_mm`` wide and ``heights_mm[i]`` high, into ``out``."""
+    for i in range(len(gx)):
+        out[i] = _spread_width(gx[i], gy[i], gz[i], width_mm, heights_mm[i])
+
+
 @njit(**_JIT)
 def column_cells(
     flat, nx, nxy,
@@ -108,7 +128,7 @@ def column_cells(
     and row, or per column with ``col = row = arange``); ``z_*`` and ``heights`` are
     ``(planes, S)`` tables indexed by the column's plane and segment. Writes the dose,
     and, when those arrays are not empty, the gradient (Gy/mm) and/or the width of
-    the in-cell dose spread ``sqrt((gx·step)² + (gy·step)² + (gz·height)²)``.
+    the in-cell dose spread (:func:`_spread_width`).
     """
     n_slots = z_i0.shape[1]
     running = np.zeros(n_slots, dtype=np.int64)
@@ -184,10 +204,7 @@ def column_cells(
                 out_gy[pos] = gy
                 out_gz[pos] = gz
             if want_spread:
-                sx = gx * step
-                sy = gy * step
-                sz = gz * heights[p, j]
-                out_spread[pos] = math.sqrt(sx * sx + sy * sy + sz * sz)
+                out_spread[pos] = _spread_width(gx, gy, gz, step, heights[p, j])
 
 
 @njit(**_JIT)
@@ -552,10 +569,7 @@ def lattice_cells(
             out_gy[i] = gy
             out_gz[i] = gz
         if want_spread:
-            sx = gx * step
-            sy = gy * step
-            sz = gz * heights[i]
-            out_spread[i] = math.sqrt(sx * sx + sy * sy + sz * sz)
+            out_spread[i] = _spread_width(gx, gy, gz, step, heights[i])
 
 
 @njit(**_JIT)
@@ -781,108 +795,6 @@ def edge_points(vertices, next_index, vertex_plane, step):
             plane[k] = vertex_plane[v]
             k += 1
     return points, plane
-
-
-_POW10 = np.array([10.0 ** k for k in range(23)])  # exact in double precision
-_MAX_EXACT_MANTISSA = 2 ** 53
-
-
-@njit(**_JIT)
-def parse_decimal_strings(buf, expected):
-    """Parse backslash-separated decimal strings (DICOM DS values, e.g. contour data).
-
-    A value ``[spaces][+|-]digits[.digits][(e|E)[+|-]digits][spaces]`` whose digits form
-    an integer mantissa ``m ≤ 2⁵³`` and whose decimal exponent ``e`` has ``|e| ≤ 22`` is
-    ``m·10^e`` or ``m/10^-e``: one correctly rounded operation on two exact doubles, so
-    the same double as ``float()`` (Clinger's fast path). Any other value is marked for
-    the caller to convert with ``float()`` (``status`` 1), and a token that is not a
-    number at all (empty, stray characters) makes the whole parse fail (``status`` 2).
-
-    Returns ``(values, status, starts, ends, count)``: per value (the first
-    ``expected`` ones) its value, status and token byte range (for the fallback), and
-    how many values the buffer holds.
-    """
-    n = len(buf)
-    values = np.empty(expected)
-    status = np.zeros(expected, dtype=np.int8)
-    starts = np.empty(expected, dtype=np.int64)
-    ends = np.empty(expected, dtype=np.int64)
-    count = 0
-    i = 0
-    while True:
-        start = i
-        while i < n and buf[i] != 92:  # backslash
-            i += 1
-        end = i
-        a = start
-        b = end
-        while a < b and buf[a] == 32:
-            a += 1
-        while b > a and buf[b - 1] == 32:
-            b -= 1
-        state = 0  # 0 ok, 1 fallback, 2 not a number
-        negative = False
-        if a < b and (buf[a] == 43 or buf[a] == 45):
-            negative = buf[a] == 45
-            a += 1
-        mantissa = 0
-        digits = 0
-        exponent = 0
-        while a < b and 48 <= buf[a] <= 57:
-            if mantissa <= (_MAX_EXACT_MANTISSA - 9) // 10:
-                mantissa = mantissa * 10 + (buf[a] - 48)
-            else:
-                state = 1
-            digits += 1
-            a += 1
-        if a < b and buf[a] == 46:  # '.'
-            a += 1
-            while a < b and 48 <= buf[a] <= 57:
-                if mantissa <= (_MAX_EXACT_MANTISSA - 9) // 10:
-                    mantissa = mantissa * 10 + (buf[a] - 48)
-                    exponent -= 1
-                else:
-                    state = 1
-                digits += 1
-                a += 1
-        if digits == 0:
-            state = 2
-        if a < b and (buf[a] == 101 or buf[a] == 69):  # e, E
-            a += 1
-            exp_negative = False
-            if a < b and (buf[a] == 43 or buf[a] == 45):
-                exp_negative = buf[a] == 45
-                a += 1
-            exp_digits = 0
-            e = 0
-            while a < b and 48 <= buf[a] <= 57:
-                if e < 10000:
-                    e = e * 10 + (buf[a] - 48)
-                exp_digits += 1
-                a += 1
-            if exp_digits == 0:
-                state = 2
-            exponent += -e if exp_negative else e
-        if a != b:
-            state = 2
-        if count < expected:
-            value = 0.0
-            if state == 0:
-                if exponent >= 0 and exponent <= 22:
-                    value = mantissa * _POW10[exponent]
-                elif exponent < 0 and exponent >= -22:
-                    value = mantissa / _POW10[-exponent]
-                else:
-                    state = 1
-            values[count] = -value if negative else value
-            status[count] = state
-            starts[count] = start
-            ends[count] = end
-        count += 1
-        if i >= n:
-            break
-        i += 1  # past the backslash
-    return values, status, starts, ends, count
 
 
 @njit(**_JIT)

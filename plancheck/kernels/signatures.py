@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ArgType", "Signature", "SIGNATURES", "parse_token", "exported_name", "source_digest"]
+__all__ = ["ArgType", "Signature", "SIGNATURES", "SOURCES", "MODULE_OF", "parse_token", "exported_name", "source_digest"]
 
 _DTYPES = {
     "f4": np.dtype(np.float32),
@@ -149,6 +149,7 @@ SIGNATURES: dict[str, tuple[Signature, ...]] = {
     "column_cells": (_column_cells("f4"), _column_cells("f8")),
     "lattice_cells": (_lattice_cells("f4"), _lattice_cells("f8")),
     "point_cells": (_point_cells("f4"), _point_cells("f8")),
+    "spread_widths": (Signature.of("none", "f8[:] f8[:] f8[:] f8 f8[:] f8[:]"),),
     "spread_histogram": (Signature.of("f8", "f8[:] f8[:] f8[:] f8 f8 f8 f8[:] f8[:] f8[:] f8[:] f8[:]"),),
     "subdivide_cells": (Signature.of(
         "Tuple((i8[::1], i8[::1], i8[::1], f8[::1]))",
@@ -165,7 +166,16 @@ SIGNATURES: dict[str, tuple[Signature, ...]] = {
     "parse_decimal_strings": (Signature.of("Tuple((f8[::1], i1[::1], i8[::1], i8[::1], i8))", "u1[:]r i8"),
                               Signature.of("Tuple((f8[::1], i1[::1], i8[::1], i8[::1], i8))", "u1[:] i8")),
 }
-"""Every kernel of :mod:`plancheck.kernels.jit` and the types it is compiled for ahead of time."""
+"""Every kernel and the types it is compiled for ahead of time."""
+
+SOURCES: dict[str, tuple[str, ...]] = {
+    "jit": tuple(name for name in SIGNATURES if name != "parse_decimal_strings"),  # the DVH engine's loops
+    "decimal_strings": ("parse_decimal_strings",),  # the RT Structure Set reader's DS parser
+}
+"""Where each kernel is defined: module of :mod:`plancheck.kernels` → its kernels."""
+
+MODULE_OF = {kernel: module for module, kernels in SOURCES.items() for kernel in kernels}
+"""The defining module of each kernel."""
 
 
 def exported_name(kernel: str, variant: int) -> str:
@@ -178,6 +188,6 @@ def source_digest() -> int:
     digest it was built from, and a different one means it is stale (an edited checkout)."""
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for name in ("jit.py", "signatures.py"):
+    for name in (*(f"{module}.py" for module in SOURCES), "signatures.py"):
         h.update((here / name).read_bytes())
     return int.from_bytes(h.digest()[:8], "little") >> 2

@@ -11,7 +11,7 @@ from plancheck.model.structures import StructureSet
 from plancheck.model.volume_model import VolumeModel
 
 if TYPE_CHECKING:
-    from plancheck.course_selection import LeftOutPlan
+    from plancheck.model.course_selection import LeftOutPlan
 
 __all__ = ["ImageSeries", "SkippedFile", "Course", "PlanExport", "PlanWithoutDose"]
 
@@ -109,7 +109,7 @@ class PlanExport:
     left_out
         Plans of the export that are not courses of this check (not selected, alternative
         plans, rejected alternatives), each with the reason
-        (:class:`plancheck.course_selection.LeftOutPlan`).
+        (:class:`plancheck.model.course_selection.LeftOutPlan`).
     course_notes
         What the user should know about how the courses were chosen.
     plans_without_dose

@@ -99,11 +99,6 @@ class Roi:
     defects: tuple[str, ...] = ()
 
     @property
-    def is_defective(self) -> bool:
-        """True when the ROI was read but must not be measured (see ``defects``)."""
-        return bool(self.defects)
-
-    @property
     def defect_text(self) -> str:
         """``ROI 'Heart' cannot be measured: reason; reason`` ("" for a sound ROI)."""
         if not self.defects:

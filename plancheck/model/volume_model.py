@@ -76,10 +76,6 @@ class VolumeModel:
     geometry: str = ""
     basis: str = ""
 
-    def end_extension_mm(self, spacing_mm: float) -> float:
-        """Reach of the end slabs beyond their contour plane, mm, for a contour spacing."""
-        return float(self.end_cap_spacings) * float(spacing_mm)
-
     def describe(self) -> str:
         """``eclipse: ends 1/12 spacing beyond the first/last contour; ...`` for report headers."""
         parts = [self.geometry or _geometry_text(self)]

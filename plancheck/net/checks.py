@@ -4,13 +4,13 @@ version of them once.
 Checks run here, one at a time, never in a network event handler: a slow or crashing
 check cannot block or take down the associations being served. A *treatment* is every plan
 of one patient in one frame of reference (:func:`plancheck.dicom.store.group_treatments`),
-checked with all its courses by :func:`plancheck.check_treatment.check_treatment_files`,
+checked with all its courses by :func:`plancheck.analysis.check_treatment.check_treatment_files`,
 the check ``plancheck check`` runs; alternative plans are checked as separate treatments.
 
 The thread keeps an index of every object in the store (built from the files at start,
 updated with each association's objects), so a treatment whose CT, plans and doses arrived
 in different studies or associations is still one treatment. Each version of a treatment is
-checked once, into a report folder written once (:mod:`plancheck.treatment_versions`).
+checked once, into a report folder written once (:mod:`plancheck.analysis.treatment_versions`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from plancheck.check_treatment import warm_up
+from plancheck.analysis.check_treatment import warm_up
 from plancheck.dicom.store import ObjectInfo, group_treatments, index_objects, treatment_checks
 from plancheck.protocol.loader import Protocol
-from plancheck.treatment_versions import CHECK_LOG_NAME, LATEST_NAME, RECORD_NAME, CheckRecord, TreatmentChecker
+from plancheck.analysis.treatment_versions import CHECK_LOG_NAME, LATEST_NAME, RECORD_NAME, CheckRecord, TreatmentChecker
 
 __all__ = ["CheckRecord", "CheckWorker", "CHECK_LOG_NAME", "TreatmentChecker", "RECORD_NAME", "LATEST_NAME"]
 

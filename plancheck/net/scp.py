@@ -69,13 +69,14 @@ from pynetdicom import AE, _config, dimse_messages, evt
 from pynetdicom.sop_class import Verification
 
 from plancheck.dicom.store import (
-    STORABLE_SOP_CLASSES, ObjectStore, StorageLimitError, safe_uid, status_dataset, validate_received,
+    STORABLE_SOP_CLASSES, TRANSFER_SYNTAXES_IMAGE, TRANSFER_SYNTAXES_RT, ObjectStore, safe_uid, status_dataset,
+    validate_received,
 )
-from plancheck.errors import DicomConformanceError, DicomReadError, UsageError
+from plancheck.errors import DicomConformanceError, DicomReadError, StorageLimitError, UsageError
 from plancheck.net.checks import CheckRecord, CheckWorker
 from plancheck.protocol.loader import Protocol
 
-__all__ = ["ReceiverConfig", "Receiver", "STATUS", "TRANSFER_SYNTAXES_RT", "TRANSFER_SYNTAXES_IMAGE"]
+__all__ = ["ReceiverConfig", "Receiver", "STATUS"]
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +90,6 @@ STATUS = {
     "sop_class_not_supported": 0x0122,
 }
 
-_IMPLICIT_LE = "1.2.840.10008.1.2"
-_EXPLICIT_LE = "1.2.840.10008.1.2.1"
-#: Uncompressed syntaxes for RT objects (deflate is refused: unbounded decompression).
-TRANSFER_SYNTAXES_RT = [_EXPLICIT_LE, _IMPLICIT_LE]
-#: Images may also arrive compressed; plancheck reads their headers only.
-TRANSFER_SYNTAXES_IMAGE = TRANSFER_SYNTAXES_RT + [
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.5",     # RLE Lossless
-]
 
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
 

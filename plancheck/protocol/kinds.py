@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 from plancheck.protocol.schema import RuleBase
 
@@ -46,14 +46,27 @@ Evaluator = Callable[[Any, Any], list]
 
 @dataclass(frozen=True)
 class RuleKind:
-    """A rule kind: its protocol-file model and its evaluator."""
+    """A rule kind: its protocol-file model and its evaluator.
 
-    model: type[RuleBase]
+    ``model`` is a :class:`~plancheck.protocol.schema.RuleBase` subclass with ``kind:
+    Literal[...]``, or, for a kind made of several checks, the discriminated union of one such
+    model per check (:class:`plancheck.rules.checks.CheckKind`).
+    """
+
+    model: Any
     evaluate: Evaluator
 
     @property
+    def models(self) -> tuple[type[RuleBase], ...]:
+        """The model classes: ``model`` itself, or the members of its union."""
+        if isinstance(self.model, type):
+            return (self.model,)
+        union = get_args(self.model)[0] if get_origin(self.model) is Annotated else self.model
+        return tuple(get_args(union))
+
+    @property
     def name(self) -> str:
-        return self.model.model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
+        return self.models[0].model_fields["kind"].annotation.__args__[0]  # type: ignore[union-attr]
 
 
 _lock = threading.Lock()

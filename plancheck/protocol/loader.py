@@ -120,27 +120,38 @@ def protocol_json_schema() -> str:
 
 
 
-def _describe(exc: ValidationError, data: Any) -> str:
+def _without_tags(rest: list[str], rule: Any) -> list[str]:
+    """``rest`` without the discriminator tags pydantic inserts: the rule's kind, then (for a
+    kind made of checks) its check."""
+    for key in ("kind", "check"):
+        tag = rule.get(key) if isinstance(rule, Mapping) else None
+        if rest and tag is not None and rest[0] == str(tag):
+            rest = rest[1:]
+    return rest
+
+
+def _describe(exc: ValidationError, data: Any, *, rule: Any = None) -> str:
+    """The first errors of a validation, each naming the rule id and the field; ``rule``: the
+    data of the one rule validated (an override), when not a whole protocol file."""
     lines = []
     for err in exc.errors()[:5]:
         loc = list(err["loc"])
         where = ".".join(str(p) for p in loc)
-        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        if rule is not None:
+            rest = _without_tags([str(p) for p in loc], rule)
+            where = ".".join(rest)
+        elif len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             try:
                 rid = data["rules"][loc[1]].get("id", f"#{loc[1] + 1}")
             except (KeyError, IndexError, TypeError, AttributeError):
                 rid = f"#{loc[1] + 1}"
-            # drop the discriminator tag pydantic inserts after the index
-            rest = [str(p) for p in loc[2:]]
-            kind = None
             try:
-                kind = data["rules"][loc[1]].get("kind")
-            except (KeyError, IndexError, TypeError, AttributeError):
-                pass
-            if rest and kind is not None and rest[0] == kind:
-                rest = rest[1:]
+                this = data["rules"][loc[1]]
+            except (KeyError, IndexError, TypeError):
+                this = None
+            rest = _without_tags([str(p) for p in loc[2:]], this)
             where = f"rule {rid}" + (f", field {'.'.join(rest)}" if rest else "")
-        lines.append(f"{where}: {err['msg']}")
+        lines.append(f"{where}: {err['msg']}" if where else err["msg"])
     more = len(exc.errors()) - len(lines)
     return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
 
@@ -227,7 +238,7 @@ def load_protocol(name_or_path: str, *, _relative_to: Path | None = None, _seen:
         try:
             new_rule = _rule_adapter().validate_python(merged)
         except ValidationError as exc:
-            raise ProtocolError(f"overrides of rule {rule_id}: {_describe(exc, {})}", label) from exc
+            raise ProtocolError(f"overrides of rule {rule_id}: {_describe(exc, {}, rule=merged)}", label) from exc
         resolved[rule_id] = ResolvedRule(new_rule, current.defined_in, current.changed_by + (parsed.id,))
     for rule_id in parsed.disable:
         if rule_id not in resolved:

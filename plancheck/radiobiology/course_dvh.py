@@ -29,7 +29,6 @@ from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import PointDoseSource, dvh_from_sources, sample_for_grid, sample_for_grids
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.errors import UsageError
-from plancheck.model.dose import DoseGrid
 from plancheck.model.export import Course
 from plancheck.model.structures import Roi
 from plancheck.radiobiology.conversion import DoseConversion, DoseKind

@@ -12,7 +12,6 @@ several rules need) are shown once with all their rule ids.
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections import Counter
 from collections.abc import Sequence

@@ -28,7 +28,7 @@ import math
 from collections.abc import Sequence
 
 from plancheck import __version__
-from plancheck.dvh_analysis import CourseDVHs, finite_or_none
+from plancheck.dvh.tables import CourseDVHs
 from plancheck.model.dose import RBE_WEIGHTED
 from plancheck.report.sanitize import csv_row, markup_safe
 
@@ -47,12 +47,12 @@ def _structure_dict(row) -> dict:
     return {
         "name": row.roi.name,
         "roi_number": row.roi.number,
-        "volume_cc": finite_or_none(_volume(row)),
-        "dose_coverage_pct": finite_or_none(_coverage(row)),
+        "volume_cc": _finite_or_none(_volume(row)),
+        "dose_coverage_pct": _finite_or_none(_coverage(row)),
         "dose_kind": row.dose_kind,
         "alpha_beta_gy": row.alpha_beta_gy,
         "alpha_beta_source": row.alpha_beta_source or None,
-        "metrics": {m.metric: finite_or_none(m.value) for m in row.metrics},
+        "metrics": {m.metric: _finite_or_none(m.value) for m in row.metrics},
         "undefined": {m.metric: m.reason for m in row.metrics if m.value is None},
         "notes": list(row.dvh.notes) if row.dvh is not None else [],
         "not_computed": row.not_computed or None,
@@ -175,3 +175,8 @@ def dvh_text(tables: Sequence[CourseDVHs], *, color: bool = False, width: int = 
             console.print(f"  — {escape(note)}", highlight=False)
         console.print()
     return console.export_text(styles=color)
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    """JSON-friendly: None for None/NaN/inf."""
+    return None if x is None or not math.isfinite(x) else float(x)

@@ -31,18 +31,11 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.protocol.names import (
-    MatchStatus,
-    NameMatch,
-    StructureNameMatcher,
-    TargetName,
-    is_target_roi,
-    parse_target_name,
-)
+from plancheck.names.structures import MatchStatus, NameMatch, StructureNameMatcher
+from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
     DoseConversion,
-    DoseKind,
     FractionationRegime,
     FractionationSummary,
     default_alpha_beta_table,
@@ -420,6 +413,3 @@ class CheckContext:
         if best is not None and best_ratio >= 0.8:
             return best, f"plan {best.label} gives {ptv.name} a median dose of {100 * best_ratio:.0f}% of its prescription"
         return None, f"no plan prescribes to or covers {ptv.name}"
-
-    def targets_with_role(self, role: str) -> list[TargetGroup]:
-        return [t for t in self.targets if t.role == role]

@@ -37,7 +37,7 @@ def watch(root: str | Path, reports_dir: str | Path, protocol: Protocol, options
     rescan_s
         Seconds between two full rescans (a safety net for missed events).
     """
-    from plancheck.check_treatment import warm_up
+    from plancheck.analysis.check_treatment import warm_up
     from plancheck.watch.observer import start_observer
 
     folder = ExportFolder(root, reports_dir, protocol, options)

@@ -14,7 +14,7 @@ order. :class:`ExportFolder` is fed the paths that changed (by a file-system obs
    treatments, the case file's ``courses:`` if its folder has one);
 3. **checks**: a treatment whose folders have been quiet for ``settle_s`` seconds (no
    unstable file in them) and that is complete (every course has its structure set and
-   doses) is checked, once per version (:class:`plancheck.treatment_versions.TreatmentChecker`),
+   doses) is checked, once per version (:class:`plancheck.analysis.treatment_versions.TreatmentChecker`),
    into ``REPORTS/<treatment id>/<time>_<version>/``. One still incomplete after
    ``incomplete_after_s`` quiet seconds is recorded once as ERROR naming what is missing,
    so an export that stays partial is not silently ignored; when the missing file arrives,
@@ -34,13 +34,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from plancheck.check_treatment import find_case, read_case, selection_for
+from plancheck.analysis.check_treatment import find_case, read_case, selection_for
 from plancheck.dicom.store import (
     ObjectInfo, TreatmentCheck, TreatmentGroup, group_treatments, incomplete_reason, index_objects, treatment_checks,
 )
 from plancheck.errors import PlancheckError
 from plancheck.protocol.loader import Protocol
-from plancheck.treatment_versions import CheckRecord, TreatmentChecker
+from plancheck.analysis.treatment_versions import CheckRecord, TreatmentChecker
 
 __all__ = ["ExportFolder", "WatchOptions"]
 
@@ -61,7 +61,7 @@ class WatchOptions:
         Report formats.
     isolate
         Check each treatment in a worker process of its own (within the default time and
-        memory limits of :class:`plancheck.batch.workers.JobLimits`; a crash cannot stop the watch).
+        memory limits of :class:`plancheck.analysis.processes.JobLimits`; a crash cannot stop the watch).
     """
 
     settle_s: float = 5.0

@@ -57,25 +57,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from plancheck.model.case import Case, Lesion
-from plancheck.protocol.schema import RuleBase, StrictModel
+from plancheck.protocol.schema import StrictModel
 from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
+from plancheck.rules.checks import CheckKind, CheckRule
 from plancheck.rules.context import CheckContext
 from plancheck.rules.findings import Finding, Status
-from plancheck.rules.registry import RuleKind
 
-__all__ = ["ClinicalRule", "DefinitionLimits", "CLINICAL_KIND", "evaluate_clinical_rule", "NO_CASE_FILE"]
+__all__ = [
+    "ClinicalRule", "ClinicalCheck", "DefinitionCheck", "DefinitionLimits", "CLINICAL", "CLINICAL_KIND",
+    "evaluate_clinical_rule", "NO_CASE_FILE",
+    "DefinitionCount", "LesionsTreated", "Classification", "Restaging", "SystemicBeforeRt", "DiseaseFreeInterval", "Progression",
+]
 
 NO_CASE_FILE = "no case file (give --case or put case.yaml next to the export)"
 
 _DAYS_PER_MONTH = 365.25 / 12
 
-Check = Literal["definition_count", "lesions_treated", "classification", "restaging", "systemic_before_rt",
-                "disease_free_interval", "progression"]
 Histology = Literal["squamous_cell_carcinoma", "adenocarcinoma"]
 OnViolation = Literal["warn", "fail"]
 
@@ -100,54 +102,48 @@ class DefinitionLimits(StrictModel):
         return self
 
 
-_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    "definition_count": ({"by_histology", "nodal_organs", "on_violation"}, {"by_histology", "on_violation"}),
-    "lesions_treated": ({"on_violation"}, {"on_violation"}),
-    "classification": ({"synchronous_max_months", "on_violation"}, {"synchronous_max_months", "on_violation"}),
-    "restaging": ({"modalities", "max_days_before_rt", "on_violation"}, {"modalities", "on_violation"}),
-    "systemic_before_rt": ({"min_cycles", "max_cycles", "agents_any_of", "on_violation"},
-                           {"min_cycles", "max_cycles", "on_violation"}),
-    "disease_free_interval": ({"min_months_for_upfront", "on_violation"}, {"min_months_for_upfront", "on_violation"}),
-    "progression": ({"by_histology", "nodal_organs", "on_violation", "on_progression_within_definition"},
-                    {"by_histology", "on_violation", "on_progression_within_definition"}),
-}
+def _run_with_case(function, rule: ClinicalCheck, ctx: CheckContext) -> list[Finding]:
+    """Every clinical check reads the case file: none makes the rule NOT_EVALUATED, a field the
+    check needs but the case file lacks too (naming the field)."""
+    case = ctx.case
+    if case is None:
+        return [not_evaluated(rule, NO_CASE_FILE)]
+    try:
+        result = function(rule, ctx, case)
+    except _Missing as exc:
+        where = f" ({ctx.case_source})" if ctx.case_source else ""
+        return [not_evaluated(rule, f"the case file{where} does not give {exc.field}", details={"missing_field": exc.field})]
+    except _NotEvaluated as exc:
+        return [not_evaluated(rule, exc.reason)]
+    if ctx.case_source:
+        result.details.setdefault("case_file", ctx.case_source)
+    return [result]
 
 
-class ClinicalRule(RuleBase):
+CLINICAL = CheckKind("clinical", run=_run_with_case)
+"""The clinical checks: one model (each above its evaluator) and one function each."""
+
+_NODAL_ORGANS = ["non_regional_lymph_node", "extra_regional_lymph_node", "distant_lymph_node", "lymph_node"]
+
+
+class ClinicalCheck(CheckRule):
+    """Fields of every clinical rule: ``on_violation`` grades a breach (warn or fail)."""
+
     kind: Literal["clinical"]
-    check: Check
-    on_violation: OnViolation | None = None
-    by_histology: dict[Histology, DefinitionLimits] | None = None
-    nodal_organs: list[str] = Field(default_factory=lambda: ["non_regional_lymph_node", "extra_regional_lymph_node",
-                                                             "distant_lymph_node", "lymph_node"])
-    synchronous_max_months: float | None = Field(default=None, gt=0)
-    modalities: list[str] | None = None
-    max_days_before_rt: int | None = Field(default=None, gt=0)
-    min_cycles: int | None = Field(default=None, ge=0)
-    max_cycles: int | None = Field(default=None, ge=0)
-    agents_any_of: list[str] | None = None
-    min_months_for_upfront: float | None = Field(default=None, ge=0)
-    on_progression_within_definition: OnViolation | None = None
+    check_kind: ClassVar[CheckKind] = CLINICAL
+    on_violation: OnViolation
+
+
+class DefinitionCheck(ClinicalCheck):
+    """A check against the oligometastatic definition, per histology."""
+
+    by_histology: dict[Histology, DefinitionLimits]
+    nodal_organs: list[str] = Field(default_factory=lambda: list(_NODAL_ORGANS))
 
     @model_validator(mode="after")
-    def _check(self) -> ClinicalRule:
-        allowed, required = _FIELDS[self.check]
-        base = set(RuleBase.model_fields) | {"check"}
-        for name, info in type(self).model_fields.items():
-            if name in base or name in allowed:
-                continue
-            if getattr(self, name) != info.get_default(call_default_factory=True):
-                raise ValueError(f"field {name!r} does not apply to check {self.check!r} "
-                                 f"(it takes: {', '.join(sorted(allowed))})")
-        missing = [name for name in sorted(required) if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"check {self.check!r} needs field(s) {', '.join(missing)}")
-        if self.by_histology is not None and not self.by_histology:
+    def _histologies(self) -> DefinitionCheck:
+        if not self.by_histology:
             raise ValueError("by_histology needs at least one histology")
-        if self.min_cycles is not None and self.max_cycles is not None and self.min_cycles > self.max_cycles:
-            raise ValueError(f"min_cycles ({self.min_cycles}) must be ≤ max_cycles ({self.max_cycles})")
-        if self.modalities is not None and not [m for m in self.modalities if _norm(m)]:
-            raise ValueError("modalities needs at least one modality, e.g. 'PET/CT'")
         return self
 
 
@@ -187,7 +183,7 @@ def _lesion_text(lesion: Lesion) -> str:
     return lesion.organ + (f" ({lesion.site})" if lesion.site else "") + (f" → {lesion.target}" if lesion.target else "")
 
 
-def _definition_limits(rule: ClinicalRule, case: Case) -> DefinitionLimits:
+def _definition_limits(rule: DefinitionCheck, case: Case) -> DefinitionLimits:
     """The limits for the case's histology, or NOT_EVALUATED / not applicable."""
     if case.histology is None:
         raise _Missing("histology")
@@ -284,7 +280,14 @@ def _presentation(case: Case, max_months: float | None) -> tuple[str | None, str
 
 
 # ---------------------------------------------------------------------- checks
-def _definition_count(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
+class DefinitionCount(DefinitionCheck):
+    """The declared metastases are within the definition (lesions, organs, per organ)."""
+
+    check: Literal["definition_count"]
+
+
+@CLINICAL.evaluator(DefinitionCount)
+def _definition_count(rule: DefinitionCount, ctx: CheckContext, case: Case) -> Finding:
     limits = _definition_limits(rule, case)
     if case.metastases is not None and not case.metastases:
         return not_evaluated(rule, "the case file declares no metastasis (metastases: [])")
@@ -294,11 +297,18 @@ def _definition_count(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Find
     if within:
         return finding(rule, Status.PASS, f"{shown}: within the oligometastatic definition for {label} ({limit})",
                        measured=float(counts["lesions"]), unit="lesions", limit=limit, details=counts)
-    return finding(rule, _STATUS[rule.on_violation], f"{shown}: no longer oligometastatic by the definition for {label} ({limit})",  # type: ignore[index]
+    return finding(rule, _STATUS[rule.on_violation], f"{shown}: no longer oligometastatic by the definition for {label} ({limit})",
                    measured=float(counts["lesions"]), unit="lesions", limit=limit, details=counts)
 
 
-def _lesions_treated(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
+class LesionsTreated(ClinicalCheck):
+    """Every declared metastasis names a target that is in the structure set."""
+
+    check: Literal["lesions_treated"]
+
+
+@CLINICAL.evaluator(LesionsTreated)
+def _lesions_treated(rule: LesionsTreated, ctx: CheckContext, case: Case) -> Finding:
     if case.metastases is None:
         raise _Missing("metastases")
     if not case.metastases:
@@ -333,13 +343,21 @@ def _lesions_treated(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Findi
     if unmeasurable and not untreated:
         return not_evaluated(rule, "; ".join(unmeasurable), structures=structures, details=details)
     if untreated:
-        return finding(rule, _STATUS[rule.on_violation], f"{len(untreated)} of {len(case.metastases)} declared lesion(s) "  # type: ignore[index]
+        return finding(rule, _STATUS[rule.on_violation], f"{len(untreated)} of {len(case.metastases)} declared lesion(s) "
                        f"not treated: {'; '.join(untreated)}", structures=structures, details=details)
     return finding(rule, Status.PASS, f"all {len(treated)} declared lesion(s) treated: {'; '.join(treated)}",
                    structures=structures, details=details)
 
 
-def _classification(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
+class Classification(ClinicalCheck):
+    """The declared presentation (synchronous / metachronous) agrees with the dates."""
+
+    check: Literal["classification"]
+    synchronous_max_months: float = Field(gt=0)
+
+
+@CLINICAL.evaluator(Classification)
+def _classification(rule: Classification, ctx: CheckContext, case: Case) -> Finding:
     derived, how = _presentation(case, rule.synchronous_max_months)
     details: dict = {"derived_presentation": derived, "declared_presentation": case.presentation,
                      "omd_type": case.omd_type}
@@ -353,7 +371,7 @@ def _classification(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Findin
     if case.omd_type is None:
         reason = f"presentation {how}; de novo / repeat / induced unknown: case-file field omd_type missing"
         if contradiction:
-            return finding(rule, _STATUS[rule.on_violation], contradiction + "; " + reason, details=details)  # type: ignore[index]
+            return finding(rule, _STATUS[rule.on_violation], contradiction + "; " + reason, details=details)
         return not_evaluated(rule, reason, details=details)
     omd = case.omd_type.replace("_", " ")
     if case.omd_type == "de_novo" and derived == "synchronous":
@@ -363,14 +381,14 @@ def _classification(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Findin
         if sub is None:
             text = f"{omd} {derived} oligometastatic disease; {why}"
             if contradiction:
-                return finding(rule, _STATUS[rule.on_violation], contradiction + "; " + text, details=details)  # type: ignore[index]
+                return finding(rule, _STATUS[rule.on_violation], contradiction + "; " + text, details=details)
             return not_evaluated(rule, f"subclass undeterminable: {text}", details=details)
         prefix = "metachronous" if case.omd_type == "de_novo" else omd
         cls = f"{prefix} {sub}"
         how += f"; {why}"
     details["class"] = cls
     if contradiction:
-        return finding(rule, _STATUS[rule.on_violation], f"{contradiction}; class: {cls}", details=details)  # type: ignore[index]
+        return finding(rule, _STATUS[rule.on_violation], f"{contradiction}; class: {cls}", details=details)
     return finding(rule, Status.PASS, f"class (ESTRO/EORTC 2020): {cls} — {how}", details=details)
 
 
@@ -395,7 +413,22 @@ def _metachronous_subclass(case: Case) -> tuple[str | None, str]:
     return "oligopersistence", "lesions persisting on active systemic therapy without progression"
 
 
-def _restaging(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
+class Restaging(ClinicalCheck):
+    """Restaging before RT with an accepted modality (``max_days_before_rt`` before the first RT date)."""
+
+    check: Literal["restaging"]
+    modalities: list[str]
+    max_days_before_rt: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_modality(self) -> Restaging:
+        if not [m for m in self.modalities if _norm(m)]:
+            raise ValueError("modalities needs at least one modality, e.g. 'PET/CT'")
+        return self
+
+
+@CLINICAL.evaluator(Restaging)
+def _restaging(rule: Restaging, ctx: CheckContext, case: Case) -> Finding:
     r = case.restaging
     if r is None:
         raise _Missing("restaging")
@@ -425,7 +458,7 @@ def _restaging(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
     details = {"modality": r.modality, "date": str(r.date), "first_rt_date": str(rt) if rt else None,
                "brain_imaging": r.brain_imaging}
     if problems:
-        return finding(rule, _STATUS[rule.on_violation], "; ".join(problems), details=details)  # type: ignore[index]
+        return finding(rule, _STATUS[rule.on_violation], "; ".join(problems), details=details)
     if unknown:
         return not_evaluated(rule, f"restaging by {r.modality} on {r.date}: case-file/plan field(s) {', '.join(unknown)} missing",
                              details=details)
@@ -434,7 +467,23 @@ def _restaging(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
     return finding(rule, Status.PASS, f"restaging by {r.modality} on {r.date}{end}{days}", details=details)
 
 
-def _systemic_before_rt(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
+class SystemicBeforeRt(ClinicalCheck):
+    """Systemic therapy before RT: cycles within [min_cycles, max_cycles], an agent of ``agents_any_of``."""
+
+    check: Literal["systemic_before_rt"]
+    min_cycles: int = Field(ge=0)
+    max_cycles: int = Field(ge=0)
+    agents_any_of: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _cycles(self) -> SystemicBeforeRt:
+        if self.min_cycles > self.max_cycles:
+            raise ValueError(f"min_cycles ({self.min_cycles}) must be ≤ max_cycles ({self.max_cycles})")
+        return self
+
+
+@CLINICAL.evaluator(SystemicBeforeRt)
+def _systemic_before_rt(rule: SystemicBeforeRt, ctx: CheckContext, case: Case) -> Finding:
     if case.presentation is None:
         raise _Missing("presentation")
     if case.presentation != "synchronous":
@@ -446,7 +495,7 @@ def _systemic_before_rt(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Fi
     limit = f"{rule.min_cycles}–{rule.max_cycles} cycles before RT, no progression at restaging"
     if therapy.cycles is None:
         unknown.append("systemic_therapy.cycles")
-    elif not rule.min_cycles <= therapy.cycles <= rule.max_cycles:  # type: ignore[operator]
+    elif not rule.min_cycles <= therapy.cycles <= rule.max_cycles:
         problems.append(f"{therapy.cycles} cycle(s) of systemic therapy, expected {rule.min_cycles}–{rule.max_cycles}")
     if rule.agents_any_of:
         wanted = {_norm(a) for a in rule.agents_any_of}
@@ -464,7 +513,7 @@ def _systemic_before_rt(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Fi
         unknown.append("restaging.progression")
     details = {"cycles": therapy.cycles, "agents": therapy.agents, "response": therapy.response_at_restaging}
     if problems:
-        return finding(rule, _STATUS[rule.on_violation], "; ".join(problems), measured=therapy.cycles, unit="cycles",  # type: ignore[index]
+        return finding(rule, _STATUS[rule.on_violation], "; ".join(problems), measured=therapy.cycles, unit="cycles",
                        limit=limit, details=details)
     if unknown:
         return not_evaluated(rule, f"case-file field(s) {', '.join(unknown)} missing", measured=therapy.cycles,
@@ -475,7 +524,15 @@ def _systemic_before_rt(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Fi
                    limit=limit, details=details)
 
 
-def _disease_free_interval(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
+class DiseaseFreeInterval(ClinicalCheck):
+    """Metachronous disease: upfront local therapy only after ``min_months_for_upfront`` disease-free months."""
+
+    check: Literal["disease_free_interval"]
+    min_months_for_upfront: float = Field(ge=0)
+
+
+@CLINICAL.evaluator(DiseaseFreeInterval)
+def _disease_free_interval(rule: DiseaseFreeInterval, ctx: CheckContext, case: Case) -> Finding:
     if case.presentation is None:
         raise _Missing("presentation")
     if case.presentation != "metachronous":
@@ -488,7 +545,7 @@ def _disease_free_interval(rule: ClinicalRule, ctx: CheckContext, case: Case) ->
             raise _Missing("disease_free_interval_months (or primary.treatment_end_date and metastases[].detected_date)")
         dfi, how = _months(end, detected), "from primary.treatment_end_date to the first detected metastasis"
     limit = f"> {rule.min_months_for_upfront:g} months for upfront local treatment, else systemic therapy first"
-    if dfi > rule.min_months_for_upfront:  # type: ignore[operator]
+    if dfi > rule.min_months_for_upfront:
         return finding(rule, Status.PASS, f"disease-free interval {dfi:.1f} months ({how}): upfront local treatment acceptable",
                        measured=dfi, unit="months", limit=limit)
     therapy = case.systemic_therapy
@@ -499,11 +556,20 @@ def _disease_free_interval(rule: ClinicalRule, ctx: CheckContext, case: Case) ->
     if given_first:
         return finding(rule, Status.PASS, f"disease-free interval {dfi:.1f} months ({how}) and systemic therapy given first "
                        f"({therapy.cycles} cycles)", measured=dfi, unit="months", limit=limit)
-    return finding(rule, _STATUS[rule.on_violation], f"disease-free interval {dfi:.1f} months ({how}) ≤ "  # type: ignore[index]
+    return finding(rule, _STATUS[rule.on_violation], f"disease-free interval {dfi:.1f} months ({how}) ≤ "
                    f"{rule.min_months_for_upfront:g} and no systemic therapy before RT", measured=dfi, unit="months", limit=limit)
 
 
-def _progression(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
+class Progression(DefinitionCheck):
+    """Progression at restaging: beyond the definition (``on_violation``) or within it
+    (``on_progression_within_definition``)."""
+
+    check: Literal["progression"]
+    on_progression_within_definition: OnViolation
+
+
+@CLINICAL.evaluator(Progression)
+def _progression(rule: Progression, ctx: CheckContext, case: Case) -> Finding:
     if case.intent is None:
         raise _Missing("intent")
     if case.intent != "curative":
@@ -521,40 +587,18 @@ def _progression(rule: ClinicalRule, ctx: CheckContext, case: Case) -> Finding:
     within, shown, counts = _within_definition(case, limits, rule.nodal_organs, r.new_lesions or 0)
     limit = _describe_limits(limits)
     if within:
-        return finding(rule, _STATUS[rule.on_progression_within_definition],  # type: ignore[index]
+        return finding(rule, _STATUS[rule.on_progression_within_definition],
                        f"progression at restaging, still within the definition: {shown} ({limit}); curative intent "
                        "needs confirmation", measured=float(r.new_lesions or 0), unit="new lesions", limit=limit, details=counts)
-    return finding(rule, _STATUS[rule.on_violation], f"progression at restaging beyond the definition: {shown} ({limit}): "  # type: ignore[index]
+    return finding(rule, _STATUS[rule.on_violation], f"progression at restaging beyond the definition: {shown} ({limit}): "
                    "no longer oligometastatic, curative-intent radiotherapy is not per protocol",
                    measured=float(r.new_lesions or 0), unit="new lesions", limit=limit, details=counts)
 
 
-_CHECKS = {
-    "definition_count": _definition_count,
-    "lesions_treated": _lesions_treated,
-    "classification": _classification,
-    "restaging": _restaging,
-    "systemic_before_rt": _systemic_before_rt,
-    "disease_free_interval": _disease_free_interval,
-    "progression": _progression,
-}
+ClinicalRule = CLINICAL.union()
+"""A clinical rule: one of the check models above, chosen by ``check``."""
 
+evaluate_clinical_rule = CLINICAL.evaluate
+"""Evaluate one clinical rule from the case file (one finding)."""
 
-def evaluate_clinical_rule(rule: ClinicalRule, ctx: CheckContext) -> list[Finding]:
-    """Evaluate one clinical rule from the case file (one finding)."""
-    case = ctx.case
-    if case is None:
-        return [not_evaluated(rule, NO_CASE_FILE)]
-    try:
-        result = _CHECKS[rule.check](rule, ctx, case)
-    except _Missing as exc:
-        where = f" ({ctx.case_source})" if ctx.case_source else ""
-        return [not_evaluated(rule, f"the case file{where} does not give {exc.field}", details={"missing_field": exc.field})]
-    except _NotEvaluated as exc:
-        return [not_evaluated(rule, exc.reason)]
-    if ctx.case_source:
-        result.details.setdefault("case_file", ctx.case_source)
-    return [result]
-
-
-CLINICAL_KIND = RuleKind(model=ClinicalRule, evaluate=evaluate_clinical_rule)
+CLINICAL_KIND = CLINICAL.rule_kind()

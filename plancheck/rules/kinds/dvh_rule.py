@@ -73,7 +73,7 @@ from plancheck.dvh.metrics import MetricValue, parse_metric
 from plancheck.errors import MetricSpecError
 from plancheck.model.dose import dose_kind_label
 from plancheck.model.structures import Roi
-from plancheck.protocol.names import MatchStatus
+from plancheck.names.structures import MatchStatus
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import DoseConversion, DoseKind
 from plancheck.rules.base import RuleNotApplicable, TargetSelector, finding, not_evaluated

@@ -46,8 +46,9 @@ beam_energy                    ``allowed_mv`` (photon nominal energies); ``mixed
 meterset                       ``limits_by_regime`` R (unit MU/Gy: course MU / course Rx)
 =============================  ==================================================================
 
-A field that does not belong to the rule's check is an error, so a misplaced
-threshold never goes unnoticed.
+Each check is a model of its own (its fields, which are required, their units) with its
+evaluator (:mod:`plancheck.rules.checks`); a field that does not belong to the rule's check is
+an error, so a misplaced threshold never goes unnoticed.
 
 References
 ----------
@@ -62,31 +63,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from plancheck.dvh.engine import grid_coverage_pct
 from plancheck.dvh.metrics import parse_metric
-from plancheck.dvh.rasterize import points_in_polygons
 from plancheck.errors import MetricSpecError
 from plancheck.model.structures import Roi
-from plancheck.protocol.schema import RuleBase, StrictModel
+from plancheck.polygons import points_in_polygons
+from plancheck.protocol.schema import StrictModel
 from plancheck.radiobiology import FractionationRegime
 from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
+from plancheck.rules.checks import CheckKind, CheckRule
 from plancheck.rules.context import CheckContext, CourseInfo
 from plancheck.rules.findings import Finding, Status, worst_status
-from plancheck.rules.registry import RuleKind
 from plancheck.rules.thresholds import Limits, grade, grade_interval
 
-__all__ = ["IntegrityRule", "LimitsByRegime", "RegimeSet", "INTEGRITY_KIND", "evaluate_integrity_rule", "coverage_pct"]
-
-Check = Literal[
-    "same_patient", "references", "dose_units", "dose_summation", "grid_covers", "grid_spacing",
-    "heterogeneity", "prescription_matches_dose", "fractions_match_protocol", "isocenter_in_body",
-    "single_machine", "beam_energy", "meterset",
+__all__ = [
+    "IntegrityRule", "IntegrityCheck", "CourseCheck", "LimitsByRegime", "RegimeSet", "INTEGRITY", "INTEGRITY_KIND",
+    "evaluate_integrity_rule", "coverage_pct",
+    "SamePatient", "References", "DoseUnits", "DoseSummation", "GridCovers", "GridSpacing", "Heterogeneity", "PrescriptionMatchesDose", "FractionsMatchProtocol", "IsocenterInBody", "SingleMachine", "BeamEnergy", "Meterset",
 ]
+
 RegimeName = Literal["hyperfractionated", "conventional", "moderately_hypofractionated", "sbrt", "other"]
 Role = Literal["primary", "metastasis", "nodal"]
 
@@ -123,93 +123,43 @@ class RegimeSet(StrictModel):
     acceptable: list[RegimeName] = Field(default_factory=list)
 
 
-# check → (allowed fields, required fields), beyond the fields every rule has
-_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    "same_patient": (set(), set()),
-    "references": (set(), set()),
-    "dose_units": ({"allowed_dose_types"}, {"allowed_dose_types"}),
-    "dose_summation": ({"accepted_summation_types"}, {"accepted_summation_types"}),
-    "grid_covers": ({"structures", "exclude_external", "exclude_types", "limits"}, {"limits"}),
-    "grid_spacing": ({"limits_by_regime"}, {"limits_by_regime"}),
-    "heterogeneity": ({"disallowed", "only_if_structures"}, {"disallowed"}),
-    "prescription_matches_dose": ({"metric", "limits", "limits_by_regime"}, set()),
-    "fractions_match_protocol": ({"regimes_by_role", "dose_per_fraction_by_role"}, {"regimes_by_role"}),
-    "isocenter_in_body": ({"body_structure"}, set()),
-    "single_machine": (set(), set()),
-    "beam_energy": ({"allowed_mv", "mixed_energies"}, set()),
-    "meterset": ({"limits_by_regime"}, {"limits_by_regime"}),
-}
-_PER_COURSE = {"dose_units", "dose_summation", "grid_covers", "grid_spacing", "heterogeneity",
-               "prescription_matches_dose", "fractions_match_protocol", "isocenter_in_body",
-               "single_machine", "beam_energy", "meterset", "references"}
-_UNITS = {"grid_covers": "%", "grid_spacing": "mm", "prescription_matches_dose": "%", "meterset": "MU/Gy"}
+def _run_per_course(function, rule: IntegrityCheck, ctx: CheckContext) -> list[Finding]:
+    """A check of each course has nothing to check without one."""
+    if isinstance(rule, CourseCheck) and not ctx.courses:
+        return [not_evaluated(rule, "the export has no course with a dose")]
+    return function(rule, ctx)
 
 
-class IntegrityRule(RuleBase):
+INTEGRITY = CheckKind("integrity", run=_run_per_course)
+"""The integrity checks: one model (each above its evaluator) and one function each."""
+
+
+class IntegrityCheck(CheckRule):
+    """Fields of every integrity rule."""
+
     kind: Literal["integrity"]
-    check: Check
+    check_kind: ClassVar[CheckKind] = INTEGRITY
+
+
+class CourseCheck(IntegrityCheck):
+    """An integrity check of each course; ``course`` chooses which: ``all``, ``conventional``,
+    ``sbrt`` or a course label."""
+
     course: str = "all"
-    allowed_dose_types: list[Literal["PHYSICAL", "EFFECTIVE"]] | None = None
-    accepted_summation_types: list[_SUMMATION_TYPES] | None = None
-    structures: Literal["evaluated", "all_contoured"] | list[str] = "evaluated"
-    exclude_external: bool = True
-    exclude_types: list[str] = Field(default_factory=list)
-    limits: Limits | None = None
-    limits_by_regime: LimitsByRegime | None = None
-    disallowed: list[str] | None = None
-    only_if_structures: list[str] | None = None
-    metric: str = "D95%[Gy]"
-    regimes_by_role: dict[Role, RegimeSet] | None = None
-    dose_per_fraction_by_role: dict[Role, Limits] | None = None
-    body_structure: str = "External"
-    allowed_mv: list[float] | None = None
-    mixed_energies: Literal["pass", "warn", "fail"] = "warn"
 
-    @model_validator(mode="after")
-    def _check(self) -> IntegrityRule:
-        allowed, required = _FIELDS[self.check]
-        base = set(RuleBase.model_fields) | {"check"} | ({"course"} if self.check in _PER_COURSE else set())
-        for name, info in type(self).model_fields.items():
-            if name in base or name in allowed:
-                continue
-            value = getattr(self, name)
-            default = info.get_default(call_default_factory=True)
-            if value != default:
-                raise ValueError(f"field {name!r} does not apply to check {self.check!r} "
-                                 f"(it takes: {', '.join(sorted(allowed)) or 'no fields'})")
-        missing = [name for name in sorted(required) if getattr(self, name) is None]
-        if missing:
-            raise ValueError(f"check {self.check!r} needs field(s) {', '.join(missing)}")
-        if self.check == "prescription_matches_dose":
-            if (self.limits is None) == (self.limits_by_regime is None):
-                raise ValueError("check 'prescription_matches_dose' needs exactly one of 'limits' or 'limits_by_regime'")
-            try:
-                spec = parse_metric(self.metric)
-            except MetricSpecError as exc:
-                raise ValueError(str(exc)) from exc
-            if not (spec.is_dose and spec.result_unit == "Gy"):
-                raise ValueError(f"metric {self.metric!r} must be a dose in Gy (e.g. 'D95%[Gy]' or 'Mean[Gy]')")
-        unit = _UNITS.get(self.check)
-        if unit is not None:
-            for lim in self._all_limits():
-                if lim.unit != unit:
-                    raise ValueError(f"check {self.check!r} takes limits in {unit!r}, not {lim.unit!r}")
-        for role, lim in (self.dose_per_fraction_by_role or {}).items():
-            if lim.unit != "Gy":
-                raise ValueError(f"dose_per_fraction_by_role.{role} must be in 'Gy', not {lim.unit!r}")
-        if self.allowed_mv is not None and (not self.allowed_mv or min(self.allowed_mv) <= 0):
-            raise ValueError("allowed_mv must list energies > 0 MV")
-        return self
 
-    def _all_limits(self) -> Iterable[Limits]:
-        if self.limits is not None:
-            yield self.limits
-        if self.limits_by_regime is not None:
-            yield from (x for x in (self.limits_by_regime.conventional, self.limits_by_regime.sbrt) if x is not None)
+def _limits_in(check: str, unit: str, limits: Iterable[Limits | None]) -> None:
+    for lim in limits:
+        if lim is not None and lim.unit != unit:
+            raise ValueError(f"check {check!r} takes limits in {unit!r}, not {lim.unit!r}")
+
+
+def _regime_sets(by_regime: LimitsByRegime | None) -> tuple[Limits | None, ...]:
+    return () if by_regime is None else (by_regime.conventional, by_regime.sbrt)
 
 
 # ---------------------------------------------------------------------- helpers
-def _courses(rule: IntegrityRule, ctx: CheckContext) -> list[CourseInfo]:
+def _courses(rule: CourseCheck, ctx: CheckContext) -> list[CourseInfo]:
     chosen, unplaced = ctx.courses_matching(rule.course)
     if not chosen and not unplaced:
         raise RuleNotApplicable(f"no {rule.course} course in the export")
@@ -256,7 +206,14 @@ def _body_roi(ctx: CheckContext, name: str) -> tuple[Roi | None, str]:
 
 
 # ---------------------------------------------------------------------- checks
-def _same_patient(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class SamePatient(IntegrityCheck):
+    """Every RT file of the export has the plan's Patient ID."""
+
+    check: Literal["same_patient"]
+
+
+@INTEGRITY.evaluator(SamePatient)
+def _same_patient(rule: SamePatient, ctx: CheckContext) -> list[Finding]:
     export = ctx.export
     if not export.patient_id:
         return [not_evaluated(rule, "(0010,0020) 'Patient ID' of the RT Plan is empty: the patient's identity cannot be confirmed")]
@@ -269,7 +226,14 @@ def _same_patient(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
                     details={"files": n_files})]
 
 
-def _references(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class References(CourseCheck):
+    """Plan → structure set and dose → plan references resolve; one frame of reference."""
+
+    check: Literal["references"]
+
+
+@INTEGRITY.evaluator(References)
+def _references(rule: References, ctx: CheckContext) -> list[Finding]:
     frame = ctx.export.frame_of_reference_uid
     out = []
     for info in _courses(rule, ctx):
@@ -301,7 +265,15 @@ def _references(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _dose_units(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class DoseUnits(CourseCheck):
+    """Dose Type (3004,0004) is one of ``allowed_dose_types``."""
+
+    check: Literal["dose_units"]
+    allowed_dose_types: list[Literal["PHYSICAL", "EFFECTIVE"]]
+
+
+@INTEGRITY.evaluator(DoseUnits)
+def _dose_units(rule: DoseUnits, ctx: CheckContext) -> list[Finding]:
     allowed = rule.allowed_dose_types or []
     out = []
     for info in _courses(rule, ctx):
@@ -319,7 +291,15 @@ def _dose_units(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _dose_summation(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class DoseSummation(CourseCheck):
+    """Dose Summation Type (3004,000A) of every dose file is accepted, BEAM doses hold every treatment beam."""
+
+    check: Literal["dose_summation"]
+    accepted_summation_types: list[_SUMMATION_TYPES]
+
+
+@INTEGRITY.evaluator(DoseSummation)
+def _dose_summation(rule: DoseSummation, ctx: CheckContext) -> list[Finding]:
     accepted = rule.accepted_summation_types or []
     out = []
     for info in _courses(rule, ctx):
@@ -350,7 +330,7 @@ def _dose_summation(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _evaluated_rois(rule: IntegrityRule, ctx: CheckContext) -> tuple[list[Roi], list[str]]:
+def _evaluated_rois(rule: GridCovers, ctx: CheckContext) -> tuple[list[Roi], list[str]]:
     """The ROIs whose coverage is checked, and the names asked for but not found."""
     rois: dict[int, Roi] = {}
     missing: list[str] = []
@@ -393,9 +373,24 @@ def coverage_pct(ctx: CheckContext, roi: Roi, info: CourseInfo) -> float:
     return grid_coverage_pct(roi, info.course.dose, lambda: ctx.sampling(roi, info))
 
 
-def _grid_covers(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class GridCovers(CourseCheck):
+    """The dose grid covers the structures (% of each structure's volume inside the grid)."""
+
+    check: Literal["grid_covers"]
+    structures: Literal["evaluated", "all_contoured"] | list[str] = "evaluated"
+    exclude_external: bool = True
+    exclude_types: list[str] = Field(default_factory=list)
+    limits: Limits
+
+    @model_validator(mode="after")
+    def _units(self) -> GridCovers:
+        _limits_in(self.check, "%", [self.limits])
+        return self
+
+
+@INTEGRITY.evaluator(GridCovers)
+def _grid_covers(rule: GridCovers, ctx: CheckContext) -> list[Finding]:
     limits = rule.limits
-    assert limits is not None
     rois, missing = _evaluated_rois(rule, ctx)
     if not rois:
         return [not_evaluated(rule, "no structure to check" + (f" (not found or not measurable: {', '.join(missing)})" if missing else ""))]
@@ -419,8 +414,20 @@ def _grid_covers(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _grid_spacing(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
-    assert rule.limits_by_regime is not None
+class GridSpacing(CourseCheck):
+    """The dose grid's largest spacing (mm), limits per regime."""
+
+    check: Literal["grid_spacing"]
+    limits_by_regime: LimitsByRegime
+
+    @model_validator(mode="after")
+    def _units(self) -> GridSpacing:
+        _limits_in(self.check, "mm", _regime_sets(self.limits_by_regime))
+        return self
+
+
+@INTEGRITY.evaluator(GridSpacing)
+def _grid_spacing(rule: GridSpacing, ctx: CheckContext) -> list[Finding]:
     out = []
     for info in _courses(rule, ctx):
         grid = info.course.dose
@@ -443,7 +450,16 @@ def _grid_spacing(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _heterogeneity(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class Heterogeneity(CourseCheck):
+    """Tissue Heterogeneity Correction (3004,0014) is not only one of ``disallowed``."""
+
+    check: Literal["heterogeneity"]
+    disallowed: list[str]
+    only_if_structures: list[str] | None = None
+
+
+@INTEGRITY.evaluator(Heterogeneity)
+def _heterogeneity(rule: Heterogeneity, ctx: CheckContext) -> list[Finding]:
     if rule.only_if_structures:
         lookups = [ctx.structure(n) for n in rule.only_if_structures]
         present = [lk for lk in lookups if lk.roi is not None or lk.defective is not None]  # contoured, even if damaged
@@ -469,7 +485,30 @@ def _heterogeneity(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _prescription_matches_dose(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class PrescriptionMatchesDose(CourseCheck):
+    """A dose metric of each prescribed target in % of its Target Prescription Dose."""
+
+    check: Literal["prescription_matches_dose"]
+    metric: str = "D95%[Gy]"
+    limits: Limits | None = None
+    limits_by_regime: LimitsByRegime | None = None
+
+    @model_validator(mode="after")
+    def _limits_and_metric(self) -> PrescriptionMatchesDose:
+        if (self.limits is None) == (self.limits_by_regime is None):
+            raise ValueError("check 'prescription_matches_dose' needs exactly one of 'limits' or 'limits_by_regime'")
+        try:
+            spec = parse_metric(self.metric)
+        except MetricSpecError as exc:
+            raise ValueError(str(exc)) from exc
+        if not (spec.is_dose and spec.result_unit == "Gy"):
+            raise ValueError(f"metric {self.metric!r} must be a dose in Gy (e.g. 'D95%[Gy]' or 'Mean[Gy]')")
+        _limits_in(self.check, "%", [self.limits, *_regime_sets(self.limits_by_regime)])
+        return self
+
+
+@INTEGRITY.evaluator(PrescriptionMatchesDose)
+def _prescription_matches_dose(rule: PrescriptionMatchesDose, ctx: CheckContext) -> list[Finding]:
     out = []
     for info in _courses(rule, ctx):
         plan, rtss = info.course.plan, info.course.structure_set
@@ -528,7 +567,23 @@ def _prescription_matches_dose(rule: IntegrityRule, ctx: CheckContext) -> list[F
     return out
 
 
-def _fractions_match_protocol(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class FractionsMatchProtocol(CourseCheck):
+    """Each course's fractionation regime is one the protocol expects for what it treats."""
+
+    check: Literal["fractions_match_protocol"]
+    regimes_by_role: dict[Role, RegimeSet]
+    dose_per_fraction_by_role: dict[Role, Limits] | None = None
+
+    @model_validator(mode="after")
+    def _units(self) -> FractionsMatchProtocol:
+        for role, lim in (self.dose_per_fraction_by_role or {}).items():
+            if lim.unit != "Gy":
+                raise ValueError(f"dose_per_fraction_by_role.{role} must be in 'Gy', not {lim.unit!r}")
+        return self
+
+
+@INTEGRITY.evaluator(FractionsMatchProtocol)
+def _fractions_match_protocol(rule: FractionsMatchProtocol, ctx: CheckContext) -> list[Finding]:
     by_role = rule.regimes_by_role or {}
     out = []
     for info in _courses(rule, ctx):
@@ -584,7 +639,15 @@ def _inside_body(body: Roi, point: tuple[float, float, float]) -> tuple[bool, st
     return inside, ("inside" if inside else "outside") + f" the contour {where}"
 
 
-def _isocenter_in_body(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class IsocenterInBody(CourseCheck):
+    """Every beam's isocenter lies inside the body contour (``body_structure``)."""
+
+    check: Literal["isocenter_in_body"]
+    body_structure: str = "External"
+
+
+@INTEGRITY.evaluator(IsocenterInBody)
+def _isocenter_in_body(rule: IsocenterInBody, ctx: CheckContext) -> list[Finding]:
     body, reason = _body_roi(ctx, rule.body_structure)
     if body is None:
         return [not_evaluated(rule, f"no body contour: {reason}")]
@@ -625,7 +688,14 @@ def _placeholder_machine(name: str) -> bool:
     return bool(_PLACEHOLDER_NAME.search(name))
 
 
-def _single_machine(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class SingleMachine(CourseCheck):
+    """All treatment beams of a course are on one named machine."""
+
+    check: Literal["single_machine"]
+
+
+@INTEGRITY.evaluator(SingleMachine)
+def _single_machine(rule: SingleMachine, ctx: CheckContext) -> list[Finding]:
     out = []
     for info in _courses(rule, ctx):
         beams = info.course.plan.treatment_beams
@@ -649,7 +719,22 @@ def _single_machine(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _beam_energy(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
+class BeamEnergy(CourseCheck):
+    """Photon nominal energies are allowed (``allowed_mv``); mixed energies graded by ``mixed_energies``."""
+
+    check: Literal["beam_energy"]
+    allowed_mv: list[float] | None = None
+    mixed_energies: Literal["pass", "warn", "fail"] = "warn"
+
+    @model_validator(mode="after")
+    def _energies(self) -> BeamEnergy:
+        if self.allowed_mv is not None and (not self.allowed_mv or min(self.allowed_mv) <= 0):
+            raise ValueError("allowed_mv must list energies > 0 MV")
+        return self
+
+
+@INTEGRITY.evaluator(BeamEnergy)
+def _beam_energy(rule: BeamEnergy, ctx: CheckContext) -> list[Finding]:
     courses = _courses(rule, ctx)
     ions = [info.label for info in courses if info.course.plan.is_ion]
     if ions and len(ions) == len(courses):
@@ -696,8 +781,20 @@ def _beam_energy(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _meterset(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
-    assert rule.limits_by_regime is not None
+class Meterset(CourseCheck):
+    """Monitor units per Gy of each course (course MU / course prescription), limits per regime."""
+
+    check: Literal["meterset"]
+    limits_by_regime: LimitsByRegime
+
+    @model_validator(mode="after")
+    def _units(self) -> Meterset:
+        _limits_in(self.check, "MU/Gy", _regime_sets(self.limits_by_regime))
+        return self
+
+
+@INTEGRITY.evaluator(Meterset)
+def _meterset(rule: Meterset, ctx: CheckContext) -> list[Finding]:
     courses = _courses(rule, ctx)
     ions = [info.label for info in courses if info.course.plan.is_ion]
     if ions and len(ions) == len(courses):
@@ -747,28 +844,10 @@ def _meterset(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-_CHECKS = {
-    "same_patient": _same_patient,
-    "references": _references,
-    "dose_units": _dose_units,
-    "dose_summation": _dose_summation,
-    "grid_covers": _grid_covers,
-    "grid_spacing": _grid_spacing,
-    "heterogeneity": _heterogeneity,
-    "prescription_matches_dose": _prescription_matches_dose,
-    "fractions_match_protocol": _fractions_match_protocol,
-    "isocenter_in_body": _isocenter_in_body,
-    "single_machine": _single_machine,
-    "beam_energy": _beam_energy,
-    "meterset": _meterset,
-}
+IntegrityRule = INTEGRITY.union()
+"""An integrity rule: one of the check models above, chosen by ``check``."""
 
+evaluate_integrity_rule = INTEGRITY.evaluate
+"""Evaluate one integrity rule (one finding per course for per-course checks)."""
 
-def evaluate_integrity_rule(rule: IntegrityRule, ctx: CheckContext) -> list[Finding]:
-    """Evaluate one integrity rule (one finding per course for per-course checks)."""
-    if rule.check in _PER_COURSE and not ctx.courses:
-        return [not_evaluated(rule, "the export has no course with a dose")]
-    return _CHECKS[rule.check](rule, ctx)
-
-
-INTEGRITY_KIND = RuleKind(model=IntegrityRule, evaluate=evaluate_integrity_rule)
+INTEGRITY_KIND = INTEGRITY.rule_kind()

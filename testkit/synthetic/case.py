@@ -1,7 +1,7 @@
 """Build a complete synthetic case (CT, contours, three plans and their doses) as plain data.
 
 :func:`build_case` is pure and deterministic: the same :class:`CaseSpec` gives
-equal arrays. :func:`plancheck.dicom.write.write_case` turns the result into
+equal arrays. :func:`testkit.write.write_case` turns the result into
 DICOM files.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from plancheck.synthetic.anatomy import Anatomy, build_anatomy
-from plancheck.synthetic.dose_models import (
+from testkit.synthetic.anatomy import Anatomy, build_anatomy
+from testkit.synthetic.dose_models import (
     arc_bath_2d,
     conventional_relative_dose,
     heterogeneity,
@@ -22,8 +22,8 @@ from plancheck.synthetic.dose_models import (
     sbrt_relative_dose,
     smooth_min,
 )
-from plancheck.synthetic.shapes import planar_contours
-from plancheck.synthetic.spec import COURSE_LABELS, CaseSpec
+from testkit.synthetic.shapes import planar_contours
+from testkit.synthetic.spec import COURSE_LABELS, CaseSpec
 
 __all__ = [
     "SyntheticStructure",
@@ -48,7 +48,7 @@ class SyntheticStructure:
 
 @dataclass(frozen=True)
 class BeamSpec:
-    """One photon beam of an RT Plan (what the generator plans and :func:`plancheck.dicom.write.rtplan_dataset` writes).
+    """One photon beam of an RT Plan (what the generator plans and :func:`testkit.write.rtplan_dataset` writes).
 
     Parameters
     ----------

@@ -16,9 +16,9 @@ Two data files travel with plancheck in the ``plancheck.constraints`` package:
     its protocols (``Lung_Total`` → ``Lungs``, ``Cord`` → ``SpinalCord`` …), other
     TG-263 structures accepted in place of a missing one (``Body`` for
     ``External``), and the words used to read target names
-    (see :func:`plancheck.protocol.names.parse_target_name`).
+    (see :func:`plancheck.names.targets.parse_target_name`).
 
-This module reads and validates both; :mod:`plancheck.protocol.names` does the
+This module reads and validates both; :mod:`plancheck.names.structures` does the
 matching. The default files are parsed once per process (cached).
 
 References
@@ -345,7 +345,7 @@ def load_synonyms(path: str | PathLike[str] | None = None) -> SynonymsFile:
 
     Only the schema is checked here; that every ``standard`` is a TG-263 name and
     that no synonym names a different structure is checked when a
-    :class:`~plancheck.protocol.names.StructureNameMatcher` is built from it.
+    :class:`~plancheck.names.structures.StructureNameMatcher` is built from it.
 
     Parameters
     ----------

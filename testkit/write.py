@@ -33,13 +33,20 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    RTDoseStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+    generate_uid,
+)
 from pydicom.valuerep import format_number_as_ds
 
-from plancheck.synthetic.case import BeamSpec  # one beam description for the writer and the generator
+from testkit.synthetic.case import BeamSpec  # one beam description for the writer and the generator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from plancheck.synthetic.case import SyntheticCase
+    from testkit.synthetic.case import SyntheticCase
 
 __all__ = [
     "CT_IMAGE_STORAGE",
@@ -58,11 +65,13 @@ __all__ = [
     "write_case",
 ]
 
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
-RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
-RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
+CT_IMAGE_STORAGE = CTImageStorage
+RT_DOSE_STORAGE = RTDoseStorage
+RT_STRUCTURE_SET_STORAGE = RTStructureSetStorage
+RT_PLAN_STORAGE = RTPlanStorage
 
+#: Detached Study Management SOP Class (retired; customary in RT Referenced Study Sequences; not named by pydicom).
+_DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
 _DEFAULT_DATE = "20250602"
 _DEFAULT_TIME = "120000"
 _MANUFACTURER = "plancheck synthetic"
@@ -173,7 +182,7 @@ def _base_dataset(*, sop_class_uid: str, sop_instance_uid: str, modality: str, p
     ds.StationName = "PLANCHECK"
     if series_description:
         ds.SeriesDescription = series_description
-    ds.ManufacturerModelName = "plancheck.dicom.write"
+    ds.ManufacturerModelName = "plancheck.dicom.write"  # the model name the sample was written with (keeps its bytes)
     ds.PatientName = patient.patient_name
     ds.PatientID = patient.patient_id
     ds.PatientBirthDate = patient.birth_date
@@ -250,7 +259,7 @@ def rtstruct_dataset(*, rois: Sequence[RoiSpec], frame_of_reference_uid: str, pa
                        for im in images]
         series_item = _item(SeriesInstanceUID=images[0].SeriesInstanceUID,
                             ContourImageSequence=DicomSequence(image_items))
-        study_item = _item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management (retired, customary)
+        study_item = _item(ReferencedSOPClassUID=_DETACHED_STUDY_MANAGEMENT,
                            ReferencedSOPInstanceUID=images[0].StudyInstanceUID,
                            RTReferencedSeriesSequence=DicomSequence([series_item]))
         frame_item.RTReferencedStudySequence = DicomSequence([study_item])
@@ -685,7 +694,7 @@ def save_dataset(ds: Dataset, path: str | os.PathLike[str]) -> Path:
 
 
 def write_case(case: SyntheticCase, out_dir: str | os.PathLike[str], *, name: str = "sample") -> list[Path]:
-    """Write a :class:`plancheck.synthetic.case.SyntheticCase` as DICOM files.
+    """Write a :class:`testkit.synthetic.case.SyntheticCase` as DICOM files.
 
     Files: ``CT_001.dcm`` ... (if the case has a CT), ``RS_<name>.dcm``, and per
     course ``RP_<label>.dcm`` and ``RD_<label>.dcm``. All UIDs derive from the

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from plancheck.synthetic.shapes import (
+from testkit.synthetic.shapes import (
     Difference,
     Ellipsoid,
     EllipticTube,
@@ -23,7 +23,7 @@ from plancheck.synthetic.shapes import (
     SuperEllipticPrism,
     Union,
 )
-from plancheck.synthetic.spec import CaseSpec
+from testkit.synthetic.spec import CaseSpec
 
 __all__ = ["RoiDef", "Anatomy", "build_anatomy"]
 

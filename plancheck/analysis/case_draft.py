@@ -33,7 +33,7 @@ from pathlib import Path
 
 from plancheck.model.case import Case, case_lines, load_case
 from plancheck.model.export import PlanExport
-from plancheck.protocol.names import TargetKind, TargetRole, parse_target_name
+from plancheck.names.targets import TargetKind, TargetRole, parse_target_name
 from plancheck.radiobiology import FractionationRegime, summarize_fractionation
 
 __all__ = ["draft_case_file", "check_case_file", "CaseFileCheck", "CLINICIAN_FIELDS"]

@@ -15,7 +15,7 @@ are kept::
 A treatment that cannot be checked from its files (unreadable input, too many alternative
 plans, still incomplete when given up on) is recorded as ERROR once per version; an internal
 error (a bug) is logged and recorded in ``checks.jsonl`` but leaves no version folder, so the
-version is tried again. The check itself is :func:`plancheck.check_treatment.check_treatment_files`.
+version is tried again. The check itself is :func:`plancheck.analysis.check_treatment.check_treatment_files`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from plancheck.atomic_write import write_file_atomically
-from plancheck.batch.workers import JobLimits, WorkerFailed, call_in_process
-from plancheck.check_treatment import check_treatment_files
+from plancheck.analysis.processes import JobLimits, WorkerFailed, call_in_process
+from plancheck.analysis.check_treatment import check_treatment_files
 from plancheck.dicom.store import TreatmentCheck, scrub, treatment_version
 from plancheck.errors import InputError, ProtocolError, UsageError
 from plancheck.protocol.loader import Protocol
@@ -105,7 +105,7 @@ class TreatmentChecker:
     on_record
         Called with every :class:`CheckRecord`.
     isolate
-        Run each check in a worker process of its own (:func:`plancheck.batch.workers.call_in_process`):
+        Run each check in a worker process of its own (:func:`plancheck.analysis.processes.call_in_process`):
         beside the service's threads without sharing their interpreter lock, within
         ``limits``, and a crash cannot take the service down.
     limits

@@ -3,16 +3,16 @@
 A thoracic case of oligometastatic esophageal cancer with three courses
 (conventional esophagus, SBRT lung metastasis, SBRT vertebral metastasis):
 analytic anatomy → planar contours, a CT-like HU volume and phenomenological
-dose distributions. :func:`plancheck.dicom.write.write_case` writes it as DICOM and
-:func:`plancheck.synthetic.case_file.write_case_file` its clinical context (``case.yaml``).
+dose distributions. :func:`testkit.write.write_case` writes it as DICOM and
+:func:`testkit.synthetic.case_file.write_case_file` its clinical context (``case.yaml``).
 
 Example
 -------
->>> from plancheck.synthetic import CaseSpec, build_case
+>>> from testkit.synthetic import CaseSpec, build_case
 >>> case = build_case(CaseSpec.variant("violations"))   # doctest: +SKIP
 """
 
-from plancheck.synthetic.case import (
+from testkit.synthetic.case import (
     BeamSpec,
     SyntheticCase,
     SyntheticCourse,
@@ -20,7 +20,7 @@ from plancheck.synthetic.case import (
     SyntheticStructure,
     build_case,
 )
-from plancheck.synthetic.spec import COURSE_LABELS, CaseSpec
+from testkit.synthetic.spec import COURSE_LABELS, CaseSpec
 
 __all__ = [
     "BeamSpec",

@@ -4,7 +4,6 @@ chosen dose kind, with TG-263 metrics — the library behind ``plancheck dvh``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -13,16 +12,18 @@ from operator import attrgetter
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import grid_coverage_pct, sample_for_grid
 from plancheck.dvh.metrics import DEFAULT_METRICS, MetricSpec, MetricValue, evaluate_metric, parse_metric
+from plancheck.dvh.tables import CourseDVHs, StructureDVH
 from plancheck.errors import UsageError
 from plancheck.model.dose import dose_kind_label
 from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi, StructureSet
 from plancheck.parallel import map_in_threads
-from plancheck.protocol.names import StructureNameMatcher, is_target_roi
+from plancheck.names.structures import StructureNameMatcher
+from plancheck.names.targets import is_target_roi
 from plancheck.radiobiology import DoseConversion, DoseKind, default_alpha_beta_table
 from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
 
-__all__ = ["finite_or_none", "DoseKindRequest", "StructureDVH", "CourseDVHs", "select_rois", "dvh_tables"]
+__all__ = ["DoseKindRequest", "select_rois", "dvh_tables"]
 
 _BY_POINTS = attrgetter("number_of_points")
 """Work estimate of a structure (its contour points): large ones start first in the threads."""
@@ -48,46 +49,11 @@ class DoseKindRequest:
     per_structure_gy: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, eq=False)
-class StructureDVH:
-    """One structure's DVH and metrics.
-
-    ``dvh`` is None and ``not_computed`` says why for a structure that was read but cannot
-    be measured (``Roi.defects``): its metrics are then undefined with that reason.
-    """
-
-    roi: Roi
-    dvh: DVH | None
-    metrics: tuple[MetricValue, ...]
-    dose_kind: str
-    alpha_beta_gy: float | None = None
-    alpha_beta_source: str = ""
-    prescription_gy: float | None = None
-    not_computed: str = ""
-
-
 def _not_computed(roi: Roi, specs: Sequence[MetricSpec], dose_kind: str) -> StructureDVH:
     """The row of a defective structure: no DVH, every metric undefined with its defects."""
     reason = roi.defect_text
     metrics = tuple(MetricValue(spec.text, None, spec.result_unit, reason=reason) for spec in specs)
     return StructureDVH(roi, None, metrics, dose_kind, not_computed=reason)
-
-
-@dataclass(frozen=True, eq=False)
-class CourseDVHs:
-    """The DVH table of one course (or of a composite of courses)."""
-
-    label: str
-    sop_instance_uid: str
-    fractions: int | None
-    prescription_gy: float | None
-    dose_summary: str
-    structures: tuple[StructureDVH, ...]
-    engine: str
-    composite_of: tuple[str, ...] = ()
-    volume_model: str = ""
-    """The DVH volume model and why it was chosen (``StructureSet.volume_model_description``)."""
-    dose_type: str = "PHYSICAL"
 
 
 def select_rois(structure_set: StructureSet, names: Sequence[str] | None) -> list[Roi]:
@@ -264,8 +230,3 @@ def _composite_table(export: PlanExport, names, specs, request: DoseKindRequest)
         volume_model=structure_set.volume_model_description,
         dose_type=dose_type,
     )
-
-
-def finite_or_none(x: float | None) -> float | None:
-    """JSON-friendly: None for None/NaN/inf."""
-    return None if x is None or not math.isfinite(x) else float(x)

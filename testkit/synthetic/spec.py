@@ -36,7 +36,7 @@ class CaseSpec:
         a posterior hot band (spinal cord max about 50 Gy); C3 with the vertebral
         lesion reaching the canal and no cord sparing (cord D0.03cc about 24 Gy,
         D0.35cc about 20 Gy in 3 fx). Its case file (six lesions, some untreated)
-        is :func:`plancheck.synthetic.case_file.case_context`.
+        is :func:`testkit.synthetic.case_file.case_context`.
     omit_courses
         Course labels (see :data:`COURSE_LABELS`) to leave out.
     omit_structures

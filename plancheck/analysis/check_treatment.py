@@ -3,7 +3,7 @@
 ``plancheck check``, ``plancheck batch`` (in its workers), the DICOM receiver
 (``plancheck serve``) and the watched export folder (``plancheck watch``) all call
 :func:`check_treatment`, so a treatment gets the same verdict whichever way it arrives:
-the same reader, the same choice of courses (:mod:`plancheck.course_selection`: a
+the same reader, the same choice of courses (:mod:`plancheck.model.course_selection`: a
 ``--plan`` selection, else the case file's ``courses:``, else every plan, alternative plans
 refused), the same rules on the same composite of all its courses.
 
@@ -20,7 +20,7 @@ import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from plancheck.course_selection import PlanSelection
+from plancheck.model.course_selection import PlanSelection
 from plancheck.errors import PlancheckError, ProtocolError
 from plancheck.model.case import CASE_FILE_NAMES, Case, case_from_text, find_case_file, load_case
 from plancheck.model.volume_model import VolumeModel, volume_model_named
@@ -197,7 +197,6 @@ def warm_up() -> None:
 
         import plancheck.dicom  # noqa: F401
         import plancheck.report  # noqa: F401
-        import plancheck.rules.registry  # noqa: F401
         from plancheck.dvh.engine import compute_dvh
         from plancheck.model import Contour, DoseGrid, Roi
         from plancheck.rules.registry import rule_kinds

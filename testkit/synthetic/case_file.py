@@ -22,12 +22,15 @@ from typing import Any
 
 import yaml
 
-from plancheck.synthetic.spec import CaseSpec
+from testkit.synthetic.spec import CaseSpec
 
 __all__ = ["case_context", "write_case_file", "CASE_FILE_NAME"]
 
 CASE_FILE_NAME = "case.yaml"
 
+# The headers name the generator where it lived when the sample was made (plancheck/synthetic,
+# plancheck.synthetic.case_file; now testkit/synthetic): kept so that the committed sample
+# regenerates byte for byte.
 _HEADER = {
     "sample": """\
 # Clinical context of the synthetic sample case (plancheck/synthetic; plans dated 2025-06-02).

@@ -1,0 +1,11 @@
+"""Imported once by the forkserver of the services (receiver, watched folder): load plancheck and its
+compiled kernels there, so that every worker process forked from it starts warm (see
+:mod:`plancheck.analysis.processes`, :func:`plancheck.analysis.check_treatment.warm_up`)."""
+
+from __future__ import annotations
+
+from plancheck.analysis.check_treatment import warm_up
+
+__all__: list[str] = []
+
+warm_up()
