@@ -40,7 +40,7 @@ def _spec(i: int) -> CaseSpec:
     pid, name = PATIENTS[i]
     return CaseSpec(seed=100 + i, jitter=1.0, violations=(i == 2), include_ct=(i == 1), ct_pixels=32,
                     ct_slice_mm=10.0, dose_spacing_conventional_mm=6.0, dose_spacing_sbrt_mm=5.0,
-                    patient_id=pid, patient_name=name)
+                    outline_tolerance_mm=0.01, patient_id=pid, patient_name=name)
 
 
 @pytest.fixture(scope="module")

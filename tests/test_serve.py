@@ -55,7 +55,7 @@ def protocol(protocol_file):
 def case_dir(tmp_path_factory) -> Path:
     """A small case: CT 32×32 at 10 mm, coarse dose grids; C1 violates the cord limit."""
     spec = CaseSpec(seed=11, jitter=0.5, violations=True, ct_pixels=32, ct_slice_mm=10.0,
-                    dose_spacing_conventional_mm=6.0, dose_spacing_sbrt_mm=5.0,
+                    dose_spacing_conventional_mm=6.0, dose_spacing_sbrt_mm=5.0, outline_tolerance_mm=0.01,
                     patient_id=PATIENT_ID, patient_name=PATIENT_NAME)
     out = tmp_path_factory.mktemp("case")
     write_case(build_case(spec), out)

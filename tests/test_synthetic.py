@@ -14,7 +14,8 @@ from testkit.synthetic.case_file import write_case_file
 from testkit.synthetic.shapes import Ellipsoid, Ring, planar_contours
 
 #: coarse grids: same anatomy and dose models, a fraction of the voxels
-COARSE = dict(ct_pixels=48, ct_slice_mm=6.0, dose_spacing_conventional_mm=6.0, dose_spacing_sbrt_mm=5.0)
+COARSE = dict(ct_pixels=48, ct_slice_mm=6.0, dose_spacing_conventional_mm=6.0, dose_spacing_sbrt_mm=5.0,
+              outline_tolerance_mm=0.01)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,16 @@ def test_ellipsoid_contour_matches_its_radius():
     assert np.all(contours[1][:, 2] == 6.0)
 
 
+def test_outline_tolerance_bounds_the_vertex_error_and_enters_the_uids():
+    # a sphere of radius 10 mm, rays bisected to 0.01 mm: every vertex within 0.01 mm of the circle
+    [poly] = planar_contours(Ellipsoid((0.0, 0.0, 0.0), (10.0, 10.0, 10.0)), [0.0], outline_tolerance_mm=0.01)
+    radii = np.hypot(poly[:, 0], poly[:, 1])
+    assert np.all(np.abs(radii - 10.0) <= 0.01) and np.any(np.abs(radii - 10.0) > 1e-6)
+    assert CaseSpec(outline_tolerance_mm=0.01).uid_key() != CaseSpec().uid_key() == repr(CaseSpec())
+    with pytest.raises(ValueError, match="outline_tolerance_mm"):
+        CaseSpec(outline_tolerance_mm=0.0)
+
+
 def test_ring_writes_outer_and_hole():
     ring = Ring(Ellipsoid((0, 0, 0), (20, 20, 20)), Ellipsoid((0, 0, 0), (10, 10, 10)))
     (outer, hole) = planar_contours(ring, [0.0])
@@ -62,16 +73,21 @@ def test_ring_writes_outer_and_hole():
     assert np.hypot(*hole[:, :2].T).mean() == pytest.approx(10.0, abs=1e-3)
 
 
-def test_build_is_deterministic(coarse_case):
-    again = build_case(CaseSpec(**COARSE))
-    assert again.uid_key == coarse_case.uid_key
-    for a, b in zip(coarse_case.courses, again.courses, strict=True):
+#: a very coarse jittered case (every random draw, a few planes): cheap to build twice
+TINY = dict(seed=5, jitter=1.0, ct_pixels=16, ct_slice_mm=20.0, dose_spacing_conventional_mm=8.0,
+            dose_spacing_sbrt_mm=8.0, outline_tolerance_mm=0.05)
+
+
+def test_build_is_deterministic():
+    first, again = build_case(CaseSpec(**TINY)), build_case(CaseSpec(**TINY))
+    assert again.uid_key == first.uid_key
+    for a, b in zip(first.courses, again.courses, strict=True):
         np.testing.assert_array_equal(a.dose_gy, b.dose_gy)
-    for a, b in zip(coarse_case.structures, again.structures, strict=True):
+    for a, b in zip(first.structures, again.structures, strict=True):
         assert a.name == b.name and len(a.contours) == len(b.contours)
         for ca, cb in zip(a.contours, b.contours):
             np.testing.assert_array_equal(ca, cb)
-    np.testing.assert_array_equal(coarse_case.ct.hu, again.ct.hu)
+    np.testing.assert_array_equal(first.ct.hu, again.ct.hu)
 
 
 def test_case_content(coarse_case):
@@ -162,7 +178,7 @@ def test_violations_variant_breaks_limits(coarse_case, coarse_violations):
 
 def test_omit_structures_and_jitter(coarse_case):
     spec = CaseSpec(seed=3, jitter=1.0, omit_structures=("PTV_Met_Vert",), include_ct=False,
-                    omit_courses=("C1_Eso", "C2_LungMet"), **COARSE)
+                    omit_courses=("C1_Eso", "C2_LungMet"), **{**COARSE, "ct_slice_mm": 12.0})
     case = build_case(spec)
     assert "PTV_Met_Vert" not in [s.name for s in case.structures]
     # numbering is stable, so the plan keeps its (now dangling) reference

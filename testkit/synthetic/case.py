@@ -451,7 +451,8 @@ def build_case(spec: CaseSpec | None = None) -> SyntheticCase:
 
     structures = tuple(
         SyntheticStructure(number=r.number, name=r.name, interpreted_type=r.interpreted_type,
-                           color_rgb=r.color_rgb, contours=planar_contours(r.shape, anatomy.z_planes_mm))
+                           color_rgb=r.color_rgb, contours=planar_contours(r.shape, anatomy.z_planes_mm,
+                                                    outline_tolerance_mm=spec.outline_tolerance_mm))
         for r in anatomy.rois if r.name not in spec.omit_structures
     )
     numbers = {r.name: r.number for r in anatomy.rois}

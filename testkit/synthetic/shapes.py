@@ -84,14 +84,20 @@ class Shape:
         cx, cy = self.center_xy(z)
         return bool(self.sdf(np.array([cx]), np.array([cy]), np.array([z]))[0] < 0.0)
 
-    def polygons(self, z: float, *, vertex_spacing_mm: float | None = None) -> list[np.ndarray]:
+    def polygons(self, z: float, *, vertex_spacing_mm: float | None = None,
+                 outline_tolerance_mm: float | None = None) -> list[np.ndarray]:
         """Closed planar polygons (``(N, 2)`` arrays, mm) of the cross-section at ``z``."""
         if not self.present_at(z):
             return []
-        return [star_polygon(self, z, vertex_spacing_mm=vertex_spacing_mm)]
+        return [star_polygon(self, z, vertex_spacing_mm=vertex_spacing_mm, outline_tolerance_mm=outline_tolerance_mm)]
 
 
-def star_polygon(shape: Shape, z: float, *, vertex_spacing_mm: float | None = None) -> np.ndarray:
+#: bisection steps per ray when no outline tolerance is given (the sample's contours)
+EXACT_BISECTIONS = 30
+
+
+def star_polygon(shape: Shape, z: float, *, vertex_spacing_mm: float | None = None,
+                 outline_tolerance_mm: float | None = None) -> np.ndarray:
     """The outline of ``shape`` at ``z`` by ray marching from its centre line.
 
     Parameters
@@ -103,6 +109,10 @@ def star_polygon(shape: Shape, z: float, *, vertex_spacing_mm: float | None = No
     vertex_spacing_mm
         Wanted distance between vertices; by default about 1 mm for small
         cross-sections, rising to 4 mm for the body outline.
+    outline_tolerance_mm
+        How far a vertex may lie from the true outline along its ray, mm; by
+        default (None) each ray is bisected :data:`EXACT_BISECTIONS` times (below
+        1e-9 mm: the sample's contours). Tests pass about 0.01 mm for speed.
 
     Returns
     -------
@@ -114,6 +124,8 @@ def star_polygon(shape: Shape, z: float, *, vertex_spacing_mm: float | None = No
     bound = float(shape.bound_mm)
     step = min(1.0, bound / 200.0)
     radii = np.arange(step, bound + step, step)
+    bisections = EXACT_BISECTIONS if outline_tolerance_mm is None else \
+        max(1, int(np.ceil(np.log2(step / outline_tolerance_mm))))
     # coarse outline with 64 rays to estimate the size, then the real ray count
     for pass_ in range(2):
         if pass_ == 0:
@@ -131,7 +143,7 @@ def star_polygon(shape: Shape, z: float, *, vertex_spacing_mm: float | None = No
         first = np.where(outside.any(axis=1), outside.argmax(axis=1), len(radii) - 1)
         lo = np.where(first > 0, radii[np.maximum(first - 1, 0)], 0.0)
         hi = radii[first]
-        for _ in range(30):
+        for _ in range(bisections):
             mid = 0.5 * (lo + hi)
             inside = shape.sdf(cx + ux * mid, cy + uy * mid, np.full_like(mid, z)) <= 0.0
             lo = np.where(inside, mid, lo)
@@ -345,10 +357,11 @@ class Union(Shape):
     def present_at(self, z: float) -> bool:
         return any(p.present_at(z) for p in self.parts)
 
-    def polygons(self, z: float, *, vertex_spacing_mm: float | None = None) -> list[np.ndarray]:
+    def polygons(self, z: float, *, vertex_spacing_mm: float | None = None,
+                 outline_tolerance_mm: float | None = None) -> list[np.ndarray]:
         out: list[np.ndarray] = []
         for part in self.parts:
-            out.extend(part.polygons(z, vertex_spacing_mm=vertex_spacing_mm))
+            out.extend(part.polygons(z, vertex_spacing_mm=vertex_spacing_mm, outline_tolerance_mm=outline_tolerance_mm))
         return out
 
 
@@ -373,17 +386,21 @@ class Ring(Shape):
     def present_at(self, z: float) -> bool:
         return self.outer.present_at(z)
 
-    def polygons(self, z: float, *, vertex_spacing_mm: float | None = None) -> list[np.ndarray]:
-        out = self.outer.polygons(z, vertex_spacing_mm=vertex_spacing_mm)
+    def polygons(self, z: float, *, vertex_spacing_mm: float | None = None,
+                 outline_tolerance_mm: float | None = None) -> list[np.ndarray]:
+        out = self.outer.polygons(z, vertex_spacing_mm=vertex_spacing_mm, outline_tolerance_mm=outline_tolerance_mm)
         if out:
-            out = out + self.inner.polygons(z, vertex_spacing_mm=vertex_spacing_mm)
+            out = out + self.inner.polygons(z, vertex_spacing_mm=vertex_spacing_mm,
+                                            outline_tolerance_mm=outline_tolerance_mm)
         return out
 
 
-def planar_contours(shape: Shape, z_planes_mm: Sequence[float]) -> tuple[np.ndarray, ...]:
-    """All contours of ``shape`` on the given planes as ``(N, 3)`` arrays (mm)."""
+def planar_contours(shape: Shape, z_planes_mm: Sequence[float], *,
+                    outline_tolerance_mm: float | None = None) -> tuple[np.ndarray, ...]:
+    """All contours of ``shape`` on the given planes as ``(N, 3)`` arrays (mm); see
+    :func:`star_polygon` for ``outline_tolerance_mm``."""
     contours: list[np.ndarray] = []
     for z in z_planes_mm:
-        for poly in shape.polygons(float(z)):
+        for poly in shape.polygons(float(z), outline_tolerance_mm=outline_tolerance_mm):
             contours.append(np.column_stack([poly, np.full(len(poly), float(z))]))
     return tuple(contours)
