@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydicom import dcmread
@@ -105,6 +106,58 @@ def test_idle_connections_do_not_lock_out_a_real_sender(tmp_path, protocol, expo
         finally:
             for s in idle:
                 s.close()
+
+
+class _FakeConnection:
+    """What the eviction policy looks at of a pynetdicom association: its DUL state and
+    socket (one end of a real socket pair, so that bytes sent by the peer are readable)."""
+
+    def __init__(self, state: str = "Sta2", sent: bytes = b"") -> None:
+        self.local, self.remote = socket.socketpair()
+        if sent:
+            self.remote.sendall(sent)
+        self.dul = SimpleNamespace(state_machine=SimpleNamespace(current_state=state),
+                                   socket=SimpleNamespace(socket=self.local), to_user_queue=SimpleNamespace(put=lambda _: None))
+
+    @property
+    def closed_by_receiver(self) -> bool:
+        self.remote.settimeout(0.05)  # the receiver shuts a socket down before _on_conn_open returns
+        try:
+            return self.remote.recv(1) == b""
+        except (ConnectionResetError, socket.timeout):
+            return False
+
+    def close(self) -> None:
+        self.local.close()
+        self.remote.close()
+
+
+def test_a_connection_that_has_sent_its_request_is_never_evicted_for_silent_ones(tmp_path, protocol):
+    # the benchmark's failure, made deterministic: a sender's connection (oldest, its
+    # A-ASSOCIATE-RQ bytes waiting or already read by pynetdicom) among a flood of silent
+    # connections from the same address. Quota 2 silent per peer: after 6 floods, the 4
+    # oldest silent ones are closed, the two speaking ones and the 2 newest silent ones stay.
+    rx = Receiver(_config(tmp_path, protocol, max_pending=16, max_pending_per_peer=2))
+    waiting = _FakeConnection(sent=b"\x01\x00")      # bytes in the socket, state not yet moved
+    read = _FakeConnection(state="Sta3")               # pynetdicom has read the request
+    flood = [_FakeConnection() for _ in range(6)]
+    others: list[_FakeConnection] = []
+    try:
+        for conn in [waiting, read, *flood]:
+            rx._on_conn_open(SimpleNamespace(assoc=conn, address=("10.0.0.7", 40000)))
+        assert [c.closed_by_receiver for c in flood] == [True] * 4 + [False] * 2
+        assert not waiting.closed_by_receiver and not read.closed_by_receiver
+        assert {id(c) for c in (waiting, read, *flood[4:])} == set(rx._pending)
+        # the bound on all peers counts silent connections too: 3 more from other addresses, limit 4
+        rx.config = ReceiverConfig(**{**rx.config.__dict__, "max_pending": 4})
+        others.extend(_FakeConnection() for _ in range(3))
+        for i, conn in enumerate(others):
+            rx._on_conn_open(SimpleNamespace(assoc=conn, address=(f"10.0.0.{20 + i}", 40000)))
+        assert [c.closed_by_receiver for c in flood[4:] + others] == [True, False, False, False, False]
+        assert not waiting.closed_by_receiver and not read.closed_by_receiver
+    finally:
+        for conn in [waiting, read, *flood, *others]:
+            conn.close()
 
 
 def test_a_connection_that_never_associates_is_closed_quickly(tmp_path, protocol):

@@ -9,9 +9,12 @@ association completed or changed, once per version.
 Robustness
 ----------
 * **Connections that never associate.** A TCP connection that has not sent its
-  A-ASSOCIATE-RQ is *pending*: at most ``max_pending_per_peer`` per peer address and
-  ``max_pending`` in all; one more closes the oldest pending connection (of that peer, or
-  of all), and a pending connection is closed after ``association_timeout_s``. Pending
+  A-ASSOCIATE-RQ is *pending*; a pending connection that has sent nothing yet is *silent*.
+  At most ``max_pending_per_peer`` silent connections per peer address and ``max_pending``
+  in all: one more closes the oldest silent one (of that peer, or of all). A connection
+  whose request has arrived (bytes waiting, or read by pynetdicom) is never closed for this:
+  a sender on the same address as a flood of reconnecting idle connections keeps its
+  connection. A pending connection is closed after ``association_timeout_s``. Pending
   connections do not take association slots (``max_associations`` counts associations),
   so idle connections cannot lock a real sender out. An association idle for
   ``idle_timeout_s`` is aborted.
@@ -61,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import os
+import select
 import socket
 import tempfile
 from collections import OrderedDict
@@ -122,8 +126,8 @@ class ReceiverConfig:
     max_associations
         Concurrent associations.
     max_pending, max_pending_per_peer
-        TCP connections that have not yet requested an association, in all and per peer
-        address; one more closes the oldest.
+        TCP connections that have not sent anything yet, in all and per peer address; one
+        more closes the oldest of them.
     association_timeout_s
         Seconds a connection may take to request an association (ACSE timeout).
     idle_timeout_s
@@ -246,6 +250,22 @@ def _incoming_file(*args: Any, **kwargs: Any) -> Any:
     if receiver is None:
         return _ORIGINAL_TEMPFILE(*args, **kwargs)
     return receiver._open_incoming(assoc)
+
+
+def _has_spoken(assoc: Any) -> bool:
+    """True once a pending connection has sent something: its bytes wait in the socket, or
+    pynetdicom's state machine has left Sta2 ("awaiting A-ASSOCIATE-RQ", PS3.8 9.2) because
+    it read them. A connection whose state cannot be read counts as silent."""
+    try:
+        if assoc.dul.state_machine.current_state not in ("Sta1", "Sta2"):
+            return True
+        sock = assoc.dul.socket.socket
+        if sock is None:
+            return False
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class Receiver:
@@ -436,18 +456,21 @@ class Receiver:
             pass
 
     def _on_conn_open(self, event: Any) -> None:
-        """A TCP connection: pending until it requests an association; evict the oldest
-        pending connection of this peer (or of all) beyond the bounds."""
+        """A TCP connection: pending until it requests an association; beyond the bounds,
+        close the oldest silent pending connection of this peer (or of all)."""
         assoc = event.assoc
         peer = _shown(event.address[0] if getattr(event, "address", None) else self._peer(assoc), 45)
         evicted = []
         with self._lock:
             self._pending[id(assoc)] = (peer, assoc)
-            same = [key for key, (p, _) in self._pending.items() if p == peer]
+            silent = [key for key, (_, a) in self._pending.items() if not _has_spoken(a)]
+            same = [key for key in silent if self._pending[key][0] == peer]
             while len(same) > self.config.max_pending_per_peer:
-                evicted.append(self._pending.pop(same.pop(0))[1])
-            while len(self._pending) > self.config.max_pending:
-                evicted.append(self._pending.popitem(last=False)[1][1])
+                key = same.pop(0)
+                silent.remove(key)
+                evicted.append(self._pending.pop(key)[1])
+            while len(silent) > self.config.max_pending:
+                evicted.append(self._pending.pop(silent.pop(0))[1])
         for old in evicted:
             log.warning("closing a connection from %s that has not requested an association (too many pending)", peer)
             self._close_pending(old)
