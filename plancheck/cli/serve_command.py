@@ -52,8 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
                    help="abort an association silent for S seconds (default 60)")
     p.add_argument("--max-pending-per-peer", type=int, default=4, metavar="N",
-                   help="connections one address may hold open without requesting an association; one more closes "
-                        "the oldest (default 4)")
+                   help="connections one address may hold open without sending anything; one more closes the "
+                        "oldest of them (default 4)")
     p.add_argument("--no-html", action="store_true", help="write JSON reports only")
     p.add_argument("--log-file", metavar="FILE", help="append the log to FILE instead of standard error")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
