@@ -468,11 +468,12 @@ class Receiver:
             while len(same) > self.config.max_pending_per_peer:
                 key = same.pop(0)
                 silent.remove(key)
-                evicted.append(self._pending.pop(key)[1])
+                evicted.append(self._pending.pop(key))
             while len(silent) > self.config.max_pending:
-                evicted.append(self._pending.pop(silent.pop(0))[1])
-        for old in evicted:
-            log.warning("closing a connection from %s that has not requested an association (too many pending)", peer)
+                evicted.append(self._pending.pop(silent.pop(0)))
+        for old_peer, old in evicted:
+            log.warning("closing a connection from %s that has not requested an association (too many pending)",
+                        old_peer)
             self._close_pending(old)
 
     def _on_requested(self, event: Any) -> None:
