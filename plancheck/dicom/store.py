@@ -739,6 +739,16 @@ def _missing_doses(plan: ObjectInfo, doses: Sequence[ObjectInfo]) -> list[str]:
     return [f"the doses referencing RT Plan {uid} are of summation type(s) {types}, none usable"]
 
 
+def _plan_frame(plan: ObjectInfo, rtss_by_uid: dict[str, ObjectInfo]) -> str:
+    """The plan's Frame of Reference UID, else that of the structure set it references ("" if neither)."""
+    if plan.frame_of_reference_uid:
+        return plan.frame_of_reference_uid
+    for uid in plan.referenced_uids:
+        if uid in rtss_by_uid:
+            return rtss_by_uid[uid].frame_of_reference_uid
+    return ""
+
+
 def group_plans(objects: Sequence[ObjectInfo]) -> list[PlanGroup]:
     """Group indexed objects by plan.
 
@@ -764,20 +774,12 @@ def group_plans(objects: Sequence[ObjectInfo]) -> list[PlanGroup]:
         else:
             unlinked_doses.append(dose)
 
-    def frame_of(plan: ObjectInfo) -> str:
-        if plan.frame_of_reference_uid:
-            return plan.frame_of_reference_uid
-        for uid in plan.referenced_uids:
-            if uid in rtss_by_uid:
-                return rtss_by_uid[uid].frame_of_reference_uid
-        return ""
-
     by_place: dict[tuple[str, str], list[ObjectInfo]] = {}
     by_patient: dict[str, list[ObjectInfo]] = {}
     for o in objects:
         by_place.setdefault((o.patient_id, o.frame_of_reference_uid), []).append(o)
         by_patient.setdefault(o.patient_id, []).append(o)
-    plan_frames = {p.sop_instance_uid: frame_of(p) for p in plans}
+    plan_frames = {p.sop_instance_uid: _plan_frame(p, rtss_by_uid) for p in plans}
     plans_at: dict[tuple[str, str], int] = {}
     for p in plans:
         key = (p.patient_id, plan_frames[p.sop_instance_uid])
@@ -948,17 +950,9 @@ def group_treatments(objects: Sequence[ObjectInfo]) -> list[TreatmentGroup]:
     plan_groups = group_plans(objects)
     rtss_by_uid = {o.sop_instance_uid: o for o in objects if o.kind == "RTSTRUCT"}
 
-    def frame_of(plan: ObjectInfo) -> str:
-        if plan.frame_of_reference_uid:
-            return plan.frame_of_reference_uid
-        for uid in plan.referenced_uids:
-            if uid in rtss_by_uid:
-                return rtss_by_uid[uid].frame_of_reference_uid
-        return ""
-
     by_place: dict[tuple[str, str], list[PlanGroup]] = {}
     for group in plan_groups:
-        by_place.setdefault((group.plan.patient_id, frame_of(group.plan)), []).append(group)
+        by_place.setdefault((group.plan.patient_id, _plan_frame(group.plan, rtss_by_uid)), []).append(group)
     out = []
     for (patient, frame), groups in by_place.items():
         same = [o for o in objects if o.patient_id == patient and o.frame_of_reference_uid == frame and frame]
