@@ -91,8 +91,7 @@ def main_cli() -> int:
         base = fm.build_base(work / "base", full=args.full)
         protocol: Path | None = None
         if not args.full:
-            protocol = work / "fuzz-protocol.yaml"
-            protocol.write_text(fm.FUZZ_PROTOCOL_YAML, encoding="utf-8")
+            protocol = fm.write_fuzz_protocol(work)
         rng = random.Random(args.seed)
         by_code: Counter = Counter()
         by_kind: Counter = Counter()

@@ -33,7 +33,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 __all__ = [
-    "SAMPLE", "BASE_ROIS", "FILES", "FUZZ_PROTOCOL_YAML", "Mutation", "build_base", "apply", "random_mutation",
+    "SAMPLE", "BASE_ROIS", "FILES", "FUZZ_PROTOCOL_YAML", "Mutation", "build_base", "write_fuzz_protocol", "apply", "random_mutation",
     "CONTOUR_OPERATIONS", "TAG_VALUES", "FULL_FILES", "FULL_ROIS", "corrupted_rois",
 ]
 
@@ -118,6 +118,13 @@ FULL_FILES = ("RP_C1_Eso.dcm", "RP_C2_LungMet.dcm", "RP_C3_VertMet.dcm", "RS_sam
               "RD_C2_LungMet.dcm", "RD_C3_VertMet.dcm")
 FULL_ROIS = ("External", "Lungs", "Heart", "SpinalCord", "SpinalCord_PRV05", "Esophagus", "PTVp", "PTV_Met_Lung",
              "PTV_Met_Vert", "GTV_Met_Vert")
+
+
+def write_fuzz_protocol(folder: Path) -> Path:
+    """Write :data:`FUZZ_PROTOCOL_YAML` as ``folder/fuzz-protocol.yaml``; returns its path."""
+    path = folder / "fuzz-protocol.yaml"
+    path.write_text(FUZZ_PROTOCOL_YAML, encoding="utf-8")
+    return path
 
 
 def build_base(folder: Path, *, full: bool = False) -> Path:

@@ -45,9 +45,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def protocol(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("validation-protocol") / "fuzz-protocol.yaml"
-    path.write_text(fm.FUZZ_PROTOCOL_YAML, encoding="utf-8")
-    return path
+    return fm.write_fuzz_protocol(tmp_path_factory.mktemp("validation-protocol"))
 
 
 def _results(out: str) -> dict[str, dict]:

@@ -171,10 +171,8 @@ def test_effective_dose_is_labelled_in_dvh_outputs(ramp: Path, capsys: pytest.Ca
     assert json.loads(out)["plans"][0]["structures"][0]["dose_kind"] == "EQD2(α/β=10 Gy) of RBE-weighted dose"
 
 
-def test_effective_dose_is_labelled_in_check_and_fractionation(ramp: Path, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
-    protocol = tmp_path / "ramp.yaml"
-    protocol.write_text("""\
+#: one physical-dose rule on the External, to see how RBE-weighted dose is labelled in a check
+RAMP_PROTOCOL = """\
 schema_version: 1
 id: ramp
 title: RBE-weighted dose labels
@@ -189,7 +187,13 @@ rules:
     dose_basis: physical
     limits: {unit: Gy, upper: {per_protocol: 100}}
     provenance: {source: test, section: "1", confidence: institutional}
-""", encoding="utf-8")
+"""
+
+
+def test_effective_dose_is_labelled_in_check_and_fractionation(ramp: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    protocol = tmp_path / "ramp.yaml"
+    protocol.write_text(RAMP_PROTOCOL, encoding="utf-8")
     code, out, _ = run(["check", str(ramp), "--protocol", str(protocol), "--format", "json"], capsys)
     doc = json.loads(out)
     assert doc["plans"][0]["dose_type"] == "EFFECTIVE"
@@ -207,22 +211,7 @@ rules:
 def test_effective_dose_is_labelled_in_the_html_plots(ramp: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     protocol = tmp_path / "ramp.yaml"
-    protocol.write_text("""\
-schema_version: 1
-id: ramp
-title: RBE-weighted dose labels
-version: "1"
-rules:
-  - id: EXT-MEAN
-    kind: dvh
-    title: External mean
-    category: oar
-    structure: External
-    metric: "Mean[Gy]"
-    dose_basis: physical
-    limits: {unit: Gy, upper: {per_protocol: 100}}
-    provenance: {source: test, section: "1", confidence: institutional}
-""", encoding="utf-8")
+    protocol.write_text(RAMP_PROTOCOL, encoding="utf-8")
     out = tmp_path / "report.html"
     code, _, _ = run(["check", str(ramp), "--protocol", str(protocol), "--format", "html", "--output", str(out)],
                      capsys)
