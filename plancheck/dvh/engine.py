@@ -71,7 +71,7 @@ from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
 from plancheck.model.volume_model import VolumeModel
 
-__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "grid_coverage_pct",
+__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "grid_coverage_pct", "grid_uncovered_volume_cc",
            "inside_grid_extent", "spread_widths"]
 
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
@@ -567,13 +567,27 @@ def inside_grid_extent(roi: Roi, grid: DoseGrid) -> bool:
                 and xy[:, 1].max() <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol)
 
 
-def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling] | None = None) -> float:
-    """Percentage of the ROI volume (slab model) inside the region the dose grid covers.
+def grid_uncovered_volume_cc(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling] | None = None) -> float:
+    """Volume of the ROI (its volume model) outside the region the dose grid covers, cc; the
+    DVH's ``uncovered_volume_cc`` (the same sample points and weights, the same rounding to 0)
+    without interpolating the dose.
 
     A ROI whose bounding box (contour x/y extents, slab faces in z) lies inside that region
-    is 100 % covered without sampling; otherwise the sample points and weights the DVH uses
-    are counted (``sample`` supplies them, e.g. from a cache; default: :func:`sample_for_grid`).
+    has none, without sampling; otherwise the sample points and weights the DVH uses are
+    counted (``sample`` supplies them, e.g. from a cache; default: :func:`sample_for_grid`).
     """
+    if not roi.planes or inside_grid_extent(roi, grid):
+        return 0.0
+    sampling = sample() if sample is not None else sample_for_grid(roi, grid)
+    if sampling.volume_cc <= 0:
+        return 0.0
+    uncovered = sampling.volume_cc - float(np.sum(sampling.weights_cc[covered_by_grid(grid, sampling.points_mm)]))
+    return uncovered if uncovered > 1e-6 * sampling.volume_cc else 0.0
+
+
+def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling] | None = None) -> float:
+    """Percentage of the ROI volume (its volume model) inside the region the dose grid covers
+    (from :func:`grid_uncovered_volume_cc`); 0 for a ROI without contours."""
     if not roi.planes:
         return 0.0
     if inside_grid_extent(roi, grid):
@@ -581,7 +595,5 @@ def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling
     sampling = sample() if sample is not None else sample_for_grid(roi, grid)
     if sampling.volume_cc <= 0:
         return 0.0
-    uncovered = sampling.volume_cc - float(np.sum(sampling.weights_cc[covered_by_grid(grid, sampling.points_mm)]))
-    if uncovered <= 1e-6 * sampling.volume_cc:
-        return 100.0
-    return 100.0 * (1.0 - uncovered / sampling.volume_cc)
+    uncovered = grid_uncovered_volume_cc(roi, grid, lambda: sampling)
+    return 100.0 if uncovered == 0.0 else 100.0 * (1.0 - uncovered / sampling.volume_cc)

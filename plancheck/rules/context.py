@@ -23,7 +23,7 @@ import numpy as np
 
 from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
-from plancheck.dvh.engine import inside_grid_extent, sample_for_grid, sample_for_grids
+from plancheck.dvh.engine import grid_uncovered_volume_cc, sample_for_grid, sample_for_grids
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case, CourseDeclaration
@@ -301,6 +301,11 @@ class CheckContext:
         key = (roi.number, (_geometry_key(info.course.dose),))
         return self._sampling_cache.get(key, lambda: sample_for_grid(roi, info.course.dose))
 
+    def uncovered_volume_cc(self, roi: Roi, info: CourseInfo) -> float:
+        """Volume of ``roi`` outside one course's dose grid, cc: its DVH's ``uncovered_volume_cc``
+        from the cached sample points, without interpolating the dose."""
+        return grid_uncovered_volume_cc(roi, info.course.dose, lambda: self.sampling(roi, info))
+
     def dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None) -> DVH:
         """DVH of ``roi`` for one course, or the voxel-wise composite of several."""
         conversion = conversion or DoseConversion.physical()
@@ -342,13 +347,12 @@ class CheckContext:
             return MetricValue(whole.metric, whole.value, whole.unit, whole.lower, whole.upper, whole.reason,
                                f"{whole.method} of the whole structure ({local.note})")
         v = local.volume_cc
-        # a ROI wholly inside the grid's extent has nothing outside it: no need for its whole DVH
-        inside = local.inside_grid or inside_grid_extent(roi, info.course.dose)
-        outside = 0.0 if inside else self.dvh(roi, [info]).uncovered_volume_cc
+        # the volume outside the grid from the ROI's sample points (as its DVH counts it), without its DVH
+        outside = 0.0 if local.inside_grid else self.uncovered_volume_cc(roi, info)
         if outside == 0.0:
             return MetricValue(spec, v, "cc", v, v, method=local.note)
-        dvh = self.dvh(roi, [info])
-        reason = (f"{dvh.dose_coverage_pct:.1f}% of the structure is inside the dose grid; {spec} depends on "
+        coverage_pct = 100.0 * (1.0 - outside / self.sampling(roi, info).volume_cc)
+        reason = (f"{coverage_pct:.1f}% of the structure is inside the dose grid; {spec} depends on "
                   f"the {outside:.3g} cc outside it (between {v:.4g} and {v + outside:.4g} cc)")
         return MetricValue(spec, None, "cc", v, v + outside, reason, local.note)
 
