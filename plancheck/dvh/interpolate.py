@@ -59,16 +59,17 @@ def covered_by_grid(grid: DoseGrid, points_mm: np.ndarray) -> np.ndarray:
     return covered
 
 
-def _fractional_index(axis: np.ndarray, coord: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _fractional_index(axis: np.ndarray, coord: np.ndarray, step: float | None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lower index, upper index, weight of the upper one (clamped to the axis) and
-    the derivative of that weight with respect to the coordinate (1/mm; 0 outside)."""
+    the derivative of that weight with respect to the coordinate (1/mm; 0 outside).
+    ``step`` is the axis's constant spacing (mm; :attr:`DoseGrid.regular_steps_mm`), or
+    None when its spacings differ."""
     n = len(axis)
     if n == 1:
         zeros = np.zeros(len(coord), dtype=np.int64)
         return zeros, zeros, np.zeros(len(coord)), np.zeros(len(coord))
-    steps = np.diff(axis)
-    if np.allclose(steps, steps[0], rtol=1e-6, atol=1e-6):  # regular axis: arithmetic, no search
-        step = float(steps[0])
+    if step is not None:  # regular axis: arithmetic, no search
         f = np.clip((coord - float(axis[0])) / step, 0.0, n - 1.0)
         i0 = np.minimum(f.astype(np.int64), n - 2)
         inside = (f > 0.0) & (f < n - 1.0)
@@ -80,10 +81,12 @@ def _fractional_index(axis: np.ndarray, coord: np.ndarray) -> tuple[np.ndarray, 
     return i0, i0 + 1, f - i0, dfdc
 
 
-def _axis_tables(axis: np.ndarray, coord: np.ndarray, extent: tuple[float, float]):
-    """Fractional index tables of coordinates on one axis (see :func:`_fractional_index`)
-    and whether each coordinate is covered (within the extent, 1e-6 mm tolerance)."""
-    i0, i1, t, dt = _fractional_index(axis, coord)
+def _axis_tables(grid: DoseGrid, dim: int, coord: np.ndarray, extent: tuple[float, float]):
+    """Fractional index tables of coordinates on the grid's axis ``dim`` (0 x, 1 y, 2 z; see
+    :func:`_fractional_index`) and whether each coordinate is covered (within the extent,
+    1e-6 mm tolerance)."""
+    axis = (grid.x_mm, grid.y_mm, grid.z_mm)[dim]
+    i0, i1, t, dt = _fractional_index(axis, coord, grid.regular_steps_mm[dim])
     lo, hi = extent
     cov = (coord >= lo - 1e-6) & (coord <= hi + 1e-6)
     return i0, i1, t, dt, cov
@@ -112,9 +115,9 @@ def trilinear_dose_and_gradient(
     n = len(points_mm)
     flat, nx, nxy = _flat_dose(grid, dose)
     extent = grid_extent_mm(grid)
-    x = _axis_tables(grid.x_mm, points_mm[:, 0], extent[0])
-    y = _axis_tables(grid.y_mm, points_mm[:, 1], extent[1])
-    z = _axis_tables(grid.z_mm, points_mm[:, 2], extent[2])
+    x = _axis_tables(grid, 0, points_mm[:, 0], extent[0])
+    y = _axis_tables(grid, 1, points_mm[:, 1], extent[1])
+    z = _axis_tables(grid, 2, points_mm[:, 2], extent[2])
     covered = x[4] & y[4] & z[4]
     out = np.empty(n)
     grad = np.empty((3, n)) if gradient else None
@@ -240,10 +243,10 @@ def _column_tables(grid: DoseGrid, columns: PointColumns):
         xc = columns.positions_mm[:, 0]
         yc = columns.positions_mm[:, 1]
         col = row = np.arange(columns.number_of_columns)
-    x = _axis_tables(grid.x_mm, xc, extent[0])
-    y = _axis_tables(grid.y_mm, yc, extent[1])
+    x = _axis_tables(grid, 0, xc, extent[0])
+    y = _axis_tables(grid, 1, yc, extent[1])
     zt = np.ascontiguousarray(columns.z_mm, dtype=float)
-    z = tuple(np.ascontiguousarray(a.reshape(zt.shape)) for a in _axis_tables(grid.z_mm, zt.reshape(-1), extent[2]))
+    z = tuple(np.ascontiguousarray(a.reshape(zt.shape)) for a in _axis_tables(grid, 2, zt.reshape(-1), extent[2]))
     return x, y, np.asarray(col, dtype=np.int64), np.asarray(row, dtype=np.int64), z
 
 
@@ -318,9 +321,9 @@ def lattice_dose(
     extent = grid_extent_mm(grid)
     c0, c1 = int(col.min()), int(col.max())
     r0, r1 = int(row.min()), int(row.max())
-    x = _axis_tables(grid.x_mm, x0_mm + (np.arange(c0, c1 + 1) + 0.5) * step_mm, extent[0])
-    y = _axis_tables(grid.y_mm, y0_mm + (np.arange(r0, r1 + 1) + 0.5) * step_mm, extent[1])
-    z = _axis_tables(grid.z_mm, np.ascontiguousarray(z_table_mm, dtype=float).reshape(-1), extent[2])
+    x = _axis_tables(grid, 0, x0_mm + (np.arange(c0, c1 + 1) + 0.5) * step_mm, extent[0])
+    y = _axis_tables(grid, 1, y0_mm + (np.arange(r0, r1 + 1) + 0.5) * step_mm, extent[1])
+    z = _axis_tables(grid, 2, np.ascontiguousarray(z_table_mm, dtype=float).reshape(-1), extent[2])
     gx, gy, gz = (grad[0], grad[1], grad[2]) if gradient else (_EMPTY, _EMPTY, _EMPTY)
     lattice_cells(flat, nx, nxy, *x, c0, *y, r0, *z,
                   np.asarray(col, dtype=np.int64), np.asarray(row, dtype=np.int64), np.asarray(zcode, dtype=np.int64),

@@ -8,6 +8,7 @@ DICOM PS3.3 C.8.8.3 (RT Dose module), C.7.6.2 (Image Plane module).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -140,6 +141,18 @@ class DoseGrid:
     def spacing_mm(self) -> tuple[float, float, float]:
         """Mean voxel spacing (dx, dy, dz) in mm; 0 along an axis with one voxel."""
         return tuple(float(np.mean(np.diff(a))) if len(a) > 1 else 0.0 for a in (self.x_mm, self.y_mm, self.z_mm))  # type: ignore[return-value]
+
+    @cached_property
+    def regular_steps_mm(self) -> tuple[float | None, float | None, float | None]:
+        """The constant voxel spacing (mm) along x, y and z, or None along an axis whose
+        spacings differ (by more than 1e-6 relative and 1e-6 mm) or that has one voxel.
+        Computed once per grid (the dose interpolation asks for it on every call)."""
+        out = []
+        for axis in (self.x_mm, self.y_mm, self.z_mm):
+            steps = np.diff(np.asarray(axis, dtype=float))
+            regular = steps.size > 0 and np.allclose(steps, steps[0], rtol=1e-6, atol=1e-6)
+            out.append(float(steps[0]) if regular else None)
+        return tuple(out)  # type: ignore[return-value]
 
     @property
     def max_dose_gy(self) -> float:
