@@ -61,7 +61,7 @@ from plancheck.dvh.metrics import evaluate_metric
 from plancheck.errors import UsageError
 from plancheck.model import Course, DoseGrid, DoseReference, FractionGroup, Plan, StructureSet
 from plancheck.radiobiology import DoseConversion, DoseKind, eqd2_gy
-from plancheck.radiobiology.course_dvh import CompositeDescription, composite_dvh, course_dvh
+from plancheck.radiobiology.course_dvh import CompositeDescription, composite_dvh, composite_dvhs, course_dvh
 
 SAMPLE_DICOM = Path(__file__).parents[1] / "sample_dicom"
 FRAME = "1.2.826.0.1.3680043.8.498.77"
@@ -249,6 +249,23 @@ def test_composite_physical_is_the_plain_sum() -> None:
     assert _value("V60Gy[%]", dvh) == pytest.approx(45.0, abs=V_ABS_PCT)
     assert dvh.dose_kind == "physical"
     assert description.dose_kind == "physical"
+
+
+def test_composites_computed_together_are_the_ones_computed_alone() -> None:
+    """The physical and EQD2 composites computed in one call (each course's dose interpolated
+    once, shared) are exactly the DVHs of one call each: same bins, same volumes, same
+    min/max/mean, same notes. Exact equality: the shared path runs the same arithmetic."""
+    kinds = [DoseConversion.physical(), DoseConversion(DoseKind.EQD2, ALPHA_BETA_GY), DoseConversion(DoseKind.BED, ALPHA_BETA_GY)]
+    together = composite_dvhs(ORGAN.roi, courses(), kinds)
+    for conversion, (dvh, description) in zip(kinds, together, strict=True):
+        alone, alone_description = composite_dvh(ORGAN.roi, courses(), conversion)
+        assert description == alone_description
+        assert (dvh.dose_kind, dvh.bin_width_gy, dvh.volume_cc, dvh.notes) == (alone.dose_kind, alone.bin_width_gy, alone.volume_cc, alone.notes)
+        assert (dvh.min_gy, dvh.max_gy, dvh.mean_gy) == (alone.min_gy, alone.max_gy, alone.mean_gy)
+        np.testing.assert_array_equal(dvh.differential_cc, alone.differential_cc)
+    # and they differ from each other (the shared interpolation is copied, not converted in place twice)
+    assert together[0][0].max_gy == pytest.approx(69.0, rel=1e-9)
+    assert together[1][0].max_gy == pytest.approx(96.0, rel=1e-9)
 
 
 def test_composite_description_names_courses_and_fractions() -> None:

@@ -71,7 +71,7 @@ from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
 from plancheck.model.volume_model import VolumeModel
 
-__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "grid_coverage_pct", "grid_uncovered_volume_cc",
+__all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "dvhs_from_sources", "InterpolationMemo", "grid_coverage_pct", "grid_uncovered_volume_cc",
            "inside_grid_extent", "spread_widths"]
 
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
@@ -157,6 +157,34 @@ REACH_FACTOR = 0.5
 _TAIL_BINS = 2048
 
 
+class InterpolationMemo:
+    """The dose of each course's grid interpolated at a sampling's cells, kept for the length of
+    one computation of several DVHs of the same ROI on the same sampling (e.g. the physical and
+    EQD2 composites of an organ): each grid is interpolated once, each DVH gets a fresh copy
+    (the engine converts and sums in place). Keyed by object identity: the grids and columns
+    must stay alive while the memo is used (they do: the caller holds them)."""
+
+    def __init__(self) -> None:
+        self._values: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray | None]] = {}
+
+    def evaluator(self, columns: PointColumns) -> Callable[[DoseGrid, bool], tuple[np.ndarray, np.ndarray | None]]:
+        """``evaluate(grid, gradient)`` for :func:`_summed_sources` at the points of ``columns``."""
+        def evaluate(grid: DoseGrid, gradient: bool):
+            key = (id(grid), id(columns), gradient)
+            if key not in self._values:
+                self._values[key] = columns_dose_and_gradient(grid, columns, gradient=gradient)
+            d, g = self._values[key]
+            return d.copy(), (g.copy() if g is not None else None)
+        return evaluate
+
+
+def _columns_evaluator(columns: PointColumns, memo: InterpolationMemo | None
+                       ) -> Callable[[DoseGrid, bool], tuple[np.ndarray, np.ndarray | None]]:
+    if memo is not None:
+        return memo.evaluator(columns)
+    return lambda grid, grad: columns_dose_and_gradient(grid, columns, gradient=grad)
+
+
 def _summed_sources(
     sources: Sequence[PointDoseSource],
     evaluate: Callable[[DoseGrid, bool], tuple[np.ndarray, np.ndarray | None]],
@@ -193,13 +221,13 @@ def _dose_at(
     columns: PointColumns | None = None,
     *,
     gradient: bool = True,
+    memo: InterpolationMemo | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Summed (transformed) dose and its ``(N, 3)`` gradient at the points (or at the points
-    of ``columns``, interpolated column by column); NaN where any source does not cover a
-    point. The gradient is None when not asked for."""
+    of ``columns``, interpolated column by column, through ``memo`` when given); NaN where
+    any source does not cover a point. The gradient is None when not asked for."""
     if columns is not None:
-        def evaluate(grid: DoseGrid, grad: bool):
-            return columns_dose_and_gradient(grid, columns, gradient=grad)
+        evaluate = _columns_evaluator(columns, memo)
         n = columns.number_of_points
     else:
         def evaluate(grid: DoseGrid, grad: bool):
@@ -209,9 +237,11 @@ def _dose_at(
     return d, (np.column_stack([gx, gy, gz]) if gradient else None)
 
 
-def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> np.ndarray | None:
+def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling,
+                   memo: InterpolationMemo | None = None) -> np.ndarray | None:
     if sampling.extreme_columns is not None:
-        parts = [_dose_at(sources, None, c, gradient=False)[0] for c in sampling.extreme_columns if c.number_of_points]
+        parts = [_dose_at(sources, None, c, gradient=False, memo=memo)[0]
+                 for c in sampling.extreme_columns if c.number_of_points]
         return np.concatenate(parts) if parts else None
     if not len(sampling.extreme_points_mm):
         return None
@@ -262,8 +292,11 @@ def spread_widths(gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, step_mm: float
     return out
 
 
-def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> tuple[np.ndarray, np.ndarray]:
-    """Dose and in-cell spread of every cell, interpolated column by column (compiled)."""
+def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling,
+                memo: InterpolationMemo | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dose and in-cell spread of every cell, interpolated column by column (compiled; through
+    ``memo`` when given, except a single untransformed source, whose spread is computed with
+    its interpolation)."""
     n = sampling.number_of_samples
     doses = np.empty(n)
     spread = np.empty(n)
@@ -281,8 +314,7 @@ def _cell_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling) -> tu
             doses[dest] = d
             spread[dest] = w
             continue
-        d, gx, gy, gz = _summed_sources(
-            sources, lambda grid, grad: columns_dose_and_gradient(grid, columns, gradient=grad), columns.number_of_points)
+        d, gx, gy, gz = _summed_sources(sources, _columns_evaluator(columns, memo), columns.number_of_points)
         if columns.z_extent_mm is not None:
             h = columns.slot_major(columns.z_extent_mm)
         else:
@@ -484,14 +516,17 @@ def dvh_from_sources(
     *,
     dose_kind: str = "physical",
     notes: tuple[str, ...] = (),
+    memo: InterpolationMemo | None = None,
 ) -> DVH:
     """DVH of the sum of several dose sources (each optionally transformed) at the
     ROI's sample points; a point not covered by every source is not covered.
-    The cells that can reach the hot tail are refined (see the module docstring)."""
+    The cells that can reach the hot tail are refined (see the module docstring).
+    ``memo`` shares the first pass's interpolation with other DVHs of the same sampling
+    (:func:`dvhs_from_sources`); the numbers are the same with or without it."""
     weights = sampling.weights_cc
     more: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     if sampling.cell_columns is not None and sources:
-        doses, spread = _cell_doses(sources, sampling)
+        doses, spread = _cell_doses(sources, sampling, memo)
         refinement = _refine_hot_tail(roi, sampling, sources, doses, spread) if roi.planes else None
         if refinement is not None:
             parents, sub_dose, sub_weight, sub_spread, sub_plane = refinement
@@ -500,7 +535,7 @@ def dvh_from_sources(
     else:
         doses, gradient = _dose_at(sources, sampling.points_mm)
         spread = spread_widths(gradient[:, 0], gradient[:, 1], gradient[:, 2], sampling.step_mm, sampling.heights_mm)
-    extremes = _extreme_doses(sources, sampling)
+    extremes = _extreme_doses(sources, sampling, memo)
     return DVH.from_samples(
         roi.name,
         doses,
@@ -513,6 +548,23 @@ def dvh_from_sources(
         spread_gy=spread,
         more_samples=more,
     )
+
+
+def dvhs_from_sources(
+    roi: Roi,
+    sampling: RoiSampling,
+    source_sets: Sequence[Sequence[PointDoseSource]],
+    *,
+    dose_kinds: Sequence[str],
+    notes: Sequence[tuple[str, ...]] | None = None,
+) -> list[DVH]:
+    """:func:`dvh_from_sources` for several source sets on one sampling (e.g. the physical and
+    the EQD2 composite of an organ over the same courses), each grid interpolated at the cells
+    once for all of them. The same DVHs as one call each."""
+    memo = InterpolationMemo()
+    notes = notes if notes is not None else [()] * len(source_sets)
+    return [dvh_from_sources(roi, sampling, sources, dose_kind=kind, notes=n, memo=memo)
+            for sources, kind, n in zip(source_sets, dose_kinds, notes, strict=True)]
 
 
 def compute_dvh(

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 
 
 from plancheck.dvh.dvh import DVH
-from plancheck.dvh.engine import PointDoseSource, dvh_from_sources, sample_for_grid, sample_for_grids
+from plancheck.dvh.engine import PointDoseSource, dvh_from_sources, dvhs_from_sources, sample_for_grid, sample_for_grids
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.errors import UsageError
 from plancheck.model.export import Course
 from plancheck.model.structures import Roi
 from plancheck.radiobiology.conversion import DoseConversion, DoseKind
 
-__all__ = ["course_dvh", "composite_dvh", "CompositeDescription"]
+__all__ = ["course_dvh", "composite_dvh", "composite_dvhs", "CompositeDescription"]
 
 
 def _fractions(course: Course) -> int:
@@ -111,6 +111,25 @@ def composite_dvh(
     -------
     DVH, CompositeDescription
     """
+    return composite_dvhs(roi, courses, [conversion], sampling=sampling)[0]
+
+
+def composite_dvhs(
+    roi: Roi,
+    courses: Sequence[Course],
+    conversions: Sequence[DoseConversion],
+    *,
+    sampling: RoiSampling | None = None,
+) -> list[tuple[DVH, CompositeDescription]]:
+    """:func:`composite_dvh` in several dose kinds at once (e.g. the physical sum and the EQD2
+    composite): the same sample points, each course's dose interpolated at them once.
+
+    Raises
+    ------
+    UsageError
+        No course, courses in different frames of reference, or a conversion asked for a
+        course that states no number of fractions.
+    """
     if not courses:
         raise UsageError("a composite needs at least one course")
     frames = {c.dose.frame_of_reference_uid for c in courses}
@@ -119,12 +138,12 @@ def composite_dvh(
         raise UsageError(f"courses with different frames of reference cannot be summed ({listing})")
     grids = [c.dose for c in courses]
     sampling = sampling or sample_for_grids(roi, grids)
-    sources = [_source(c, conversion) for c in courses]
-    description = CompositeDescription(
+    descriptions = [CompositeDescription(
         course_labels=tuple(c.label for c in courses),
         fractions=tuple(c.plan.fractions_planned for c in courses),
         dose_kind=conversion.label,
         grid=f"sampled at {sampling.step_mm:.2g} mm in-plane, split at the dose planes of all {len(courses)} grids",
-    )
-    dvh = dvh_from_sources(roi, sampling, sources, dose_kind=conversion.label, notes=(description.describe(),))
-    return dvh, description
+    ) for conversion in conversions]
+    dvhs = dvhs_from_sources(roi, sampling, [[_source(c, conversion) for c in courses] for conversion in conversions],
+                             dose_kinds=[c.label for c in conversions], notes=[(d.describe(),) for d in descriptions])
+    return list(zip(dvhs, descriptions))

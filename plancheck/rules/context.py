@@ -41,7 +41,7 @@ from plancheck.radiobiology import (
     default_alpha_beta_table,
     summarize_fractionation,
 )
-from plancheck.radiobiology.course_dvh import composite_dvh, course_dvh
+from plancheck.radiobiology.course_dvh import composite_dvhs, course_dvh
 
 __all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
 
@@ -309,17 +309,42 @@ class CheckContext:
     def dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None) -> DVH:
         """DVH of ``roi`` for one course, or the voxel-wise composite of several."""
         conversion = conversion or DoseConversion.physical()
-        key = (roi.number, tuple(c.course.plan.sop_instance_uid for c in courses), conversion)
-        return self._dvh_cache.get(key, lambda: self._compute_dvh(roi, courses, conversion))
+        return self._dvh_cache.get(self._dvh_key(roi, courses, conversion),
+                                   lambda: self._compute_dvh(roi, courses, conversion))
+
+    def prepare_composites(self, roi: Roi, courses: Sequence[CourseInfo], conversions: Sequence[DoseConversion]) -> None:
+        """Compute the composites of ``roi`` over ``courses`` in the dose kinds a rule is about to
+        ask :meth:`dvh` for (e.g. physical sum and EQD2) together: each course's dose is then
+        interpolated at the sample points once (:func:`plancheck.radiobiology.course_dvh.composite_dvhs`).
+        The same DVHs as asked one by one; nothing to do for one course or one dose kind."""
+        if len(courses) < 2:
+            return
+        wanted = list(dict.fromkeys(c for c in conversions if self._dvh_key(roi, courses, c) not in self._dvh_cache))
+        if len(wanted) < 2:
+            return
+        key = ("together",) + tuple(self._dvh_key(roi, courses, c) for c in wanted)
+        together = self._dvh_cache.get(key, lambda: dict(zip(wanted, self._compute_composites(roi, courses, wanted))))
+        for conversion in wanted:
+            self._dvh_cache.get(self._dvh_key(roi, courses, conversion), lambda c=conversion: together[c])
+
+    @staticmethod
+    def _dvh_key(roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion) -> tuple:
+        return (roi.number, tuple(c.course.plan.sop_instance_uid for c in courses), conversion)
+
+    def _composite_sampling(self, roi: Roi, courses: Sequence[CourseInfo]) -> RoiSampling:
+        grids_key = (roi.number, tuple(_geometry_key(c.course.dose) for c in courses))
+        return self._sampling_cache.get(grids_key, lambda: sample_for_grids(roi, [c.course.dose for c in courses]))
+
+    def _compute_composites(self, roi: Roi, courses: Sequence[CourseInfo], conversions: Sequence[DoseConversion]) -> list[DVH]:
+        pairs = composite_dvhs(roi, [c.course for c in courses], conversions, sampling=self._composite_sampling(roi, courses))
+        return [dvh for dvh, _ in pairs]
 
     def _compute_dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion) -> DVH:
         grids_key = (roi.number, tuple(_geometry_key(c.course.dose) for c in courses))
         if len(courses) == 1:
             sampling = self._sampling_cache.get(grids_key, lambda: sample_for_grid(roi, courses[0].course.dose))
             return course_dvh(roi, courses[0].course, conversion, sampling=sampling)
-        sampling = self._sampling_cache.get(grids_key, lambda: sample_for_grids(roi, [c.course.dose for c in courses]))
-        dvh, _ = composite_dvh(roi, [c.course for c in courses], conversion, sampling=sampling)
-        return dvh
+        return self._compute_composites(roi, courses, [conversion])[0]
 
     def metric(self, spec: str, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None,
                prescription_gy: float | None = None) -> MetricValue:

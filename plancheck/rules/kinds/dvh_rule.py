@@ -467,14 +467,18 @@ def _rbe_label(basis: _Basis) -> str:
     return dose_kind_label(basis.label, "EFFECTIVE")
 
 
+def _computable(basis: _Basis, courses: list[CourseInfo]) -> bool:
+    """The basis's DVH can be computed: physical dose, or every course states its fractions."""
+    return basis.conversion.kind is DoseKind.PHYSICAL or all(c.fractions for c in courses)
+
+
 def _measure(ctx: CheckContext, metric: str, roi: Roi, courses: list[CourseInfo], basis: _Basis,
              rx_course: CourseInfo | None) -> MetricValue:
-    if basis.conversion.kind is not DoseKind.PHYSICAL:
+    if not _computable(basis, courses):
         lacking = [c.label for c in courses if not c.fractions]
-        if lacking:
-            return MetricValue(metric, None, parse_metric(metric).result_unit,
-                               reason=f"{', '.join(lacking)} states no number of fractions, so "
-                                      f"{basis.conversion.kind.value} cannot be computed")
+        return MetricValue(metric, None, parse_metric(metric).result_unit,
+                           reason=f"{', '.join(lacking)} states no number of fractions, so "
+                                  f"{basis.conversion.kind.value} cannot be computed")
     rx = basis.conversion.convert_total_dose(rx_course.prescription_gy, rx_course.fractions) if rx_course else None
     return ctx.metric(metric, roi, courses, basis.conversion, rx)
 
@@ -508,6 +512,8 @@ def _evaluate_subject(rule: DvhRule, ctx: CheckContext, subject: _Subject, cours
     measurements: list[Measurement] = []
     reasons: list[str] = []
     values: list[MetricValue] = []
+    # a composite in both physical dose and EQD2: computed together (each course's dose interpolated once)
+    ctx.prepare_composites(roi, courses, [b.conversion for b in bases if _computable(b, courses)])
     for basis in bases:
         value = _measure(ctx, metric, roi, courses, basis, rx_course)
         status, why = limit_set.grade(value)
