@@ -59,6 +59,7 @@ from plancheck.dvh.dvh import DVH
 from plancheck.dvh.interpolate import (
     PointColumns,
     columns_dose,
+    columns_covered_by_grid,
     columns_dose_and_gradient,
     covered_by_grid,
     grid_extent_mm,
@@ -633,7 +634,12 @@ def grid_uncovered_volume_cc(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiS
     sampling = sample() if sample is not None else sample_for_grid(roi, grid)
     if sampling.volume_cc <= 0:
         return 0.0
-    uncovered = sampling.volume_cc - float(np.sum(sampling.weights_cc[covered_by_grid(grid, sampling.points_mm)]))
+    if sampling.cell_columns is not None:  # the cells' coordinates are not built for this
+        covered = np.concatenate([columns_covered_by_grid(grid, c) for c in sampling.cell_columns]) \
+            if sampling.cell_columns else np.zeros(0, dtype=bool)
+    else:
+        covered = covered_by_grid(grid, sampling.points_mm)
+    uncovered = sampling.volume_cc - float(np.sum(sampling.weights_cc[covered]))
     return uncovered if uncovered > 1e-6 * sampling.volume_cc else 0.0
 
 

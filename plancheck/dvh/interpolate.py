@@ -25,7 +25,7 @@ from plancheck.model.dose import DoseGrid
 
 __all__ = [
     "grid_extent_mm",
-    "covered_by_grid",
+    "covered_by_grid", "columns_covered_by_grid",
     "trilinear_dose_gy",
     "trilinear_dose_and_gradient",
     "PointColumns",
@@ -57,6 +57,27 @@ def covered_by_grid(grid: DoseGrid, points_mm: np.ndarray) -> np.ndarray:
         c = points_mm[:, dim]
         covered &= (c >= lo - 1e-6) & (c <= hi + 1e-6)
     return covered
+
+
+def columns_covered_by_grid(grid: DoseGrid, columns: PointColumns) -> np.ndarray:
+    """Whether each point of ``columns`` (in their order) lies in the region the grid covers:
+    :func:`covered_by_grid` at ``columns.points_mm()`` (the same comparisons on the same
+    coordinates), without building the ``(N, 3)`` coordinates (a body has a million cells)."""
+    n = columns.number_of_points
+    out = np.empty(n, dtype=bool)
+    if n == 0:
+        return out
+    (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
+    xy = columns.positions_mm
+    column_in = ((xy[:, 0] >= x0 - 1e-6) & (xy[:, 0] <= x1 + 1e-6)
+                 & (xy[:, 1] >= y0 - 1e-6) & (xy[:, 1] <= y1 + 1e-6))
+    z_in = (columns.z_mm >= z0 - 1e-6) & (columns.z_mm <= z1 + 1e-6)
+    start = 0
+    for j, size in enumerate(columns.slot_sizes()):
+        sel = columns.counts[columns.plane] > j
+        out[start:start + size] = column_in[sel] & z_in[columns.plane[sel], j]
+        start += size
+    return out
 
 
 def _fractional_index(axis: np.ndarray, coord: np.ndarray, step: float | None
