@@ -620,6 +620,18 @@ def inside_grid_extent(roi: Roi, grid: DoseGrid) -> bool:
                 and xy[:, 1].max() <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol)
 
 
+def _uncovered_cc(grid: DoseGrid, sampling: RoiSampling) -> float:
+    """Volume of a sampling's cells (volume > 0) outside the region the grid covers, cc; the
+    rounding of :attr:`DVH.uncovered_volume_cc` (below 1e-6 of the volume: 0)."""
+    if sampling.cell_columns is not None:  # the cells' coordinates are not built for this
+        covered = np.concatenate([columns_covered_by_grid(grid, c) for c in sampling.cell_columns]) \
+            if sampling.cell_columns else np.zeros(0, dtype=bool)
+    else:
+        covered = covered_by_grid(grid, sampling.points_mm)
+    uncovered = sampling.volume_cc - float(np.sum(sampling.weights_cc[covered]))
+    return uncovered if uncovered > 1e-6 * sampling.volume_cc else 0.0
+
+
 def grid_uncovered_volume_cc(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling] | None = None) -> float:
     """Volume of the ROI (its volume model) outside the region the dose grid covers, cc; the
     DVH's ``uncovered_volume_cc`` (the same sample points and weights, the same rounding to 0)
@@ -632,20 +644,12 @@ def grid_uncovered_volume_cc(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiS
     if not roi.planes or inside_grid_extent(roi, grid):
         return 0.0
     sampling = sample() if sample is not None else sample_for_grid(roi, grid)
-    if sampling.volume_cc <= 0:
-        return 0.0
-    if sampling.cell_columns is not None:  # the cells' coordinates are not built for this
-        covered = np.concatenate([columns_covered_by_grid(grid, c) for c in sampling.cell_columns]) \
-            if sampling.cell_columns else np.zeros(0, dtype=bool)
-    else:
-        covered = covered_by_grid(grid, sampling.points_mm)
-    uncovered = sampling.volume_cc - float(np.sum(sampling.weights_cc[covered]))
-    return uncovered if uncovered > 1e-6 * sampling.volume_cc else 0.0
+    return _uncovered_cc(grid, sampling) if sampling.volume_cc > 0 else 0.0
 
 
 def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling] | None = None) -> float:
     """Percentage of the ROI volume (its volume model) inside the region the dose grid covers
-    (from :func:`grid_uncovered_volume_cc`); 0 for a ROI without contours."""
+    (see :func:`grid_uncovered_volume_cc`); 0 for a ROI without contours or volume."""
     if not roi.planes:
         return 0.0
     if inside_grid_extent(roi, grid):
@@ -653,5 +657,4 @@ def grid_coverage_pct(roi: Roi, grid: DoseGrid, sample: Callable[[], RoiSampling
     sampling = sample() if sample is not None else sample_for_grid(roi, grid)
     if sampling.volume_cc <= 0:
         return 0.0
-    uncovered = grid_uncovered_volume_cc(roi, grid, lambda: sampling)
-    return 100.0 if uncovered == 0.0 else 100.0 * (1.0 - uncovered / sampling.volume_cc)
+    return 100.0 * (1.0 - _uncovered_cc(grid, sampling) / sampling.volume_cc)

@@ -50,12 +50,17 @@ def grid_extent_mm(grid: DoseGrid) -> tuple[tuple[float, float], ...]:
     return tuple(out)
 
 
+def _within(coord: np.ndarray, extent: tuple[float, float]) -> np.ndarray:
+    """Whether each coordinate lies in ``extent`` (lower, upper; mm), 1e-6 mm tolerance."""
+    lo, hi = extent
+    return (coord >= lo - 1e-6) & (coord <= hi + 1e-6)
+
+
 def covered_by_grid(grid: DoseGrid, points_mm: np.ndarray) -> np.ndarray:
     """Whether each ``(N, 3)`` point lies in the region the grid covers."""
     covered = np.ones(len(points_mm), dtype=bool)
-    for dim, (lo, hi) in enumerate(grid_extent_mm(grid)):
-        c = points_mm[:, dim]
-        covered &= (c >= lo - 1e-6) & (c <= hi + 1e-6)
+    for dim, extent in enumerate(grid_extent_mm(grid)):
+        covered &= _within(points_mm[:, dim], extent)
     return covered
 
 
@@ -67,11 +72,10 @@ def columns_covered_by_grid(grid: DoseGrid, columns: PointColumns) -> np.ndarray
     out = np.empty(n, dtype=bool)
     if n == 0:
         return out
-    (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
+    x_extent, y_extent, z_extent = grid_extent_mm(grid)
     xy = columns.positions_mm
-    column_in = ((xy[:, 0] >= x0 - 1e-6) & (xy[:, 0] <= x1 + 1e-6)
-                 & (xy[:, 1] >= y0 - 1e-6) & (xy[:, 1] <= y1 + 1e-6))
-    z_in = (columns.z_mm >= z0 - 1e-6) & (columns.z_mm <= z1 + 1e-6)
+    column_in = _within(xy[:, 0], x_extent) & _within(xy[:, 1], y_extent)
+    z_in = _within(columns.z_mm, z_extent)
     start = 0
     for j, size in enumerate(columns.slot_sizes()):
         sel = columns.counts[columns.plane] > j
@@ -108,9 +112,7 @@ def _axis_tables(grid: DoseGrid, dim: int, coord: np.ndarray, extent: tuple[floa
     1e-6 mm tolerance)."""
     axis = (grid.x_mm, grid.y_mm, grid.z_mm)[dim]
     i0, i1, t, dt = _fractional_index(axis, coord, grid.regular_steps_mm[dim])
-    lo, hi = extent
-    cov = (coord >= lo - 1e-6) & (coord <= hi + 1e-6)
-    return i0, i1, t, dt, cov
+    return i0, i1, t, dt, _within(coord, extent)
 
 
 def _flat_dose(grid: DoseGrid, dose: np.ndarray | None) -> tuple[np.ndarray, int, int]:
