@@ -340,10 +340,8 @@ class CheckContext:
         return [dvh for dvh, _ in pairs]
 
     def _compute_dvh(self, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion) -> DVH:
-        grids_key = (roi.number, tuple(_geometry_key(c.course.dose) for c in courses))
         if len(courses) == 1:
-            sampling = self._sampling_cache.get(grids_key, lambda: sample_for_grid(roi, courses[0].course.dose))
-            return course_dvh(roi, courses[0].course, conversion, sampling=sampling)
+            return course_dvh(roi, courses[0].course, conversion, sampling=self.sampling(roi, courses[0]))
         return self._compute_composites(roi, courses, [conversion])[0]
 
     def metric(self, spec: str, roi: Roi, courses: Sequence[CourseInfo], conversion: DoseConversion | None = None,
