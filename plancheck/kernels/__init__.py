@@ -29,25 +29,8 @@ from typing import Any
 
 from plancheck.kernels.signatures import MODULE_OF, SIGNATURES, exported_name, source_digest
 
-__all__ = [
-    "column_cells",
-    "point_cells",
-    "spread_histogram",
-    "spread_widths",
-    "subdivide_cells",
-    "lattice_cells",
-    "slot_major_values",
-    "rasterize_lattice",
-    "sample_stats",
-    "plane_edge_table",
-    "tail_cells",
-    "replace_plane_weights",
-    "edge_points",
-    "parse_decimal_strings",
-    "segment_distances",
-    "backend",
-    "jit_kernel",
-]
+__all__ = [*SIGNATURES, "backend", "jit_kernel"]
+"""Every kernel (served by the module ``__getattr__`` below), the backend in use, the JIT accessor."""
 
 log = logging.getLogger(__name__)
 

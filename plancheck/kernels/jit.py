@@ -41,23 +41,9 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = [
-    "JIT_OPTIONS",
-    "column_cells",
-    "point_cells",
-    "spread_histogram",
-    "spread_widths",
-    "subdivide_cells",
-    "lattice_cells",
-    "slot_major_values",
-    "rasterize_lattice",
-    "sample_stats",
-    "plane_edge_table",
-    "tail_cells",
-    "replace_plane_weights",
-    "edge_points",
-    "segment_distances",
-]
+from plancheck.kernels.signatures import SOURCES
+
+__all__ = ["JIT_OPTIONS", *SOURCES["jit"]]
 
 JIT_OPTIONS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 """numba options of every kernel (the ahead-of-time build compiles with the same semantics)."""
