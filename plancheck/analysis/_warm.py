@@ -4,8 +4,10 @@ compiled kernels there, so that every worker process forked from it starts warm 
 
 from __future__ import annotations
 
+from plancheck.allocator import keep_freed_memory
 from plancheck.analysis.check_treatment import warm_up
 
 __all__: list[str] = []
 
+keep_freed_memory()  # inherited by every worker forked from here (each ends after its treatment)
 warm_up()

@@ -5,8 +5,10 @@ that every worker process forked from it starts warm (see :mod:`plancheck.batch.
 from __future__ import annotations
 
 import plancheck.batch.job  # noqa: F401  (the check path a worker runs)
+from plancheck.allocator import keep_freed_memory
 from plancheck.analysis.check_treatment import warm_up
 
 __all__: list[str] = []
 
+keep_freed_memory()  # inherited by every worker forked from here (each ends after its treatment)
 warm_up()

@@ -89,6 +89,9 @@ def text_width(stream=None) -> int:
 
 
 def run_check_command(args: argparse.Namespace) -> int:
+    from plancheck.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a one-shot process (plancheck.allocator)
     from plancheck.analysis.check_treatment import check_treatment, find_case, read_case, selection_for
     from plancheck.report import render_report
     from plancheck.rules.runner import protocol_for_check

@@ -54,6 +54,9 @@ def parse_alpha_beta_for(items: list[str]) -> dict[str, float]:
 
 
 def run_dvh(args: argparse.Namespace) -> int:
+    from plancheck.allocator import keep_freed_memory
+
+    keep_freed_memory()  # a one-shot process (plancheck.allocator)
     from plancheck.dicom import read_export
     from plancheck.analysis.dvh_tables import DoseKindRequest, dvh_tables
     from plancheck.analysis.check_treatment import selection_for
