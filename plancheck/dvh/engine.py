@@ -161,9 +161,10 @@ _TAIL_BINS = 2048
 class InterpolationMemo:
     """The dose of each course's grid interpolated at a sampling's cells, kept for the length of
     one computation of several DVHs of the same ROI on the same sampling (e.g. the physical and
-    EQD2 composites of an organ): each grid is interpolated once, each DVH gets a fresh copy
-    (the engine converts and sums in place). Keyed by object identity: the grids and columns
-    must stay alive while the memo is used (they do: the caller holds them)."""
+    EQD2 composites of an organ): each grid is interpolated once and every DVH reads the same
+    arrays, kept read-only (:func:`_summed_sources` computes sums and conversions into new
+    arrays). Keyed by object identity: the grids and columns must stay alive while the memo is
+    used (they do: the caller holds them)."""
 
     def __init__(self) -> None:
         self._values: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray | None]] = {}
@@ -173,9 +174,12 @@ class InterpolationMemo:
         def evaluate(grid: DoseGrid, gradient: bool):
             key = (id(grid), id(columns), gradient)
             if key not in self._values:
-                self._values[key] = columns_dose_and_gradient(grid, columns, gradient=gradient)
-            d, g = self._values[key]
-            return d.copy(), (g.copy() if g is not None else None)
+                d, g = columns_dose_and_gradient(grid, columns, gradient=gradient)
+                for a in (d, g):
+                    if a is not None:
+                        a.flags.writeable = False
+                self._values[key] = (d, g)
+            return self._values[key]
         return evaluate
 
 
@@ -196,21 +200,26 @@ def _summed_sources(
     """Sum over the sources of their dose at the same ``n`` points, each converted voxel-wise
     by its transform, and (when asked) of their gradient (chain rule with a finite-difference
     slope of the transform); NaN where any source does not cover a point.
-    ``evaluate(grid, gradient)`` gives one grid's dose and ``(n, 3)`` gradient (or None).
-    Returns the dose and the gradient's x, y, z components (None without ``gradient``)."""
-    total = None
+    ``evaluate(grid, gradient)`` gives one grid's dose and ``(n, 3)`` gradient (or None); its
+    arrays are only read (an :class:`InterpolationMemo` shares them between DVHs): conversions
+    and sums go to new arrays. Returns the dose and the gradient's x, y, z components (None
+    without ``gradient``), to be read, not changed (they may be ``evaluate``'s own arrays)."""
+    total: list | None = None
+    owned = False  # whether total's arrays were made here (and may be added to in place)
     for src in sources:
         d, g = evaluate(src.grid, gradient)
-        gx, gy, gz = (g[:, 0], g[:, 1], g[:, 2]) if gradient else (None, None, None)  # fresh arrays: changed in place
+        part = [d, *((g[:, 0], g[:, 1], g[:, 2]) if gradient else (None, None, None))]
         if src.transform is not None:
-            _transformed(src, d, gx, gy, gz)
+            part = list(_transformed(src, *part))
         if total is None:
-            total = [d, gx, gy, gz]
+            total, owned = part, src.transform is not None
+        elif owned:
+            for acc, p in zip(total, part):
+                if acc is not None:
+                    acc += p  # NaN (not covered) in any source makes the sum NaN
         else:
-            total[0] += d  # NaN (not covered) in any source makes the sum NaN
-            if gradient:
-                for acc, part in zip(total[1:], (gx, gy, gz)):
-                    acc += part
+            total = [acc + p if acc is not None else None for acc, p in zip(total, part)]
+            owned = True
     if total is None:
         return np.zeros(n), *((np.zeros(n),) * 3 if gradient else (None, None, None))
     return total[0], total[1], total[2], total[3]
@@ -250,27 +259,34 @@ def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling,
 
 
 def _transformed(src: PointDoseSource, d: np.ndarray, gx: np.ndarray | None, gy: np.ndarray | None,
-                 gz: np.ndarray | None) -> None:
-    """Apply a source's transform in place to dose and (when given) gradient (chain rule with
-    the source's derivative, else a finite-difference slope); NaN (not covered) stays NaN."""
+                 gz: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """A source's transform applied to dose and (when given) gradient (chain rule with the
+    source's derivative, else a finite-difference slope), as new arrays (the inputs are only
+    read); NaN (not covered) stays NaN."""
     covered = ~np.isnan(d)
     whole = bool(covered.all())  # the usual case: no masked copies
     phys = np.maximum(d if whole else d[covered], 0.0)
+    grads: tuple[np.ndarray | None, ...] = (None, None, None)
     if gx is not None:
         if src.derivative is not None:
             slope = src.derivative(phys)
         else:
             h = _DERIVATIVE_STEP_GY
             slope = (src.transform(phys + h) - src.transform(np.maximum(phys - h, 0.0))) / (phys + h - np.maximum(phys - h, 0.0))
-        for g in (gx, gy, gz):
-            if whole:
-                g *= slope
-            else:
+        if whole:
+            grads = tuple(g * slope for g in (gx, gy, gz))
+        else:
+            grads = tuple(g.copy() for g in (gx, gy, gz))
+            for g in grads:
                 g[covered] *= slope
     if whole:
-        d[:] = src.transform(phys)
+        out = np.asarray(src.transform(phys), dtype=float)
+        if not (out.flags.writeable and out.flags.owndata):  # summed into in place later
+            out = out.copy()
     else:
-        d[covered] = src.transform(phys)
+        out = d.copy()
+        out[covered] = src.transform(phys)
+    return out, *grads
 
 
 def spread_widths(gx: np.ndarray, gy: np.ndarray, gz: np.ndarray, step_mm: float, heights_mm: np.ndarray) -> np.ndarray:
