@@ -108,7 +108,8 @@ def selection_for(case: Case | None, case_source: str | None, plans: Sequence[st
 def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], protocol: Protocol, *,
                     case: Case | None = None, case_source: str | None = None,
                     selection: PlanSelection | None = None, user_mapping: Mapping[str, str] | None = None,
-                    volume_model: VolumeModel | str | None = None, threads: int | None = None) -> CheckReport:
+                    volume_model: VolumeModel | str | None = None, threads: int | None = None,
+                    processes: int = 1) -> CheckReport:
     """Read one patient's treatment and check it against ``protocol``.
 
     Parameters
@@ -130,6 +131,9 @@ def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
         (None or ``"auto"``): from the Manufacturer of the files.
     threads
         Rule threads (:func:`plancheck.rules.runner.run_check`; 1 inside batch workers).
+    processes
+        Processes the rules are split among (:func:`plancheck.rules.runner.run_check`; more
+        than 1 only for an interactive check: ``plancheck check``).
 
     Returns
     -------
@@ -156,7 +160,7 @@ def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     elif volume_model not in (None, "auto"):
         export = export.with_volume_model(volume_model_named(volume_model), "--volume-model")
     return run_check(export, protocol, case=case, case_source=case_source, user_mapping=user_mapping,
-                     threads=threads)
+                     threads=threads, processes=processes)
 
 
 def check_treatment_files(files: Sequence[str | os.PathLike[str]], protocol: Protocol,

@@ -93,6 +93,7 @@ def run_check_command(args: argparse.Namespace) -> int:
 
     keep_freed_memory()  # a one-shot process (plancheck.allocator)
     from plancheck.analysis.check_treatment import check_treatment, find_case, read_case, selection_for
+    from plancheck.parallel import default_processes
     from plancheck.report import render_report
     from plancheck.rules.runner import protocol_for_check
 
@@ -104,7 +105,7 @@ def run_check_command(args: argparse.Namespace) -> int:
     report = check_treatment(args.paths if len(args.paths) > 1 else args.paths[0], protocol, case=case,
                              case_source=str(case_path) if case_path else None,
                              selection=selection_for(case, case_path, args.plan), user_mapping=mapping,
-                             volume_model=args.volume_model)
+                             volume_model=args.volume_model, processes=default_processes())
     to_terminal = args.output is None and sys.stdout.isatty()
     color = args.format == "text" and to_terminal
     text = render_report(report, args.format, color=color, all_rules=args.all_rules,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -47,6 +48,14 @@ __all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
 
 log = logging.getLogger(__name__)
 
+
+
+def _refers_to(dvh_key: tuple, roi_numbers: set[int]) -> bool:
+    """Whether a DVH cache key (``(roi number, plans, conversion)``, or ``("together", key, ...)``)
+    is about one of ``roi_numbers``."""
+    if dvh_key and dvh_key[0] == "together":
+        return any(_refers_to(k, roi_numbers) for k in dvh_key[1:])
+    return bool(dvh_key) and dvh_key[0] in roi_numbers
 
 
 def _geometry_key(grid) -> tuple:
@@ -253,8 +262,17 @@ class CheckContext:
             if key not in self._combined:
                 from plancheck.dvh.combine import combine_rois
 
-                self._combined[key] = combine_rois(name, -1 - len(self._combined), union, minus)
+                self._combined[key] = combine_rois(name, self._combined_number(key), union, minus)
             return self._combined[key]
+
+    def _combined_number(self, key: tuple) -> int:
+        """A combination's ROI number: negative, from the combination itself (not from the
+        order rules ask for it), so that processes forked from one check number it alike."""
+        number = -1 - (zlib.crc32(repr(key).encode()) & 0x7FFFFFFF)
+        used = {r.number for r in self._combined.values()}
+        while number in used:  # another combination has it (crc32 collision): the next free one
+            number -= 1
+        return number
 
     # ------------------------------------------------------------------ courses
     @cached_property
@@ -294,6 +312,53 @@ class CheckContext:
             return self.protocol.alpha_beta_gy[standard_name], f"set by protocol {self.protocol.id}"
         choice = self.alpha_beta_table.lookup(standard_name or roi.name, is_target=is_target_roi(roi))
         return choice.alpha_beta_gy, choice.describe()
+
+    # ------------------------------------------------------------------ processes
+    def prepare_shared(self) -> None:
+        """Compute what nearly every rule uses (the name matcher, the courses, the target
+        groups) now: before the rules are split among forked processes, so that each does not
+        compute it again (:func:`plancheck.rules.runner.run_check`). An error here is left to
+        the rules, which report it as they would have."""
+        for name in ("matcher", "courses", "targets"):
+            try:
+                getattr(self, name)
+            except Exception:  # noqa: BLE001 - raised again, and reported, by the rules that need it
+                log.debug("preparing %s failed; the rules will report it", name, exc_info=True)
+
+    def contour_points(self, standard_name: str) -> int:
+        """Contour points of the structure a protocol name finds (0 when none): a measure of
+        the work its DVHs take."""
+        roi = self.structure(standard_name).roi
+        return roi.number_of_points if roi is not None else 0
+
+    def mark(self) -> tuple[set, set]:
+        """What has been computed so far, for :meth:`computed_since`."""
+        with self._combined_lock:
+            return self._dvh_cache.keys(), set(self._combined)
+
+    def computed_since(self, mark: tuple[set, set]) -> tuple[dict, dict]:
+        """What the reports need of what was computed since ``mark``: the DVHs and the combined
+        structures (picklable: sent back from a forked process for the reports' plots)."""
+        with self._combined_lock:
+            combined = {k: r for k, r in self._combined.items() if k not in mark[1]}
+        return self._dvh_cache.items_since(mark[0]), combined
+
+    def adopt(self, computed: tuple[dict, dict]) -> None:
+        """Take what another process computed (its :meth:`computed_since`); values already
+        here are kept. A combined structure whose number means another combination here (and
+        its DVHs) is left out: the reports would compute it again if they need it."""
+        dvhs, combined = computed
+        refused: set[int] = set()
+        with self._combined_lock:
+            numbers = {r.number: k for k, r in self._combined.items()}
+            for key, roi in combined.items():
+                mine = self._combined.get(key)
+                if mine is None and numbers.get(roi.number, key) == key:
+                    self._combined[key] = roi
+                    numbers[roi.number] = key
+                elif mine is None or mine.number != roi.number:
+                    refused.add(roi.number)
+        self._dvh_cache.adopt({k: v for k, v in dvhs.items() if not _refers_to(k, refused)})
 
     # ------------------------------------------------------------------ DVHs
     def sampling(self, roi: Roi, info: CourseInfo) -> RoiSampling:
