@@ -186,25 +186,41 @@ def main(argv: list[str] | None = None) -> int:
             sent_at[folder] = time.time()
             send_status[folder] = done.returncode
 
-        with IdleConnections(port, args.idle) as idle:
-            time.sleep(1.0)  # the idle connections are in place before the first sender
-            first_send = time.time()
-            with ThreadPoolExecutor(max_workers=args.clients) as pool:
-                list(pool.map(send, folders))
-            seen: dict[str, tuple[float, dict]] = {}
-            checks = reports / "checks.jsonl"
-            deadline = time.monotonic() + args.timeout
+        seen: dict[str, tuple[float, dict]] = {}
+        wanted = {frame for frame, _ in expected.values()}
+        checks = reports / "checks.jsonl"
+        sending_done = threading.Event()
+
+        def watch_records() -> None:
+            """Note when each check record appears, from the first send on (a record's time is
+            when it is first seen here, within 50 ms, whatever the senders are doing)."""
+            deadline = None
             offset = 0
-            wanted = {frame for frame, _ in expected.values()}
-            while time.monotonic() < deadline and not wanted <= set(seen):
+            while not wanted <= set(seen):
+                if sending_done.is_set():
+                    deadline = deadline or time.monotonic() + args.timeout
+                    if time.monotonic() > deadline:
+                        return
                 if checks.exists():
                     with checks.open(encoding="utf-8") as fh:
                         fh.seek(offset)
-                        for line in fh:
+                        while line := fh.readline():
+                            if not line.endswith("\n"):  # a record being written: read it whole next time
+                                break
                             record = json.loads(line)
                             seen.setdefault(record["treatment_id"], (time.time(), record))
-                        offset = fh.tell()
+                            offset = fh.tell()
                 time.sleep(0.05)
+
+        with IdleConnections(port, args.idle) as idle:
+            time.sleep(1.0)  # the idle connections are in place before the first sender
+            watcher = threading.Thread(target=watch_records, daemon=True)
+            watcher.start()
+            first_send = time.time()
+            with ThreadPoolExecutor(max_workers=args.clients) as pool:
+                list(pool.map(send, folders))
+            sending_done.set()
+            watcher.join()
             idle_opened, idle_closed = idle.opened, idle.closed_by_server
     finally:
         server.send_signal(signal.SIGTERM)
