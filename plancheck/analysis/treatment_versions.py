@@ -110,11 +110,17 @@ class TreatmentChecker:
         ``limits``, and a crash cannot take the service down.
     limits
         Time and memory limits of one check (with ``isolate``).
+    threads
+        Rule threads of one check (None: :func:`plancheck.parallel.default_threads`; fewer when
+        several checks run at once).
+
+    :meth:`check` may be called from several threads: a version of a treatment being checked
+    is not checked again until that check is over (and then it is done).
     """
 
     def __init__(self, reports_dir: Path, protocol: Protocol, *, formats: tuple[str, ...] = ("json", "html"),
                  on_record: Callable[[CheckRecord], None] | None = None, isolate: bool = False,
-                 limits: JobLimits | None = None) -> None:
+                 limits: JobLimits | None = None, threads: int | None = None) -> None:
         self.reports_dir = Path(reports_dir)
         self.reports_dir.mkdir(parents=True, exist_ok=True)
         self.staging = self.reports_dir / ".staging"
@@ -124,7 +130,10 @@ class TreatmentChecker:
         self.on_record = on_record
         self.isolate = isolate
         self.limits = limits or JobLimits()
+        self.threads = threads
         self._log_lock = threading.Lock()
+        self._in_flight: set[tuple[str, str]] = set()  # (check id, version) being checked now
+        self._flight_lock = threading.Lock()
 
     def start_worker_server(self) -> None:
         """Start the warm worker server now (with ``isolate``), so the first check does not wait for it."""
@@ -141,10 +150,24 @@ class TreatmentChecker:
         return found[-1] if found else None
 
     def check(self, check: TreatmentCheck, *, case_file: str | None = None) -> CheckRecord | None:
-        """Check ``check`` unless its current version was checked already; returns the record
-        (None when nothing was done). ``case_file``: the treatment's case file, if any."""
-        treatment = check.treatment
+        """Check ``check`` unless its current version was checked already or is being checked
+        now; returns the record (None when nothing was done). ``case_file``: the treatment's
+        case file, if any."""
         version = treatment_version(check)
+        key = (check.check_id, version)
+        with self._flight_lock:
+            if key in self._in_flight:
+                log.info("treatment %s version %s is being checked already", check.check_id, version)
+                return None
+            self._in_flight.add(key)
+        try:
+            return self._check_version(check, version, case_file)
+        finally:
+            with self._flight_lock:
+                self._in_flight.discard(key)
+
+    def _check_version(self, check: TreatmentCheck, version: str, case_file: str | None) -> CheckRecord | None:
+        treatment = check.treatment
         done = self.version_folder(check, version)
         labels = tuple(g.plan.label for g in check.courses)
         if done is not None:
@@ -165,7 +188,7 @@ class TreatmentChecker:
             if check.error is not None:
                 raise _NotCheckable(check.error)
             args = (tuple(str(f) for f in check.files), self.protocol, str(staging), tuple(self.formats), case_file,
-                    selection)
+                    selection, self.threads)
             outcome = call_in_process(_check_and_summarise, args, limits=self.limits) if self.isolate \
                 else _check_and_summarise(*args)
         except Exception as exc:  # includes unreadable input and bugs: recorded, the service goes on
@@ -218,11 +241,11 @@ class TreatmentChecker:
 
 
 def _check_and_summarise(files: tuple[str, ...], protocol: Protocol, out_dir: str, formats: tuple[str, ...],
-                         case_file: str | None, selection) -> dict:
+                         case_file: str | None, selection, threads: int | None = None) -> dict:
     """Check and write the reports; return what the record needs (small, picklable: the
     report itself, with its dose grids, stays in the worker)."""
     report, paths = check_treatment_files(files, protocol, out_dir, formats=formats, case_file=case_file,
-                                          selection=selection)
+                                          selection=selection, threads=threads)
     return {
         "status": str(worst_status([f.status for f in report.findings])), "summary": dict(report.summary),
         "labels": tuple(c.label for c in report.export.courses),

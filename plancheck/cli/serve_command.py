@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pending-per-peer", type=int, default=4, metavar="N",
                    help="connections one address may hold open without sending anything; one more closes the "
                         "oldest of them (default 4)")
+    p.add_argument("--parallel-checks", type=int, default=None, metavar="N",
+                   help="checks run at the same time at most (default: the CPUs, at most 2)")
     p.add_argument("--no-html", action="store_true", help="write JSON reports only")
     p.add_argument("--log-file", metavar="FILE", help="append the log to FILE instead of standard error")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="S",
@@ -90,6 +92,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: must be 0 to 65535")
+    if args.parallel_checks is not None and args.parallel_checks < 1:
+        raise UsageError("--parallel-checks must be at least 1")
     for name in ("max_object_mb", "max_store_gb"):
         if not getattr(args, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0")
@@ -101,7 +105,7 @@ def run_serve(args: argparse.Namespace) -> int:
         min_free_bytes=int(max(args.min_free_mb, 0) * 1e6),
         formats=("json",) if args.no_html else ("json", "html"),
         association_timeout_s=args.association_timeout, idle_timeout_s=args.idle_timeout,
-        max_pending_per_peer=args.max_pending_per_peer,
+        max_pending_per_peer=args.max_pending_per_peer, parallel_checks=args.parallel_checks,
     )
     handler = _configure_logging(args)
     stop = threading.Event()

@@ -80,7 +80,7 @@ from plancheck.errors import DicomConformanceError, DicomReadError, StorageLimit
 from plancheck.net.checks import CheckRecord, CheckWorker
 from plancheck.protocol.loader import Protocol
 
-__all__ = ["ReceiverConfig", "Receiver", "STATUS"]
+__all__ = ["ReceiverConfig", "Receiver", "STATUS", "MAX_DEFAULT_PARALLEL_CHECKS", "default_parallel_checks"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,21 @@ STATUS = {
 
 
 _PRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+MAX_DEFAULT_PARALLEL_CHECKS = 2
+"""Checks the receiver runs at the same time by default at most."""
+
+
+def default_parallel_checks() -> int:
+    """Checks run at the same time by default: the CPUs this process may use, at most
+    :data:`MAX_DEFAULT_PARALLEL_CHECKS` (exports that arrive together are checked together
+    instead of one after the other; measured with ``benchmarks/pipeline_load.py``)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_DEFAULT_PARALLEL_CHECKS))
 
 
 def _shown(value: Any, limit: int = 16) -> str:
@@ -136,6 +151,9 @@ class ReceiverConfig:
         Check each treatment in a worker process of its own (default): checks run beside the
         network threads without sharing their interpreter lock, within time and memory limits,
         and a crashing check cannot take the receiver down.
+    parallel_checks
+        Checks run at the same time at most (each in its own worker process with
+        ``isolate_checks``); None: :func:`default_parallel_checks`.
     """
 
     store_dir: Path
@@ -155,6 +173,7 @@ class ReceiverConfig:
     association_timeout_s: float = 5.0
     idle_timeout_s: float = 60.0
     isolate_checks: bool = True
+    parallel_checks: int | None = None
 
     def __post_init__(self) -> None:
         title = self.ae_title.strip()
@@ -287,7 +306,8 @@ class Receiver:
         self._records_changed = threading.Condition()
         self.worker = CheckWorker(Path(config.reports_dir), config.protocol, formats=config.formats,
                                   on_record=self._on_record, store_dir=self.store.studies,
-                                  isolate=config.isolate_checks)
+                                  isolate=config.isolate_checks,
+                                  parallel_checks=config.parallel_checks or default_parallel_checks())
         self._states: dict[int, _AssocState] = {}
         self._orphans = _AssocState()
         self._lock = threading.Lock()
