@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 __all__ = ["THREADS_ENV", "MAX_DEFAULT_THREADS", "MAX_CHECK_PROCESSES", "default_threads", "default_processes",
-           "can_fork", "map_in_forks", "map_in_threads", "OnceCache"]
+           "available_cpus", "can_fork", "map_in_forks", "map_in_threads", "OnceCache"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _available_cpus() -> int:
+def available_cpus() -> int:
+    """The CPUs this process may use (its affinity mask where the system has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
@@ -67,7 +68,7 @@ def default_threads() -> int:
             return max(1, int(value))
         except ValueError:
             pass  # a malformed setting must not stop a check: fall back to the default
-    return max(1, min(_available_cpus(), MAX_DEFAULT_THREADS))
+    return max(1, min(available_cpus(), MAX_DEFAULT_THREADS))
 
 
 def default_processes() -> int:
@@ -76,7 +77,7 @@ def default_processes() -> int:
     :func:`can_fork` is False."""
     if default_threads() <= 1 or not can_fork():
         return 1
-    return max(1, min(_available_cpus(), MAX_CHECK_PROCESSES))
+    return max(1, min(available_cpus(), MAX_CHECK_PROCESSES))
 
 
 def can_fork() -> bool:

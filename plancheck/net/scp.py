@@ -78,6 +78,7 @@ from plancheck.dicom.store import (
 )
 from plancheck.errors import DicomConformanceError, DicomReadError, StorageLimitError, UsageError
 from plancheck.net.checks import CheckRecord, CheckWorker
+from plancheck.parallel import available_cpus
 from plancheck.protocol.loader import Protocol
 
 __all__ = ["ReceiverConfig", "Receiver", "STATUS", "MAX_DEFAULT_PARALLEL_CHECKS", "default_parallel_checks"]
@@ -106,11 +107,7 @@ def default_parallel_checks() -> int:
     """Checks run at the same time by default: the CPUs this process may use, at most
     :data:`MAX_DEFAULT_PARALLEL_CHECKS` (exports that arrive together are checked together
     instead of one after the other; measured with ``benchmarks/pipeline_load.py``)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_DEFAULT_PARALLEL_CHECKS))
+    return max(1, min(available_cpus(), MAX_DEFAULT_PARALLEL_CHECKS))
 
 
 def _shown(value: Any, limit: int = 16) -> str:

@@ -112,13 +112,10 @@ def work_key(rule) -> tuple:
     return ("kind", rule.kind)
 
 
-_RULE_COST = {"conformity": 3.0, "geometry": 2.0, "integrity": 1.0, "dvh": 1.0}
-"""Relative work of a rule of each kind, to start the costly groups first (other kinds: 0.25;
-a DVH rule on a composite of courses: twice its kind's)."""
-
-
 def _rule_cost(rule) -> float:
-    cost = _RULE_COST.get(rule.kind, 0.25)
+    """Estimated relative work of a rule, to start the costly groups first: its kind's
+    :data:`_KIND_COST` (other kinds: 0.25), twice that for a DVH rule on a composite of courses."""
+    cost = _KIND_COST.get(rule.kind, 0.25)
     return 2.0 * cost if getattr(rule, "course", None) == "composite" else cost
 
 
@@ -141,7 +138,7 @@ def structure_names(spec) -> list[str]:
 def work_groups(rules: Sequence[ResolvedRule], contour_points: Callable[[str], int] = lambda name: 0
                 ) -> list[tuple[list[int], float]]:
     """The rules (by index, in protocol order) grouped by :func:`work_key`, each group with
-    its estimated relative work (by kind, :data:`_RULE_COST`, and by the size of the
+    its estimated relative work (by kind, :func:`_rule_cost`, and by the size of the
     structure: ``contour_points(name)`` of each of its names, see
     :data:`POINTS_PER_COST_UNIT`), in the order of their first rule."""
     groups: dict[tuple, list[int]] = {}
