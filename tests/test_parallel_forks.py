@@ -53,7 +53,7 @@ def test_map_in_forks_gives_the_plain_loops_results_from_two_processes() -> None
         from plancheck.parallel import can_fork, map_in_forks
         assert can_fork()
         def work(x):
-            time.sleep(0.01)  # long enough for the child to take items too
+            time.sleep(0.02)  # long enough for the child to take items too, even on a busy machine
             return x * x, os.getpid()
         out = map_in_forks(work, range(40), processes=2, cost=lambda x: x % 7)
         try:
