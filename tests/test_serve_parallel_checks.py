@@ -23,8 +23,7 @@ import pytest
 import plancheck.analysis.treatment_versions as versions
 from plancheck.net.checks import CheckWorker
 from plancheck.net.scp import MAX_DEFAULT_PARALLEL_CHECKS, default_parallel_checks
-from plancheck.protocol.loader import load_protocol
-from plancheck.protocol.loader import DEFAULT_PROTOCOL
+from plancheck.protocol.loader import DEFAULT_PROTOCOL, load_protocol
 
 
 class _RecordingChecker:
