@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import signal
 import struct
 import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
+
+from plancheck.fork_transfer import NoResult, ResultChannel
 
 __all__ = ["THREADS_ENV", "MAX_DEFAULT_THREADS", "MAX_CHECK_PROCESSES", "default_threads", "default_processes",
-           "available_cpus", "can_fork", "map_in_forks", "map_in_threads", "OnceCache"]
+           "available_cpus", "can_fork", "ForkedCall", "map_in_forks", "map_in_threads", "OnceCache"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def map_in_forks(
     queue_read, queue_write = os.pipe()
     os.write(queue_write, b"".join(_INDEX.pack(i) for i in order))
     os.close(queue_write)  # an empty queue then reads as end of file
-    children: list[tuple[int, int]] = []  # (pid, read end of its results) of children not yet reaped
+    children: list[tuple[int, ResultChannel]] = []  # (pid, its results) of children not yet reaped
     try:
         for _ in range(n - 1):
             child = _fork_worker(func, items, queue_read)
@@ -123,21 +124,67 @@ def map_in_forks(
                 children.append(child)
         results = _take_from_queue(func, items, queue_read)
         while children:
-            pid, read_end = children.pop(0)
-            got = _child_results(pid, read_end)
-            if got is None:
-                log.debug("a forked process gave no results: the items it took are computed here")
-            else:
+            pid, channel = children.pop(0)
+            ok, got = _child_result(pid, channel)
+            if ok and isinstance(got, dict):
                 results.update(got)
+            else:
+                log.debug("a forked process gave no results: the items it took are computed here")
         for i in range(len(items)):
             if i not in results:
                 results[i] = func(items[i])
         return [results[i] for i in range(len(items))]
     finally:
         os.close(queue_read)
-        for pid, read_end in children:  # left when an exception cut the work short
-            os.close(read_end)
+        for pid, channel in children:  # left when an exception cut the work short
+            channel.close()
             _reap(pid, kill=True)
+
+
+class ForkedCall(Generic[R]):
+    """``compute()`` started in a child forked now, while this process does other work; its
+    value is collected with :meth:`result`. Used to read an export while the protocol and case
+    file load (``plancheck check``).
+
+    A child that fails in any way (``compute`` raises, the child dies, the value cannot be
+    pickled) is not an error: :meth:`result` then computes the value here, so an exception is
+    raised here as in a plain call, with its own message. Without :func:`can_fork` (or with
+    ``enabled`` False) nothing is forked and :meth:`result` is the plain call. Leaving the
+    ``with`` block (or :meth:`cancel`) ends a child whose value was not collected.
+    ``compute`` must not have side effects this process relies on: they stay in the child.
+    """
+
+    def __init__(self, compute: Callable[[], R], *, enabled: bool = True) -> None:
+        self._compute = compute
+        self._child = _fork(compute) if enabled and can_fork() else None
+
+    @property
+    def forked(self) -> bool:
+        """Whether a child computes the value (not yet collected)."""
+        return self._child is not None
+
+    def result(self, fallback: Callable[[], R] | None = None) -> R:
+        """The value: the child's, else ``fallback()`` (default: the computation) here."""
+        if self._child is not None:
+            (pid, channel), self._child = self._child, None
+            ok, value = _child_result(pid, channel)
+            if ok:
+                return value  # type: ignore[return-value]
+            log.debug("the forked computation gave no value: it is computed here")
+        return (fallback or self._compute)()
+
+    def cancel(self) -> None:
+        """End the child (if any) without collecting its value."""
+        if self._child is not None:
+            (pid, channel), self._child = self._child, None
+            channel.close()
+            _reap(pid, kill=True)
+
+    def __enter__(self) -> ForkedCall[R]:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.cancel()
 
 
 _INDEX = struct.Struct("<I")
@@ -153,44 +200,79 @@ def _take_from_queue(func: Callable[[T], R], items: Sequence[T], queue_read: int
     return results
 
 
-def _fork_worker(func: Callable[[T], R], items: Sequence[T], queue_read: int) -> tuple[int, int] | None:
-    """Fork a child that takes items from the queue and pickles its results into a pipe;
-    (pid, read end), or None when the fork fails."""
-    read_end, write_end = os.pipe()
+def _fork_worker(func: Callable[[T], R], items: Sequence[T], queue_read: int) -> tuple[int, ResultChannel] | None:
+    """Fork a child that takes items from the queue and sends its results back
+    (:class:`plancheck.fork_transfer.ResultChannel`); (pid, channel), or None when the fork fails."""
+    return _fork(lambda: _take_from_queue(func, items, queue_read))
+
+
+def _fork(compute: Callable[[], R]) -> tuple[int, ResultChannel] | None:
+    """Fork a child that sends ``compute()`` back and exits; (pid, channel), or None when
+    the fork fails. The child never returns into the caller's code: it leaves with
+    ``os._exit`` (no exit handlers, no second flush of this process's output buffers). What
+    it logs is sent back with the value and logged here when the value is collected
+    (:func:`_child_result`), so that a value computed again here is not logged twice."""
+    channel = ResultChannel()
     try:
         pid = os.fork()
     except OSError:
-        os.close(read_end)
-        os.close(write_end)
+        channel.close()
         return None
     if pid == 0:  # the child: never returns
         code = 1
         try:
-            os.close(read_end)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends the child quietly, the parent reports
-            data = pickle.dumps(_take_from_queue(func, items, queue_read), protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write_end, "wb") as out:
-                out.write(data)
+            records = _keep_log_records()
+            value = compute()
+            channel.send((value, records))
             code = 0
-        except BaseException:  # noqa: BLE001 - the parent computes the items again (and raises there)
+        except BaseException:  # noqa: BLE001 - the parent computes it again (and raises there)
             pass
         finally:
             os._exit(code)
-    os.close(write_end)
-    return pid, read_end
+    channel.parent_side()
+    return pid, channel
 
 
-def _child_results(pid: int, read_end: int) -> dict | None:
-    """A child's unpickled results, or None when it failed; reaps the child."""
-    with os.fdopen(read_end, "rb") as stream:
-        data = stream.read()
-    if not _reap(pid, kill=False) or not data:
-        return None
+def _keep_log_records() -> list[logging.LogRecord]:
+    """In a forked child: from now on, every log record its handlers would emit is kept in the
+    returned list instead (message formatted, traceback as text: picklable)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if records and records[-1] is record:  # one record reaching two loggers' handlers
+                return
+            record.msg, record.args = record.getMessage(), None
+            if record.exc_info:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+                record.exc_info = None
+            records.append(record)
+
+    keep = Keep()
+    loggers = [logging.getLogger(), *(x for x in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(x, logging.Logger))]
+    for logger in loggers:
+        if logger.handlers:
+            logger.handlers = [keep]
+    if not logging.getLogger().handlers:
+        logging.getLogger().handlers = [keep]  # instead of logging's last-resort handler
+    return records
+
+
+def _child_result(pid: int, channel: ResultChannel) -> tuple[bool, object]:
+    """(True, the child's value), or (False, None) when it failed; reaps the child. The
+    records the child logged are logged here, once its value is taken."""
     try:
-        got = pickle.loads(data)
-    except Exception:  # noqa: BLE001 - truncated: computed here instead
-        return None
-    return got if isinstance(got, dict) else None
+        value, records = channel.receive()
+    except (NoResult, TypeError, ValueError):
+        _reap(pid, kill=False)
+        return False, None
+    if not _reap(pid, kill=False):
+        return False, None
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    return True, value
 
 
 def _reap(pid: int, *, kill: bool) -> bool:
