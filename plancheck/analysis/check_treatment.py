@@ -16,60 +16,21 @@ several), else the one next to the archive. Inside an archive it is named
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from plancheck.model.course_selection import PlanSelection
-from plancheck.errors import PlancheckError, ProtocolError
-from plancheck.model.case import CASE_FILE_NAMES, Case, case_from_text, find_case_file, load_case
+from plancheck.analysis.read_ahead import read_treatment_export
+from plancheck.errors import PlancheckError
+from plancheck.model.case import Case, case_from_text
+from plancheck.model.case_files import ARCHIVE_SEPARATOR, find_case, read_case_text
+from plancheck.model.course_selection import PlanSelection, selection_from
+from plancheck.model.export import PlanExport
 from plancheck.model.volume_model import VolumeModel, volume_model_named
 from plancheck.protocol.loader import Protocol
 from plancheck.rules.runner import CheckReport, run_check
 
-__all__ = ["check_treatment", "check_treatment_files", "find_case", "read_case", "selection_for",
+__all__ = ["check_treatment", "check_export", "check_treatment_files", "find_case", "read_case", "selection_for",
            "ARCHIVE_SEPARATOR", "warm_up"]
-
-#: Separates an archive's path from a member's name in a case-file source.
-ARCHIVE_SEPARATOR = "!"
-
-
-def _case_in_archive(archive: Path) -> str | None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            names = [n for n in zf.namelist() if PurePosixPath(n).name in CASE_FILE_NAMES
-                     and not any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(n).parts)]
-    except (zipfile.BadZipFile, OSError, RuntimeError, ValueError):
-        return None
-    if not names:
-        return None
-    names.sort(key=lambda n: (len(PurePosixPath(n).parts), CASE_FILE_NAMES.index(PurePosixPath(n).name), n))
-    return f"{archive}{ARCHIVE_SEPARATOR}{names[0]}"
-
-
-def find_case(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> str | None:
-    """The case file of an export, if there is one (see the module docstring).
-
-    Parameters
-    ----------
-    paths
-        The export as given to :func:`plancheck.dicom.read_export`: its first item decides.
-
-    Returns
-    -------
-    str or None
-        A file path, ``ARCHIVE.zip!member``, or None.
-    """
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    if not items:
-        return None
-    first = Path(items[0])
-    if first.is_file() and first.suffix.lower() == ".zip":
-        inside = _case_in_archive(first)
-        if inside:
-            return inside
-    found = find_case_file(first)
-    return str(found) if found else None
 
 
 def read_case(source: str | os.PathLike[str]) -> Case:
@@ -80,29 +41,14 @@ def read_case(source: str | os.PathLike[str]) -> Case:
     ProtocolError
         The file cannot be read or does not validate (naming ``source`` and the field).
     """
-    text = str(source)
-    archive, sep, member = text.partition(ARCHIVE_SEPARATOR)
-    if sep and Path(archive).suffix.lower() == ".zip" and Path(archive).is_file():
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                data = zf.read(member)
-        except (KeyError, zipfile.BadZipFile, OSError, RuntimeError, ValueError) as exc:
-            raise ProtocolError(f"cannot read case file: {exc}", text) from exc
-        try:
-            return case_from_text(data.decode("utf-8"), text)
-        except UnicodeDecodeError as exc:
-            raise ProtocolError("case file is not UTF-8 text", text) from exc
-    return load_case(text)
+    return case_from_text(*read_case_text(source))
 
 
 def selection_for(case: Case | None, case_source: str | None, plans: Sequence[str] = ()) -> PlanSelection | None:
     """The courses to check: ``plans`` (``--plan``) if given, else the case file's ``courses:``
     list, else None (every plan; alternatives handled by the caller's policy)."""
-    if plans:
-        return PlanSelection(tuple(plans), "--plan")
-    if case is not None and case.courses:
-        return PlanSelection(tuple(c.plan for c in case.courses), "the case file's 'courses:' list", path=case_source)
-    return None
+    declared = tuple(c.plan for c in case.courses) if case is not None and case.courses else None
+    return selection_from(plans, declared, case_source)
 
 
 def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], protocol: Protocol, *,
@@ -150,17 +96,25 @@ def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     UsageError
         ``selection`` (``--plan``) names a plan that is not there.
     """
-    from plancheck.dicom import read_export
-
     if selection is None:
         selection = selection_for(case, case_source)
-    export = read_export(paths, plans=selection, alternatives="refuse")
+    return check_export(read_treatment_export(paths, selection), protocol, case=case, case_source=case_source,
+                        user_mapping=user_mapping, volume_model=volume_model, threads=threads, processes=processes)
+
+
+def check_export(export: PlanExport, protocol: Protocol, *, case: Case | None = None, case_source: str | None = None,
+                 user_mapping: Mapping[str, str] | None = None, volume_model: VolumeModel | str | None = None,
+                 threads: int | None = None, processes: int = 1, share_dvhs: bool = True) -> CheckReport:
+    """:func:`check_treatment` of an export already read
+    (:func:`plancheck.analysis.read_ahead.read_treatment_export`); the parameters as there,
+    and ``share_dvhs`` as :func:`plancheck.rules.runner.run_check` (False when the report has
+    no DVH plots)."""
     if isinstance(volume_model, VolumeModel):
         export = export.with_volume_model(volume_model, "volume model given by the caller")
     elif volume_model not in (None, "auto"):
         export = export.with_volume_model(volume_model_named(volume_model), "--volume-model")
     return run_check(export, protocol, case=case, case_source=case_source, user_mapping=user_mapping,
-                     threads=threads, processes=processes)
+                     threads=threads, processes=processes, share_dvhs=share_dvhs)
 
 
 def check_treatment_files(files: Sequence[str | os.PathLike[str]], protocol: Protocol,

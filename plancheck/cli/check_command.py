@@ -92,20 +92,29 @@ def run_check_command(args: argparse.Namespace) -> int:
     from plancheck.allocator import keep_freed_memory
 
     keep_freed_memory()  # a one-shot process (plancheck.allocator)
-    from plancheck.analysis.check_treatment import check_treatment, find_case, read_case, selection_for
+    from plancheck.analysis.read_ahead import ExportReadAhead
+    from plancheck.model.case_files import find_case
     from plancheck.parallel import default_processes
-    from plancheck.report import render_report
-    from plancheck.rules.runner import protocol_for_check
 
     mapping = parse_mapping(args.map)
-    # the protocol and case file first: a typo there should not wait for the DICOM reading
-    protocol = protocol_for_check(args.protocol)
+    processes = default_processes()
+    paths = args.paths if len(args.paths) > 1 else args.paths[0]
     case_path = args.case if args.case else find_case(args.paths)
-    case = read_case(case_path) if case_path else None
-    report = check_treatment(args.paths if len(args.paths) > 1 else args.paths[0], protocol, case=case,
-                             case_source=str(case_path) if case_path else None,
-                             selection=selection_for(case, case_path, args.plan), user_mapping=mapping,
-                             volume_model=args.volume_model, processes=default_processes())
+    # the export is read in a forked process while the protocol and the case file load here
+    # (plancheck.analysis.read_ahead); a typo in either is reported without waiting for it
+    with ExportReadAhead(paths, case_path, args.plan, enabled=processes > 1) as reading:
+        from plancheck.analysis.check_treatment import check_export, read_case, selection_for
+        from plancheck.report import render_report
+        from plancheck.rules.runner import prepare_rules, protocol_for_check
+
+        protocol = protocol_for_check(args.protocol)
+        case = read_case(case_path) if case_path else None
+        if reading.forked:
+            prepare_rules()  # while the child still reads
+        export = reading.export(selection_for(case, case_path, args.plan))
+    report = check_export(export, protocol, case=case, case_source=str(case_path) if case_path else None,
+                          user_mapping=mapping, volume_model=args.volume_model, processes=processes,
+                          share_dvhs=args.format == "html")  # only the HTML report plots DVHs
     to_terminal = args.output is None and sys.stdout.isatty()
     color = args.format == "text" and to_terminal
     text = render_report(report, args.format, color=color, all_rules=args.all_rules,

@@ -67,14 +67,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plancheck.datafile import load_data_text, read_data_text
 from plancheck.errors import CaseFileError, ProtocolError
+from plancheck.model.case_files import CASE_FILE_NAMES, find_case_file  # noqa: F401 - part of this module's API
 
 __all__ = [
     "Case", "CourseDeclaration", "Lesion", "Primary", "SystemicTherapy", "Restaging", "load_case", "find_case_file",
     "case_from_text", "case_lines", "CASE_FILE_NAMES",
 ]
-
-CASE_FILE_NAMES = ("case.yaml", "case.yml", "case.json")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -232,14 +230,3 @@ def case_from_text(text: str, source: str | Path) -> Case:
             problems.append((_line_of(lines, loc), f"field {where}: {err['msg']}"))
         problems.sort(key=lambda item: item[0])
         raise CaseFileError(problems, source) from exc
-
-
-def find_case_file(export_path: str | Path) -> Path | None:
-    """``case.yaml`` (or .yml/.json) in the export directory (or next to a file/zip), if present."""
-    p = Path(export_path)
-    folder = p if p.is_dir() else p.parent
-    for name in CASE_FILE_NAMES:
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate
-    return None

@@ -48,7 +48,7 @@ from plancheck.errors import LinkError, ProtocolError, UsageError
 
 __all__ = [
     "PlanFacts", "PlanSelection", "LeftOutPlan", "CourseChoice", "AlternativesPolicy", "MAX_VARIANTS",
-    "alternative_groups", "choose_courses",
+    "alternative_groups", "choose_courses", "selection_from",
 ]
 
 AlternativesPolicy = Literal["refuse", "variants", "keep"]
@@ -136,6 +136,17 @@ class PlanSelection:
         if self.path:
             return ProtocolError(f"{self.source}: {message}", self.path)
         return UsageError(f"{self.source}: {message}")
+
+
+def selection_from(plans: Sequence[str], declared: Sequence[str] | None, case_source: str | None
+                   ) -> PlanSelection | None:
+    """The courses to check: ``plans`` (``--plan``) if given, else the plans the case file
+    ``case_source`` declares under ``courses:`` (``declared``), else None (every plan)."""
+    if plans:
+        return PlanSelection(tuple(plans), "--plan")
+    if declared:
+        return PlanSelection(tuple(declared), "the case file's 'courses:' list", path=case_source)
+    return None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from plancheck.rules.context import CheckContext
 from plancheck.rules.findings import Finding, Provenance, Status
 from plancheck.rules.registry import rule_kinds
 
-__all__ = ["CheckReport", "NotApplicable", "run_check", "protocol_for_check", "structure_names", "work_groups", "work_key",
+__all__ = ["CheckReport", "NotApplicable", "run_check", "prepare_rules", "protocol_for_check", "structure_names", "work_groups", "work_key",
            "POINTS_PER_COST_UNIT", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,24 @@ def protocol_for_check(name_or_path: str) -> Protocol:
     ids = {r.rule.id for r in protocol.rules}
     rules = tuple(r for r in integrity.rules if r.rule.id not in ids) + protocol.rules
     return dataclasses.replace(protocol, rules=rules, chain=(INTEGRITY_PROTOCOL,) + protocol.chain)
+
+
+def prepare_rules() -> None:
+    """Load now what the rules load on first use and what does not depend on the export: the
+    structure-name index (about 35 ms), the library of the combined structures (shapely), and
+    numpy's masked arrays (numpy imports them on the first ``np.unique``). ``plancheck check``
+    calls it while a forked process reads the export
+    (:class:`plancheck.analysis.read_ahead.ExportReadAhead`), so that the rules start sooner.
+    A failure is left to the rules, which report it as they would have."""
+    try:
+        import numpy.ma  # noqa: F401
+
+        import plancheck.dvh.combine  # noqa: F401
+        from plancheck.names.structures import StructureNameMatcher
+
+        StructureNameMatcher()
+    except Exception:  # noqa: BLE001 - the rules that need it report it
+        log.debug("preparing the rules failed; the rules will report it", exc_info=True)
 
 
 def _error(resolved: ResolvedRule, message: str) -> Finding:
@@ -161,6 +179,7 @@ def run_check(
     user_mapping: Mapping[str, str] | None = None,
     threads: int | None = None,
     processes: int = 1,
+    share_dvhs: bool = True,
 ) -> CheckReport:
     """Evaluate every rule of ``protocol``; an evaluator that crashes gives an ERROR
     finding for its rule and the check goes on. The rules are evaluated in up to
@@ -168,8 +187,10 @@ def run_check(
     ``processes`` > 1 (and where :func:`plancheck.parallel.can_fork`), this process and
     ``processes - 1`` forked from it take the :func:`work_groups` one by one, costly groups
     first, the threads divided among them (:func:`plancheck.parallel.map_in_forks`); the DVHs
-    the other processes computed come back with their findings, for the reports' plots.
-    The findings are the same and keep the protocol's order whatever the numbers."""
+    the other processes computed come back with their findings, for the reports' plots
+    (``share_dvhs`` False: not sent, for a report without plots; the report's context then
+    computes a DVH again if asked). The findings are the same and keep the protocol's order
+    whatever the numbers."""
     start = time.perf_counter()
     ctx = CheckContext(export, protocol, case, case_source, dict(user_mapping or {}))
     kinds = rule_kinds()
@@ -203,13 +224,14 @@ def run_check(
             mark = ctx.mark()
             got = map_in_threads(evaluate, [rules[i] for i in group[0]], threads=per_process,
                                  cost=lambda r: priorities[id(r)])
-            return got, ctx.computed_since(mark)  # a forked process's DVHs go back with its findings
+            return got, (ctx.computed_since(mark) if share_dvhs else None)  # a forked process's DVHs
 
         groups = work_groups(rules, ctx.contour_points)
         outcomes = [None] * len(rules)
         for (members, _), (got, computed) in zip(groups, map_in_forks(evaluate_group, groups, processes=processes,
                                                                         cost=lambda g: g[1])):
-            ctx.adopt(computed)
+            if computed is not None:
+                ctx.adopt(computed)
             for i, outcome in zip(members, got):
                 outcomes[i] = outcome
     # the findings keep the protocol's order
