@@ -110,12 +110,13 @@ def test_a_signature_checks_the_number_and_every_type() -> None:
 
 
 def test_every_kernel_has_signatures() -> None:
-    from plancheck.kernels import decimal_strings, jit
+    from plancheck.kernels import contour_checks, decimal_strings, jit
     from plancheck.kernels.signatures import SOURCES
 
     assert set(SOURCES["jit"]) == set(jit.__all__) - {"JIT_OPTIONS"}
     assert set(SOURCES["decimal_strings"]) == set(decimal_strings.__all__)
-    assert set(SIGNATURES) == set(SOURCES["jit"]) | set(SOURCES["decimal_strings"])
+    assert set(SOURCES["contour_checks"]) == set(contour_checks.__all__)
+    assert set(SIGNATURES) == set(SOURCES["jit"]) | set(SOURCES["decimal_strings"]) | set(SOURCES["contour_checks"])
     assert set(SIGNATURES) <= set(kernels.__all__)
 
 
@@ -184,6 +185,15 @@ def test_decimal_parser_on_both_backends() -> None:
         values, status, _, _, count = parse(buf, 4)
         assert count == 4 and list(status) == [0, 0, 0, 0]
         assert list(values) == [1.5, -2.0, 300.0, 0.1]  # each the correctly rounded double of its text
+
+
+def test_crossing_test_on_both_backends() -> None:
+    square = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]]
+    bowtie = [[0.0, 0.0], [10.0, 10.0], [10.0, 0.0], [0.0, 10.0]]  # edges 0 and 2 cross at (5, 5)
+    xy = np.array(square + bowtie + square)
+    sizes, planes = np.array([4, 4, 4]), np.array([0, 1, 2])
+    for test in (kernels.crossing_flags, kernels.jit_kernel("crossing_flags")):
+        assert test(xy, sizes, planes, 3).tolist() == [False, True, False]
 
 
 def test_a_stale_extension_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:

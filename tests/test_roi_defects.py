@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plancheck.dicom.roi_checks import contour_defects, crossing_planes, slice_defects
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plancheck.dicom.roi_checks import _crossing_flags, contour_defects, crossing_planes, slice_defects
 from plancheck.dvh.sampling import sample_roi
 from plancheck.errors import StructureDefectError
 from plancheck.model import Contour, Roi
@@ -148,10 +151,79 @@ def test_a_defective_roi_is_never_sampled() -> None:
         sample_roi(broken)
 
 
-def test_crossing_search_is_bounded_for_a_scrambled_large_contour() -> None:
-    # 3000 points of a circle in random order: about 4.5 million candidate edge pairs, tested
-    # in chunks; a crossing is found.
+def test_crossing_search_finds_a_crossing_in_a_scrambled_large_contour() -> None:
+    # 3000 points of a circle in random order: about 4.5 million candidate edge pairs; the
+    # sweep stops at the first crossing it finds.
     rng = np.random.default_rng(0)
     angles = rng.permutation(np.linspace(0, 2 * np.pi, 3000, endpoint=False))
     circle = np.column_stack([100 * np.cos(angles), 100 * np.sin(angles)])
     assert crossing_planes([[circle]]).tolist() == [True]
+
+
+# ----------------------------------------------------------------------------- the compiled sweep
+
+def _crossing_flags_reference(xy, sizes, plane_of_poly, n_planes):
+    """The vectorised numpy sweep the compiled one replaced: every pair of edges of one plane
+    whose x and y ranges overlap (planes shifted apart along x), edges of one polygon that
+    share a point left out, the orientation test with a 1e-6 relative margin."""
+    result = np.zeros(n_planes, dtype=bool)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    poly_ = np.repeat(np.arange(len(sizes)), sizes)
+    index = np.arange(len(xy)) - starts[poly_]
+    size = sizes[poly_]
+    nxt = np.arange(len(xy)) + 1
+    nxt[starts + sizes - 1] = starts
+    a, b = xy, xy[nxt]
+    plane = plane_of_poly[poly_]
+    shift = plane * 50_000.0
+    x_lo = np.minimum(a[:, 0], b[:, 0]) + shift
+    x_hi = np.maximum(a[:, 0], b[:, 0]) + shift
+    y_lo, y_hi = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
+    i, j = np.triu_indices(len(xy), k=1)
+    keep = (x_lo[j] <= x_hi[i]) & (x_lo[i] <= x_hi[j]) & (y_lo[j] <= y_hi[i]) & (y_lo[i] <= y_hi[j])
+    i, j = i[keep], j[keep]
+    gap = np.abs(index[i] - index[j])
+    adjacent = (poly_[i] == poly_[j]) & ((gap == 1) | (gap == size[i] - 1))
+    i, j = i[~adjacent], j[~adjacent]
+
+    def orient(p, q, r):
+        return (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
+
+    length = np.hypot(*(b - a).T)
+    eps_ab, eps_cd = 1e-6 * length[i], 1e-6 * length[j]
+    d1, d2 = orient(a[i], b[i], a[j]), orient(a[i], b[i], b[j])
+    d3, d4 = orient(a[j], b[j], a[i]), orient(a[j], b[j], b[i])
+    crossed = ((((d1 > eps_ab) & (d2 < -eps_ab)) | ((d1 < -eps_ab) & (d2 > eps_ab)))
+               & (((d3 > eps_cd) & (d4 < -eps_cd)) | ((d3 < -eps_cd) & (d4 > eps_cd))))
+    result[plane[i[crossed]]] = True
+    return result
+
+
+@st.composite
+def _planes_of_polygons(draw):
+    """Up to 4 planes of 1-3 polygons each: random points on a coarse grid (so that touching,
+    collinear and crossing edges all occur), each polygon without a repeated consecutive point."""
+    polygons, planes = [], []
+    n_planes = draw(st.integers(1, 4))
+    coordinate = st.integers(-4, 4).map(float)
+    for p in range(n_planes):
+        for _ in range(draw(st.integers(1, 3))):
+            points = draw(st.lists(st.tuples(coordinate, coordinate), min_size=3, max_size=8))
+            points = [pt for k, pt in enumerate(points) if pt != points[k - 1]]
+            if len(points) >= 3:
+                polygons.append(np.array(points))
+                planes.append(p)
+    return polygons, planes, n_planes
+
+
+@settings(max_examples=300, deadline=None)
+@given(_planes_of_polygons())
+def test_compiled_crossing_sweep_equals_the_numpy_reference(case) -> None:
+    polygons, planes, n_planes = case
+    if not polygons:
+        return
+    xy = np.concatenate(polygons)
+    sizes = np.array([len(p) for p in polygons])
+    plane_of_poly = np.array(planes)
+    expected = _crossing_flags_reference(xy, sizes, plane_of_poly, n_planes)
+    assert _crossing_flags(xy, sizes, plane_of_poly, n_planes).tolist() == expected.tolist()

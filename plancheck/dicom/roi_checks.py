@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from plancheck.kernels import crossing_flags
 from plancheck.model.structures import CLOSED_TYPES, Contour, Roi
 from plancheck.polygons import points_in_polygons
 
@@ -67,8 +68,6 @@ PLANAR_TOLERANCE_MM = 0.5
 #: of contours cancelling each other (a 1 mm rind of a 300 mm body keeps 1.3 %).
 CANCELLATION_FRACTION = 0.005
 
-_PAIR_CHUNK = 2_000_000
-_PLANE_STRIDE_MM = 4 * (MAX_COORDINATE_MM + MAX_EXTENT_MM)
 
 
 def _z_text(z: float) -> str:
@@ -102,69 +101,13 @@ def crossing_planes(planes: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
 
 def _crossing_flags(xy: np.ndarray, sizes: np.ndarray, plane_of_poly: np.ndarray, n_planes: int) -> np.ndarray:
     """:func:`crossing_planes` on concatenated polygons: ``xy`` holds the polygons one after
-    the other (``sizes`` points each, all >= 3), ``plane_of_poly`` their plane index.
-
-    All planes are tested in one vectorised sweep: edges are sorted by their lowest x (the
-    planes shifted apart along x), and only pairs whose x and y ranges overlap are tested,
-    in chunks of at most ``_PAIR_CHUNK`` pairs (bounded memory)."""
-    result = np.zeros(n_planes, dtype=bool)
+    the other (``sizes`` points each, all >= 3), ``plane_of_poly`` their plane index. A
+    compiled sweep per plane: edges sorted by their lowest x, only pairs whose x and y ranges
+    overlap tested (:func:`plancheck.kernels.contour_checks.crossing_flags`)."""
     if len(sizes) == 0:
-        return result
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    poly = np.repeat(np.arange(len(sizes)), sizes)
-    index = np.arange(len(xy)) - starts[poly]
-    size = sizes[poly]
-    nxt = np.arange(len(xy)) + 1
-    nxt[starts + sizes - 1] = starts
-    a, b = xy, xy[nxt]
-    plane = plane_of_poly[poly]
-    shift = plane * _PLANE_STRIDE_MM
-    x_lo = np.minimum(a[:, 0], b[:, 0]) + shift
-    x_hi = np.maximum(a[:, 0], b[:, 0]) + shift
-    y_lo = np.minimum(a[:, 1], b[:, 1])
-    y_hi = np.maximum(a[:, 1], b[:, 1])
-    order = np.argsort(x_lo, kind="stable")
-    a, b, plane, poly, index, size = a[order], b[order], plane[order], poly[order], index[order], size[order]
-    x_lo, x_hi, y_lo, y_hi = x_lo[order], x_hi[order], y_lo[order], y_hi[order]
-    m = len(a)
-    upper = np.searchsorted(x_lo, x_hi, side="right")
-    counts = np.maximum(upper - np.arange(m) - 1, 0)
-    length = np.hypot(*(b - a).T)
-    cumulative = np.cumsum(counts)
-    start = 0
-    while start < m:
-        # edges [start, stop) contribute at most _PAIR_CHUNK pairs (at least one edge)
-        base = cumulative[start - 1] if start else 0
-        stop = max(int(np.searchsorted(cumulative, base + _PAIR_CHUNK, side="right")), start + 1)
-        c = counts[start:stop]
-        total = int(c.sum())
-        if total:
-            i = np.repeat(np.arange(start, stop), c)
-            j = i + 1 + (np.arange(total) - np.repeat(np.cumsum(c) - c, c))
-            keep = (y_lo[j] <= y_hi[i]) & (y_lo[i] <= y_hi[j]) & ~result[plane[i]]
-            i, j = i[keep], j[keep]
-            gap = np.abs(index[i] - index[j])
-            adjacent = (poly[i] == poly[j]) & ((gap == 1) | (gap == size[i] - 1))
-            i, j = i[~adjacent], j[~adjacent]
-            if len(i):
-                crossed = _proper_crossings(a[i], b[i], a[j], b[j], length[i], length[j])
-                result[np.unique(plane[i[crossed]])] = True
-        start = stop
-    return result
-
-
-def _proper_crossings(a, b, c, d, length_ab, length_cd) -> np.ndarray:
-    """Segments ab and cd cross at a point inside both (orientation tests; a point closer
-    than 1e-6 mm to the other segment's line counts as on it)."""
-    def orient(p, q, r):
-        return (q[:, 0] - p[:, 0]) * (r[:, 1] - p[:, 1]) - (q[:, 1] - p[:, 1]) * (r[:, 0] - p[:, 0])
-
-    eps_ab = 1e-6 * length_ab
-    eps_cd = 1e-6 * length_cd
-    d1, d2 = orient(a, b, c), orient(a, b, d)
-    d3, d4 = orient(c, d, a), orient(c, d, b)
-    return (((d1 > eps_ab) & (d2 < -eps_ab)) | ((d1 < -eps_ab) & (d2 > eps_ab))) & \
-           (((d3 > eps_cd) & (d4 < -eps_cd)) | ((d3 < -eps_cd) & (d4 > eps_cd)))
+        return np.zeros(n_planes, dtype=bool)
+    return crossing_flags(np.ascontiguousarray(xy, dtype=float), np.ascontiguousarray(sizes, dtype=np.int64),
+                          np.ascontiguousarray(plane_of_poly, dtype=np.int64), int(n_planes))
 
 
 def _plane_area_ratio(polygons: Sequence[np.ndarray], areas: Sequence[float]) -> float:
