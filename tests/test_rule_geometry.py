@@ -145,6 +145,21 @@ def test_offset_circle_poking_out():
     assert radial.minimum_mm == pytest.approx(-(r + delta - big), abs=big * (1 - math.cos(math.pi / N)) + 1e-9)
 
 
+def test_outside_cells_by_mask_and_by_sorting_agree(monkeypatch):
+    # volume_outside marks the outer cells in a boolean mask, or (beyond _MAX_MASK_CELLS) sorts
+    # them: the same cells are outside either way, so the same volume, to the last bit.
+    import plancheck.dvh.geometry as geometry
+
+    planes = np.arange(-4, 5, 2)
+    inner = cylinder("GTV", 1, 10.0, planes, cx=8.0)
+    outer = cylinder("CTV", 2, 15.0, planes[1:])
+    by_mask = volume_outside(inner, outer)
+    monkeypatch.setattr(geometry, "_MAX_MASK_CELLS", 0)
+    by_sorting = volume_outside(inner, outer)
+    assert by_mask == by_sorting
+    assert 0 < by_mask.outside_cc < by_mask.inner_volume_cc
+
+
 def test_empty_roi_is_an_error():
     with pytest.raises(ValueError, match="'GTV' has no closed planar contours"):
         volume_outside(Roi(1, "GTV"), cylinder("CTV", 2, 5.0, [0.0]))
@@ -161,8 +176,8 @@ def rule(**fields) -> GeometryRule:
 
 
 def ctx_with(*groups: TargetGroup) -> SimpleNamespace:
-    """The part of CheckContext the geometry rule uses: the target groups."""
-    return SimpleNamespace(targets=groups)
+    """The part of CheckContext the geometry rule uses: the target groups and the outside volume."""
+    return SimpleNamespace(targets=groups, outside_volume=volume_outside)
 
 
 def group(**volumes: Roi) -> TargetGroup:
@@ -219,3 +234,16 @@ def test_rule_on_the_sample(sample_context):
 def test_rule_validation(fields, message):
     with pytest.raises(ValidationError, match=message):
         rule(**fields)
+
+
+def test_the_context_measures_each_pair_once():
+    # two containment rules of one target group (GTV in PTV for the nesting of the GTV and of
+    # the PTV) ask the context for the same pair: measured once, the same answer as measured directly
+    inner = stack("GTVp", 1, range(0, 9, 2), lambda z: rectangle(0, 10, 0, 10))
+    outer = stack("CTVp", 2, range(-4, 5, 2), lambda z: rectangle(-5, 7, -5, 15))
+    protocol = Protocol("test", "test", "0", "", ("test",), (), {}, {}, "")
+    ctx = CheckContext(SimpleNamespace(courses=(), structure_sets=()), protocol)
+    first = ctx.outside_volume(inner, outer)
+    assert ctx.outside_volume(inner, outer) is first
+    assert first == volume_outside(inner, outer)
+    assert ctx.outside_volume(outer, inner) is not first  # the other way round is another question

@@ -56,6 +56,10 @@ __all__ = [
 DEFAULT_LATTICE_SAMPLES = 400_000
 """Lattice points aimed for over all inner planes in :func:`volume_outside`."""
 
+_MAX_MASK_CELLS = 64_000_000
+"""Most lattice cells (all inner planes) :func:`volume_outside` marks in a boolean mask (64 MB);
+beyond, it sorts the outer cells instead."""
+
 
 def _require_planes(roi: Roi) -> None:
     if roi.is_empty:
@@ -173,7 +177,12 @@ def volume_outside(inner: Roi, outer: Roi, *, target_samples: int = DEFAULT_LATT
     cells = nx * ny
     key_in = p_in * cells + i_in * ny + j_in
     key_out = p_out * cells + i_out * ny + j_out
-    outside = ~np.isin(key_in, key_out, assume_unique=False)
+    if len(z) * cells <= _MAX_MASK_CELLS:  # a mask of the outer cells: one look-up per inner cell
+        in_outer = np.zeros(len(z) * cells, dtype=bool)
+        in_outer[key_out] = True
+        outside = ~in_outer[key_in]
+    else:  # the same answer by sorting, in memory that grows with the cells inside only
+        outside = ~np.isin(key_in, key_out, assume_unique=False)
     n_in = np.bincount(p_in, minlength=len(z)).astype(float)
     n_outside = np.bincount(p_in[outside], minlength=len(z)).astype(float)
     frac = np.divide(n_outside, n_in, out=np.zeros(len(z)), where=n_in > 0)

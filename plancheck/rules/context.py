@@ -25,6 +25,7 @@ import numpy as np
 from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import grid_uncovered_volume_cc, sample_for_grid, sample_for_grids
+from plancheck.dvh.geometry import OutsideVolume, volume_outside
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case, CourseDeclaration
@@ -216,6 +217,7 @@ class CheckContext:
     _dvh_cache: OnceCache = field(default_factory=OnceCache, repr=False)
     _sampling_cache: OnceCache = field(default_factory=OnceCache, repr=False)
     _isodose_cache: OnceCache = field(default_factory=OnceCache, repr=False)
+    _outside_cache: OnceCache = field(default_factory=OnceCache, repr=False)
     _combined: dict[tuple, Roi] = field(default_factory=dict, repr=False)
     _combined_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -443,6 +445,12 @@ class CheckContext:
         reason = (f"{coverage_pct:.1f}% of the structure is inside the dose grid; {spec} depends on "
                   f"the {outside:.3g} cc outside it (between {v:.4g} and {v + outside:.4g} cc)")
         return MetricValue(spec, None, "cc", v, v + outside, reason, local.note)
+
+    def outside_volume(self, inner: Roi, outer: Roi) -> OutsideVolume:
+        """How much of ``inner`` lies outside ``outer`` (:func:`plancheck.dvh.geometry.volume_outside`;
+        cached per pair of ROIs: the containment rules of one target group often ask for the same pair)."""
+        got = self._outside_cache.get((id(inner), id(outer)), lambda: (inner, outer, volume_outside(inner, outer)))
+        return got[2]  # the ROIs are kept with the value, so that their ids stay theirs
 
     # ------------------------------------------------------------------ targets
     @cached_property

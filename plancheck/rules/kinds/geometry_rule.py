@@ -55,7 +55,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from plancheck.dvh.geometry import cranio_caudal_margins, radial_margins, volume_outside
+from plancheck.dvh.geometry import cranio_caudal_margins, radial_margins
 from plancheck.protocol.schema import RuleBase
 from plancheck.rules.base import TargetSelector, finding, not_evaluated
 from plancheck.rules.context import CheckContext, TargetGroup
@@ -129,7 +129,7 @@ def _result(rule: GeometryRule, status: Status, text: str, value: float, unit: s
                    structures=names, details=details)
 
 
-def _evaluate_group(rule: GeometryRule, group: TargetGroup) -> Finding:
+def _evaluate_group(rule: GeometryRule, group: TargetGroup, ctx: CheckContext) -> Finding:
     inner_kind, inner = _pick(group, rule.inner_choices)
     outer_kind, outer = _pick(group, rule.outer_choices)
     if inner is None or outer is None:
@@ -140,7 +140,7 @@ def _evaluate_group(rule: GeometryRule, group: TargetGroup) -> Finding:
     names = (inner.name, outer.name)
     details: dict = {"inner": inner_kind, "outer": outer_kind}
     if rule.check == "containment":
-        out = volume_outside(inner, outer)
+        out = ctx.outside_volume(inner, outer)
         value = out.outside_percent
         details.update(outside_cc=out.outside_cc, inner_volume_cc=out.inner_volume_cc, lattice_step_mm=out.step_mm,
                        planes_without_outer_mm=list(out.planes_without_outer),
@@ -181,7 +181,7 @@ def evaluate_geometry_rule(rule: GeometryRule, ctx: CheckContext) -> list[Findin
     subjects = target_subjects(rule, ctx, rule.target)
     if not subjects:
         return [no_target_found(rule, rule.target)]
-    return [_evaluate_group(rule, group) for _, _, group in subjects]
+    return [_evaluate_group(rule, group, ctx) for _, _, group in subjects]
 
 
 GEOMETRY_KIND = RuleKind(model=GeometryRule, evaluate=evaluate_geometry_rule)
