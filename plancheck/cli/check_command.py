@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="text: every rule with its source (default: what needs attention, then a count of the passes)")
     add_volume_model_option(p)
     add_plan_option(p)
-    p.set_defaults(handler=run_check_command)
+    p.set_defaults(handler=run_check_command, one_shot=True)  # exits without teardown (plancheck.cli.main)
 
 
 def parse_mapping(items: list[str]) -> dict[str, str]:

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--composite", action="store_true", help="sum all courses voxel by voxel (EQD2/BED: each with its own fractions)")
     add_volume_model_option(p)
     add_plan_option(p)
-    p.set_defaults(handler=run_dvh)
+    p.set_defaults(handler=run_dvh, one_shot=True)  # exits without teardown (plancheck.cli.main)
 
 
 def parse_alpha_beta_for(items: list[str]) -> dict[str, float]:

@@ -2,6 +2,12 @@
 
 ``main(argv) -> int`` is callable from tests; ``run()`` is the console entry point.
 
+A one-shot command (``check``, ``dvh``: ``set_defaults(one_shot=True)``) that has written
+its output ends the process without the interpreter's teardown: output flushed and logging
+shut down, then ``os._exit`` (freeing the hundreds of megabytes of objects a check leaves,
+one by one, took 0.11-0.17 s of a 1.8 s ``plancheck check`` on the sample). The long-running
+commands exit the usual way.
+
 Start-up: this module imports only the standard library; the subcommands' modules are
 imported when the parser is built (each keeps its own top-level imports light and imports
 the library inside its handler), and ``plancheck --version`` answers before any of that.
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -115,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     no warning of a library (pydicom, numpy, numba); every message shows control characters
     from the input as visible escapes (:func:`plancheck.report.sanitize.printable`).
     """
+    _ONE_SHOT.clear()
     given = list(argv if argv is not None else sys.argv[1:])
     if given == ["--version"]:  # answered before the subcommands are imported
         print(f"plancheck {__version__}")
@@ -136,12 +144,18 @@ def _say(text: str) -> None:
     print(printable(text, keep_newlines=True), file=sys.stderr)
 
 
+_ONE_SHOT: list[bool] = []
+"""Set (by :func:`_run`) when the command that ran is a one-shot command (see the module docstring)."""
+
+
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, debug: bool) -> int:
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
             parser.print_help(sys.stderr)
             return ExitCode.USAGE_ERROR
+        if getattr(args, "one_shot", False):
+            _ONE_SHOT.append(True)
         return int(args.handler(args))
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)
@@ -163,4 +177,19 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, debug: boo
 
 def run() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if _ONE_SHOT:
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """End a one-shot command's process without the interpreter's teardown (see the module
+    docstring): its output is flushed first, and logging shut down (its own exit handler)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the usual exit would not write it either
+            pass
+    logging.shutdown()
+    os._exit(code)
