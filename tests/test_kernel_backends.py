@@ -187,6 +187,16 @@ def test_decimal_parser_on_both_backends() -> None:
         assert list(values) == [1.5, -2.0, 300.0, 0.1]  # each the correctly rounded double of its text
 
 
+def test_contour_measures_on_both_backends() -> None:
+    # a 10 × 10 square with its closing point repeated, at z = 2 (area +100 mm² anticlockwise)
+    points = np.array([[0.0, 0.0, 2.0], [10.0, 0.0, 2.0], [10.0, 10.0, 2.0], [0.0, 10.0, 2.0], [0.0, 0.0, 2.0]])
+    sizes = np.array([5])
+    for measure in (kernels.contour_measures, kernels.jit_kernel("contour_measures")):
+        z_spread, keep, kept, areas, z_mean, sxx, syy, sxy = measure(points, sizes)
+        assert keep.tolist() == [False, True, True, True, True] and kept.tolist() == [4]
+        assert (z_spread[0], areas[0], z_mean[0], sxx[0], syy[0], sxy[0]) == (0.0, 100.0, 2.0, 25.0, 25.0, 0.0)
+
+
 def test_crossing_test_on_both_backends() -> None:
     square = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]]
     bowtie = [[0.0, 0.0], [10.0, 10.0], [10.0, 0.0], [0.0, 10.0]]  # edges 0 and 2 cross at (5, 5)

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plancheck.dicom.roi_checks import _crossing_flags, contour_defects, crossing_planes, slice_defects
+from plancheck.kernels import contour_measures
 from plancheck.dvh.sampling import sample_roi
 from plancheck.errors import StructureDefectError
 from plancheck.model import Contour, Roi
@@ -227,3 +228,67 @@ def test_compiled_crossing_sweep_equals_the_numpy_reference(case) -> None:
     plane_of_poly = np.array(planes)
     expected = _crossing_flags_reference(xy, sizes, plane_of_poly, n_planes)
     assert _crossing_flags(xy, sizes, plane_of_poly, n_planes).tolist() == expected.tolist()
+
+
+def _contour_measures_reference(points, sizes):
+    """The numpy the compiled contour_measures replaced (per contour: z spread, the points kept
+    without repeated consecutive ones, shoelace area and second moments about the mean)."""
+    n = len(sizes)
+    cid = np.repeat(np.arange(n), sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    has = sizes > 0
+    z_spread = np.zeros(n)
+    if has.any():
+        z_spread[has] = np.maximum.reduceat(points[:, 2], starts[has]) - np.minimum.reduceat(points[:, 2], starts[has])
+    prev = np.arange(len(points)) - 1
+    prev[starts[has]] = starts[has] + sizes[has] - 1
+    keep = np.any(points[:, :2] != points[prev, :2], axis=1)
+    first_kept = np.bincount(cid, weights=keep, minlength=n) == 0
+    keep[starts[has & first_kept]] = True
+    xy = points[keep, :2]
+    kid = cid[keep]
+    clean_sizes = np.bincount(kid, minlength=n)
+    clean_starts = np.concatenate([[0], np.cumsum(clean_sizes)[:-1]])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x = np.bincount(kid, weights=xy[:, 0], minlength=n) / np.maximum(clean_sizes, 1)
+        mean_y = np.bincount(kid, weights=xy[:, 1], minlength=n) / np.maximum(clean_sizes, 1)
+    x0, y0 = xy[:, 0] - mean_x[kid], xy[:, 1] - mean_y[kid]
+    nxt = np.arange(len(xy)) + 1
+    ok = clean_sizes > 0
+    nxt[clean_starts[ok] + clean_sizes[ok] - 1] = clean_starts[ok]
+    areas = 0.5 * np.bincount(kid, weights=x0 * y0[nxt] - x0[nxt] * y0, minlength=n)
+    z_mean = np.bincount(cid, weights=points[:, 2], minlength=n) / np.maximum(sizes, 1)
+    m = np.maximum(clean_sizes, 1)
+    sxx = np.bincount(kid, weights=x0 * x0, minlength=n) / m
+    syy = np.bincount(kid, weights=y0 * y0, minlength=n) / m
+    sxy = np.bincount(kid, weights=x0 * y0, minlength=n) / m
+    return z_spread, keep, clean_sizes, areas, z_mean, sxx, syy, sxy
+
+
+@st.composite
+def _contours(draw):
+    """1-6 contours of 0-9 points: coordinates on a coarse grid or far off the origin (repeated
+    and collinear points occur), z nearly or not at all constant."""
+    sizes = draw(st.lists(st.integers(0, 9), min_size=1, max_size=6))
+    offset = draw(st.sampled_from([0.0, 1234.5678, -9876.54321]))
+    coordinate = st.one_of(st.integers(-3, 3).map(float), st.floats(-50, 50, allow_nan=False, width=64))
+    points = [(offset + draw(coordinate), offset + draw(coordinate), draw(st.sampled_from([0.0, 0.0, 0.25, 3.0])))
+              for _ in range(sum(sizes))]
+    return np.array(points, dtype=float).reshape(-1, 3), np.array(sizes, dtype=np.int64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_contours())
+def test_compiled_contour_measures_equal_the_numpy_reference_to_the_last_bit(case) -> None:
+    points, sizes = case
+    got = contour_measures(points, sizes)
+    expected = _contour_measures_reference(points, sizes)
+    for name, a, b in zip(("z_spread", "keep", "kept", "areas", "z_mean", "sxx", "syy", "sxy"), got, expected):
+        assert a.tolist() == b.tolist(), name
+
+
+def test_a_coordinate_that_is_not_a_number_is_a_defect() -> None:
+    bad = square(10, 3)
+    bad[1, 0] = np.nan
+    assert contour_defects(roi(square(10, 0), bad)) == (
+        "a contour coordinate is not a finite number: a coordinate is corrupt",)

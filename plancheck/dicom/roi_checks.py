@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from plancheck.kernels import crossing_flags
+from plancheck.kernels import contour_measures, crossing_flags
 from plancheck.model.structures import CLOSED_TYPES, Contour, Roi
 from plancheck.polygons import points_in_polygons
 
@@ -152,6 +152,9 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
     all_points = np.concatenate([c.points_mm for c in roi.contours if len(c.points_mm)]) \
         if any(len(c.points_mm) for c in roi.contours) else np.zeros((0, 3))
     if len(all_points):
+        if not np.isfinite(all_points).all():
+            defects.append("a contour coordinate is not a finite number: a coordinate is corrupt")
+            return tuple(defects)
         far = float(np.max(np.abs(all_points)))
         span = np.ptp(all_points, axis=0)
         if far > MAX_COORDINATE_MM:
@@ -169,43 +172,19 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
     if not closed:
         return tuple(defects)
 
-    sizes = np.array([len(c.points_mm) for c in closed])
+    sizes = np.array([len(c.points_mm) for c in closed], dtype=np.int64)
     points = np.concatenate([np.asarray(c.points_mm, dtype=float).reshape(-1, 3) for c in closed])
-    cid = np.repeat(np.arange(len(closed)), sizes)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    has = sizes > 0
-    z_spread = np.zeros(len(closed))
-    if has.any():
-        z_spread[has] = (np.maximum.reduceat(points[:, 2], starts[has]) - np.minimum.reduceat(points[:, 2], starts[has]))
+    # per contour (compiled, one pass): z spread; the points kept once repeated consecutive
+    # points are dropped (cyclically: a repeated closing point too); the shoelace area and the
+    # second moments of the kept points about their mean (exact to rounding for far-off contours)
+    z_spread, keep, clean_sizes, areas, z_mean, sxx, syy, sxy = contour_measures(np.ascontiguousarray(points), sizes)
     non_planar = z_spread > PLANAR_TOLERANCE_MM
     if non_planar.any():
         defects.append(f"{int(non_planar.sum())} closed contour(s) are not in one axial plane (their points' z differ "
                        f"by up to {float(z_spread.max()):.3g} mm; at most {PLANAR_TOLERANCE_MM:g} mm is accepted)")
-    # drop repeated consecutive points (cyclically: a repeated closing point too)
-    prev = np.arange(len(points)) - 1
-    prev[starts[has]] = starts[has] + sizes[has] - 1
-    keep = np.any(points[:, :2] != points[prev, :2], axis=1)
-    first_kept = np.bincount(cid, weights=keep, minlength=len(closed)) == 0
-    keep[starts[has & first_kept]] = True  # a contour of one repeated point keeps that point
     xy = points[keep, :2]
-    kid = cid[keep]
-    clean_sizes = np.bincount(kid, minlength=len(closed))
     clean_starts = np.concatenate([[0], np.cumsum(clean_sizes)[:-1]])
-    # shoelace areas about each contour's mean (exact to rounding for far-off contours)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_x = np.bincount(kid, weights=xy[:, 0], minlength=len(closed)) / np.maximum(clean_sizes, 1)
-        mean_y = np.bincount(kid, weights=xy[:, 1], minlength=len(closed)) / np.maximum(clean_sizes, 1)
-    x0, y0 = xy[:, 0] - mean_x[kid], xy[:, 1] - mean_y[kid]
-    nxt = np.arange(len(xy)) + 1
-    ok = clean_sizes > 0
-    nxt[clean_starts[ok] + clean_sizes[ok] - 1] = clean_starts[ok]
-    areas = 0.5 * np.bincount(kid, weights=x0 * y0[nxt] - x0[nxt] * y0, minlength=len(closed))
-    z_mean = np.bincount(cid, weights=points[:, 2], minlength=len(closed)) / np.maximum(sizes, 1)
     # collinear points: the 2 × 2 covariance of the contour's points is singular
-    n = np.maximum(clean_sizes, 1)
-    sxx = np.bincount(kid, weights=x0 * x0, minlength=len(closed)) / n
-    syy = np.bincount(kid, weights=y0 * y0, minlength=len(closed)) / n
-    sxy = np.bincount(kid, weights=x0 * y0, minlength=len(closed)) / n
     collinear = sxx * syy - sxy * sxy <= 1e-12 * (sxx + syy) ** 2 + 1e-18
     degenerate_mask = ~non_planar & ((clean_sizes < 3) | collinear)
     if degenerate_mask.any():

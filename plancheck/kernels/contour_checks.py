@@ -17,7 +17,110 @@ from numba import njit
 
 from plancheck.kernels.jit import JIT_OPTIONS
 
-__all__ = ["crossing_flags"]
+__all__ = ["contour_measures", "crossing_flags"]
+
+
+@njit(**JIT_OPTIONS)
+def contour_measures(points, sizes):
+    """Measures of closed contours given one after the other in ``points`` (``(N, 3)``, mm),
+    ``sizes[c]`` points each.
+
+    Returns
+    -------
+    z_spread
+        Per contour, the largest minus the smallest z of its points (0 without points).
+    keep
+        Per point, whether it is kept: its (x, y) differs from the previous point's (the last
+        point precedes the first), or it is the first point of a contour none of whose points
+        would be kept (one point repeated).
+    kept
+        Per contour, its points kept.
+    areas
+        Per contour, the signed shoelace area of its kept points about their mean, mm²
+        (``0.5 · Σ x0[k]·y0[k+1] − x0[k+1]·y0[k]``, the last back to the first).
+    z_mean
+        Per contour, the mean z of all its points (0 without points).
+    sxx, syy, sxy
+        Per contour, the second moments of its kept points about their mean, mm²
+        (divided by the number kept, at least 1).
+
+    Every sum runs over the points in their order, as ``numpy.bincount`` with weights sums.
+    """
+    n_contours = len(sizes)
+    n_points = points.shape[0]
+    z_spread = np.zeros(n_contours)
+    keep = np.zeros(n_points, dtype=np.bool_)
+    kept = np.zeros(n_contours, dtype=np.int64)
+    areas = np.zeros(n_contours)
+    z_mean = np.zeros(n_contours)
+    sxx = np.zeros(n_contours)
+    syy = np.zeros(n_contours)
+    sxy = np.zeros(n_contours)
+    start = 0
+    for c in range(n_contours):
+        size = sizes[c]
+        if size == 0:
+            continue
+        end = start + size
+        z_lo = points[start, 2]
+        z_hi = points[start, 2]
+        z_sum = 0.0
+        count = 0
+        for i in range(start, end):
+            z = points[i, 2]
+            z_lo = min(z_lo, z)
+            z_hi = max(z_hi, z)
+            z_sum += z
+            p = i - 1 if i > start else end - 1
+            if points[i, 0] != points[p, 0] or points[i, 1] != points[p, 1]:
+                keep[i] = True
+                count += 1
+        if count == 0:
+            keep[start] = True
+            count = 1
+        z_spread[c] = z_hi - z_lo
+        z_mean[c] = z_sum / size
+        kept[c] = count
+        x_sum = 0.0
+        y_sum = 0.0
+        for i in range(start, end):
+            if keep[i]:
+                x_sum += points[i, 0]
+                y_sum += points[i, 1]
+        mean_x = x_sum / count
+        mean_y = y_sum / count
+        first = -1
+        previous = -1
+        area = 0.0
+        mxx = 0.0
+        myy = 0.0
+        mxy = 0.0
+        for i in range(start, end):
+            if not keep[i]:
+                continue
+            x0 = points[i, 0] - mean_x
+            y0 = points[i, 1] - mean_y
+            mxx += x0 * x0
+            myy += y0 * y0
+            mxy += x0 * y0
+            if first < 0:
+                first = i
+            else:
+                px = points[previous, 0] - mean_x
+                py = points[previous, 1] - mean_y
+                area += px * y0 - x0 * py
+            previous = i
+        px = points[previous, 0] - mean_x
+        py = points[previous, 1] - mean_y
+        fx = points[first, 0] - mean_x
+        fy = points[first, 1] - mean_y
+        area += px * fy - fx * py
+        areas[c] = 0.5 * area
+        sxx[c] = mxx / count
+        syy[c] = myy / count
+        sxy[c] = mxy / count
+        start = end
+    return z_spread, keep, kept, areas, z_mean, sxx, syy, sxy
 
 
 @njit(inline="always")

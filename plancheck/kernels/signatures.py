@@ -166,12 +166,14 @@ SIGNATURES: dict[str, tuple[Signature, ...]] = {
     "parse_decimal_strings": (Signature.of("Tuple((f8[::1], i1[::1], i8[::1], i8[::1], i8))", "u1[:]r i8"),
                               Signature.of("Tuple((f8[::1], i1[::1], i8[::1], i8[::1], i8))", "u1[:] i8")),
     "crossing_flags": (Signature.of("b1[::1]", "f8[:,:] i8[:] i8[:] i8"),),
+    "contour_measures": (Signature.of(
+        "Tuple((f8[::1], b1[::1], i8[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8[::1]))", "f8[:,:] i8[:]"),),
 }
 """Every kernel and the types it is compiled for ahead of time."""
 
 _READER_KERNELS: dict[str, tuple[str, ...]] = {
     "decimal_strings": ("parse_decimal_strings",),  # the RT Structure Set reader's DS parser
-    "contour_checks": ("crossing_flags",),  # its test for crossing contour edges
+    "contour_checks": ("contour_measures", "crossing_flags"),  # its contour checks
 }
 SOURCES: dict[str, tuple[str, ...]] = {
     "jit": tuple(name for name in SIGNATURES if not any(name in k for k in _READER_KERNELS.values())),  # the DVH engine's
