@@ -220,6 +220,7 @@ class CheckContext:
     _outside_cache: OnceCache = field(default_factory=OnceCache, repr=False)
     _combined: dict[tuple, Roi] = field(default_factory=dict, repr=False)
     _combined_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lookups: dict[str, StructureLookup] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ structures
     @cached_property
@@ -237,7 +238,14 @@ class CheckContext:
         return [r.name for r in self.structure_set.rois]
 
     def structure(self, standard_name: str) -> StructureLookup:
-        """Find a protocol structure in the structure set."""
+        """Find a protocol structure in the structure set (once per name: the names, the
+        mapping and the structure set do not change during a check)."""
+        found = self._lookups.get(standard_name)
+        if found is None:
+            found = self._lookups[standard_name] = self._look_up(standard_name)
+        return found
+
+    def _look_up(self, standard_name: str) -> StructureLookup:
         match = self.matcher.match(standard_name, self.roi_names)
         if match.status is not MatchStatus.MATCHED or match.roi_name is None:
             return StructureLookup(standard_name, None, match, match.reason)
