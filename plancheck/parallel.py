@@ -16,8 +16,10 @@ Python code between the compiled loops holds the GIL, so threads keep only about
 2 cores busy on a check. :func:`map_in_forks` runs independent items of work in processes
 forked from this one (Linux): each child starts with this process's memory (the export, its
 dose grids, everything computed so far) without copying or pickling it, and sends back only
-its results. It is used for the rules of one interactive check (``plancheck check``), not in
-the services' worker processes, which run beside other work.
+its results (through shared memory: :mod:`plancheck.fork_transfer`), and what it logged, which
+is logged here. :class:`ForkedCall` runs one computation in a forked process while this one goes
+on (``plancheck check`` reads the export while the protocol loads). Both are used by one
+interactive check only, not in the services' worker processes, which run beside other work.
 """
 
 from __future__ import annotations
