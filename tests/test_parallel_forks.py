@@ -18,14 +18,11 @@ forking tests run in a fresh interpreter.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from fresh_interpreter import run_fresh
 
 import plancheck.rules.runner as runner
 from plancheck.dicom import read_export
@@ -38,17 +35,8 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_dicom"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking is used on Linux only")
 
 
-def _run(script: str, **extra_env: str) -> dict:
-    """Run ``script`` in a fresh interpreter (one thread: forking allowed); its last stdout line as JSON."""
-    env = {**{k: v for k, v in os.environ.items() if k != "PLANCHECK_THREADS"}, **extra_env}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                         env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_map_in_forks_gives_the_plain_loops_results_from_two_processes() -> None:
-    got = _run("""
+    got = run_fresh("""
         import json, os, time
         from plancheck.parallel import can_fork, map_in_forks
         assert can_fork()
@@ -70,7 +58,7 @@ def test_map_in_forks_gives_the_plain_loops_results_from_two_processes() -> None
 
 @pytest.mark.parametrize("failure", ["dies", "raises", "unpicklable"])
 def test_a_failing_child_costs_time_not_results(failure: str) -> None:
-    got = _run(f"""
+    got = run_fresh(f"""
         import json, os, time
         from plancheck.parallel import map_in_forks
         parent = os.getpid()
@@ -91,7 +79,7 @@ def test_a_failing_child_costs_time_not_results(failure: str) -> None:
 
 
 def test_an_exception_in_the_parent_is_raised_and_leaves_no_child() -> None:
-    got = _run("""
+    got = run_fresh("""
         import json, os, time
         from plancheck.parallel import map_in_forks
         parent = os.getpid()
@@ -116,7 +104,7 @@ def test_an_exception_in_the_parent_is_raised_and_leaves_no_child() -> None:
 
 
 def test_check_findings_and_html_report_identical_with_one_and_two_processes(tmp_path: Path) -> None:
-    got = _run(f"""
+    got = run_fresh(f"""
         import json, os, re
         from plancheck.analysis.check_treatment import read_case
         from plancheck.dicom import read_export

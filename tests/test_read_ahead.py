@@ -22,28 +22,19 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from fresh_interpreter import run_fresh
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_dicom"
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forking is used on Linux only")
 
 
-def _run(script: str, **extra_env: str) -> dict:
-    """Run ``script`` in a fresh interpreter (one thread: forking allowed); its last stdout line as JSON."""
-    env = {**{k: v for k, v in os.environ.items() if k != "PLANCHECK_THREADS"}, **extra_env}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
-                         env=env, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("memory_file", [True, False])
 def test_a_value_with_arrays_comes_back_equal_writable_and_aligned(memory_file: bool) -> None:
-    got = _run(f"""
+    got = run_fresh(f"""
         import json, os
         import numpy as np
         import plancheck.fork_transfer as transfer
@@ -80,7 +71,7 @@ def test_a_value_with_arrays_comes_back_equal_writable_and_aligned(memory_file: 
 
 @pytest.mark.parametrize("failure", ["dies", "raises", "unpicklable"])
 def test_a_failing_child_costs_time_not_the_value(failure: str) -> None:
-    got = _run(f"""
+    got = run_fresh(f"""
         import json, os
         from plancheck.parallel import ForkedCall
         parent = os.getpid()
@@ -99,7 +90,7 @@ def test_a_failing_child_costs_time_not_the_value(failure: str) -> None:
 
 
 def test_an_error_is_raised_here_with_its_own_message() -> None:
-    got = _run("""
+    got = run_fresh("""
         import json
         from plancheck.errors import DicomReadError
         from plancheck.parallel import ForkedCall
@@ -116,7 +107,7 @@ def test_an_error_is_raised_here_with_its_own_message() -> None:
 
 
 def test_what_the_child_logs_is_logged_here_once_and_only_when_its_value_is_used() -> None:
-    got = _run("""
+    got = run_fresh("""
         import json, logging, os
         from plancheck.parallel import ForkedCall
         seen = []
@@ -148,7 +139,7 @@ def test_what_the_child_logs_is_logged_here_once_and_only_when_its_value_is_used
 
 
 def test_leaving_the_block_ends_a_child_whose_value_was_not_taken() -> None:
-    got = _run("""
+    got = run_fresh("""
         import json, os, time
         from plancheck.parallel import ForkedCall
         try:
@@ -167,7 +158,7 @@ def test_leaving_the_block_ends_a_child_whose_value_was_not_taken() -> None:
 
 
 def test_not_forked_when_disabled_or_with_other_threads() -> None:
-    got = _run("""
+    got = run_fresh("""
         import json, os, threading
         from plancheck.parallel import ForkedCall
         disabled = ForkedCall(os.getpid, enabled=False)
@@ -223,7 +214,7 @@ def test_the_parent_never_imports_pydicom_and_a_wrong_guess_is_read_again(tmp_pa
     case_path = tmp_path / "case.yaml"
     case_path.write_text((SAMPLE / "case.yaml").read_text(encoding="utf-8")
                          + "\ncourses:\n  - plan: C1_Eso\n  - plan: C3_VertMet\n", encoding="utf-8")
-    got = _run(f"""
+    got = run_fresh(f"""
         import json, os, sys
         import plancheck.analysis.read_ahead as read_ahead
         sample, case_path = {str(SAMPLE)!r}, {str(case_path)!r}
