@@ -127,8 +127,9 @@ def map_in_forks(
         results = _take_from_queue(func, items, queue_read)
         while children:
             pid, channel = children.pop(0)
-            ok, got = _child_result(pid, channel)
+            ok, got, records = _child_result(pid, channel)
             if ok and isinstance(got, dict):
+                _log_again(records)
                 results.update(got)
             else:
                 log.debug("a forked process gave no results: the items it took are computed here")
@@ -165,14 +166,17 @@ class ForkedCall(Generic[R]):
         """Whether a child computes the value (not yet collected)."""
         return self._child is not None
 
-    def result(self, fallback: Callable[[], R] | None = None) -> R:
-        """The value: the child's, else ``fallback()`` (default: the computation) here."""
+    def result(self, fallback: Callable[[], R] | None = None, accept: Callable[[R], bool] | None = None) -> R:
+        """The value: the child's (when ``accept`` of it is True, if given), else ``fallback()``
+        (default: the computation) here. What the child logged is logged here only when its
+        value is taken."""
         if self._child is not None:
             (pid, channel), self._child = self._child, None
-            ok, value = _child_result(pid, channel)
-            if ok:
+            ok, value, records = _child_result(pid, channel)
+            if ok and (accept is None or accept(value)):  # type: ignore[arg-type]
+                _log_again(records)
                 return value  # type: ignore[return-value]
-            log.debug("the forked computation gave no value: it is computed here")
+            log.debug("the forked computation gave no value that can be used: it is computed here")
         return (fallback or self._compute)()
 
     def cancel(self) -> None:
@@ -212,8 +216,8 @@ def _fork(compute: Callable[[], R]) -> tuple[int, ResultChannel] | None:
     """Fork a child that sends ``compute()`` back and exits; (pid, channel), or None when
     the fork fails. The child never returns into the caller's code: it leaves with
     ``os._exit`` (no exit handlers, no second flush of this process's output buffers). What
-    it logs is sent back with the value and logged here when the value is collected
-    (:func:`_child_result`), so that a value computed again here is not logged twice."""
+    it logs is sent back with the value and logged here when the value is taken
+    (:func:`_log_again`), so that a value computed again here is not logged twice."""
     channel = ResultChannel()
     try:
         pid = os.fork()
@@ -262,19 +266,23 @@ def _keep_log_records() -> list[logging.LogRecord]:
     return records
 
 
-def _child_result(pid: int, channel: ResultChannel) -> tuple[bool, object]:
-    """(True, the child's value), or (False, None) when it failed; reaps the child. The
-    records the child logged are logged here, once its value is taken."""
+def _child_result(pid: int, channel: ResultChannel) -> tuple[bool, object, list[logging.LogRecord]]:
+    """(True, the child's value, the records it logged), or (False, None, []) when it failed;
+    reaps the child."""
     try:
         value, records = channel.receive()
     except (NoResult, TypeError, ValueError):
         _reap(pid, kill=False)
-        return False, None
+        return False, None, []
     if not _reap(pid, kill=False):
-        return False, None
+        return False, None, []
+    return True, value, records
+
+
+def _log_again(records: list[logging.LogRecord]) -> None:
+    """Log here what a child logged (its value is taken)."""
     for record in records:
         logging.getLogger(record.name).handle(record)
-    return True, value
 
 
 def _reap(pid: int, *, kill: bool) -> bool:

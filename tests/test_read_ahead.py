@@ -129,13 +129,19 @@ def test_what_the_child_logs_is_logged_here_once_and_only_when_its_value_is_used
                 raise RuntimeError("child fails")
             return 2
         value2 = ForkedCall(failing).result()
-        print(json.dumps({"used": used, "failed": seen, "parent": parent, "values": [value, value2]}))
+        failed = list(seen)
+        seen.clear()
+        refused = ForkedCall(compute).result(fallback=lambda: 3, accept=lambda value: value != 1)
+        print(json.dumps({"used": used, "failed": failed, "refused": [refused, seen], "parent": parent,
+                          "values": [value, value2]}))
     """)
     assert got["values"] == [1, 2]
     assert [tuple(x[:3]) for x in got["used"]] == [("plancheck.test", "WARNING", "read 3 files")]
     assert got["used"][0][3] == got["parent"]  # emitted by this process's handler
     # the failed child's record is dropped; the computation here logs it once
     assert [tuple(x[:3]) for x in got["failed"]] == [("plancheck.test", "WARNING", "a warning before the failure")]
+    # a value refused by ``accept``: the fallback's, and nothing of the child's logged
+    assert got["refused"] == [3, []]
 
 
 def test_leaving_the_block_ends_a_child_whose_value_was_not_taken() -> None:

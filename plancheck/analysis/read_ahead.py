@@ -20,7 +20,6 @@ This module imports neither pydantic nor pydicom: the parent forks before either
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 
@@ -30,8 +29,6 @@ from plancheck.model.export import PlanExport
 from plancheck.parallel import ForkedCall
 
 __all__ = ["ExportReadAhead", "read_treatment_export"]
-
-log = logging.getLogger(__name__)
 
 ExportPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -89,10 +86,9 @@ class ExportReadAhead:
         """
         if not self._call.forked:
             return read_treatment_export(self._paths, selection)
-        guess, export = self._call.result(fallback=lambda: (selection, read_treatment_export(self._paths, selection)))
-        if guess != selection:
-            log.debug("the case file's courses differ from those the export was read with: read again")
-            return read_treatment_export(self._paths, selection)
+        # the child's export only when read with these courses (else read here, its log dropped)
+        _, export = self._call.result(fallback=lambda: (selection, read_treatment_export(self._paths, selection)),
+                                      accept=lambda got: got[0] == selection)
         return export
 
     def cancel(self) -> None:
