@@ -163,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
 
     show(timed("plancheck --version", [PLANCHECK, "--version"], args.repeats))
     one_process = dict(os.environ, PLANCHECK_THREADS="1")
-    check, single = timed_alternately(("plancheck check sample_dicom (warm)", [PLANCHECK, "check", "sample_dicom"], None),
-                                      ("  the same in one process, one thread", [PLANCHECK, "check", "sample_dicom"],
-                                       one_process), args.repeats, ok=(0, 1, 4))
+    check_command = [PLANCHECK, "check", "sample_dicom"]
+    check, single = timed_alternately(("plancheck check sample_dicom (warm)", check_command, None),
+                                      ("  the same in one process, one thread", check_command, one_process),
+                                      args.repeats, ok=(0, 1, 4))
     show(check)
     doc = json.loads(subprocess.run([PLANCHECK, "check", "sample_dicom", "--format", "json"], capture_output=True,
                                     cwd=REPO).stdout)

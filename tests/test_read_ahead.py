@@ -60,7 +60,8 @@ def test_a_value_with_arrays_comes_back_equal_writable_and_aligned(memory_file: 
         print(json.dumps({{
             "forked": forked, "other_pid": value["pid"] != parent, "zombies": zombies,
             "big": bool(np.array_equal(value["big"][1:], expected["big"][1:])),
-            "small": all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(value["small"], expected["small"])),
+            "small": all(np.array_equal(a, b) and a.dtype == b.dtype
+                         for a, b in zip(value["small"], expected["small"])),
             "empty": value["empty"].shape == (0, 3), "text": value["text"],
             "aligned": all(a.flags.aligned for a in [value["big"], *value["small"]]),
         }}))

@@ -176,7 +176,8 @@ _READER_KERNELS: dict[str, tuple[str, ...]] = {
     "contour_checks": ("contour_measures", "crossing_flags"),  # its contour checks
 }
 SOURCES: dict[str, tuple[str, ...]] = {
-    "jit": tuple(name for name in SIGNATURES if not any(name in k for k in _READER_KERNELS.values())),  # the DVH engine's
+    # the DVH engine's loops: every kernel that is not the reader's
+    "jit": tuple(name for name in SIGNATURES if not any(name in k for k in _READER_KERNELS.values())),
     **_READER_KERNELS,
 }
 """Where each kernel is defined: module of :mod:`plancheck.kernels` → its kernels."""

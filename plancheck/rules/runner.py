@@ -19,8 +19,8 @@ from plancheck.rules.context import CheckContext
 from plancheck.rules.findings import Finding, Provenance, Status
 from plancheck.rules.registry import rule_kinds
 
-__all__ = ["CheckReport", "NotApplicable", "run_check", "prepare_rules", "protocol_for_check", "structure_names", "work_groups", "work_key",
-           "POINTS_PER_COST_UNIT", "SCHEMA_VERSION"]
+__all__ = ["CheckReport", "NotApplicable", "run_check", "prepare_rules", "protocol_for_check", "structure_names",
+           "work_groups", "work_key", "POINTS_PER_COST_UNIT", "SCHEMA_VERSION"]
 
 log = logging.getLogger(__name__)
 
