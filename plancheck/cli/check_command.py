@@ -104,7 +104,7 @@ def run_check_command(args: argparse.Namespace) -> int:
     # (plancheck.analysis.read_ahead); a typo in either is reported without waiting for it
     with ExportReadAhead(paths, case_path, args.plan, enabled=processes > 1) as reading:
         from plancheck.analysis.check_treatment import check_export, read_case, selection_for
-        from plancheck.report import render_report
+        from plancheck.report import FORMATS_WITH_DVH_PLOTS, render_report
         from plancheck.rules.runner import prepare_rules, protocol_for_check
 
         protocol = protocol_for_check(args.protocol)
@@ -114,7 +114,7 @@ def run_check_command(args: argparse.Namespace) -> int:
         export = reading.export(selection_for(case, case_path, args.plan))
     report = check_export(export, protocol, case=case, case_source=str(case_path) if case_path else None,
                           user_mapping=mapping, volume_model=args.volume_model, processes=processes,
-                          share_dvhs=args.format == "html")  # only the HTML report plots DVHs
+                          share_dvhs=args.format in FORMATS_WITH_DVH_PLOTS)
     to_terminal = args.output is None and sys.stdout.isatty()
     color = args.format == "text" and to_terminal
     text = render_report(report, args.format, color=color, all_rules=args.all_rules,

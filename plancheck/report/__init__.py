@@ -22,11 +22,14 @@ from plancheck.report.check_junit import check_junit
 from plancheck.report.check_text import DEFAULT_WIDTH, check_text
 from plancheck.rules.runner import CheckReport
 
-__all__ = ["write_reports", "render_report", "report_basename", "REPORT_FORMATS", "check_text", "check_json",
-           "check_html", "check_junit"]
+__all__ = ["write_reports", "render_report", "report_basename", "REPORT_FORMATS", "FORMATS_WITH_DVH_PLOTS",
+           "check_text", "check_json", "check_html", "check_junit"]
 
 REPORT_FORMATS = {"text": ".txt", "json": ".json", "html": ".html", "junit": ".junit.xml"}
 """Report formats and the file-name suffix each is written with."""
+
+FORMATS_WITH_DVH_PLOTS = frozenset({"html"})
+"""The formats that plot the check's DVHs (the others use only its findings)."""
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
