@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Callable, TypeVar
+
+import numpy as np
 
 from plancheck.model.course_selection import (
     AlternativesPolicy, LeftOutPlan, PlanFacts, PlanSelection, choose_courses,
@@ -59,6 +61,7 @@ from plancheck.model import (
     Course, DoseGrid, ImageSeries, Plan, PlanExport, PlanWithoutDose, SkippedFile, StructureSet,
 )
 from plancheck.model.dose import RBE_WEIGHTED
+from plancheck.model.structures import ON_SLICE_TOLERANCE_MM
 
 __all__ = ["read_export", "plan_facts"]
 
@@ -331,10 +334,9 @@ def _image_series(files: Sequence[ClassifiedFile]) -> tuple[ImageSeries, ...]:
     )
 
 
-def _slice_positions(files: Sequence[ClassifiedFile]) -> tuple[dict[str, float], dict[str, float]]:
-    """z (mm) of every axial image by SOP Instance UID, and how far a contour may lie from
-    it: half the slice spacing of its series (half the Slice Thickness, else 1 mm, for a
-    single image). Images with an oblique or missing geometry are left out."""
+def _axial_images(files: Sequence[ClassifiedFile]) -> dict[str, list[tuple[str, float, float | None]]]:
+    """(SOP Instance UID, z in mm, Slice Thickness) of every axial image, by Series Instance
+    UID. Images with an oblique or missing geometry are left out."""
     by_series: dict[str, list[tuple[str, float, float | None]]] = {}
     for file in files:
         ds = file.header
@@ -353,6 +355,14 @@ def _slice_positions(files: Sequence[ClassifiedFile]) -> tuple[dict[str, float],
             continue
         thickness = _safe(lambda: optional_float(ds, "SliceThickness", file.label))
         by_series.setdefault(optional_str(ds, "SeriesInstanceUID"), []).append((uid, position[2], thickness))
+    return by_series
+
+
+def _slice_positions(by_series: Mapping[str, list[tuple[str, float, float | None]]]
+                     ) -> tuple[dict[str, float], dict[str, float]]:
+    """z (mm) of every axial image (:func:`_axial_images`) by SOP Instance UID, and how far a
+    contour may lie from it: half the slice spacing of its series (half the Slice Thickness,
+    else 1 mm, for a single image)."""
     z_of: dict[str, float] = {}
     tolerance: dict[str, float] = {}
     for images in by_series.values():
@@ -366,6 +376,37 @@ def _slice_positions(files: Sequence[ClassifiedFile]) -> tuple[dict[str, float],
             z_of[uid] = z
             tolerance[uid] = spacing / 2.0
     return z_of, tolerance
+
+
+def _with_image_slices(structure_set: StructureSet,
+                       by_series: Mapping[str, list[tuple[str, float, float | None]]]) -> StructureSet:
+    """The structure set with each ROI carrying the z of the slices of the image series it was
+    contoured on (:attr:`Roi.image_slices_z_mm`): the series its contours reference, else the
+    export's only axial series; only when every contour plane of the ROI lies on one of its
+    slices (within :data:`plancheck.model.structures.ON_SLICE_TOLERANCE_MM`)."""
+    if not by_series:
+        return structure_set
+    series_of = {uid: series for series, images in by_series.items() for uid, _, _ in images}
+    slices = {series: tuple(sorted({round(z, 4) for _, z, _ in images})) for series, images in by_series.items()}
+    only = next(iter(slices)) if len(slices) == 1 else None
+    rois = []
+    for roi in structure_set.rois:
+        referenced = {series_of.get(c.image_uid) for c in roi.contours if c.image_uid}
+        series = referenced.pop() if len(referenced) == 1 else (only if not referenced else None)
+        zs = slices.get(series, ()) if series is not None else ()
+        if len(zs) >= 2 and roi.planes and _planes_on_slices(roi.planes, zs):
+            roi = replace(roi, image_slices_z_mm=zs)
+        rois.append(roi)
+    return replace(structure_set, rois=tuple(rois))
+
+
+def _planes_on_slices(planes: Mapping[float, object], slices: Sequence[float]) -> bool:
+    """Whether every contour plane z lies on one of the (ascending) slice positions."""
+    zs = np.asarray(slices, dtype=float)
+    z = np.asarray(list(planes), dtype=float)
+    i = np.clip(np.searchsorted(zs, z), 1, len(zs) - 1)
+    nearest = np.minimum(np.abs(zs[i - 1] - z), np.abs(zs[i] - z))
+    return bool(np.all(nearest <= ON_SLICE_TOLERANCE_MM))
 
 
 def _with_slice_defects(structure_set: StructureSet, z_of: dict[str, float], tolerance: dict[str, float],
@@ -604,8 +645,10 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
     )
     image_files = [f for f in files if f.kind == "IMAGE"]
     images = _image_series(image_files)
-    z_of, tolerance = _slice_positions(image_files)
-    structure_sets = [_with_slice_defects(s, z_of, tolerance, warnings) for s in structure_sets]
+    axial = _axial_images(image_files)
+    z_of, tolerance = _slice_positions(axial)
+    structure_sets = [_with_image_slices(_with_slice_defects(s, z_of, tolerance, warnings), axial)
+                      for s in structure_sets]
     for series in images:
         if series.frame_of_reference_uid and series.frame_of_reference_uid != frame:
             warnings.append(f"{series.modality} series {series.series_instance_uid} is in frame of reference "

@@ -151,7 +151,8 @@ def clipped_roi(roi: Roi, rect: Rect, planes_z: Sequence[float] | None = None) -
     for z, polygons in clip_planes(planes, rect).items():
         for poly in polygons:
             contours.append(Contour(np.column_stack([poly, np.full(len(poly), z)])))
-    return Roi(roi.number, roi.name, roi.interpreted_type, tuple(contours), roi.color_rgb)
+    return Roi(roi.number, roi.name, roi.interpreted_type, tuple(contours), roi.color_rgb,
+               image_slices_z_mm=roi.image_slices_z_mm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +293,7 @@ def local_isodose_volume(
     spacing = [s for s in grid.spacing_mm if s > 0]
     thickness = default_thickness_mm or (grid.spacing_mm[2] or None)
     z_all = np.array(list(planes), dtype=float)
-    lo, hi, _, _ = slab_bounds(z_all, thickness)
+    lo, hi, _, _ = slab_bounds(z_all, thickness, image_slices_z_mm=roi.image_slices_z_mm)
     inside_grid = _inside(roi, lo, hi, _grid_extent(grid))
     box = isodose_box(grid, dose_gy)
     if box is None:
@@ -330,7 +331,7 @@ def local_isodose_volume(
     want_lo = np.maximum(lo[full], zb0)
     want_hi = np.minimum(hi[full], zb1)
     counted = kept[full] & (want_hi > want_lo + _TOL_MM)
-    sub_lo, sub_hi, _, _ = slab_bounds(z_sub, thickness)
+    sub_lo, sub_hi, _, _ = slab_bounds(z_sub, thickness, image_slices_z_mm=roi.image_slices_z_mm)
     short = counted & ((sub_lo > want_lo + _TOL_MM) | (sub_hi < want_hi - _TOL_MM))
     if short.any():
         return LocalVolume(None, box, 0.0, 0, 0.0, inside_grid,

@@ -51,7 +51,7 @@ class _Member:
         self.z = np.array(list(roi.planes.keys()), dtype=float)
         self.polygons = list(roi.planes.values())
         if len(self.z):
-            self.lo, self.hi, _, _ = slab_bounds(self.z, None)
+            self.lo, self.hi, _, _ = slab_bounds(self.z, None, image_slices_z_mm=roi.image_slices_z_mm)
         self._regions: dict[int, object] = {}
 
     def region_at(self, z_mm: float):
@@ -133,7 +133,8 @@ def combine_rois(name: str, number: int, union: Sequence[Roi], minus: Sequence[R
     Roi
         Closed planar contours on the planes of the ``union`` members (see the module
         docstring); no contours when nothing is left. It carries the volume model of the
-        first member (every ROI of one structure set carries the same). When a member has
+        first member (every ROI of one structure set carries the same) and the members' image
+        slices when they all have the same. When a member has
         defects (``Roi.defects``), the result has no contours and carries them.
     """
     if not union:
@@ -158,5 +159,7 @@ def combine_rois(name: str, number: int, union: Sequence[Roi], minus: Sequence[R
         for xy in _rings(region):
             points = np.column_stack([xy, np.full(len(xy), z)])
             contours.append(Contour(points, "CLOSED_PLANAR"))
+    slices = {r.image_slices_z_mm for r in (*union, *minus)}
     return Roi(number=number, name=name, interpreted_type=interpreted_type, contours=tuple(contours),
-               volume_model=union[0].volume_model)
+               volume_model=union[0].volume_model,
+               image_slices_z_mm=slices.pop() if len(slices) == 1 else ())

@@ -629,7 +629,7 @@ def inside_grid_extent(roi: Roi, grid: DoseGrid) -> bool:
         return False
     xy = np.vstack([poly for polys in planes.values() for poly in polys])
     lo, hi, _, _ = slab_bounds(np.array(list(planes), dtype=float), grid.spacing_mm[2] or None,
-                               roi.volume_model.end_cap_spacings)
+                               roi.volume_model.end_cap_spacings, roi.image_slices_z_mm)
     (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
     tol = 1e-6
     return bool(xy[:, 0].min() >= x0 - tol and xy[:, 0].max() <= x1 + tol and xy[:, 1].min() >= y0 - tol

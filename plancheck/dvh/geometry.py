@@ -68,7 +68,7 @@ def _require_planes(roi: Roi) -> None:
 
 def _slabs(roi: Roi) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     z = np.array(list(roi.planes.keys()), dtype=float)
-    lo, hi, thickness, _ = slab_bounds(z, None)
+    lo, hi, thickness, _ = slab_bounds(z, None, image_slices_z_mm=roi.image_slices_z_mm)
     return z, lo, hi, thickness
 
 

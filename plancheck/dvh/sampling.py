@@ -48,6 +48,7 @@ geometry is vectorised over all polygons of the ROI (no Python loop per plane).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ import numpy as np
 from plancheck.dvh.interpolate import PointColumns
 from plancheck.dvh.rasterize import PlaneLattice, PolygonSet, plane_areas_mm2, rasterize_polygon_set
 from plancheck.errors import StructureDefectError
-from plancheck.model.structures import Roi
+from plancheck.model.structures import ON_SLICE_TOLERANCE_MM, Roi
 from plancheck.model.volume_model import VolumeModel
 
 __all__ = ["slab_bounds", "RoiSampling", "sample_roi", "characteristic_thickness_mm", "DEFAULT_TARGET_SAMPLES", "THICKNESS_SAMPLES"]
@@ -67,7 +68,8 @@ THICKNESS_SAMPLES = 3.0
 """Lattice points across the characteristic thickness ``2·ΣA/ΣP`` of an ROI (see the module docstring)."""
 
 _GAP_FACTOR = 1.5
-"""Planes further apart than this many nominal spacings are a gap in the stack."""
+"""Planes further apart than this many nominal spacings are a gap in the stack (when the image
+slices are not known, see :func:`slab_bounds`)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,9 +169,23 @@ RoiSampling.extreme_points_mm = _lazy_coordinates("extreme_points_mm", "extreme_
 
 
 def slab_bounds(
-    z: np.ndarray, default_thickness_mm: float | None, end_cap_spacings: float = 0.5
+    z: np.ndarray, default_thickness_mm: float | None, end_cap_spacings: float = 0.5,
+    image_slices_z_mm: Sequence[float] = (),
 ) -> tuple[np.ndarray, np.ndarray, float, list[str]]:
     """Lower and upper face of each plane's slab, and the nominal spacing.
+
+    Inside the stack a slab's faces lie half-way to the neighbouring planes. The first and
+    last slab, and the slabs beside a gap, reach ``end_cap_spacings`` of a spacing beyond
+    their plane. What is a gap, and which spacing:
+
+    * with the image slices the ROI was contoured on (``image_slices_z_mm``, every plane on
+      a slice: :attr:`plancheck.model.structures.Roi.image_slices_z_mm`): a gap is an image
+      slice between two contour planes (a slice without a contour); the reach is taken of the
+      spacing to the next image slice on that side (the series' end spacing on its first or
+      last slice). A CT whose slice spacing changes (1 mm through the target, 3 mm
+      elsewhere) then has no gap where the spacing changes;
+    * without them: planes further apart than ``_GAP_FACTOR`` times the nominal spacing
+      (the median of the plane gaps) are a gap, and the reach is taken of the nominal spacing.
 
     Parameters
     ----------
@@ -178,8 +194,10 @@ def slab_bounds(
     default_thickness_mm
         Assumed spacing of a single-plane ROI (1 mm when not given).
     end_cap_spacings
-        Reach of the end slabs (and of slabs beside a gap) beyond their plane, in nominal
-        spacings (the volume model's ``end_cap_spacings``; ½: the slab model).
+        Reach of the end slabs (and of slabs beside a gap) beyond their plane, in spacings
+        (the volume model's ``end_cap_spacings``; ½: the slab model).
+    image_slices_z_mm
+        z (mm, ascending) of the image slices, or empty when unknown.
 
     Returns
     -------
@@ -194,18 +212,44 @@ def slab_bounds(
         return z - end_cap_spacings * t, z + end_cap_spacings * t, t, notes
     gaps = np.diff(z)
     t = float(np.median(gaps))
-    e = end_cap_spacings * t
+    slices = np.asarray(image_slices_z_mm, dtype=float)
+    if slices.size >= 2:
+        big, below, above = _gaps_by_image_slices(z, slices)
+        reach_lo = end_cap_spacings * below
+        reach_hi = end_cap_spacings * above
+        why = "image slices without a contour"
+    else:
+        big = gaps > _GAP_FACTOR * t
+        reach_lo = reach_hi = np.full(len(z), end_cap_spacings * t)
+        why = ""
     lo = np.empty_like(z)
     hi = np.empty_like(z)
-    lo[0] = z[0] - e
-    hi[-1] = z[-1] + e
-    big = gaps > _GAP_FACTOR * t
+    lo[0] = z[0] - reach_lo[0]
+    hi[-1] = z[-1] + reach_hi[-1]
     mid = (z[:-1] + z[1:]) / 2
-    hi[:-1] = np.where(big, z[:-1] + e, mid)
-    lo[1:] = np.where(big, z[1:] - e, mid)
+    hi[:-1] = np.where(big, z[:-1] + reach_hi[:-1], mid)
+    lo[1:] = np.where(big, z[1:] - reach_lo[1:], mid)
     if big.any():
-        notes.append(f"{int(big.sum())} gap(s) in the contour stack: slabs end {e:g} mm from the plane")
+        if why:
+            notes.append(f"{int(big.sum())} gap(s) in the contour stack ({why}): slabs end "
+                         f"{end_cap_spacings:g} of the slice spacing from the plane")
+        else:
+            notes.append(f"{int(big.sum())} gap(s) in the contour stack: slabs end {end_cap_spacings * t:g} mm from the plane")
     return lo, hi, t, notes
+
+
+def _gaps_by_image_slices(z: np.ndarray, slices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For contour planes ``z`` lying on image slices ``slices`` (both ascending, mm): whether an
+    image slice lies between each pair of neighbouring planes (a gap), and the spacing from
+    each plane to the next image slice below and above it (the series' first or last slice
+    spacing for a plane on its first or last slice)."""
+    tol = ON_SLICE_TOLERANCE_MM
+    between = np.searchsorted(slices, z[1:] - tol, side="left") - np.searchsorted(slices, z[:-1] + tol, side="right")
+    i_below = np.searchsorted(slices, z - tol, side="left") - 1
+    i_above = np.searchsorted(slices, z + tol, side="right")
+    below = np.where(i_below >= 0, z - slices[np.clip(i_below, 0, len(slices) - 1)], slices[1] - slices[0])
+    above = np.where(i_above < len(slices), slices[np.clip(i_above, 0, len(slices) - 1)] - z, slices[-1] - slices[-2])
+    return between > 0, below, above
 
 
 def characteristic_thickness_mm(pset: PolygonSet, plane_areas_mm2: np.ndarray) -> float:
@@ -298,7 +342,7 @@ def sample_roi(
     z = np.array(list(planes.keys()), dtype=float)
     polys = list(planes.values())
     pset = PolygonSet.from_planes(polys)
-    lo, hi, thickness, notes = slab_bounds(z, default_thickness_mm, model.end_cap_spacings)
+    lo, hi, thickness, notes = slab_bounds(z, default_thickness_mm, model.end_cap_spacings, roi.image_slices_z_mm)
     slab = hi - lo
     if not np.any(slab > 0):
         empty = np.zeros((0, 3))

@@ -16,7 +16,7 @@ import numpy as np
 
 from plancheck.model.volume_model import SLAB, VolumeModel
 
-__all__ = ["Contour", "Roi", "StructureSet", "CLOSED_TYPES"]
+__all__ = ["Contour", "Roi", "StructureSet", "CLOSED_TYPES", "ON_SLICE_TOLERANCE_MM"]
 
 #: Contour Geometric Types that enclose an area (PS3.3 C.8.8.6.3).
 CLOSED_TYPES = frozenset({"CLOSED_PLANAR", "CLOSEDPLANAR_XOR"})
@@ -57,6 +57,10 @@ class Contour:
         return self.geometric_type in CLOSED_TYPES
 
 
+ON_SLICE_TOLERANCE_MM = 0.05
+"""A contour plane this close to an image slice (mm) lies on it (:attr:`Roi.image_slices_z_mm`)."""
+
+
 @dataclass(frozen=True, eq=False)
 class Roi:
     """A region of interest of a structure set.
@@ -88,6 +92,12 @@ class Roi:
         they reference. Empty for a sound ROI. Every consumer refuses to measure a
         defective ROI: rules on it are NOT EVALUATED with these reasons, ``plancheck dvh``
         reports it as not computed (see ``docs/input-validation.md``).
+    image_slices_z_mm
+        z (mm, ascending) of the slices of the image series the ROI was contoured on, when
+        that series is in the export and every contour plane lies on one of its slices;
+        empty otherwise. It tells a gap in the contour stack (an image slice between two
+        contour planes without a contour) from a change of slice spacing, and gives the end
+        slabs the local slice spacing (:func:`plancheck.dvh.sampling.slab_bounds`).
     """
 
     number: int
@@ -97,6 +107,7 @@ class Roi:
     color_rgb: tuple[int, int, int] | None = None
     volume_model: VolumeModel = SLAB
     defects: tuple[str, ...] = ()
+    image_slices_z_mm: tuple[float, ...] = ()
 
     @property
     def defect_text(self) -> str:
