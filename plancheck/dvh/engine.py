@@ -52,6 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import math
+import weakref
 
 import numpy as np
 
@@ -62,18 +63,20 @@ from plancheck.dvh.interpolate import (
     columns_covered_by_grid,
     columns_dose_and_gradient,
     covered_by_grid,
+    flat_dose,
     grid_extent_mm,
     lattice_dose,
     trilinear_dose_and_gradient,
 )
 from plancheck.dvh.rasterize import PolygonSet
 from plancheck.dvh.sampling import DEFAULT_TARGET_SAMPLES, RoiSampling, sample_roi, slab_bounds
+from plancheck.dvh.vertices import grid_points_inside
 from plancheck.model.dose import DoseGrid
 from plancheck.model.structures import Roi
 from plancheck.model.volume_model import VolumeModel
 
 __all__ = ["MAX_STEP_IN_DOSE_SPACINGS", "DoseTransform", "PointDoseSource", "sample_for_grid", "sample_for_grids", "compute_dvh", "dvh_from_sources", "dvhs_from_sources", "InterpolationMemo", "grid_coverage_pct", "grid_uncovered_volume_cc",
-           "inside_grid_extent", "spread_widths"]
+           "inside_grid_extent", "spread_widths", "voxel_table"]
 
 MAX_STEP_IN_DOSE_SPACINGS = 2.0
 """Coarsest lattice step, in units of the dose grid's smallest spacing."""
@@ -256,6 +259,98 @@ def _extreme_doses(sources: Sequence[PointDoseSource], sampling: RoiSampling,
     if not len(sampling.extreme_points_mm):
         return None
     return _dose_at(sources, sampling.extreme_points_mm, gradient=False)[0]
+
+
+def _grid_point_extremes(roi: Roi, sampling: RoiSampling, sources: Sequence[PointDoseSource],
+                         known: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """Summed (transformed) dose at the dose-grid points inside the ROI that can hold its minimum
+    or maximum (:mod:`plancheck.dvh.vertices`). With one source: the grid's own values there.
+    With several: each source's grid points inside the ROI whose own value, added to the bounds of
+    the other sources over the dose voxel holding the point (the voxel's corner values), could
+    pass the extremes already ``known`` (cells, refined cells, surface points), interpolated there.
+    None under a volume model that takes the extremes at interior samples (``surface_extremes``
+    False), or when there is nothing to add."""
+    if not sources or not sampling.surface_extremes or sampling.slab_lo_mm is None:
+        return None
+    own: list[tuple[DoseGrid, np.ndarray, np.ndarray]] = []
+    for src in sources:
+        found = _points_inside(roi, sampling, src.grid)
+        if found is None:
+            return None
+        own.append((src.grid, found, _transformed_values(src, np.asarray(src.grid.dose_gy.ravel()[found], dtype=float))))
+    if len(own) == 1:
+        values = own[0][2]
+        return np.array([values.min(), values.max()]) if values.size else None
+    seen = [a[~np.isnan(a)] for a in known if a is not None and len(a)]
+    seen = [a for a in seen if a.size]
+    if not seen:
+        return None
+    known_lo = min(float(a.min()) for a in seen)
+    known_hi = max(float(a.max()) for a in seen)
+    kept = []
+    for n, (grid, found, values) in enumerate(own):
+        upper, lower = values.copy(), values.copy()
+        for m, src in enumerate(sources):
+            if m != n:
+                hi_t, lo_t = _voxel_bounds(src, grid, found)
+                upper += hi_t
+                lower += lo_t
+        maybe = (upper >= known_hi) | (lower <= known_lo)  # NaN (outside another grid): not covered
+        k, j, i = np.unravel_index(found[maybe], grid.dose_gy.shape)
+        kept.append(np.column_stack([grid.x_mm[i], grid.y_mm[j], grid.z_mm[k]]))
+    candidates = np.concatenate(kept)
+    if not len(candidates):
+        return None
+    return _dose_at(sources, candidates, gradient=False)[0]
+
+
+_INSIDE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""The grid points inside a sampling's ROI, per sampling and grid (a sampling serves several DVHs)."""
+
+
+def _points_inside(roi: Roi, sampling: RoiSampling, grid: DoseGrid):
+    per_grid = _INSIDE.get(sampling)
+    if per_grid is None:
+        per_grid = _INSIDE.setdefault(sampling, {})
+    key = id(grid)
+    if key not in per_grid:  # the grid is kept alive by the entry (ids are not reused meanwhile)
+        per_grid[key] = (grid, grid_points_inside(roi, sampling.slab_lo_mm, sampling.slab_hi_mm, grid))
+    return per_grid[key][1]
+
+
+def _transformed_values(src: PointDoseSource, physical: np.ndarray) -> np.ndarray:
+    return physical if src.transform is None else np.asarray(src.transform(physical), dtype=float)
+
+
+def voxel_table(axis_mm: np.ndarray, positions_mm: np.ndarray) -> np.ndarray:
+    """For each position, the index of the voxel of an increasing axis holding it (the last axis
+    point at or below it, at most the second last; 0 on a one-point axis); -1 beyond the axis
+    (by more than 1e-6 mm)."""
+    n = len(axis_mm)
+    cell = np.clip(np.searchsorted(axis_mm, positions_mm, side="right") - 1, 0, max(n - 2, 0))
+    outside = (positions_mm < axis_mm[0] - 1e-6) | (positions_mm > axis_mm[-1] + 1e-6)
+    return np.where(outside, -1, cell).astype(np.int64)
+
+
+def _voxel_bounds(src: PointDoseSource, grid: DoseGrid, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower bounds of a source's (transformed) dose at points of another ``grid``
+    given by their flat indices there (:func:`plancheck.dvh.vertices.grid_points_inside`): the
+    largest and smallest corner value of the source's dose voxel holding each point (compiled:
+    :func:`plancheck.kernels.voxel_corner_bounds`); NaN outside the source's grid. The transforms
+    are increasing in dose, so they keep the bounds."""
+    from plancheck.kernels import voxel_corner_bounds
+
+    own = src.grid
+    flat, nx, nxy = flat_dose(own, None)
+    tables = (voxel_table(own.z_mm, grid.z_mm), voxel_table(own.y_mm, grid.y_mm), voxel_table(own.x_mm, grid.x_mm))
+    upper = np.empty(len(points))
+    lower = np.empty(len(points))
+    voxel_corner_bounds(flat, nx, nxy, np.ascontiguousarray(points, dtype=np.int64), len(grid.x_mm),
+                        len(grid.x_mm) * len(grid.y_mm), *tables, upper, lower)
+    inside = ~np.isnan(upper)
+    upper[inside] = _transformed_values(src, upper[inside])
+    lower[inside] = _transformed_values(src, lower[inside])
+    return upper, lower
 
 
 def _transformed(src: PointDoseSource, d: np.ndarray, gx: np.ndarray | None, gy: np.ndarray | None,
@@ -553,6 +648,9 @@ def dvh_from_sources(
         doses, gradient = _dose_at(sources, sampling.points_mm)
         spread = spread_widths(gradient[:, 0], gradient[:, 1], gradient[:, 2], sampling.step_mm, sampling.heights_mm)
     extremes = _extreme_doses(sources, sampling, memo)
+    inner = _grid_point_extremes(roi, sampling, sources, [doses, extremes, *(d for d, _, _ in more)])
+    if inner is not None:
+        extremes = inner if extremes is None else np.concatenate([extremes, inner])
     return DVH.from_samples(
         roi.name,
         doses,

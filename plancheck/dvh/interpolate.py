@@ -24,6 +24,7 @@ import numpy as np
 from plancheck.model.dose import DoseGrid
 
 __all__ = [
+    "flat_dose",
     "grid_extent_mm",
     "covered_by_grid", "columns_covered_by_grid",
     "trilinear_dose_gy",
@@ -115,7 +116,9 @@ def _axis_tables(grid: DoseGrid, dim: int, coord: np.ndarray, extent: tuple[floa
     return i0, i1, t, dt, _within(coord, extent)
 
 
-def _flat_dose(grid: DoseGrid, dose: np.ndarray | None) -> tuple[np.ndarray, int, int]:
+def flat_dose(grid: DoseGrid, dose: np.ndarray | None) -> tuple[np.ndarray, int, int]:
+    """The grid's dose (or ``dose`` of its shape) as a flat C-ordered array (``D[k, j, i]`` at
+    ``k·nxy + j·nx + i``, the kernels' convention), with ``nx`` and ``nxy``."""
     values = grid.dose_gy if dose is None else dose
     nz, ny, nx = values.shape
     return np.ascontiguousarray(values).reshape(-1), nx, ny * nx
@@ -136,7 +139,7 @@ def trilinear_dose_and_gradient(
 
     points_mm = np.asarray(points_mm, dtype=float).reshape(-1, 3)
     n = len(points_mm)
-    flat, nx, nxy = _flat_dose(grid, dose)
+    flat, nx, nxy = flat_dose(grid, dose)
     extent = grid_extent_mm(grid)
     x = _axis_tables(grid, 0, points_mm[:, 0], extent[0])
     y = _axis_tables(grid, 1, points_mm[:, 1], extent[1])
@@ -296,7 +299,7 @@ def columns_dose(
         return values, (grad.T if gradient else None), spread
     if spread is not None and columns.z_extent_mm is None:
         raise ValueError("the dose spread needs the cells' z extent (columns.z_extent_mm)")
-    flat, nx, nxy = _flat_dose(grid, dose)
+    flat, nx, nxy = flat_dose(grid, dose)
     x, y, col, row, z = _column_tables(grid, columns)
     heights = np.ascontiguousarray(columns.z_extent_mm, dtype=float) if spread is not None else np.zeros((1, 1))
     gx, gy, gz = (grad[0], grad[1], grad[2]) if gradient else (_EMPTY, _EMPTY, _EMPTY)
@@ -340,7 +343,7 @@ def lattice_dose(
     spread = np.empty(n) if heights_mm is not None else None
     if n == 0:
         return values, (grad.T if gradient else None), spread
-    flat, nx, nxy = _flat_dose(grid, None)
+    flat, nx, nxy = flat_dose(grid, None)
     extent = grid_extent_mm(grid)
     c0, c1 = int(col.min()), int(col.max())
     r0, r1 = int(row.min()), int(row.max())

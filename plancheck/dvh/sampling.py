@@ -123,6 +123,14 @@ class RoiSampling:
     extreme_columns: tuple[PointColumns, ...] | None = None
     characteristic_thickness_mm: float = math.inf
     """Characteristic thickness of the ROI (see :func:`characteristic_thickness_mm`), mm."""
+    slab_lo_mm: np.ndarray | None = None
+    """Lower face of each contour plane's slab (in the order of :attr:`Roi.planes`), mm; None
+    for a sampling built by other means."""
+    slab_hi_mm: np.ndarray | None = None
+    """Upper face of each contour plane's slab, mm (see ``slab_lo_mm``)."""
+    surface_extremes: bool = True
+    """Whether the volume model takes the minimum and maximum on the surface and at the dose-grid
+    points inside (:attr:`plancheck.model.volume_model.VolumeModel.surface_extremes`)."""
 
     @property
     def number_of_samples(self) -> int:
@@ -412,6 +420,9 @@ def sample_roi(
         cell_columns=tuple(cell_columns),
         extreme_columns=extreme_columns,
         characteristic_thickness_mm=roi_thickness,
+        slab_lo_mm=lo,
+        slab_hi_mm=hi,
+        surface_extremes=model.surface_extremes,
     )
 
 

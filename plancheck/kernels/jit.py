@@ -812,3 +812,40 @@ def segment_distances(px, py, segments, out):
             if d < best:
                 best = d
         out[i] = math.sqrt(best)
+
+
+
+@njit(**_JIT)
+def voxel_corner_bounds(flat, nx, nxy, points, points_nx, points_nxy, k_voxel, j_voxel, i_voxel, out_hi, out_lo):
+    """Largest and smallest of the dose values at the 8 corners of a dose voxel, for points of
+    another grid given by their flat index there (``k · points_nxy + j · points_nx + i``) and
+    tables of the voxel holding each of that grid's positions along each axis (``k_voxel[k]`` ...:
+    the lower corner's index, -1 outside this grid; the upper is the next index, or the same on an
+    axis of one point): bounds of the trilinear dose at the points (a convex combination of the
+    corners). NaN for a point outside the grid."""
+    nz = len(flat) // nxy
+    ny = nxy // nx
+    for n in range(len(points)):
+        p = points[n]
+        kk = k_voxel[p // points_nxy]
+        jj = j_voxel[(p % points_nxy) // points_nx]
+        ii = i_voxel[p % points_nx]
+        if kk < 0 or jj < 0 or ii < 0:
+            out_hi[n] = np.nan
+            out_lo[n] = np.nan
+            continue
+        k1 = kk + 1 if kk + 1 < nz else kk
+        j1 = jj + 1 if jj + 1 < ny else jj
+        i1 = ii + 1 if ii + 1 < nx else ii
+        top = -np.inf
+        bottom = np.inf
+        for a in (kk, k1):
+            for b in (jj, j1):
+                for c in (ii, i1):
+                    v = np.float64(flat[a * nxy + b * nx + c])
+                    if v > top:
+                        top = v
+                    if v < bottom:
+                        bottom = v
+        out_hi[n] = top
+        out_lo[n] = bottom

@@ -149,6 +149,8 @@ SIGNATURES: dict[str, tuple[Signature, ...]] = {
     "column_cells": (_column_cells("f4"), _column_cells("f8")),
     "lattice_cells": (_lattice_cells("f4"), _lattice_cells("f8")),
     "point_cells": (_point_cells("f4"), _point_cells("f8")),
+    "voxel_corner_bounds": tuple(Signature.of("none", f"{_axis(d)} i8 i8 i8[:] i8 i8 i8[:] i8[:] i8[:] f8[:] f8[:]")
+                                 for d in ("f4", "f8")),
     "spread_widths": (Signature.of("none", "f8[:] f8[:] f8[:] f8 f8[:] f8[:]"),),
     "spread_histogram": (Signature.of("f8", "f8[:] f8[:] f8[:] f8 f8 f8 f8[:] f8[:] f8[:] f8[:] f8[:]"),),
     "subdivide_cells": (Signature.of(
