@@ -97,6 +97,51 @@ def test_stacked_cord_contours_are_not_evaluated(base: Path, protocol: Path, tmp
            "on one plane" in cord["message"]
 
 
+def _cord(ds: Dataset) -> tuple[int, list[Dataset]]:
+    """The cord's ROI Number and its contour items."""
+    number = next(int(i.ROINumber) for i in ds.StructureSetROISequence if i.ROIName == "SpinalCord")
+    item = next(i for i in ds.ROIContourSequence if int(i.ReferencedROINumber) == number)
+    return number, list(item.ContourSequence)
+
+
+@pytest.mark.parametrize("geometric_type", ["OPEN_PLANAR", "POINT"])
+def test_a_cord_with_open_or_point_planes_is_not_evaluated(base: Path, protocol: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str], geometric_type: str) -> None:
+    # Every other cord contour re-typed: before, those planes vanished from the volume and the
+    # cord was graded on the rest (the audit's cord PASSed at half its dose).
+    def retype_every_other_plane(ds: Dataset) -> None:
+        for contour in _cord(ds)[1][::2]:
+            contour.ContourGeometricType = geometric_type
+
+    case = _copy_with_rs(base, tmp_path, retype_every_other_plane)
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    cord = _results(out)["FUZZ-CORD-MAX"]
+    assert cord["status"] == "NOT_EVALUATED"
+    assert "structure 'SpinalCord' cannot be measured: contours of another (3006,0042) 'Contour Geometric Type' " \
+           f"are mixed with the closed ones: " in cord["message"] and f" {geometric_type} on z = " in cord["message"]
+    assert _results(out)["FUZZ-HEART-MEAN"]["status"] == "PASS"  # other ROIs unaffected
+
+
+def test_a_cord_typed_marker_is_still_checked(base: Path, protocol: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # RT ROI Interpreted Type MARKER and one contour repeated (the two cancel under the
+    # even-odd rule): before, the marker type switched the checks off and the cord PASSed.
+    def mark_and_repeat(ds: Dataset) -> None:
+        number, contours = _cord(ds)
+        next(i for i in ds.RTROIObservationsSequence if int(i.ReferencedROINumber) == number) \
+            .RTROIInterpretedType = "MARKER"
+        item = next(i for i in ds.ROIContourSequence if int(i.ReferencedROINumber) == number)
+        copy = Dataset()
+        copy.update(contours[len(contours) // 2])
+        item.ContourSequence.append(copy)
+
+    case = _copy_with_rs(base, tmp_path, mark_and_repeat)
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    cord = _results(out)["FUZZ-CORD-MAX"]
+    assert cord["status"] == "NOT_EVALUATED"
+    assert "structure 'SpinalCord' cannot be measured: identical contours are repeated on 1 plane(s)" in cord["message"]
+
+
 def test_a_defective_ptv_stops_the_prescription_check(base: Path, protocol: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     case = fm.apply(fm.Mutation("contour", "RS.dcm", 2, "far_point", roi="PTVp"), base, tmp_path / "case")
