@@ -142,6 +142,31 @@ def test_a_cord_typed_marker_is_still_checked(base: Path, protocol: Path, tmp_pa
     assert "structure 'SpinalCord' cannot be measured: identical contours are repeated on 1 plane(s)" in cord["message"]
 
 
+def test_a_cord_declared_in_another_frame_of_reference_is_not_evaluated(base: Path, protocol: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # The cord's (3006,0024) points to another frame (e.g. drawn on a registered MR): its
+    # coordinates cannot be placed in the dose grid. Before, it was measured as if in the
+    # plan's frame, with only a general warning.
+    other = "1.2.826.0.1.3680043.8.498.77"
+
+    def move_the_cord_to_another_frame(ds: Dataset) -> None:
+        number = _cord(ds)[0]
+        next(i for i in ds.StructureSetROISequence if int(i.ROINumber) == number).ReferencedFrameOfReferenceUID = other
+
+    case = _copy_with_rs(base, tmp_path, move_the_cord_to_another_frame)
+    frame = str(pydicom.dcmread(case / "RD.dcm", stop_before_pixels=True).FrameOfReferenceUID)
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    results = _results(out)
+    assert results["FUZZ-CORD-MAX"]["status"] == "NOT_EVALUATED"
+    assert (f"structure 'SpinalCord' cannot be measured: it is defined in another frame of reference ((3006,0024) "
+            f"'Referenced Frame of Reference UID' {other}, not {frame}): it cannot be placed in the dose grid") \
+        in results["FUZZ-CORD-MAX"]["message"]
+    assert results["FUZZ-HEART-MEAN"]["status"] == "PASS"
+    number = _cord(pydicom.dcmread(case / "RS.dcm"))[0]
+    assert any(f"RS.dcm: ROI {number} 'SpinalCord' cannot be measured: it is defined in another frame of reference"
+               in warning for warning in json.loads(out)["warnings"])
+
+
 def test_a_defective_ptv_stops_the_prescription_check(base: Path, protocol: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     case = fm.apply(fm.Mutation("contour", "RS.dcm", 2, "far_point", roi="PTVp"), base, tmp_path / "case")

@@ -100,6 +100,15 @@ def _duplicates(declared: list[tuple[int, str]]) -> dict[int, str]:
     return defects
 
 
+def _other_frame_defect(roi_frame: str, frame: str) -> str:
+    """The defect of an ROI declared in another frame of reference than the structure set's
+    (``frame``, which the linker checks is the plan's and the dose's): its coordinates are
+    in another patient coordinate system (e.g. a registered MR's), which plancheck does not
+    register, so they cannot be placed in the dose grid."""
+    return (f"it is defined in another frame of reference ({tag_text('ReferencedFrameOfReferenceUID')} {roi_frame}, "
+            f"not {frame}): it cannot be placed in the dose grid")
+
+
 def manufacturer_of(ds: Dataset) -> tuple[str, str]:
     """Manufacturer (0008,0070) and Manufacturer's Model Name (0008,1090) of a data set,
     printable characters only (64 at most each; empty when absent)."""
@@ -135,7 +144,9 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         (an ROI without contours, contours of an undeclared ROI, defective ROIs).
         ROIs that cannot be measured reliably carry their reasons in ``Roi.defects``
         (see :mod:`plancheck.dicom.roi_checks` and ``docs/input-validation.md``): two
-        ROIs sharing an ROI Number or Name, a contour whose data are missing, not numbers
+        ROIs sharing an ROI Number or Name, an ROI whose (3006,0024) 'Referenced Frame of
+        Reference UID' is not the structure set's (the first one declared), a contour whose
+        data are missing, not numbers
         or disagree with its Number of Contour Points, crossing, degenerate or stacked
         contours, an unknown Contour Geometric Type, a corrupt coordinate.
 
@@ -158,12 +169,14 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
     roi_items = require(ds, "StructureSetROISequence", label,
                         why="by the Structure Set module (PS3.3 C.8.8.5)")
     declared: list[tuple[int, str]] = []
+    roi_frames: list[str] = []  # per declared ROI: its Referenced Frame of Reference UID ("" when absent)
     frames: list[str] = []
     for index, item in enumerate(roi_items, start=1):
         where = f" in item {index} of {tag_text('StructureSetROISequence')}"
         number = as_int(require(item, "ROINumber", label, where=where), "ROINumber", label, where)
         declared.append((number, optional_str(item, "ROIName")))
         frame = optional_str(item, "ReferencedFrameOfReferenceUID")
+        roi_frames.append(frame)
         if frame and frame not in frames:
             frames.append(frame)
     for item in ds.get("ReferencedFrameOfReferenceSequence") or ():
@@ -176,8 +189,8 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
             f"{tag_text('StructureSetROISequence')}; it is required to place the contours", label
         )
     if len(frames) > 1:
-        warnings.append(f"{label}: ROIs are defined in {len(frames)} frames of reference; "
-                        f"plancheck uses {frames[0]}")
+        warnings.append(f"{label}: the structure set refers to {len(frames)} frames of reference; plancheck "
+                        f"places its contours in {frames[0]}, and ROIs declared in another one cannot be measured")
     names = {number: name for number, name in declared}
     duplicate_defects = _duplicates(declared)
     ambiguous_numbers = {declared[i][0] for i, text in duplicate_defects.items() if "'ROI Number'" in text}
@@ -247,6 +260,8 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         defects: list[str] = []
         if index in duplicate_defects:
             defects.append(duplicate_defects[index])
+        if roi_frames[index] and roi_frames[index] != frames[0]:
+            defects.append(_other_frame_defect(roi_frames[index], frames[0]))
         found = read_defects.get(number, [])
         if found:
             defects.append(f"{len(found)} contour(s) cannot be read, e.g. {found[0]}")
