@@ -15,7 +15,8 @@ Linking rules
 
   1. one ``PLAN`` dose, used as is (other doses of the plan are listed as skipped,
      "superseded by the PLAN dose");
-  2. ``FRACTION`` / ``FRACTION_SESSION`` doses, one per fraction group, all groups needed;
+  2. ``FRACTION`` / ``FRACTION_SESSION`` doses, one per fraction group, all groups needed
+     (a dose of a fraction group the plan does not have is an error);
   3. ``BEAM`` / ``BEAM_SESSION`` doses, every treatment beam (with meterset > 0) of the
      plan's fraction groups needed exactly once.
 
@@ -134,9 +135,20 @@ def _load_dose(file: ClassifiedFile, data: bytes) -> DoseGrid:
 
 
 def _fraction_group_of(header: DoseHeader, plan: Plan) -> int:
-    """The fraction group a FRACTION/SESSION dose belongs to."""
+    """The fraction group a FRACTION/SESSION dose belongs to.
+
+    Raises
+    ------
+    LinkError
+        The dose names a fraction group the plan does not have (summing it in would add a
+        dose the plan does not deliver), or names none and the plan has several.
+    """
     if header.fraction_group_numbers:
-        return header.fraction_group_numbers[0]
+        number = header.fraction_group_numbers[0]
+        if number not in {g.number for g in plan.fraction_groups}:
+            raise LinkError(f"references fraction group {number} ((300C,0022) 'Referenced Fraction Group Number'), "
+                            f"which the plan {plan.label or plan.sop_instance_uid!r} does not have", header.label)
+        return number
     if header.beam_numbers:
         groups = [g.number for g in plan.fraction_groups if set(header.beam_numbers) <= set(g.beam_numbers)]
         if len(groups) == 1:
