@@ -266,6 +266,64 @@ def _dose_file(tmp_path: Path, ds: Dataset) -> Path:
     return save(ds, tmp_path / "RD.dcm")
 
 
+def test_a_dose_type_error_grid_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Dose Type ERROR: an estimate of a dose's error, not a dose. Before, `check` graded the
+    # DVH rules on it (INT-DOSE-UNITS alone failed) and `dvh` printed it in Gy, exit 0.
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths["rtdose"])
+    ds.DoseType = "ERROR"
+    ds.save_as(paths["rtdose"])
+    message = (r"RD\.dcm: \(3004,0004\) 'Dose Type' is 'ERROR': the grid holds an estimate of the error of a dose, "
+               r"not a dose distribution; plancheck needs a PHYSICAL or EFFECTIVE dose")
+    with pytest.raises(DicomConformanceError, match=message):
+        read_dose(paths["rtdose"])
+    with pytest.raises(DicomConformanceError, match=message):
+        read_export(tmp_path)
+    for command in ("check", "dvh"):
+        code, out, err = run([command, str(tmp_path)], capsys)
+        assert code == ExitCode.INPUT_ERROR == 3 and out == ""
+        assert "RD.dcm: (3004,0004) 'Dose Type' is 'ERROR'" in err and "Traceback" not in err
+
+
+def test_a_dose_type_error_grid_beside_the_plan_dose_is_set_aside(tmp_path: Path) -> None:
+    # An error grid exported with the plan dose (both PLAN doses of the plan): the plan dose is
+    # used, the error grid is listed as skipped with the reason (not "2 PLAN doses").
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths["rtdose"])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.DoseType = "ERROR"
+    ds.save_as(tmp_path / "RD_error.dcm")
+    export = read_export(tmp_path)
+    assert export.courses[0].dose_summary == "PLAN dose RD.dcm used as is"
+    reasons = {Path(s.path).name: s.reason for s in export.skipped}
+    assert reasons["RD_error.dcm"] == ("(3004,0004) 'Dose Type' ERROR: the grid holds an estimate of the error of a "
+                                       "dose, not a dose distribution")
+
+
+def test_an_absent_dose_type_is_read_as_physical_and_said_so(base: Path, protocol: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # Dose Type is Type 1. Before, the reader filled in PHYSICAL: INT-DOSE-UNITS passed on
+    # "Dose Type PHYSICAL" and nothing said the file was silent.
+    case = fm.apply(fm.Mutation("none", "RD.dcm", 0), base, tmp_path / "case")
+    ds = pydicom.dcmread(case / "RD.dcm")
+    del ds.DoseType
+    ds.save_as(case / "RD.dcm")
+    assert read_dose(case / "RD.dcm").dose_type == ""
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    doc = json.loads(out)
+    units = _results(out)["INT-DOSE-UNITS"]
+    assert (units["status"], units["message"]) == (
+        "WARN", "(3004,0004) 'Dose Type' is empty: plancheck treats the dose as PHYSICAL")
+    assert doc["plans"][0]["dose_type"] == "PHYSICAL"
+    assert doc["plans"][0]["dose_summary"] == ("PLAN dose RD.dcm used as is; (3004,0004) 'Dose Type' absent from "
+                                               "RD.dcm: read as physical dose")
+    assert _results(out)["FUZZ-HEART-MEAN"]["status"] == "PASS"  # still measured, as physical dose
+    code, out, _ = run(["dvh", str(case), "--structure", "Heart", "--metric", "Mean[Gy]"], capsys)
+    assert code == 0 and "dose: PLAN dose RD.dcm used as is; (3004,0004) 'Dose Type' absent from RD.dcm: read as " \
+                         "physical dose" in out
+
+
 def test_negative_doses_are_refused(tmp_path: Path) -> None:
     ds = make_rtdose(linear_dose(), plan_uid="1.2.3")
     values = np.frombuffer(ds.PixelData, dtype=np.uint32).astype(np.int32)

@@ -50,7 +50,9 @@ from plancheck.dicom.dose_sum import sum_grids
 from plancheck.dicom.read_common import (
     IMAGE_SOP_CLASSES, check_not_truncated, optional_float, optional_int, optional_str, read_full,
 )
-from plancheck.dicom.read_dose import DoseHeader, dose_grid_from_dataset, dose_header_from_dataset
+from plancheck.dicom.read_dose import (
+    NOT_A_DOSE_TYPES, DoseHeader, check_dose_type, dose_grid_from_dataset, dose_header_from_dataset,
+)
 from plancheck.dicom.read_plan import plan_from_dataset
 from plancheck.dicom.read_structures import structure_set_from_dataset, volume_model_of
 from plancheck.dicom.roi_checks import slice_defects
@@ -101,6 +103,7 @@ class _Doses:
 
     headers: list[tuple[DoseHeader, ClassifiedFile]] = field(default_factory=list)
     refused: list[tuple[DoseHeader, str]] = field(default_factory=list)
+    not_doses: list[DoseHeader] = field(default_factory=list)  # Dose Type ERROR: set aside
 
 
 def _check_one_patient(files: Sequence[ClassifiedFile]) -> None:
@@ -193,6 +196,8 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
         for kind, kinds in (("PLAN", _PLAN_KIND), ("FRACTION", _FRACTION_KIND), ("BEAM", _BEAM_KIND))
     }
     chosen_kind = next((k for k in ("PLAN", "FRACTION", "BEAM") if by_kind[k]), None)
+    if chosen_kind is None and doses.not_doses:
+        check_dose_type(doses.not_doses[0].dose_type, doses.not_doses[0].label)  # raises, naming the file
     if chosen_kind is None:
         detail = ""
         if doses.refused:
@@ -273,7 +278,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
             )
 
     grids = [_load_dose(file, dose_bytes.pop(file.label)) for _, file in chosen]
-    dose_types = {g.dose_type for g in grids}
+    dose_types = {g.dose_type or "PHYSICAL" for g in grids}  # an absent Dose Type is read as physical
     if len(dose_types) > 1:
         raise LinkError(f"the doses of RT Plan {plan.label or plan.sop_instance_uid!r} mix Dose Types "
                         f"{sorted(dose_types)}; they cannot be summed", plan.path)
@@ -284,7 +289,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
         summary = f"{types} dose {first} used as is"
         if chosen_kind != "PLAN":
             summary += " (it covers the whole plan)"
-        summary += _dose_type_note(grid)
+        summary += _dose_type_note(grid, grids)
         return DoseGrid(
             dose_gy=grid.dose_gy, x_mm=grid.x_mm, y_mm=grid.y_mm, z_mm=grid.z_mm,
             frame_of_reference_uid=grid.frame_of_reference_uid, dose_type=grid.dose_type,
@@ -301,7 +306,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
             summary += f"; {len(result.resampled)} resampled trilinearly onto it (other grid geometry)"
         if notes:
             summary += f"; per-session doses scaled: {', '.join(notes)}"
-    summary += _dose_type_note(grids[0])
+    summary += _dose_type_note(grids[0], grids)
     for index, count in result.outside_voxels.items():
         warnings.append(
             f"{chosen[index][1].label}: its grid does not cover {count} voxel(s) of the grid of {first}; "
@@ -313,16 +318,23 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
     reference = grids[0]
     return DoseGrid(
         dose_gy=result.dose_gy, x_mm=reference.x_mm, y_mm=reference.y_mm, z_mm=reference.z_mm,
-        frame_of_reference_uid=reference.frame_of_reference_uid, dose_type=reference.dose_type,
+        frame_of_reference_uid=reference.frame_of_reference_uid,
+        dose_type="" if any(not g.dose_type for g in grids) else reference.dose_type,
         summation_type="SUMMED", heterogeneity_correction=tuple(heterogeneity),
         referenced_plan_uid=plan.sop_instance_uid,
         sources=tuple(s for g in grids for s in g.sources), description=summary,
     ), summary
 
 
-def _dose_type_note(grid: DoseGrid) -> str:
-    """What the course's dose summary says about an RBE-weighted dose."""
-    return f"; Dose Type EFFECTIVE: {RBE_WEIGHTED.split(' (')[0]} dose, Gy(RBE)" if grid.is_rbe_weighted else ""
+def _dose_type_note(grid: DoseGrid, grids: Sequence[DoseGrid]) -> str:
+    """What the course's dose summary says about the Dose Type: an RBE-weighted dose, or a
+    Dose Type absent from a file (Type 1; read as physical)."""
+    if grid.is_rbe_weighted:
+        return f"; Dose Type EFFECTIVE: {RBE_WEIGHTED.split(' (')[0]} dose, Gy(RBE)"
+    absent = [_name(g.sources[0].path) for g in grids if not g.dose_type and g.sources]
+    if absent:
+        return f"; (3004,0004) 'Dose Type' absent from {', '.join(absent)}: read as physical dose"
+    return ""
 
 
 def _image_series(files: Sequence[ClassifiedFile]) -> tuple[ImageSeries, ...]:
@@ -689,6 +701,14 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
                 f"references RT Plan {uid} ((300C,0002) 'Referenced RT Plan Sequence'), which is not in "
                 "the input", file.label
             )
+        what = NOT_A_DOSE_TYPES.get(header.dose_type.strip().upper())
+        if what is not None:
+            reason = f"(3004,0004) 'Dose Type' {header.dose_type.strip()}: {what}, not a dose distribution"
+            skipped.append(SkippedFile(file.label, reason))
+            warnings.append(f"{file.label}: {reason}; plancheck does not use it")
+            dose_bytes.pop(file.label, None)
+            doses[uid].not_doses.append(header)
+            continue
         doses[uid].headers.append((header, file))
 
     courses = []
