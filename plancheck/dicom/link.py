@@ -25,7 +25,9 @@ Linking rules
   A ``*_SESSION`` dose holds one session: it is multiplied by the referenced fraction
   group's Number of Fractions Planned. ``MULTI_PLAN``, ``PLAN_OVERVIEW``, ``RECORD``,
   ``CONTROL_POINT`` and brachy doses are refused (listed as skipped with the reason; a
-  plan left without any other dose is an error saying so).
+  plan left without any other dose is an error saying so). A grid of Dose Type ``ERROR``
+  (an error estimate, not a dose) is set aside the same way; a plan whose only dose it is
+  gets the reader's error naming that file.
 
 References
 ----------
@@ -539,8 +541,8 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         A file given explicitly is not DICOM; a file is truncated or unreadable; nothing
         usable was found.
     DicomConformanceError
-        A required attribute is missing or invalid (Dose Units not GY, Dose Grid Scaling
-        missing, oblique dose grid, a corrupt or absurd dose grid, nonsense fractionation, ...).
+        A required attribute is missing or invalid (Dose Units not GY, Dose Type ERROR as a
+        plan's only dose, Dose Grid Scaling missing, oblique dose grid, a corrupt or absurd dose grid, nonsense fractionation, ...).
     UnsupportedInputError
         A brachytherapy plan.
     LinkError
