@@ -100,6 +100,14 @@ def _duplicates(declared: list[tuple[int, str]]) -> dict[int, str]:
     return defects
 
 
+def _main_frame(frames: list[str], roi_frames: list[str]) -> str:
+    """The structure set's frame of reference: the one most of its ROIs are declared in
+    (ties: the first declared), else the first of its Referenced Frame of Reference Sequence.
+    One ROI drawn on a registered image does not move the others out of the plan's frame."""
+    counts = {f: roi_frames.count(f) for f in frames}
+    return max(frames, key=lambda f: counts[f])  # max keeps the first of equal counts
+
+
 def _other_frame_defect(roi_frame: str, frame: str) -> str:
     """The defect of an ROI declared in another frame of reference than the structure set's
     (``frame``, which the linker checks is the plan's and the dose's): its coordinates are
@@ -145,7 +153,7 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         ROIs that cannot be measured reliably carry their reasons in ``Roi.defects``
         (see :mod:`plancheck.dicom.roi_checks` and ``docs/input-validation.md``): two
         ROIs sharing an ROI Number or Name, an ROI whose (3006,0024) 'Referenced Frame of
-        Reference UID' is not the structure set's (the first one declared), a contour whose
+        Reference UID' is not the structure set's (the one most ROIs are declared in), a contour whose
         data are missing, not numbers
         or disagree with its Number of Contour Points, crossing, degenerate or stacked
         contours, an unknown Contour Geometric Type, a corrupt coordinate.
@@ -188,9 +196,10 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
             f"{tag_text('ReferencedFrameOfReferenceUID')} is missing from every item of "
             f"{tag_text('StructureSetROISequence')}; it is required to place the contours", label
         )
+    frame = _main_frame(frames, roi_frames)
     if len(frames) > 1:
         warnings.append(f"{label}: the structure set refers to {len(frames)} frames of reference; plancheck "
-                        f"places its contours in {frames[0]}, and ROIs declared in another one cannot be measured")
+                        f"places its contours in {frame}, and ROIs declared in another one cannot be measured")
     names = {number: name for number, name in declared}
     duplicate_defects = _duplicates(declared)
     ambiguous_numbers = {declared[i][0] for i, text in duplicate_defects.items() if "'ROI Number'" in text}
@@ -260,8 +269,8 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         defects: list[str] = []
         if index in duplicate_defects:
             defects.append(duplicate_defects[index])
-        if roi_frames[index] and roi_frames[index] != frames[0]:
-            defects.append(_other_frame_defect(roi_frames[index], frames[0]))
+        if roi_frames[index] and roi_frames[index] != frame:
+            defects.append(_other_frame_defect(roi_frames[index], frame))
         found = read_defects.get(number, [])
         if found:
             defects.append(f"{len(found)} contour(s) cannot be read, e.g. {found[0]}")
@@ -275,7 +284,7 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
 
     structure_set = StructureSet(
         sop_instance_uid=sop_uid,
-        frame_of_reference_uid=frames[0],
+        frame_of_reference_uid=frame,
         label=optional_str(ds, "StructureSetLabel"),
         rois=tuple(rois),
         path=label,
