@@ -106,7 +106,8 @@ def _cord(ds: Dataset) -> tuple[int, list[Dataset]]:
 
 @pytest.mark.parametrize("geometric_type", ["OPEN_PLANAR", "POINT"])
 def test_a_cord_with_open_or_point_planes_is_not_evaluated(base: Path, protocol: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str], geometric_type: str) -> None:
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           geometric_type: str) -> None:
     # Every other cord contour re-typed: before, those planes vanished from the volume and the
     # cord was graded on the rest (the audit's cord PASSed at half its dose).
     def retype_every_other_plane(ds: Dataset) -> None:

@@ -542,7 +542,8 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         usable was found.
     DicomConformanceError
         A required attribute is missing or invalid (Dose Units not GY, Dose Type ERROR as a
-        plan's only dose, Dose Grid Scaling missing, oblique dose grid, a corrupt or absurd dose grid, nonsense fractionation, ...).
+        plan's only dose, Dose Grid Scaling missing, oblique dose grid, a corrupt or absurd
+        dose grid, nonsense fractionation, ...).
     UnsupportedInputError
         A brachytherapy plan.
     LinkError

@@ -270,6 +270,9 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
 def slice_defects(roi: Roi, slice_z_mm: Mapping[str, float], tolerance_mm: Mapping[str, float]) -> tuple[str, ...]:
     """Contours far from the CT slice they reference (Contour Image Sequence).
 
+    Every ROI's closed contours of 3 points or more are checked, whatever its RT ROI
+    Interpreted Type (a point stored as a closed contour is no cross-section of a volume).
+
     Parameters
     ----------
     roi
