@@ -7,7 +7,8 @@ Usage::
 Each mutation (``tests/fuzz_mutations.py``: an element deleted, emptied or rewritten, a
 sequence item removed or repeated, dose pixels truncated, negative or noisy, a file
 truncated or with flipped bytes, an ROI's contours shuffled, stacked, sent to 1e9 mm, given
-another ROI's number, duplicated or of an unknown geometric type) is applied to the small
+another ROI's number, duplicated, of an unknown geometric type, partly OPEN_PLANAR/POINT,
+typed MARKER with a contour repeated, or declared in another frame of reference) is applied to the small
 base export and checked in this process with ``plancheck.cli.main.main`` (JSON report, the
 fuzz protocol: plan integrity and three DVH rules). ``--full`` mutates the whole sample
 instead (three courses, the CT, the case file) and checks it against the built-in protocol

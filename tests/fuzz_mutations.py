@@ -16,7 +16,9 @@ Kinds:
 * ``bytes`` — a file truncated or some of its bytes overwritten;
 * ``contour`` — one ROI's contours corrupted (the ROI named in ``roi``): its points shuffled,
   its planes stacked at one z, a coordinate set to 1e9, its ROI Number given to another ROI,
-  a contour duplicated, its geometric type replaced. Each of these makes the ROI unmeasurable,
+  a contour duplicated, its geometric type replaced, every other contour made OPEN_PLANAR or
+  POINT, its RT ROI Interpreted Type made MARKER and a contour duplicated, its Referenced
+  Frame of Reference UID changed. Each of these makes the ROI unmeasurable,
   so a rule on it must never PASS (``corrupts`` names the ROIs).
 """
 
@@ -81,7 +83,8 @@ rules:
 TAG_VALUES = ("", "0", "-1", "-30", "1e9", "-1e9", "nan", "inf", "abc", "3.5", "65536", "1\\2\\3",
               "\x1b[1A\x1b[2K", "=cmd|' /C calc'!A0", "BOGUS NAME", "999999999999")
 
-CONTOUR_OPERATIONS = ("shuffle", "stack", "far_point", "steal_number", "duplicate", "geometric_type")
+CONTOUR_OPERATIONS = ("shuffle", "stack", "far_point", "steal_number", "duplicate", "geometric_type",
+                      "open_planes", "marker_duplicate", "other_frame")
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,19 @@ def _mutate_contours(ds: Dataset, rng: random.Random, operation: str, roi: str) 
         copy = Dataset()
         copy.update(contours[rng.randrange(len(contours))])
         item.ContourSequence = DicomSequence(list(item.ContourSequence) + [copy])
+    elif operation == "open_planes":
+        kind = rng.choice(("OPEN_PLANAR", "OPEN_NONPLANAR", "POINT"))
+        for contour in contours[rng.randrange(2)::2]:
+            contour.ContourGeometricType = kind
+    elif operation == "marker_duplicate":
+        for item in ds.RTROIObservationsSequence:
+            if int(item.ReferencedROINumber) == number:
+                item.RTROIInterpretedType = rng.choice(("MARKER", "ISOCENTER", "REGISTRATION"))
+        _mutate_contours(ds, rng, "duplicate", roi)
+    elif operation == "other_frame":
+        for item in ds.StructureSetROISequence:
+            if item.ROIName == roi:
+                item.ReferencedFrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.99" + str(rng.randrange(10**6))
     else:  # geometric_type
         for contour in contours:
             contour.ContourGeometricType = "CLOSED_SPLINE"

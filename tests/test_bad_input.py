@@ -9,7 +9,7 @@ import pytest
 
 from plancheck.dicom import read_dose, read_export, read_plan, read_structure_set
 from plancheck.errors import DicomConformanceError, DicomReadError, InputError, LinkError
-from test_read import linear_dose, make_rtdose, make_rtplan, make_rtstruct, save, square, write_export
+from test_read import FRAME, linear_dose, make_rtdose, make_rtplan, make_rtstruct, save, square, write_export
 
 
 def _replace(path: Path, ds) -> None:
@@ -137,6 +137,24 @@ def test_mismatched_frame_of_reference(tmp_path: Path) -> None:
     with pytest.raises(LinkError, match=r"'Frame of Reference UID' differs: .*RD\.dcm is in 1\.2\.3\.77 but "
                                         r".*RS\.dcm is in"):
         read_export(tmp_path)
+
+
+@pytest.mark.parametrize("moved", [1, 2])
+def test_an_roi_in_another_frame_is_a_defect_and_the_others_are_sound(tmp_path: Path, moved: int) -> None:
+    # One ROI's (3006,0024) 'Referenced Frame of Reference UID' is another frame than that of
+    # the two others (the structure set's, the plan's and the dose's): only that ROI is
+    # defective, also when it is the first one declared.
+    ds = make_rtstruct([(1, "Body", "EXTERNAL", [square(z, 40) for z in (0, 3, 6)]),
+                        (2, "PTV", "PTV", [square(z, 5) for z in (0, 3, 6)]),
+                        (3, "Cord", "ORGAN", [square(z, 2, cx=20) for z in (0, 3, 6)])])
+    ds.StructureSetROISequence[moved - 1].ReferencedFrameOfReferenceUID = "1.2.3.77"
+    structure_set = read_structure_set(save(ds, tmp_path / "RS.dcm"))
+    assert structure_set.frame_of_reference_uid == FRAME
+    assert {r.number: r.defects for r in structure_set.rois if r.number != moved} == {n: () for n in (1, 2, 3)
+                                                                                    if n != moved}
+    assert structure_set.roi_by_number(moved).defects == (
+        f"it is defined in another frame of reference ((3006,0024) 'Referenced Frame of Reference UID' 1.2.3.77, "
+        f"not {FRAME}): it cannot be placed in the dose grid",)
 
 
 def test_two_patients_names_files_not_patients(tmp_path: Path) -> None:

@@ -97,6 +97,77 @@ def test_stacked_cord_contours_are_not_evaluated(base: Path, protocol: Path, tmp
            "on one plane" in cord["message"]
 
 
+def _cord(ds: Dataset) -> tuple[int, list[Dataset]]:
+    """The cord's ROI Number and its contour items."""
+    number = next(int(i.ROINumber) for i in ds.StructureSetROISequence if i.ROIName == "SpinalCord")
+    item = next(i for i in ds.ROIContourSequence if int(i.ReferencedROINumber) == number)
+    return number, list(item.ContourSequence)
+
+
+@pytest.mark.parametrize("geometric_type", ["OPEN_PLANAR", "POINT"])
+def test_a_cord_with_open_or_point_planes_is_not_evaluated(base: Path, protocol: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           geometric_type: str) -> None:
+    # Every other cord contour re-typed: before, those planes vanished from the volume and the
+    # cord was graded on the rest (the audit's cord PASSed at half its dose).
+    def retype_every_other_plane(ds: Dataset) -> None:
+        for contour in _cord(ds)[1][::2]:
+            contour.ContourGeometricType = geometric_type
+
+    case = _copy_with_rs(base, tmp_path, retype_every_other_plane)
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    cord = _results(out)["FUZZ-CORD-MAX"]
+    assert cord["status"] == "NOT_EVALUATED"
+    assert "structure 'SpinalCord' cannot be measured: contours of another (3006,0042) 'Contour Geometric Type' " \
+           f"are mixed with the closed ones: " in cord["message"] and f" {geometric_type} on z = " in cord["message"]
+    assert _results(out)["FUZZ-HEART-MEAN"]["status"] == "PASS"  # other ROIs unaffected
+
+
+def test_a_cord_typed_marker_is_still_checked(base: Path, protocol: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # RT ROI Interpreted Type MARKER and one contour repeated (the two cancel under the
+    # even-odd rule): before, the marker type switched the checks off and the cord PASSed.
+    def mark_and_repeat(ds: Dataset) -> None:
+        number, contours = _cord(ds)
+        next(i for i in ds.RTROIObservationsSequence if int(i.ReferencedROINumber) == number) \
+            .RTROIInterpretedType = "MARKER"
+        item = next(i for i in ds.ROIContourSequence if int(i.ReferencedROINumber) == number)
+        copy = Dataset()
+        copy.update(contours[len(contours) // 2])
+        item.ContourSequence.append(copy)
+
+    case = _copy_with_rs(base, tmp_path, mark_and_repeat)
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    cord = _results(out)["FUZZ-CORD-MAX"]
+    assert cord["status"] == "NOT_EVALUATED"
+    assert "structure 'SpinalCord' cannot be measured: identical contours are repeated on 1 plane(s)" in cord["message"]
+
+
+def test_a_cord_declared_in_another_frame_of_reference_is_not_evaluated(base: Path, protocol: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # The cord's (3006,0024) points to another frame (e.g. drawn on a registered MR): its
+    # coordinates cannot be placed in the dose grid. Before, it was measured as if in the
+    # plan's frame, with only a general warning.
+    other = "1.2.826.0.1.3680043.8.498.77"
+
+    def move_the_cord_to_another_frame(ds: Dataset) -> None:
+        number = _cord(ds)[0]
+        next(i for i in ds.StructureSetROISequence if int(i.ROINumber) == number).ReferencedFrameOfReferenceUID = other
+
+    case = _copy_with_rs(base, tmp_path, move_the_cord_to_another_frame)
+    frame = str(pydicom.dcmread(case / "RD.dcm", stop_before_pixels=True).FrameOfReferenceUID)
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    results = _results(out)
+    assert results["FUZZ-CORD-MAX"]["status"] == "NOT_EVALUATED"
+    assert (f"structure 'SpinalCord' cannot be measured: it is defined in another frame of reference ((3006,0024) "
+            f"'Referenced Frame of Reference UID' {other}, not {frame}): it cannot be placed in the dose grid") \
+        in results["FUZZ-CORD-MAX"]["message"]
+    assert results["FUZZ-HEART-MEAN"]["status"] == "PASS"
+    number = _cord(pydicom.dcmread(case / "RS.dcm"))[0]
+    assert any(f"RS.dcm: ROI {number} 'SpinalCord' cannot be measured: it is defined in another frame of reference"
+               in warning for warning in json.loads(out)["warnings"])
+
+
 def test_a_defective_ptv_stops_the_prescription_check(base: Path, protocol: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     case = fm.apply(fm.Mutation("contour", "RS.dcm", 2, "far_point", roi="PTVp"), base, tmp_path / "case")
@@ -194,6 +265,64 @@ def test_a_roi_with_its_contours_on_their_slices_is_sound(tmp_path: Path) -> Non
 
 def _dose_file(tmp_path: Path, ds: Dataset) -> Path:
     return save(ds, tmp_path / "RD.dcm")
+
+
+def test_a_dose_type_error_grid_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Dose Type ERROR: an estimate of a dose's error, not a dose. Before, `check` graded the
+    # DVH rules on it (INT-DOSE-UNITS alone failed) and `dvh` printed it in Gy, exit 0.
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths["rtdose"])
+    ds.DoseType = "ERROR"
+    ds.save_as(paths["rtdose"])
+    message = (r"RD\.dcm: \(3004,0004\) 'Dose Type' is 'ERROR': the grid holds an estimate of the error of a dose, "
+               r"not a dose distribution; plancheck needs a PHYSICAL or EFFECTIVE dose")
+    with pytest.raises(DicomConformanceError, match=message):
+        read_dose(paths["rtdose"])
+    with pytest.raises(DicomConformanceError, match=message):
+        read_export(tmp_path)
+    for command in ("check", "dvh"):
+        code, out, err = run([command, str(tmp_path)], capsys)
+        assert code == ExitCode.INPUT_ERROR == 3 and out == ""
+        assert "RD.dcm: (3004,0004) 'Dose Type' is 'ERROR'" in err and "Traceback" not in err
+
+
+def test_a_dose_type_error_grid_beside_the_plan_dose_is_set_aside(tmp_path: Path) -> None:
+    # An error grid exported with the plan dose (both PLAN doses of the plan): the plan dose is
+    # used, the error grid is listed as skipped with the reason (not "2 PLAN doses").
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths["rtdose"])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.DoseType = "ERROR"
+    ds.save_as(tmp_path / "RD_error.dcm")
+    export = read_export(tmp_path)
+    assert export.courses[0].dose_summary == "PLAN dose RD.dcm used as is"
+    reasons = {Path(s.path).name: s.reason for s in export.skipped}
+    assert reasons["RD_error.dcm"] == ("(3004,0004) 'Dose Type' ERROR: the grid holds an estimate of the error of a "
+                                       "dose, not a dose distribution")
+
+
+def test_an_absent_dose_type_is_read_as_physical_and_said_so(base: Path, protocol: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # Dose Type is Type 1. Before, the reader filled in PHYSICAL: INT-DOSE-UNITS passed on
+    # "Dose Type PHYSICAL" and nothing said the file was silent.
+    case = fm.apply(fm.Mutation("none", "RD.dcm", 0), base, tmp_path / "case")
+    ds = pydicom.dcmread(case / "RD.dcm")
+    del ds.DoseType
+    ds.save_as(case / "RD.dcm")
+    assert read_dose(case / "RD.dcm").dose_type == ""
+    code, out, _ = run(["check", str(case), "--protocol", str(protocol), "--format", "json"], capsys)
+    doc = json.loads(out)
+    units = _results(out)["INT-DOSE-UNITS"]
+    assert (units["status"], units["message"]) == (
+        "WARN", "(3004,0004) 'Dose Type' is empty: plancheck treats the dose as PHYSICAL")
+    assert doc["plans"][0]["dose_type"] == "PHYSICAL"
+    assert doc["plans"][0]["dose_summary"] == ("PLAN dose RD.dcm used as is; (3004,0004) 'Dose Type' absent from "
+                                               "RD.dcm: read as physical dose")
+    assert _results(out)["FUZZ-HEART-MEAN"]["status"] == "PASS"  # still measured, as physical dose
+    code, out, _ = run(["dvh", str(case), "--structure", "Heart", "--metric", "Mean[Gy]"], capsys)
+    assert code == 0 and "dose: PLAN dose RD.dcm used as is; (3004,0004) 'Dose Type' absent from RD.dcm: read as " \
+                         "physical dose" in out
 
 
 def test_negative_doses_are_refused(tmp_path: Path) -> None:

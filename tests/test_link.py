@@ -162,3 +162,23 @@ def test_fraction_session_dose_is_scaled(tmp_path: Path) -> None:
                                    "(RD.dcm × 30 fractions)")
     assert course.dose.summation_type == "SUMMED"
     np.testing.assert_allclose(course.dose.dose_gy, linear_dose(), rtol=1e-5)
+
+
+def test_a_fraction_dose_of_a_group_the_plan_does_not_have_is_refused(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # The plan has fraction group 1 only. RD_g1 (group 1) holds 70 % of its dose, RD_g2 a 30 %
+    # dose of a group 2 the plan does not have: before, both were summed into a 100 % course
+    # and INT-DOSE-SUM passed. Now refused like the FRACTION_SESSION case.
+    from plancheck.cli.main import main
+    paths = write_export(tmp_path)
+    plan_uid = read_export(tmp_path).courses[0].plan.sop_instance_uid
+    paths["rtdose"].unlink()
+    for group, share in ((1, 0.7), (2, 0.3)):
+        save(make_rtdose(linear_dose() * share, plan_uid=plan_uid, summation="FRACTION", fraction_group=group),
+             tmp_path / f"RD_g{group}.dcm")
+    with pytest.raises(LinkError, match=r"RD_g2\.dcm: references fraction group 2 \(\(300C,0022\) 'Referenced "
+                                        r"Fraction Group Number'\), which the plan 'C1_Test' does not have"):
+        read_export(tmp_path)
+    assert main(["check", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "RD_g2.dcm: references fraction group 2" in err and "Traceback" not in err

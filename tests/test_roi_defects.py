@@ -292,3 +292,49 @@ def test_a_coordinate_that_is_not_a_number_is_a_defect() -> None:
     bad[1, 0] = np.nan
     assert contour_defects(roi(square(10, 0), bad)) == (
         "a contour coordinate is not a finite number: a coordinate is corrupt",)
+
+
+# ------------------------------------------------------ geometric types and interpreted types
+
+def test_open_or_point_contours_among_closed_ones_are_a_defect() -> None:
+    # A cord drawn as closed squares on z = 0, 3, 6, 9 mm whose planes z = 3 and 6 were stored
+    # OPEN_PLANAR and z = 9 as POINT: its volume would keep z = 0 alone (before: silently).
+    contours = (square(10, 0), square(10, 3), square(10, 6), poly([(0, 0)], z=9))
+    mixed = roi(*contours, types=["CLOSED_PLANAR", "OPEN_PLANAR", "OPEN_PLANAR", "POINT"])
+    assert contour_defects(mixed) == (
+        "contours of another (3006,0042) 'Contour Geometric Type' are mixed with the closed ones: 2 OPEN_PLANAR on "
+        "z = 3, 6 mm, 1 POINT on z = 9 mm; the ROI is measured as a volume from its closed contours only, so those "
+        "planes would be left out of it",)
+    nonplanar = roi(square(10, 0), square(10, 3), square(10, 6), types=["CLOSED_PLANAR", "CLOSED_PLANAR",
+                                                                         "OPEN_NONPLANAR"])
+    assert contour_defects(nonplanar)[0].startswith("contours of another (3006,0042) 'Contour Geometric Type' are "
+                                                    "mixed with the closed ones: 1 OPEN_NONPLANAR on z = 6 mm;")
+
+
+def test_an_roi_of_points_or_open_contours_only_is_not_a_volume_and_not_a_defect() -> None:
+    marker = roi(poly([(5, 5)], z=0), poly([(8, 5)], z=3), kind="MARKER", types=["POINT", "POINT"])
+    line = roi(poly([(0, 0), (10, 0), (10, 10)], z=0), poly([(0, 0), (10, 0)], z=3), types=["OPEN_PLANAR"] * 2)
+    for points_only in (marker, line):
+        assert contour_defects(points_only) == () and points_only.is_empty
+
+
+@pytest.mark.parametrize("kind", ["MARKER", "ISOCENTER", "REGISTRATION", "ORGAN"])
+def test_contour_checks_apply_to_closed_contours_whatever_the_interpreted_type(kind: str) -> None:
+    # Before: a MARKER/ISOCENTER/REGISTRATION ROI skipped every check, yet the rules measured
+    # its closed contours. The same square twice on z = 0 cancels under the even-odd rule.
+    repeated = roi(square(10, 0), square(10, 0), square(10, 3), kind=kind)
+    assert contour_defects(repeated) == (
+        "identical contours are repeated on 1 plane(s) (z = 0 mm): they cancel each other under the even-odd rule",)
+    slices = {"1.2.9.0": 0.0, "1.2.9.3": 3.0, "1.2.9.6": 6.0}
+    off = roi(square(10, 0), square(10, 3), kind=kind, images=["1.2.9.6", "1.2.9.3"])
+    assert slice_defects(off, slices, dict.fromkeys(slices, 1.5)) == (
+        "1 contour(s) lie far from the CT slice they reference (e.g. a contour at z = 0 mm drawn on the slice at "
+        "z = 6 mm; at most ±1.5 mm, half the slice spacing, is accepted)",)
+
+
+def test_a_point_roi_stored_as_closed_contours_without_area_stays_sound() -> None:
+    # Markers written as one-point or collinear "closed" contours: points, not a broken volume.
+    markers = roi(poly([(5, 5)], z=0), poly([(0, 0), (1, 1), (2, 2)], z=3), kind="ISOCENTER")
+    assert contour_defects(markers) == ()
+    assert slice_defects(roi(poly([(5, 5)], z=0), kind="MARKER", images=["1.2.9.6"]), {"1.2.9.6": 6.0},
+                         {"1.2.9.6": 1.5}) == ()

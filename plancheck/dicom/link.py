@@ -15,7 +15,8 @@ Linking rules
 
   1. one ``PLAN`` dose, used as is (other doses of the plan are listed as skipped,
      "superseded by the PLAN dose");
-  2. ``FRACTION`` / ``FRACTION_SESSION`` doses, one per fraction group, all groups needed;
+  2. ``FRACTION`` / ``FRACTION_SESSION`` doses, one per fraction group, all groups needed
+     (a dose of a fraction group the plan does not have is an error);
   3. ``BEAM`` / ``BEAM_SESSION`` doses, every treatment beam (with meterset > 0) of the
      plan's fraction groups needed exactly once.
 
@@ -24,7 +25,9 @@ Linking rules
   A ``*_SESSION`` dose holds one session: it is multiplied by the referenced fraction
   group's Number of Fractions Planned. ``MULTI_PLAN``, ``PLAN_OVERVIEW``, ``RECORD``,
   ``CONTROL_POINT`` and brachy doses are refused (listed as skipped with the reason; a
-  plan left without any other dose is an error saying so).
+  plan left without any other dose is an error saying so). A grid of Dose Type ``ERROR``
+  (an error estimate, not a dose) is set aside the same way; a plan whose only dose it is
+  gets the reader's error naming that file.
 
 References
 ----------
@@ -51,7 +54,9 @@ from plancheck.dicom.dose_sum import sum_grids
 from plancheck.dicom.read_common import (
     IMAGE_SOP_CLASSES, check_not_truncated, optional_float, optional_int, optional_str, read_full,
 )
-from plancheck.dicom.read_dose import DoseHeader, dose_grid_from_dataset, dose_header_from_dataset
+from plancheck.dicom.read_dose import (
+    NOT_A_DOSE_TYPES, DoseHeader, check_dose_type, dose_grid_from_dataset, dose_header_from_dataset,
+)
 from plancheck.dicom.read_plan import plan_from_dataset
 from plancheck.dicom.read_structures import structure_set_from_dataset, volume_model_of
 from plancheck.dicom.roi_checks import slice_defects
@@ -103,6 +108,7 @@ class _Doses:
 
     headers: list[tuple[DoseHeader, ClassifiedFile]] = field(default_factory=list)
     refused: list[tuple[DoseHeader, str]] = field(default_factory=list)
+    not_doses: list[DoseHeader] = field(default_factory=list)  # Dose Type ERROR: set aside
 
 
 def _check_one_patient(files: Sequence[ClassifiedFile]) -> None:
@@ -137,9 +143,20 @@ def _load_dose(file: ClassifiedFile, data: bytes) -> DoseGrid:
 
 
 def _fraction_group_of(header: DoseHeader, plan: Plan) -> int:
-    """The fraction group a FRACTION/SESSION dose belongs to."""
+    """The fraction group a FRACTION/SESSION dose belongs to.
+
+    Raises
+    ------
+    LinkError
+        The dose names a fraction group the plan does not have (summing it in would add a
+        dose the plan does not deliver), or names none and the plan has several.
+    """
     if header.fraction_group_numbers:
-        return header.fraction_group_numbers[0]
+        number = header.fraction_group_numbers[0]
+        if number not in {g.number for g in plan.fraction_groups}:
+            raise LinkError(f"references fraction group {number} ((300C,0022) 'Referenced Fraction Group Number'), "
+                            f"which the plan {plan.label or plan.sop_instance_uid!r} does not have", header.label)
+        return number
     if header.beam_numbers:
         groups = [g.number for g in plan.fraction_groups if set(header.beam_numbers) <= set(g.beam_numbers)]
         if len(groups) == 1:
@@ -184,6 +201,8 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
         for kind, kinds in (("PLAN", _PLAN_KIND), ("FRACTION", _FRACTION_KIND), ("BEAM", _BEAM_KIND))
     }
     chosen_kind = next((k for k in ("PLAN", "FRACTION", "BEAM") if by_kind[k]), None)
+    if chosen_kind is None and doses.not_doses:
+        check_dose_type(doses.not_doses[0].dose_type, doses.not_doses[0].label)  # raises, naming the file
     if chosen_kind is None:
         detail = ""
         if doses.refused:
@@ -264,7 +283,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
             )
 
     grids = [_load_dose(file, dose_bytes.pop(file.label)) for _, file in chosen]
-    dose_types = {g.dose_type for g in grids}
+    dose_types = {g.dose_type or "PHYSICAL" for g in grids}  # an absent Dose Type is read as physical
     if len(dose_types) > 1:
         raise LinkError(f"the doses of RT Plan {plan.label or plan.sop_instance_uid!r} mix Dose Types "
                         f"{sorted(dose_types)}; they cannot be summed", plan.path)
@@ -275,7 +294,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
         summary = f"{types} dose {first} used as is"
         if chosen_kind != "PLAN":
             summary += " (it covers the whole plan)"
-        summary += _dose_type_note(grid)
+        summary += _dose_type_note(grid, grids)
         return DoseGrid(
             dose_gy=grid.dose_gy, x_mm=grid.x_mm, y_mm=grid.y_mm, z_mm=grid.z_mm,
             frame_of_reference_uid=grid.frame_of_reference_uid, dose_type=grid.dose_type,
@@ -292,7 +311,7 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
             summary += f"; {len(result.resampled)} resampled trilinearly onto it (other grid geometry)"
         if notes:
             summary += f"; per-session doses scaled: {', '.join(notes)}"
-    summary += _dose_type_note(grids[0])
+    summary += _dose_type_note(grids[0], grids)
     for index, count in result.outside_voxels.items():
         warnings.append(
             f"{chosen[index][1].label}: its grid does not cover {count} voxel(s) of the grid of {first}; "
@@ -304,16 +323,23 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
     reference = grids[0]
     return DoseGrid(
         dose_gy=result.dose_gy, x_mm=reference.x_mm, y_mm=reference.y_mm, z_mm=reference.z_mm,
-        frame_of_reference_uid=reference.frame_of_reference_uid, dose_type=reference.dose_type,
+        frame_of_reference_uid=reference.frame_of_reference_uid,
+        dose_type="" if any(not g.dose_type for g in grids) else reference.dose_type,
         summation_type="SUMMED", heterogeneity_correction=tuple(heterogeneity),
         referenced_plan_uid=plan.sop_instance_uid,
         sources=tuple(s for g in grids for s in g.sources), description=summary,
     ), summary
 
 
-def _dose_type_note(grid: DoseGrid) -> str:
-    """What the course's dose summary says about an RBE-weighted dose."""
-    return f"; Dose Type EFFECTIVE: {RBE_WEIGHTED.split(' (')[0]} dose, Gy(RBE)" if grid.is_rbe_weighted else ""
+def _dose_type_note(grid: DoseGrid, grids: Sequence[DoseGrid]) -> str:
+    """What the course's dose summary says about the Dose Type: an RBE-weighted dose, or a
+    Dose Type absent from a file (Type 1; read as physical)."""
+    if grid.is_rbe_weighted:
+        return f"; Dose Type EFFECTIVE: {RBE_WEIGHTED.split(' (')[0]} dose, Gy(RBE)"
+    absent = [_name(g.sources[0].path) for g in grids if not g.dose_type and g.sources]
+    if absent:
+        return f"; (3004,0004) 'Dose Type' absent from {', '.join(absent)}: read as physical dose"
+    return ""
 
 
 def _image_series(files: Sequence[ClassifiedFile]) -> tuple[ImageSeries, ...]:
@@ -556,8 +582,9 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
         A file given explicitly is not DICOM; a file is truncated or unreadable; nothing
         usable was found.
     DicomConformanceError
-        A required attribute is missing or invalid (Dose Units not GY, Dose Grid Scaling
-        missing, oblique dose grid, a corrupt or absurd dose grid, nonsense fractionation, ...).
+        A required attribute is missing or invalid (Dose Units not GY, Dose Type ERROR as a
+        plan's only dose, Dose Grid Scaling missing, oblique dose grid, a corrupt or absurd
+        dose grid, nonsense fractionation, ...).
     UnsupportedInputError
         A brachytherapy plan.
     LinkError
@@ -720,6 +747,14 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
                 f"references RT Plan {uid} ((300C,0002) 'Referenced RT Plan Sequence'), which is not in "
                 "the input", file.label
             )
+        what = NOT_A_DOSE_TYPES.get(header.dose_type.strip().upper())
+        if what is not None:
+            reason = f"(3004,0004) 'Dose Type' {header.dose_type.strip()}: {what}, not a dose distribution"
+            skipped.append(SkippedFile(file.label, reason))
+            warnings.append(f"{file.label}: {reason}; plancheck does not use it")
+            dose_bytes.pop(file.label, None)
+            doses[uid].not_doses.append(header)
+            continue
         doses[uid].headers.append((header, file))
 
     courses = []

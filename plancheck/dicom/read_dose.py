@@ -35,7 +35,8 @@ from plancheck.dicom.read_common import (
 from plancheck.errors import DicomConformanceError, DicomReadError
 from plancheck.model import DoseGrid, DoseSource
 
-__all__ = ["DoseHeader", "dose_header_from_dataset", "dose_grid_from_dataset"]
+__all__ = ["DoseHeader", "dose_header_from_dataset", "dose_grid_from_dataset", "check_dose_type",
+           "NOT_A_DOSE_TYPES"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ MAX_DOSE_VOXELS = 64_000_000
 #: (up to 8 mm at most); a coarser grid cannot resolve a DVH and makes the DVH engine's
 #: refinement of the hot tail grow without bound (measured: 1.7 GB at 9 mm, > 24 GB at 30 mm).
 MIN_DOSE_SPACING_MM, MAX_DOSE_SPACING_MM = 0.1, 10.0
+#: Dose Types (3004,0004) of grids that are not a dose distribution, with what they hold.
+NOT_A_DOSE_TYPES = {"ERROR": "the grid holds an estimate of the error of a dose"}
 #: No plan dose reaches this (Gy); a larger value comes from a corrupt Dose Grid Scaling or pixel data.
 MAX_PLAUSIBLE_DOSE_GY = 1000.0
 
@@ -214,6 +217,25 @@ def _check_spacing(values: np.ndarray, what: str, label: str) -> None:
             "dose on such a grid, and plancheck's DVHs are not reliable (nor bounded in work) on it", label)
 
 
+def check_dose_type(dose_type: str, label: str) -> None:
+    """Refuse a grid whose Dose Type (3004,0004) says it is not a dose distribution.
+
+    ``ERROR`` (PS3.3 C.8.8.3) is an estimate of the error of a dose, not a dose: grading
+    DVH limits on it is meaningless. ``PHYSICAL`` and ``EFFECTIVE`` are doses; an absent
+    value is read as physical, and said so (the dose summary; INT-DOSE-UNITS warns).
+
+    Raises
+    ------
+    DicomConformanceError
+        Dose Type ``ERROR``.
+    """
+    if dose_type.strip().upper() in NOT_A_DOSE_TYPES:
+        raise DicomConformanceError(
+            f"{tag_text('DoseType')} is {dose_type.strip()!r}: {NOT_A_DOSE_TYPES[dose_type.strip().upper()]}, not a "
+            "dose distribution; plancheck needs a PHYSICAL or EFFECTIVE dose", label
+        )
+
+
 def dose_grid_from_dataset(ds: Dataset, label: str) -> DoseGrid:
     """Build a :class:`DoseGrid` (Gy, increasing axes) from a complete RTDOSE data set.
 
@@ -234,7 +256,8 @@ def dose_grid_from_dataset(ds: Dataset, label: str) -> DoseGrid:
     Raises
     ------
     DicomConformanceError
-        Dose Units not ``GY``, Dose Grid Scaling or a geometry attribute missing,
+        Dose Units not ``GY``, Dose Type ``ERROR`` (not a dose distribution), Dose Grid
+        Scaling or a geometry attribute missing,
         oblique or non-axial orientation, offsets inconsistent; a grid of more than
         :data:`MAX_DOSE_VOXELS` voxels or a spacing outside
         :data:`MIN_DOSE_SPACING_MM`–:data:`MAX_DOSE_SPACING_MM` (refused before the pixels
@@ -245,7 +268,7 @@ def dose_grid_from_dataset(ds: Dataset, label: str) -> DoseGrid:
 
     References
     ----------
-    DICOM PS3.3 C.8.8.3 (Dose Units, Dose Grid Scaling, Grid Frame Offset Vector,
+    DICOM PS3.3 C.8.8.3 (Dose Units, Dose Type, Dose Grid Scaling, Grid Frame Offset Vector,
     Tissue Heterogeneity Correction), C.7.6.2 (Image Position/Orientation, Pixel Spacing).
     """
     header = dose_header_from_dataset(ds, label)
@@ -254,6 +277,7 @@ def dose_grid_from_dataset(ds: Dataset, label: str) -> DoseGrid:
         raise DicomConformanceError(
             f"{tag_text('DoseUnits')} is {units!r}, plancheck needs absolute dose 'GY'", label
         )
+    check_dose_type(header.dose_type, label)
     scaling = as_float(require(ds, "DoseGridScaling", label,
                                why="to convert the stored pixel values to Gy"), "DoseGridScaling", label)
     if scaling <= 0:
@@ -360,7 +384,7 @@ def dose_grid_from_dataset(ds: Dataset, label: str) -> DoseGrid:
         y_mm=np.ascontiguousarray(y_mm, dtype=float),
         z_mm=np.ascontiguousarray(z_frames, dtype=float),
         frame_of_reference_uid=frame,
-        dose_type=header.dose_type or "PHYSICAL",
+        dose_type=header.dose_type,  # "" when absent: read as physical
         summation_type=header.summation_type,
         heterogeneity_correction=tuple(str(v).strip() for v in heterogeneity),
         referenced_plan_uid=header.plan_uids[0] if header.plan_uids else "",

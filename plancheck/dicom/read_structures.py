@@ -100,6 +100,23 @@ def _duplicates(declared: list[tuple[int, str]]) -> dict[int, str]:
     return defects
 
 
+def _main_frame(frames: list[str], roi_frames: list[str]) -> str:
+    """The structure set's frame of reference: the one most of its ROIs are declared in
+    (ties: the first declared), else the first of its Referenced Frame of Reference Sequence.
+    One ROI drawn on a registered image does not move the others out of the plan's frame."""
+    counts = {f: roi_frames.count(f) for f in frames}
+    return max(frames, key=lambda f: counts[f])  # max keeps the first of equal counts
+
+
+def _other_frame_defect(roi_frame: str, frame: str) -> str:
+    """The defect of an ROI declared in another frame of reference than the structure set's
+    (``frame``, which the linker checks is the plan's and the dose's): its coordinates are
+    in another patient coordinate system (e.g. a registered MR's), which plancheck does not
+    register, so they cannot be placed in the dose grid."""
+    return (f"it is defined in another frame of reference ({tag_text('ReferencedFrameOfReferenceUID')} {roi_frame}, "
+            f"not {frame}): it cannot be placed in the dose grid")
+
+
 def manufacturer_of(ds: Dataset) -> tuple[str, str]:
     """Manufacturer (0008,0070) and Manufacturer's Model Name (0008,1090) of a data set,
     printable characters only (64 at most each; empty when absent)."""
@@ -135,7 +152,9 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         (an ROI without contours, contours of an undeclared ROI, defective ROIs).
         ROIs that cannot be measured reliably carry their reasons in ``Roi.defects``
         (see :mod:`plancheck.dicom.roi_checks` and ``docs/input-validation.md``): two
-        ROIs sharing an ROI Number or Name, a contour whose data are missing, not numbers
+        ROIs sharing an ROI Number or Name, an ROI whose (3006,0024) 'Referenced Frame of
+        Reference UID' is not the structure set's (the one most ROIs are declared in), a contour whose
+        data are missing, not numbers
         or disagree with its Number of Contour Points, crossing, degenerate or stacked
         contours, an unknown Contour Geometric Type, a corrupt coordinate.
 
@@ -158,12 +177,14 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
     roi_items = require(ds, "StructureSetROISequence", label,
                         why="by the Structure Set module (PS3.3 C.8.8.5)")
     declared: list[tuple[int, str]] = []
+    roi_frames: list[str] = []  # per declared ROI: its Referenced Frame of Reference UID ("" when absent)
     frames: list[str] = []
     for index, item in enumerate(roi_items, start=1):
         where = f" in item {index} of {tag_text('StructureSetROISequence')}"
         number = as_int(require(item, "ROINumber", label, where=where), "ROINumber", label, where)
         declared.append((number, optional_str(item, "ROIName")))
         frame = optional_str(item, "ReferencedFrameOfReferenceUID")
+        roi_frames.append(frame)
         if frame and frame not in frames:
             frames.append(frame)
     for item in ds.get("ReferencedFrameOfReferenceSequence") or ():
@@ -175,9 +196,10 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
             f"{tag_text('ReferencedFrameOfReferenceUID')} is missing from every item of "
             f"{tag_text('StructureSetROISequence')}; it is required to place the contours", label
         )
+    frame = _main_frame(frames, roi_frames)
     if len(frames) > 1:
-        warnings.append(f"{label}: ROIs are defined in {len(frames)} frames of reference; "
-                        f"plancheck uses {frames[0]}")
+        warnings.append(f"{label}: the structure set refers to {len(frames)} frames of reference; plancheck "
+                        f"places its contours in {frame}, and ROIs declared in another one cannot be measured")
     names = {number: name for number, name in declared}
     duplicate_defects = _duplicates(declared)
     ambiguous_numbers = {declared[i][0] for i, text in duplicate_defects.items() if "'ROI Number'" in text}
@@ -247,6 +269,8 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
         defects: list[str] = []
         if index in duplicate_defects:
             defects.append(duplicate_defects[index])
+        if roi_frames[index] and roi_frames[index] != frame:
+            defects.append(_other_frame_defect(roi_frames[index], frame))
         found = read_defects.get(number, [])
         if found:
             defects.append(f"{len(found)} contour(s) cannot be read, e.g. {found[0]}")
@@ -260,7 +284,7 @@ def structure_set_from_dataset(ds: Dataset, label: str) -> tuple[StructureSet, l
 
     structure_set = StructureSet(
         sop_instance_uid=sop_uid,
-        frame_of_reference_uid=frames[0],
+        frame_of_reference_uid=frame,
         label=optional_str(ds, "StructureSetLabel"),
         rois=tuple(rois),
         path=label,

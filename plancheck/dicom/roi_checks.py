@@ -10,12 +10,18 @@ rules on it are NOT EVALUATED with the reason, ``plancheck dvh`` prints it as no
 computed. The table of decisions (input error or defect, per case) is in
 ``docs/input-validation.md``.
 
-Checks (closed planar contours of ROIs that are volumes; point ROIs — RT ROI Interpreted
-Type ``MARKER``, ``ISOCENTER``, ``REGISTRATION`` — only get the geometric-type and
-coordinate checks):
+Checks (the closed planar contours of every ROI that has some, whatever its RT ROI
+Interpreted Type: the rules measure an ROI from its closed contours, so a ``MARKER`` drawn
+as a volume is checked like an organ; only a point ROI — Interpreted Type ``MARKER``,
+``ISOCENTER``, ``REGISTRATION`` — whose closed contours all lack an area, i.e. points
+stored as closed contours, is left at the geometric-type and coordinate checks):
 
 * unknown Contour Geometric Type (PS3.3 C.8.8.6.3 defines ``POINT``, ``OPEN_PLANAR``,
   ``OPEN_NONPLANAR``, ``CLOSED_PLANAR``, ``CLOSEDPLANAR_XOR``);
+* closed contours mixed with ``POINT``, ``OPEN_PLANAR`` or ``OPEN_NONPLANAR`` contours in
+  one ROI: the ROI is measured as a volume from its closed contours only, so the planes
+  drawn with the other types would silently be left out of it (an ROI made only of points
+  or open contours, e.g. a marker, is simply not a volume);
 * a coordinate beyond ±:data:`MAX_COORDINATE_MM` or an extent beyond
   :data:`MAX_EXTENT_MM` along an axis (no patient structure is that large; it also bounds
   the DVH engine's work, which grows with the area it samples);
@@ -127,6 +133,28 @@ def _plane_area_ratio(polygons: Sequence[np.ndarray], areas: Sequence[float]) ->
     return total / largest
 
 
+def _mixed_type_defects(roi: Roi) -> tuple[str, ...]:
+    """A defect when an ROI with closed contours also has ``POINT``, ``OPEN_PLANAR`` or
+    ``OPEN_NONPLANAR`` contours: naming each such type, its number of contours and planes.
+
+    The volume of an ROI is made of its closed contours alone (:attr:`Roi.planes`): the
+    planes drawn with another type would vanish from it without a word (a cord whose
+    high-dose planes were OPEN_PLANAR was graded at half its dose).
+    """
+    others: dict[str, list[float]] = {}
+    for contour in roi.contours:
+        if contour.geometric_type in KNOWN_GEOMETRIC_TYPES and contour.geometric_type not in CLOSED_TYPES:
+            zs = others.setdefault(contour.geometric_type, [])
+            if len(contour.points_mm):
+                zs.append(round(contour.z_mm, 3))
+    if not others:
+        return ()
+    parts = [f"{len(zs)} {kind}" + (f" on {_examples(zs)}" if zs else "") for kind, zs in sorted(others.items())]
+    return ("contours of another (3006,0042) 'Contour Geometric Type' are mixed with the closed ones: "
+            f"{', '.join(parts)}; the ROI is measured as a volume from its closed contours only, so those "
+            "planes would be left out of it",)
+
+
 def contour_defects(roi: Roi) -> tuple[str, ...]:
     """The defects of an ROI that its contours alone reveal (see the module docstring).
 
@@ -166,8 +194,6 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
             defects.append(f"the contours span {float(span.max()):.0f} mm along {axis} (more than "
                            f"{MAX_EXTENT_MM:g} mm, larger than any patient): a coordinate is corrupt")
             return tuple(defects)
-    if roi.interpreted_type.upper() in POINT_ROI_TYPES:
-        return tuple(defects)
     closed = [c for c in roi.contours if c.geometric_type in CLOSED_TYPES]
     if not closed:
         return tuple(defects)
@@ -186,7 +212,11 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
     clean_starts = np.concatenate([[0], np.cumsum(clean_sizes)[:-1]])
     # collinear points: the 2 × 2 covariance of the contour's points is singular
     collinear = sxx * syy - sxy * sxy <= 1e-12 * (sxx + syy) ** 2 + 1e-18
-    degenerate_mask = ~non_planar & ((clean_sizes < 3) | collinear)
+    without_area = (clean_sizes < 3) | collinear
+    if roi.interpreted_type.upper() in POINT_ROI_TYPES and without_area.all():
+        return tuple(defects)  # a point ROI whose points are stored as "closed" contours: no volume
+    defects += _mixed_type_defects(roi)
+    degenerate_mask = ~non_planar & without_area
     if degenerate_mask.any():
         defects.append(f"{int(degenerate_mask.sum())} closed contour(s) are degenerate (fewer than 3 distinct points "
                        f"or all on one line), on {_examples(np.round(z_mean[degenerate_mask], 3))}")
@@ -240,6 +270,9 @@ def contour_defects(roi: Roi) -> tuple[str, ...]:
 def slice_defects(roi: Roi, slice_z_mm: Mapping[str, float], tolerance_mm: Mapping[str, float]) -> tuple[str, ...]:
     """Contours far from the CT slice they reference (Contour Image Sequence).
 
+    Every ROI's closed contours of 3 points or more are checked, whatever its RT ROI
+    Interpreted Type (a point stored as a closed contour is no cross-section of a volume).
+
     Parameters
     ----------
     roi
@@ -254,13 +287,11 @@ def slice_defects(roi: Roi, slice_z_mm: Mapping[str, float], tolerance_mm: Mappi
     tuple of str
         One line when contours lie farther than the tolerance from their slice.
     """
-    if roi.interpreted_type.upper() in POINT_ROI_TYPES:
-        return ()
     off: list[tuple[float, float, float]] = []
     for contour in roi.contours:
         if not contour.is_closed_planar or not contour.image_uid or contour.image_uid not in slice_z_mm:
             continue
-        if not len(contour.points_mm):
+        if len(contour.points_mm) < 3:  # a point, not a cross-section (a marker's; else a degenerate-contour defect)
             continue
         z, z_slice = contour.z_mm, slice_z_mm[contour.image_uid]
         if abs(z - z_slice) > tolerance_mm[contour.image_uid]:

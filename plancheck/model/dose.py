@@ -90,7 +90,9 @@ class DoseGrid:
     frame_of_reference_uid
         Frame of reference of the grid.
     dose_type
-        ``PHYSICAL`` or ``EFFECTIVE`` (3004,0004).
+        ``PHYSICAL`` or ``EFFECTIVE`` (3004,0004); ``""`` when the file does not say (read
+        as physical; the dose summary says so and INT-DOSE-UNITS warns). The readers refuse
+        ``ERROR``, which is not a dose.
     summation_type
         ``PLAN`` for a plan dose, or ``SUMMED`` when plancheck summed several
         BEAM/FRACTION files (see ``sources``), else the file's own value.

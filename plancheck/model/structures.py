@@ -34,7 +34,9 @@ class Contour:
     geometric_type
         DICOM Contour Geometric Type (``CLOSED_PLANAR`` or ``CLOSEDPLANAR_XOR``, both
         combined with the other contours of their plane by the even-odd rule; ``POINT``,
-        ``OPEN_PLANAR`` and ``OPEN_NONPLANAR`` contours are kept but carry no volume).
+        ``OPEN_PLANAR`` and ``OPEN_NONPLANAR`` contours are kept but carry no volume: an
+        ROI made only of them is not a volume, and one that mixes them with closed
+        contours is a defect, see :mod:`plancheck.dicom.roi_checks`).
     image_uid
         Referenced SOP Instance UID of the image the contour was drawn on (Contour Image
         Sequence (3006,0016)), or "" when not given.
@@ -119,7 +121,9 @@ class Roi:
     @cached_property
     def planes(self) -> Mapping[float, tuple[np.ndarray, ...]]:
         """Closed planar polygons grouped by plane, ``{z_mm: ((N, 2) xy arrays, ...)}``,
-        sorted by z. Planes closer than 1e-3 mm are merged."""
+        sorted by z. Planes closer than 1e-3 mm are merged. Contours of other geometric
+        types are not part of the volume (an ROI mixing them with closed contours carries
+        a defect, so it is never measured)."""
         by_z: dict[float, list[np.ndarray]] = {}
         for contour in self.contours:
             if not contour.is_closed_planar or len(contour.points_mm) < 3:
