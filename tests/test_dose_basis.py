@@ -139,6 +139,60 @@ def test_the_cord_limit_falls_back_to_the_cord_without_a_prv(consensus) -> None:
     assert "first contoured of SpinalCord_PRV05, SpinalCord" in f.details["structure_match"]
 
 
+# A PRV of another margin than the listed SpinalCord_PRV05: the cord (x 10..16) gets 40 Gy, the
+# PRV's edge (x 18..21, voxel centres 20 mm) 47 Gy. Measured on the cord, OAR-CORD (≤ 45 Gy) would
+# PASS at 40 Gy (the false PASS); the consensus (§5.1) puts the limit on "the PRV where one is
+# contoured, else the cord itself", so the cord must not be measured while a PRV of it is contoured.
+PRV_EDGE_BANDS = [(-2.5, 17.5, 40.0), (17.5, 27.5, 47.0)]
+
+
+def _cord_with_prv_named(consensus, prv_name: str, mapping=None, courses=1):
+    rois = [box_roi(1, "SpinalCord", CORD), box_roi(2, prv_name, CORD_PRV)]
+    plans = [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS)), (plan("C2", 50.0, 5), banded_dose([]))][:courses]
+    return run_check(treatment(rois, plans), consensus, user_mapping=mapping, threads=1)
+
+
+@pytest.mark.parametrize("prv_name, margin", [
+    ("SpinalCord_PRV03", "3 mm margin"),       # TG-263 template instance, another margin
+    ("PRV03_SpinalCord", "3 mm margin"),       # its reverse-order name
+    ("Cord+3mm", "3 mm margin"),               # a synonym of SpinalCord_PRV03
+    ("Cord_PRV", "margin not in its name"),    # a synonym of SpinalCord_PRV
+    ("SpinalCord_PRV10", "10 mm margin"),
+])
+def test_a_cord_prv_of_another_margin_is_never_replaced_by_the_cord(consensus, prv_name, margin) -> None:
+    (f,) = findings_of(_cord_with_prv_named(consensus, prv_name), "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED, f.message
+    assert f"'{prv_name}'" in f.message and margin in f.message
+    assert "SpinalCord_PRV05 (5 mm margin)" in f.message and "--map SpinalCord_PRV05=" in f.message
+
+
+def test_the_composite_cord_maximum_does_not_fall_back_either(consensus) -> None:
+    (f,) = findings_of(_cord_with_prv_named(consensus, "SpinalCord_PRV03", courses=2), "COMP-CORD-MAX")
+    assert f.status is Status.NOT_EVALUATED and "'SpinalCord_PRV03'" in f.message
+
+
+def test_a_mapping_puts_the_limit_on_the_contoured_prv(consensus) -> None:
+    report = _cord_with_prv_named(consensus, "Cord_PRV", mapping={"SpinalCord_PRV05": "Cord_PRV"})
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.FAIL and f.measured == pytest.approx(47.0, abs=TOL_GY)
+    assert f.structures == ("Cord_PRV",)
+
+
+def test_an_ambiguous_cord_prv_is_not_replaced_by_the_cord(consensus) -> None:
+    rois = [box_roi(1, "SpinalCord", CORD), box_roi(2, "SpinalCord_PRV05", CORD_PRV), box_roi(5, "SpinalCord_PRV05", CORD_PRV)]
+    report = run_check(treatment(rois, [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS))]), consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED
+    assert "2 structures could be SpinalCord_PRV05" in f.message and "SpinalCord not measured in its place" in f.message
+
+
+def test_the_listed_prv_is_measured_when_another_margin_is_also_contoured(consensus) -> None:
+    rois = [box_roi(1, "SpinalCord", CORD), box_roi(2, "SpinalCord_PRV05", CORD_PRV), box_roi(5, "SpinalCord_PRV03", CORD)]
+    report = run_check(treatment(rois, [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS))]), consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.FAIL and f.structures == ("SpinalCord_PRV05",)
+
+
 def test_a_course_without_fractions_is_not_evaluated_unless_physical_already_fails(consensus) -> None:
     # fractions unknown: EQD2 cannot be computed. The cord at 47 Gy physical is a certain FAIL;
     # the heart at 20 Gy (within 26 Gy physical) cannot be judged on EQD2: NOT EVALUATED.

@@ -33,7 +33,7 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.names.structures import MatchStatus, NameMatch, StructureNameMatcher
+from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher
 from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
@@ -255,6 +255,18 @@ class CheckContext:
         if roi.is_empty:
             return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
         return StructureLookup(standard_name, roi, match)
+
+    def other_prvs(self, standard_name: str) -> list[tuple[Roi, PrvName]]:
+        """Contoured ROIs (or ROIs read but not measurable) that are a PRV of the same organ as
+        the PRV ``standard_name`` and not that PRV (``SpinalCord_PRV03`` or ``Cord_PRV`` for
+        ``SpinalCord_PRV05``): a rule that lists the PRV must not measure the bare organ in its
+        place (:meth:`StructureNameMatcher.other_prvs`)."""
+        out = []
+        for name, prv in self.matcher.other_prvs(standard_name, self.roi_names):
+            roi = self.structure_set.roi_by_name(name)
+            if roi.defects or not roi.is_empty:
+                out.append((roi, prv))
+        return out
 
     def roi_named(self, name: str) -> Roi | None:
         """An exported ROI by its exact name (case files and mappings name ROIs directly),
