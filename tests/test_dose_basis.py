@@ -283,6 +283,58 @@ def test_a_declared_palliative_single_fraction_is_not_sbrt(table_protocol) -> No
     assert [n.rule_id for n in report.not_applicable] == ["T-CORD-MAX"]
 
 
+@pytest.mark.parametrize("declaration", [
+    {"technique": "conventional"},
+    {"intent": "palliative"},
+    {"technique": "conventional", "intent": "palliative"},
+])
+def test_a_declaration_never_removes_the_sbrt_limits_the_numbers_call_for(table_protocol, declaration) -> None:
+    # consensus §5.2: SBRT limits "apply to every course of ≥ 4 Gy per fraction in ≤ 12 fractions";
+    # 80 Gy / 5 fx (16 Gy/fx) is SBRT whatever the case file says: the cord at 31 Gy fails the
+    # 5-fraction 30 Gy limit (before: no finding at all)
+    case = Case.model_validate({"courses": [{"plan": "S", **declaration}]})
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 31.0, 80.0, 5, case), "T-CORD-MAX")
+    assert f.status is Status.FAIL and f.limits[0].side("upper", "per_protocol") == 30.0
+
+
+@pytest.mark.parametrize("rx_gy, fractions", [(8.0, 2), (10.0, 1), (20.0, 5)])
+def test_only_a_single_8_gy_palliative_fraction_is_exempt(table_protocol, rx_gy, fractions) -> None:
+    # 2 × 4 Gy, 1 × 10 Gy and 5 × 4 Gy declared palliative are SBRT by their numbers: graded
+    case = Case.model_validate({"courses": [{"plan": "S", "intent": "palliative"}]})
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 40.0, rx_gy, fractions, case), "T-CORD-MAX")
+    assert f.status is Status.FAIL
+
+
+def test_a_declaration_the_numbers_contradict_is_reported(consensus) -> None:
+    # a lung metastasis treated 80 Gy / 5 fx: SBRT is the expected regime (PASS), the declaration
+    # contradicts the numbers (WARN)
+    rois = [*issue_rois(), box_roi(6, "PTV_Met_Lung", Box(40, 50), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 80.0, 5, target_roi=6), banded_dose([(37.5, 52.5, 80.0)]))])
+    case = Case.model_validate({"courses": [{"plan": "C1", "technique": "conventional"}]})
+    report = run_check(export, protocol_for_check("esophagus-oligomet-2025"), case=case, threads=1)
+    (f,) = findings_of(report, "INT-FRACTIONATION")
+    assert f.status is Status.WARN, f.message
+    assert "declared conventional in the case file, but 80 Gy / 5 fx" in f.message
+    assert "the SBRT limits are graded" in f.message
+    assert findings_of(report, "TG101-CORD-MAX")
+
+
+def test_a_palliative_single_8_gy_fraction_is_no_conflict() -> None:
+    from plancheck.radiobiology import summarize_fractionation
+    from plancheck.rules.context import CourseInfo
+    from plancheck.model.case import CourseDeclaration
+
+    def info(rx, n, **d):
+        course = treatment([], [(plan("S", rx, n), banded_dose([]))]).courses[0]
+        return CourseInfo(course, rx, n, summarize_fractionation(rx, n), CourseDeclaration(plan="S", **d))
+    assert info(8.0, 1, intent="palliative").is_sbrt is False
+    assert info(8.0, 1, intent="palliative").declaration_conflict == ""
+    assert info(8.0, 1, technique="conventional").is_sbrt is True      # not declared palliative
+    assert info(8.0, 1, technique="conventional").declaration_conflict
+    assert info(30.0, 10, intent="palliative").is_sbrt is False         # 3 Gy/fx: not SBRT by numbers
+    assert info(30.0, 10, intent="palliative").declaration_conflict == ""
+
+
 def test_a_course_declared_sbrt_gets_the_sbrt_checks_whatever_its_numbers(table_protocol) -> None:
     # 3 Gy/fx in 5 fx is not SBRT by numbers; declared sbrt, the 5-fraction limit applies
     case = Case.model_validate({"courses": [{"plan": "S", "technique": "sbrt"}]})
