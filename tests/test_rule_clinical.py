@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from plancheck.dicom import read_export
 from plancheck.model.case import Case, load_case
+from plancheck.model.organs import NON_REGIONAL_LYMPH_NODE, ORGAN_SPELLINGS
 from plancheck.protocol.loader import Protocol
 from plancheck.rules.base import RuleNotApplicable
 from plancheck.rules.context import CheckContext
@@ -119,6 +120,21 @@ def test_adenocarcinoma_organ_or_node_station(export):
     assert two.status is Status.FAIL and "2 extra-regional station(s)" in two.message
     unknown = run("definition_count", export, change(nodes, extra_regional_node_stations=None))
     assert unknown.status is Status.NOT_EVALUATED and "extra_regional_node_stations" in unknown.message
+
+
+@pytest.mark.parametrize("spelling", ORGAN_SPELLINGS[NON_REGIONAL_LYMPH_NODE])
+def test_the_definition_reads_node_organs_from_the_one_vocabulary(export, spelling):
+    # every spelling the vocabulary gives a non-regional node is counted as one: 1 node lesion in
+    # 1 station is the adenocarcinoma definition's nodal alternative (OMEC): PASS
+    nodes = change(Case(histology="adenocarcinoma"), metastases=lesions(spelling), extra_regional_node_stations=1)
+    f = run("definition_count", export, nodes)
+    assert f.status is Status.PASS and "extra-regional lymph nodes: 1" in f.message
+
+
+def test_definition_merges_spellings_of_one_organ(export):
+    # "Lungs" and "lung" are one organ: 3 lesions in 1 organ, adenocarcinoma (1 organ, ≤ 3 lesions): PASS
+    f = run("definition_count", export, change(Case(histology="adenocarcinoma"), metastases=lesions("lung", "Lungs", "pulmonary")))
+    assert f.status is Status.PASS and "in 1 organ(s) (lung: 3)" in f.message
 
 
 def test_other_histology_not_evaluated_and_absent_histology_not_applicable(export):
