@@ -201,8 +201,17 @@ def _definition_limits(rule: DefinitionCheck, case: Case) -> DefinitionLimits:
     return limits
 
 
-def _within_definition(case: Case, limits: DefinitionLimits, extra_lesions: int = 0) -> tuple[bool, str, dict]:
-    """Whether the declared disease (plus ``extra_lesions`` new ones) is within the definition."""
+def _within_definition(case: Case, limits: DefinitionLimits, extra_lesions: int = 0) -> tuple[bool | None, str, dict]:
+    """Whether the declared disease (plus ``extra_lesions`` new ones) is within the definition:
+    True, False, or None when it cannot be told (the message says why).
+
+    Involved extra-regional node stations (``extra_regional_node_stations``) hold at least one
+    lesion each (consensus §1 counts *lesions*; a station is where nodal lesions are, not one
+    lesion). When ``metastases`` lists fewer nodal lesions than there are stations, the nodal
+    lesions are counted at their lower bound (one per station): a breach is then certain, but
+    a count within the limits is not (a station can hold several involved nodes), so it is
+    None, never within.
+    """
     if case.metastases is None:
         raise _Missing("metastases")
     per_organ: dict[str, int] = {}
@@ -210,13 +219,20 @@ def _within_definition(case: Case, limits: DefinitionLimits, extra_lesions: int 
         organ = _organ(lesion)
         per_organ[organ] = per_organ.get(organ, 0) + 1
     stations = case.extra_regional_node_stations
-    if stations and _NODES not in per_organ:
-        per_organ[_NODES] = stations
-    n_lesions = len(case.metastases) + extra_lesions
+    listed_nodes = per_organ.get(_NODES, 0)
+    unlisted_nodes = max(0, (stations or 0) - listed_nodes)  # at least one lesion per station
+    if unlisted_nodes:
+        per_organ[_NODES] = listed_nodes + unlisted_nodes
+    n_lesions = len(case.metastases) + unlisted_nodes + extra_lesions
     counts = {"lesions": n_lesions, "organs": len(per_organ), "per_organ": per_organ,
-              "extra_regional_node_stations": stations}
-    shown = (f"{n_lesions} lesion(s)" + (f" ({extra_lesions} new at restaging)" if extra_lesions else "")
+              "extra_regional_node_stations": stations, "nodal_lesions_listed": listed_nodes,
+              "lesion_count_is_lower_bound": bool(unlisted_nodes)}
+    at_least = "at least " if unlisted_nodes else ""
+    shown = (f"{at_least}{n_lesions} lesion(s)" + (f" ({extra_lesions} new at restaging)" if extra_lesions else "")
              + f" in {len(per_organ)} organ(s) (" + ", ".join(f"{o}: {n}" for o, n in per_organ.items()) + ")")
+    if unlisted_nodes:
+        shown += (f"; {stations} involved extra-regional node station(s) and {listed_nodes} nodal lesion(s) listed in "
+                  f"metastases: each station counted as at least one lesion")
     breaches = []
     if limits.or_max_node_stations is not None and set(per_organ) == {_NODES}:
         # nodal-only disease: the station count decides (OMEC)
@@ -236,9 +252,12 @@ def _within_definition(case: Case, limits: DefinitionLimits, extra_lesions: int 
         over = [o for o, n in per_organ.items() if o != _NODES and n > limits.max_per_organ]
         if over:
             breaches.append(f"more than {limits.max_per_organ} in {', '.join(over)}")
-    if not breaches:
-        return True, shown, counts
-    return False, f"{shown}: {'; '.join(breaches)}", counts
+    if breaches:
+        return False, f"{shown}: {'; '.join(breaches)}", counts
+    if unlisted_nodes:
+        return None, (f"{shown}, so the number of lesions is not known (a station can hold several involved nodes); "
+                      "list every nodal lesion in metastases (organ: non_regional_lymph_node)"), counts
+    return True, shown, counts
 
 
 def _describe_limits(limits: DefinitionLimits) -> str:
@@ -297,6 +316,8 @@ def _definition_count(rule: DefinitionCount, ctx: CheckContext, case: Case) -> F
     within, shown, counts = _within_definition(case, limits)
     limit = _describe_limits(limits)
     label = case.histology.replace("_", " ")  # type: ignore[union-attr]
+    if within is None:
+        return not_evaluated(rule, f"{shown} ({limit})", limit=limit, details=counts)
     if within:
         return finding(rule, Status.PASS, f"{shown}: within the oligometastatic definition for {label} ({limit})",
                        measured=float(counts["lesions"]), unit="lesions", limit=limit, details=counts)
@@ -589,6 +610,9 @@ def _progression(rule: Progression, ctx: CheckContext, case: Case) -> Finding:
     limits = _definition_limits(rule, case)
     within, shown, counts = _within_definition(case, limits, r.new_lesions or 0)
     limit = _describe_limits(limits)
+    if within is None:
+        return not_evaluated(rule, f"progression at restaging; whether it is beyond the definition is not known: {shown} "
+                             f"({limit})", limit=limit, details=counts)
     if within:
         return finding(rule, _STATUS[rule.on_progression_within_definition],
                        f"progression at restaging, still within the definition: {shown} ({limit}); curative intent "
