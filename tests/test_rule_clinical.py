@@ -171,6 +171,13 @@ def test_the_definition_reads_node_organs_from_the_one_vocabulary(export, spelli
     assert f.status is Status.PASS and "extra-regional lymph nodes: 1" in f.message
 
 
+def test_the_case_draft_writes_canonical_organs():
+    from plancheck.analysis.case_draft import _ORGANS
+    from plancheck.model.organs import canonical_organ
+
+    assert all(canonical_organ(organ) == organ for organ in _ORGANS.values())
+
+
 def test_definition_merges_spellings_of_one_organ(export):
     # "Lungs" and "lung" are one organ: 3 lesions in 1 organ, adenocarcinoma (1 organ, ≤ 3 lesions): PASS
     f = run("definition_count", export, change(Case(histology="adenocarcinoma"), metastases=lesions("lung", "Lungs", "pulmonary")))
