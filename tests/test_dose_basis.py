@@ -139,6 +139,60 @@ def test_the_cord_limit_falls_back_to_the_cord_without_a_prv(consensus) -> None:
     assert "first contoured of SpinalCord_PRV05, SpinalCord" in f.details["structure_match"]
 
 
+# A PRV of another margin than the listed SpinalCord_PRV05: the cord (x 10..16) gets 40 Gy, the
+# PRV's edge (x 18..21, voxel centres 20 mm) 47 Gy. Measured on the cord, OAR-CORD (≤ 45 Gy) would
+# PASS at 40 Gy (the false PASS); the consensus (§5.1) puts the limit on "the PRV where one is
+# contoured, else the cord itself", so the cord must not be measured while a PRV of it is contoured.
+PRV_EDGE_BANDS = [(-2.5, 17.5, 40.0), (17.5, 27.5, 47.0)]
+
+
+def _cord_with_prv_named(consensus, prv_name: str, mapping=None, courses=1):
+    rois = [box_roi(1, "SpinalCord", CORD), box_roi(2, prv_name, CORD_PRV)]
+    plans = [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS)), (plan("C2", 50.0, 5), banded_dose([]))][:courses]
+    return run_check(treatment(rois, plans), consensus, user_mapping=mapping, threads=1)
+
+
+@pytest.mark.parametrize("prv_name, margin", [
+    ("SpinalCord_PRV03", "3 mm margin"),       # TG-263 template instance, another margin
+    ("PRV03_SpinalCord", "3 mm margin"),       # its reverse-order name
+    ("Cord+3mm", "3 mm margin"),               # a synonym of SpinalCord_PRV03
+    ("Cord_PRV", "margin not in its name"),    # a synonym of SpinalCord_PRV
+    ("SpinalCord_PRV10", "10 mm margin"),
+])
+def test_a_cord_prv_of_another_margin_is_never_replaced_by_the_cord(consensus, prv_name, margin) -> None:
+    (f,) = findings_of(_cord_with_prv_named(consensus, prv_name), "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED, f.message
+    assert f"'{prv_name}'" in f.message and margin in f.message
+    assert "SpinalCord_PRV05 (5 mm margin)" in f.message and "--map SpinalCord_PRV05=" in f.message
+
+
+def test_the_composite_cord_maximum_does_not_fall_back_either(consensus) -> None:
+    (f,) = findings_of(_cord_with_prv_named(consensus, "SpinalCord_PRV03", courses=2), "COMP-CORD-MAX")
+    assert f.status is Status.NOT_EVALUATED and "'SpinalCord_PRV03'" in f.message
+
+
+def test_a_mapping_puts_the_limit_on_the_contoured_prv(consensus) -> None:
+    report = _cord_with_prv_named(consensus, "Cord_PRV", mapping={"SpinalCord_PRV05": "Cord_PRV"})
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.FAIL and f.measured == pytest.approx(47.0, abs=TOL_GY)
+    assert f.structures == ("Cord_PRV",)
+
+
+def test_an_ambiguous_cord_prv_is_not_replaced_by_the_cord(consensus) -> None:
+    rois = [box_roi(1, "SpinalCord", CORD), box_roi(2, "SpinalCord_PRV05", CORD_PRV), box_roi(5, "SpinalCord_PRV05", CORD_PRV)]
+    report = run_check(treatment(rois, [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS))]), consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED
+    assert "2 structures could be SpinalCord_PRV05" in f.message and "SpinalCord not measured in its place" in f.message
+
+
+def test_the_listed_prv_is_measured_when_another_margin_is_also_contoured(consensus) -> None:
+    rois = [box_roi(1, "SpinalCord", CORD), box_roi(2, "SpinalCord_PRV05", CORD_PRV), box_roi(5, "SpinalCord_PRV03", CORD)]
+    report = run_check(treatment(rois, [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS))]), consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.FAIL and f.structures == ("SpinalCord_PRV05",)
+
+
 def test_a_course_without_fractions_is_not_evaluated_unless_physical_already_fails(consensus) -> None:
     # fractions unknown: EQD2 cannot be computed. The cord at 47 Gy physical is a certain FAIL;
     # the heart at 20 Gy (within 26 Gy physical) cannot be judged on EQD2: NOT EVALUATED.
@@ -227,6 +281,58 @@ def test_a_declared_palliative_single_fraction_is_not_sbrt(table_protocol) -> No
     report = _cord_in_sbrt(table_protocol, 5.0, 8.0, 1, case)
     assert not [f for f in report.findings if f.rule_id == "T-CORD-MAX"]
     assert [n.rule_id for n in report.not_applicable] == ["T-CORD-MAX"]
+
+
+@pytest.mark.parametrize("declaration", [
+    {"technique": "conventional"},
+    {"intent": "palliative"},
+    {"technique": "conventional", "intent": "palliative"},
+])
+def test_a_declaration_never_removes_the_sbrt_limits_the_numbers_call_for(table_protocol, declaration) -> None:
+    # consensus §5.2: SBRT limits "apply to every course of ≥ 4 Gy per fraction in ≤ 12 fractions";
+    # 80 Gy / 5 fx (16 Gy/fx) is SBRT whatever the case file says: the cord at 31 Gy fails the
+    # 5-fraction 30 Gy limit (before: no finding at all)
+    case = Case.model_validate({"courses": [{"plan": "S", **declaration}]})
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 31.0, 80.0, 5, case), "T-CORD-MAX")
+    assert f.status is Status.FAIL and f.limits[0].side("upper", "per_protocol") == 30.0
+
+
+@pytest.mark.parametrize("rx_gy, fractions", [(8.0, 2), (10.0, 1), (20.0, 5)])
+def test_only_a_single_8_gy_palliative_fraction_is_exempt(table_protocol, rx_gy, fractions) -> None:
+    # 2 × 4 Gy, 1 × 10 Gy and 5 × 4 Gy declared palliative are SBRT by their numbers: graded
+    case = Case.model_validate({"courses": [{"plan": "S", "intent": "palliative"}]})
+    (f,) = findings_of(_cord_in_sbrt(table_protocol, 40.0, rx_gy, fractions, case), "T-CORD-MAX")
+    assert f.status is Status.FAIL
+
+
+def test_a_declaration_the_numbers_contradict_is_reported(consensus) -> None:
+    # a lung metastasis treated 80 Gy / 5 fx: SBRT is the expected regime (PASS), the declaration
+    # contradicts the numbers (WARN)
+    rois = [*issue_rois(), box_roi(6, "PTV_Met_Lung", Box(40, 50), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 80.0, 5, target_roi=6), banded_dose([(37.5, 52.5, 80.0)]))])
+    case = Case.model_validate({"courses": [{"plan": "C1", "technique": "conventional"}]})
+    report = run_check(export, protocol_for_check("esophagus-oligomet-2025"), case=case, threads=1)
+    (f,) = findings_of(report, "INT-FRACTIONATION")
+    assert f.status is Status.WARN, f.message
+    assert "declared conventional in the case file, but 80 Gy / 5 fx" in f.message
+    assert "the SBRT limits are graded" in f.message
+    assert findings_of(report, "TG101-CORD-MAX")
+
+
+def test_a_palliative_single_8_gy_fraction_is_no_conflict() -> None:
+    from plancheck.radiobiology import summarize_fractionation
+    from plancheck.rules.context import CourseInfo
+    from plancheck.model.case import CourseDeclaration
+
+    def info(rx, n, **d):
+        course = treatment([], [(plan("S", rx, n), banded_dose([]))]).courses[0]
+        return CourseInfo(course, rx, n, summarize_fractionation(rx, n), CourseDeclaration(plan="S", **d))
+    assert info(8.0, 1, intent="palliative").is_sbrt is False
+    assert info(8.0, 1, intent="palliative").declaration_conflict == ""
+    assert info(8.0, 1, technique="conventional").is_sbrt is True      # not declared palliative
+    assert info(8.0, 1, technique="conventional").declaration_conflict
+    assert info(30.0, 10, intent="palliative").is_sbrt is False         # 3 Gy/fx: not SBRT by numbers
+    assert info(30.0, 10, intent="palliative").declaration_conflict == ""
 
 
 def test_a_course_declared_sbrt_gets_the_sbrt_checks_whatever_its_numbers(table_protocol) -> None:

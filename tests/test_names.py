@@ -17,7 +17,7 @@ from plancheck.names.nomenclature import (
     load_synonyms,
     load_tg263_table,
 )
-from plancheck.names.structures import MatchStatus, StructureNameMatcher, normalize_name
+from plancheck.names.structures import MatchStatus, StructureNameMatcher, normalize_name, prv_of
 from plancheck.names.targets import TargetKind, TargetRole, parse_target_name
 
 
@@ -438,3 +438,28 @@ def test_interpreted_type_gives_the_kind_of_a_name_without_one() -> None:
     clash = parse_target_name("PTV_Met1", "ORGAN")
     assert clash.kind is TargetKind.PTV
     assert clash.notes == ("the name says PTV but RT ROI Interpreted Type is ORGAN",)
+
+
+@pytest.mark.parametrize("name, organ, margin_mm", [
+    ("SpinalCord_PRV05", "SpinalCord", 5),
+    ("SpinalCord_PRV", "SpinalCord", None),
+    ("OpticNrv_PRV03_L", "OpticNrv_L", 3),
+    ("Brainstem_PRV", "Brainstem", None),
+])
+def test_prv_names_are_read(name: str, organ: str, margin_mm: int | None) -> None:
+    prv = prv_of(name)
+    assert prv is not None and (prv.organ, prv.margin_mm) == (organ, margin_mm)
+
+
+@pytest.mark.parametrize("name", ["SpinalCord", "Lungs", "SpinalCanal", "PRV_SpinalCord"])
+def test_names_that_are_not_prvs(name: str) -> None:
+    assert prv_of(name) is None  # a standard name only (the reverse-order name is made one first)
+
+
+def test_other_prvs_of_the_same_organ_are_found_by_any_name(matcher: StructureNameMatcher) -> None:
+    rois = ["SpinalCord", "SpinalCord_PRV05", "Cord_PRV5", "SpinalCord_PRV03", "PRV10_SpinalCord",
+            "Cord_PRV", "Cord+3mm", "SpinalCanal_PRV03", "Brainstem_PRV03", "Lungs"]
+    found = [(roi, prv.name) for roi, prv in matcher.other_prvs("SpinalCord_PRV05", rois)]
+    assert found == [("SpinalCord_PRV03", "SpinalCord_PRV03"), ("PRV10_SpinalCord", "SpinalCord_PRV10"),
+                     ("Cord_PRV", "SpinalCord_PRV"), ("Cord+3mm", "SpinalCord_PRV03")]
+    assert matcher.other_prvs("SpinalCord", rois) == []

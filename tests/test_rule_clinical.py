@@ -9,6 +9,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from plancheck.dicom import read_export
 from plancheck.model.case import Case, load_case
+from plancheck.model.organs import NON_REGIONAL_LYMPH_NODE, ORGAN_SPELLINGS
 from plancheck.protocol.loader import Protocol
 from plancheck.rules.base import RuleNotApplicable
 from plancheck.rules.context import CheckContext
@@ -119,6 +120,68 @@ def test_adenocarcinoma_organ_or_node_station(export):
     assert two.status is Status.FAIL and "2 extra-regional station(s)" in two.message
     unknown = run("definition_count", export, change(nodes, extra_regional_node_stations=None))
     assert unknown.status is Status.NOT_EVALUATED and "extra_regional_node_stations" in unknown.message
+
+
+# consensus §1, SCC: ≤ 5 metastatic lesions in ≤ 3 organs, ≤ 3 in any one organ. An involved
+# extra-regional node station holds at least one lesion.
+def test_node_stations_count_as_at_least_one_lesion_each(export):
+    base = Case(histology="squamous_cell_carcinoma")
+    # 3 lung + 2 liver + 2 stations whose nodes are not listed: at least 7 lesions > 5 (before: PASS, "5 lesion(s)")
+    f = run("definition_count", export, change(base, metastases=lesions("lung", "lung", "lung", "liver", "liver"),
+                                               extra_regional_node_stations=2))
+    assert f.status is Status.FAIL and "at least 7 lesion(s)" in f.message and "more than 5 lesions" in f.message
+    assert f.measured == 7
+
+
+def test_unlisted_nodal_lesions_within_the_limits_are_not_evaluated(export):
+    # 2 lung + 1 liver + 1 station: at least 4 lesions, but a station can hold several nodes
+    base = Case(histology="squamous_cell_carcinoma")
+    f = run("definition_count", export, change(base, metastases=lesions("lung", "lung", "liver"), extra_regional_node_stations=1))
+    assert f.status is Status.NOT_EVALUATED
+    assert "at least 4 lesion(s)" in f.message and "the number of lesions is not known" in f.message
+
+
+def test_nodal_lesions_listed_for_every_station_are_counted_as_listed(export):
+    base = Case(histology="squamous_cell_carcinoma")
+    one = run("definition_count", export, change(base, metastases=lesions("lung", "lung", "liver", "lymph_node"),
+                                                 extra_regional_node_stations=1))
+    assert one.status is Status.PASS and one.message.startswith("4 lesion(s) in 3 organ(s)")
+    two_in_one = run("definition_count", export, change(base, metastases=lesions("lung", "distant_lymph_node", "lymph_node"),
+                                                        extra_regional_node_stations=1))
+    assert two_in_one.status is Status.PASS and two_in_one.message.startswith("3 lesion(s) in 2 organ(s)")
+
+
+def test_progression_counts_node_stations_too(export, sample_case):
+    # the sample: lung + bone. 2 unlisted stations and 2 new lesions: at least 2 + 2 + 2 = 6 > 5
+    # (before: "4 lesion(s)", WARN within the definition)
+    beyond = change(sample_case, extra_regional_node_stations=2,
+                    restaging={"modality": "PET/CT", "progression": True, "new_lesions": 2})
+    f = run("progression", export, beyond)
+    assert f.status is Status.FAIL and "at least 6 lesion(s) (2 new at restaging)" in f.message
+    unknown = run("progression", export, change(beyond, restaging={"modality": "PET/CT", "progression": True, "new_lesions": 1}))
+    assert unknown.status is Status.NOT_EVALUATED and "at least 5 lesion(s)" in unknown.message
+
+
+@pytest.mark.parametrize("spelling", ORGAN_SPELLINGS[NON_REGIONAL_LYMPH_NODE])
+def test_the_definition_reads_node_organs_from_the_one_vocabulary(export, spelling):
+    # every spelling the vocabulary gives a non-regional node is counted as one: 1 node lesion in
+    # 1 station is the adenocarcinoma definition's nodal alternative (OMEC): PASS
+    nodes = change(Case(histology="adenocarcinoma"), metastases=lesions(spelling), extra_regional_node_stations=1)
+    f = run("definition_count", export, nodes)
+    assert f.status is Status.PASS and "extra-regional lymph nodes: 1" in f.message
+
+
+def test_the_case_draft_writes_canonical_organs():
+    from plancheck.analysis.case_draft import _ORGANS
+    from plancheck.model.organs import canonical_organ
+
+    assert all(canonical_organ(organ) == organ for organ in _ORGANS.values())
+
+
+def test_definition_merges_spellings_of_one_organ(export):
+    # "Lungs" and "lung" are one organ: 3 lesions in 1 organ, adenocarcinoma (1 organ, ≤ 3 lesions): PASS
+    f = run("definition_count", export, change(Case(histology="adenocarcinoma"), metastases=lesions("lung", "Lungs", "pulmonary")))
+    assert f.status is Status.PASS and "in 1 organ(s) (lung: 3)" in f.message
 
 
 def test_other_histology_not_evaluated_and_absent_histology_not_applicable(export):

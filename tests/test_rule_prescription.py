@@ -234,3 +234,47 @@ def test_sample_prescription_vs_dose(sample_context):
 def test_validation(fields, message):
     with pytest.raises(ValidationError, match=message):
         rule(**fields)
+
+
+# ------------------------------------------------------------------ organ vocabulary (plancheck.model.organs)
+DOS_MET_SBRT_ORGANS = ["lung", "liver", "adrenal", "lymph_node", "non_regional_lymph_node"]  # as the consensus protocol
+
+
+@pytest.mark.parametrize("organ", ["extra_regional_lymph_node", "distant_lymph_node", "Lymph node",
+                                   "non-regional lymph node", "lymph_node"])
+def test_every_spelling_of_a_non_regional_node_gets_the_nodal_rule(organ):
+    # 25 Gy / 5 fx: BED10 = 25·(1 + 5/10) = 37.5 Gy < 60 Gy: FAIL (before: "not applicable"
+    # for extra_regional_lymph_node and distant_lymph_node, which DEF-SCC counts as nodes)
+    g = target("PTV_Met_LN", course("C2", 25.0, 5))
+    case = case_with({"organ": organ, "target": "PTV_Met_LN"})
+    [f] = evaluate_prescription_rule(rule(measure="bed10", organ=DOS_MET_SBRT_ORGANS, limits=GY_LOWER_100), ctx(g, case=case))
+    assert f.status is Status.FAIL and f.measured == pytest.approx(37.5)
+
+
+def test_an_organ_that_is_not_recognised_is_not_evaluated_never_not_applicable():
+    g = target("PTV_Met_X", course("C2", 25.0, 5))
+    case = case_with({"organ": "lymphnode station 7", "target": "PTV_Met_X"})
+    [f] = evaluate_prescription_rule(rule(measure="bed10", organ=DOS_MET_SBRT_ORGANS, limits=GY_LOWER_100), ctx(g, case=case))
+    assert f.status is Status.NOT_EVALUATED
+    assert "'lymphnode station 7', which is not a recognised organ name" in f.message
+
+
+def test_a_recognised_organ_of_another_kind_is_still_not_applicable():
+    g = target("PTV_Met_Vert", course("C2", 25.0, 5))
+    with pytest.raises(RuleNotApplicable, match="no target of a lung or liver"):
+        evaluate_prescription_rule(rule(measure="bed10", organ=DOS_MET_SBRT_ORGANS, limits=GY_LOWER_100),
+                                   ctx(g, case=case_with({"organ": "Bone", "target": "PTV_Met_Vert"})))
+
+
+def test_a_protocol_organ_outside_the_vocabulary_is_refused():
+    with pytest.raises(ValidationError, match="organ 'lymph' is not a recognised organ name"):
+        rule(measure="bed10", organ=["lung", "lymph"], limits=GY_LOWER_100)
+    with pytest.raises(ValidationError, match="organ 'lungs and pleura' is not a recognised"):
+        rule(measure="reference_schedule", reference_schedules=[{"organ": "lungs and pleura", "total_dose_gy": 54, "fractions": 3}])
+
+
+def test_reference_schedules_match_any_spelling_of_the_organ():
+    g = target("PTV_Met_Lung", course("C2", 54.0, 3))
+    [f] = evaluate_prescription_rule(rule(measure="reference_schedule", reference_schedules=SCHEDULES),
+                                     ctx(g, case=case_with({"organ": "Lungs", "size_mm": 18, "target": "PTV_Met_Lung"})))
+    assert f.status is Status.PASS

@@ -46,11 +46,12 @@ next to the export::
 
 ``courses``: when given, only the listed plans are courses of the treatment (other
 plans of the export, e.g. alternative plans, are left out and the report says so), and
-each course's ``technique`` / ``intent`` decides whether SBRT limits apply to it: a course
-declared ``sbrt`` is SBRT whatever its numbers; a course declared ``conventional`` or
-``palliative`` is not SBRT even at ≥ 4 Gy per fraction (e.g. a palliative 8 Gy single
-fraction); undeclared courses are placed by their numbers (≥ 4 Gy/fx in ≤ 12 fractions
-is SBRT).
+each course's ``technique`` / ``intent`` adds to its numbers (consensus §5.2): a course
+declared ``sbrt`` is SBRT whatever its numbers; every course of ≥ 4 Gy/fx in ≤ 12 fractions
+is SBRT whatever its declaration, except a single 8 Gy fraction declared ``palliative``; a
+declaration that contradicts the numbers is reported (INT-FRACTIONATION) and the SBRT limits
+are graded. A course declared ``conventional`` without numbers in its plan is placed by the
+declaration (:attr:`plancheck.rules.context.CourseInfo.is_sbrt`).
 
 Unknown keys are errors; every field is optional where the clinic may not know
 it, and rules that need a missing field report NOT_EVALUATED with the reason.
@@ -119,11 +120,12 @@ class CourseDeclaration(_Strict):
     plan
         The RT Plan Label (300A,0002) or SOP Instance UID of the course's plan.
     technique
-        ``sbrt`` (stereotactic: SBRT, SABR, SRS) or ``conventional`` (not stereotactic);
+        ``sbrt`` (stereotactic: SBRT, SABR, SRS: SBRT limits whatever the numbers) or
+        ``conventional`` (does not remove the SBRT limits from ≥ 4 Gy/fx in ≤ 12 fractions);
         None: placed by its numbers.
     intent
-        ``curative`` or ``palliative``; a palliative course not declared ``sbrt`` is
-        not given SBRT limits.
+        ``curative`` or ``palliative``; only a palliative single 8 Gy fraction is exempt
+        from the SBRT limits.
     """
 
     plan: str = Field(min_length=1)

@@ -50,6 +50,8 @@ __all__ = [
     "normalize_name",
     "MatchStatus",
     "NameMatch",
+    "PrvName",
+    "prv_of",
     "StructureNameMatcher",
 ]
 
@@ -143,6 +145,44 @@ def _laterality_variants(name: str, side: str) -> list[str]:
 def _side_of_standard(name: str) -> str | None:
     m = re.search(r"_([LR])$", name)
     return m.group(1).lower() if m else None
+
+
+# --------------------------------------------------------------------------- PRVs
+
+# TG-263 PRV names: Organ_PRV, Organ_PRVxx (xx mm), Organ_PRVx, Organ_PRV_L, Organ_PRVxx_R
+_PRV_NAME = re.compile(r"^(?P<organ>.+?)_PRV(?P<mm>\d*)(?P<side>_[LR])?$")
+
+
+@dataclass(frozen=True)
+class PrvName:
+    """A TG-263 planning organ-at-risk volume name, read: the organ it expands (with its side,
+    ``OpticNrv_L``) and the margin its name states (mm; ``None`` for ``SpinalCord_PRV``)."""
+
+    name: str
+    organ: str
+    margin_mm: int | None
+
+    def describe(self) -> str:
+        margin = f"{self.margin_mm} mm margin" if self.margin_mm is not None else "margin not in its name"
+        return f"{self.name}, a PRV of {self.organ} ({margin})"
+
+
+def prv_of(standard_name: str) -> PrvName | None:
+    """The PRV a TG-263 standard name denotes (``SpinalCord_PRV05`` → SpinalCord, 5 mm), or
+    ``None`` when the name is not a PRV. Only standard names: an exported ROI name is first
+    made one (:meth:`StructureNameMatcher.standard_name_of`: ``Cord_PRV`` → ``SpinalCord_PRV``).
+
+    Examples
+    --------
+    >>> prv_of("SpinalCord_PRV05").margin_mm, prv_of("OpticNrv_PRV03_L").organ
+    (5, 'OpticNrv_L')
+    >>> prv_of("SpinalCord") is None
+    True
+    """
+    m = _PRV_NAME.fullmatch(standard_name.strip())
+    if m is None:
+        return None
+    return PrvName(standard_name.strip(), m["organ"] + (m["side"] or ""), int(m["mm"]) if m["mm"] else None)
 
 
 # --------------------------------------------------------------------------- the index
@@ -533,6 +573,25 @@ class StructureNameMatcher:
         if inst is not None:
             return inst
         return self._idx.by_synonym.get(key)
+
+    def other_prvs(self, standard_name: str, roi_names: Sequence[str]) -> list[tuple[str, PrvName]]:
+        """Exported ROIs that are a PRV of the same organ as the PRV ``standard_name`` but not
+        that PRV (another margin, or a margin not in the name): ``[(roi name, PrvName)]`` in
+        structure-set order; ``[]`` when ``standard_name`` is not a PRV.
+
+        >>> StructureNameMatcher().other_prvs("SpinalCord_PRV05", ["SpinalCord", "Cord_PRV", "SpinalCord_PRV03"])[0][0]
+        'Cord_PRV'
+        """
+        wanted = prv_of(self._canon_or_self(standard_name))
+        if wanted is None:
+            return []
+        out = []
+        for roi in roi_names:
+            std = self.standard_name_of(roi)
+            other = prv_of(std) if std else None
+            if other is not None and other.organ == wanted.organ and other.name != wanted.name:
+                out.append((roi, other))
+        return out
 
     def match(self, standard_name: str, roi_names: Sequence[str]) -> NameMatch:
         """Find ``standard_name`` among the exported ``roi_names``.

@@ -33,7 +33,7 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.names.structures import MatchStatus, NameMatch, StructureNameMatcher
+from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher
 from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
@@ -48,6 +48,9 @@ from plancheck.radiobiology.course_dvh import composite_dvhs, course_dvh
 __all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
 
 log = logging.getLogger(__name__)
+
+# consensus §5.2: "a single 8 Gy palliative fraction is palliative, not SBRT, when the case file says so"
+PALLIATIVE_SINGLE_FRACTION_GY = 8.0
 
 
 
@@ -111,17 +114,48 @@ class CourseInfo:
 
     @property
     def is_sbrt(self) -> bool | None:
-        """Whether the SBRT limits apply: declared ``sbrt`` → True; declared ``conventional``
-        or ``palliative`` → False; else by numbers (≥ 4 Gy/fx in ≤ 12 fx); None when the
-        course cannot be placed (no prescription or fractions, no declaration)."""
+        """Whether the SBRT limits apply (consensus §5.2, docs/clinical-basis.md "Which courses
+        are SBRT"): to every course of ≥ 4 Gy per fraction in ≤ 12 fractions and to any course
+        declared ``sbrt``; the one exemption is a single 8 Gy fraction declared palliative. A
+        declaration (``conventional``, ``palliative``) never removes the SBRT limits from a
+        course whose numbers call for them (:attr:`declaration_conflict` says so). Without
+        numbers: a course declared ``sbrt`` or ``conventional`` is placed by its declaration;
+        otherwise None (cannot be placed)."""
         d = self.declaration
         if d is not None and d.technique == "sbrt":
             return True
-        if d is not None and (d.technique == "conventional" or d.intent == "palliative"):
-            return False
         if self.summary is None:
-            return None
-        return self.summary.regime is FractionationRegime.SBRT
+            return False if d is not None and d.technique == "conventional" else None
+        if self.summary.regime is not FractionationRegime.SBRT:
+            return False
+        return not self.is_palliative_single_fraction
+
+    @property
+    def is_palliative_single_fraction(self) -> bool:
+        """A single 8 Gy fraction that the case file declares palliative: "palliative, not SBRT,
+        when the case file says so" (consensus §5.2) — the only exemption from the SBRT limits,
+        as narrow as written (one fraction of 8 Gy, within 0.01 Gy)."""
+        d, s = self.declaration, self.summary
+        return (d is not None and d.intent == "palliative" and s is not None and s.fractions == 1
+                and abs(s.dose_per_fraction_gy - PALLIATIVE_SINGLE_FRACTION_GY) <= 0.01)
+
+    @property
+    def declaration_conflict(self) -> str:
+        """Why the case file's declaration of this course contradicts its numbers (``""`` when
+        it does not): declared ``conventional`` or ``palliative`` while the numbers make it SBRT
+        (and it is not the single 8 Gy palliative fraction). The SBRT limits are graded anyway."""
+        d, s = self.declaration, self.summary
+        if d is None or s is None or d.technique == "sbrt" or s.regime is not FractionationRegime.SBRT:
+            return ""
+        if self.is_palliative_single_fraction:
+            return ""
+        declared = ", ".join(x for x in (d.technique if d.technique == "conventional" else None,
+                                         d.intent if d.intent == "palliative" else None) if x)
+        if not declared:
+            return ""
+        return (f"{self.label} is declared {declared} in the case file, but {s.prescription_gy:g} Gy / {s.fractions} fx "
+                f"({s.dose_per_fraction_gy:.4g} Gy/fx) is SBRT by its numbers (≥ 4 Gy per fraction in ≤ 12 fractions; "
+                f"only a single 8 Gy palliative fraction is exempt): the SBRT limits are graded")
 
     @property
     def is_conventional(self) -> bool:
@@ -137,7 +171,8 @@ class CourseInfo:
         numbers = s.describe() if s else "prescription or number of fractions not stated in the plan"
         if d is not None and (d.technique or d.intent):
             declared = ", ".join(x for x in (d.technique, d.intent) if x)
-            return f"{self.label}: declared {declared} in the case file; {numbers}"
+            conflict = " (the declaration contradicts the numbers: SBRT limits graded)" if self.declaration_conflict else ""
+            return f"{self.label}: declared {declared} in the case file; {numbers}{conflict}"
         if s is None:
             return f"{self.label}: {numbers}, so its regime cannot be placed"
         return f"{self.label}: {numbers}"
@@ -255,6 +290,18 @@ class CheckContext:
         if roi.is_empty:
             return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
         return StructureLookup(standard_name, roi, match)
+
+    def other_prvs(self, standard_name: str) -> list[tuple[Roi, PrvName]]:
+        """Contoured ROIs (or ROIs read but not measurable) that are a PRV of the same organ as
+        the PRV ``standard_name`` and not that PRV (``SpinalCord_PRV03`` or ``Cord_PRV`` for
+        ``SpinalCord_PRV05``): a rule that lists the PRV must not measure the bare organ in its
+        place (:meth:`StructureNameMatcher.other_prvs`)."""
+        out = []
+        for name, prv in self.matcher.other_prvs(standard_name, self.roi_names):
+            roi = self.structure_set.roi_by_name(name)
+            if roi.defects or not roi.is_empty:
+                out.append((roi, prv))
+        return out
 
     def roi_named(self, name: str) -> Roi | None:
         """An exported ROI by its exact name (case files and mappings name ROIs directly),

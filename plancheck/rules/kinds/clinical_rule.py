@@ -21,9 +21,10 @@ check                     fields (R = required)
 ========================  ==================================================================
 definition_count          ``by_histology`` R: {squamous_cell_carcinoma | adenocarcinoma:
                           {max_lesions, max_organs, max_per_organ, or_max_node_stations}};
-                          ``nodal_organs`` (lesion organs that are extra-regional nodes);
                           ``on_violation`` R. A histology absent from ``by_histology``:
-                          not applicable; ``other``: NOT_EVALUATED.
+                          not applicable; ``other``: NOT_EVALUATED. Lesion organs are
+                          read with :mod:`plancheck.model.organs` (one vocabulary: which
+                          spellings are non-regional lymph nodes).
 lesions_treated           ``on_violation`` R
 classification            ``synchronous_max_months`` R (ESTRO/EORTC: 6); ``on_violation`` R
                           (declared presentation contradicts the dates)
@@ -33,7 +34,7 @@ restaging                 ``modalities`` R (accepted restaging modalities, match
 systemic_before_rt        ``min_cycles``, ``max_cycles`` R; ``agents_any_of`` (optional:
                           one of these agents, e.g. the PD-1 inhibitors); ``on_violation`` R
 disease_free_interval     ``min_months_for_upfront`` R (OMEC-4: 24); ``on_violation`` R
-progression               ``by_histology`` R (as definition_count); ``nodal_organs``;
+progression               ``by_histology`` R (as definition_count);
                           ``on_violation`` R (beyond the definition);
                           ``on_progression_within_definition`` R
 ========================  ==================================================================
@@ -62,6 +63,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from plancheck.model.case import Case, Lesion
+from plancheck.model.organs import canonical_organ, is_non_regional_node
 from plancheck.protocol.schema import StrictModel
 from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
 from plancheck.rules.checks import CheckKind, CheckRule
@@ -123,9 +125,6 @@ def _run_with_case(function, rule: ClinicalCheck, ctx: CheckContext) -> list[Fin
 CLINICAL = CheckKind("clinical", run=_run_with_case)
 """The clinical checks: one model (each above its evaluator) and one function each."""
 
-_NODAL_ORGANS = ["non_regional_lymph_node", "extra_regional_lymph_node", "distant_lymph_node", "lymph_node"]
-
-
 class ClinicalCheck(CheckRule):
     """Fields of every clinical rule: ``on_violation`` grades a breach (warn or fail)."""
 
@@ -138,7 +137,6 @@ class DefinitionCheck(ClinicalCheck):
     """A check against the oligometastatic definition, per histology."""
 
     by_histology: dict[Histology, DefinitionLimits]
-    nodal_organs: list[str] = Field(default_factory=lambda: list(_NODAL_ORGANS))
 
     @model_validator(mode="after")
     def _histologies(self) -> DefinitionCheck:
@@ -174,9 +172,16 @@ def _detection_date(case: Case) -> dt.date | None:
     return min(dates) if dates else None
 
 
-def _organ(lesion: Lesion, nodal: set[str]) -> str:
-    organ = lesion.organ.strip().casefold()
-    return "extra-regional lymph nodes" if organ in nodal else organ
+_NODES = "extra-regional lymph nodes"
+"""How the definition counts name the organ of non-regional lymph-node lesions."""
+
+
+def _organ(lesion: Lesion) -> str:
+    """The organ a lesion counts in (:mod:`plancheck.model.organs`: one vocabulary for every rule);
+    a spelling that is not recognised counts as an organ of its own (never merged with another)."""
+    if is_non_regional_node(lesion.organ):
+        return _NODES
+    return canonical_organ(lesion.organ) or lesion.organ.strip().casefold()
 
 
 def _lesion_text(lesion: Lesion) -> str:
@@ -196,26 +201,40 @@ def _definition_limits(rule: DefinitionCheck, case: Case) -> DefinitionLimits:
     return limits
 
 
-def _within_definition(case: Case, limits: DefinitionLimits, nodal_organs: list[str],
-                       extra_lesions: int = 0) -> tuple[bool, str, dict]:
-    """Whether the declared disease (plus ``extra_lesions`` new ones) is within the definition."""
+def _within_definition(case: Case, limits: DefinitionLimits, extra_lesions: int = 0) -> tuple[bool | None, str, dict]:
+    """Whether the declared disease (plus ``extra_lesions`` new ones) is within the definition:
+    True, False, or None when it cannot be told (the message says why).
+
+    Involved extra-regional node stations (``extra_regional_node_stations``) hold at least one
+    lesion each (consensus §1 counts *lesions*; a station is where nodal lesions are, not one
+    lesion). When ``metastases`` lists fewer nodal lesions than there are stations, the nodal
+    lesions are counted at their lower bound (one per station): a breach is then certain, but
+    a count within the limits is not (a station can hold several involved nodes), so it is
+    None, never within.
+    """
     if case.metastases is None:
         raise _Missing("metastases")
-    nodal = {o.casefold() for o in nodal_organs}
     per_organ: dict[str, int] = {}
     for lesion in case.metastases:
-        organ = _organ(lesion, nodal)
+        organ = _organ(lesion)
         per_organ[organ] = per_organ.get(organ, 0) + 1
     stations = case.extra_regional_node_stations
-    if stations and "extra-regional lymph nodes" not in per_organ:
-        per_organ["extra-regional lymph nodes"] = stations
-    n_lesions = len(case.metastases) + extra_lesions
+    listed_nodes = per_organ.get(_NODES, 0)
+    unlisted_nodes = max(0, (stations or 0) - listed_nodes)  # at least one lesion per station
+    if unlisted_nodes:
+        per_organ[_NODES] = listed_nodes + unlisted_nodes
+    n_lesions = len(case.metastases) + unlisted_nodes + extra_lesions
     counts = {"lesions": n_lesions, "organs": len(per_organ), "per_organ": per_organ,
-              "extra_regional_node_stations": stations}
-    shown = (f"{n_lesions} lesion(s)" + (f" ({extra_lesions} new at restaging)" if extra_lesions else "")
+              "extra_regional_node_stations": stations, "nodal_lesions_listed": listed_nodes,
+              "lesion_count_is_lower_bound": bool(unlisted_nodes)}
+    at_least = "at least " if unlisted_nodes else ""
+    shown = (f"{at_least}{n_lesions} lesion(s)" + (f" ({extra_lesions} new at restaging)" if extra_lesions else "")
              + f" in {len(per_organ)} organ(s) (" + ", ".join(f"{o}: {n}" for o, n in per_organ.items()) + ")")
+    if unlisted_nodes:
+        shown += (f"; {stations} involved extra-regional node station(s) and {listed_nodes} nodal lesion(s) listed in "
+                  f"metastases: each station counted as at least one lesion")
     breaches = []
-    if limits.or_max_node_stations is not None and set(per_organ) == {"extra-regional lymph nodes"}:
+    if limits.or_max_node_stations is not None and set(per_organ) == {_NODES}:
         # nodal-only disease: the station count decides (OMEC)
         if stations is None:
             raise _Missing("extra_regional_node_stations")
@@ -230,12 +249,15 @@ def _within_definition(case: Case, limits: DefinitionLimits, nodal_organs: list[
     if limits.max_organs is not None and len(per_organ) > limits.max_organs:
         breaches.append(f"more than {limits.max_organs} organ(s)")
     if limits.max_per_organ is not None:
-        over = [o for o, n in per_organ.items() if o != "extra-regional lymph nodes" and n > limits.max_per_organ]
+        over = [o for o, n in per_organ.items() if o != _NODES and n > limits.max_per_organ]
         if over:
             breaches.append(f"more than {limits.max_per_organ} in {', '.join(over)}")
-    if not breaches:
-        return True, shown, counts
-    return False, f"{shown}: {'; '.join(breaches)}", counts
+    if breaches:
+        return False, f"{shown}: {'; '.join(breaches)}", counts
+    if unlisted_nodes:
+        return None, (f"{shown}, so the number of lesions is not known (a station can hold several involved nodes); "
+                      "list every nodal lesion in metastases (organ: non_regional_lymph_node)"), counts
+    return True, shown, counts
 
 
 def _describe_limits(limits: DefinitionLimits) -> str:
@@ -291,9 +313,11 @@ def _definition_count(rule: DefinitionCount, ctx: CheckContext, case: Case) -> F
     limits = _definition_limits(rule, case)
     if case.metastases is not None and not case.metastases:
         return not_evaluated(rule, "the case file declares no metastasis (metastases: [])")
-    within, shown, counts = _within_definition(case, limits, rule.nodal_organs)
+    within, shown, counts = _within_definition(case, limits)
     limit = _describe_limits(limits)
     label = case.histology.replace("_", " ")  # type: ignore[union-attr]
+    if within is None:
+        return not_evaluated(rule, f"{shown} ({limit})", limit=limit, details=counts)
     if within:
         return finding(rule, Status.PASS, f"{shown}: within the oligometastatic definition for {label} ({limit})",
                        measured=float(counts["lesions"]), unit="lesions", limit=limit, details=counts)
@@ -584,8 +608,11 @@ def _progression(rule: Progression, ctx: CheckContext, case: Case) -> Finding:
             raise _Missing("restaging.progression")
         return finding(rule, Status.PASS, "no progression and no new lesion at restaging", measured=0.0, unit="new lesions")
     limits = _definition_limits(rule, case)
-    within, shown, counts = _within_definition(case, limits, rule.nodal_organs, r.new_lesions or 0)
+    within, shown, counts = _within_definition(case, limits, r.new_lesions or 0)
     limit = _describe_limits(limits)
+    if within is None:
+        return not_evaluated(rule, f"progression at restaging; whether it is beyond the definition is not known: {shown} "
+                             f"({limit})", limit=limit, details=counts)
     if within:
         return finding(rule, _STATUS[rule.on_progression_within_definition],
                        f"progression at restaging, still within the definition: {shown} ({limit}); curative intent "

@@ -56,6 +56,14 @@ non-SBRT courses; a course that cannot be placed (no prescription or fractions, 
 case-file declaration) gives a NOT_EVALUATED finding for such rules, never a silent
 "conventional". ``composite`` sums every course of the treatment voxel-wise.
 
+Lists: the first listed structure that is contoured is measured, with two exceptions
+(:func:`_no_fallback`), where the rule is NOT_EVALUATED with the reason instead of measuring
+a later name: a listed structure that several ROIs could be (AMBIGUOUS), and a listed PRV
+(``SpinalCord_PRV05``) that is not contoured while another PRV of the same organ is
+(``SpinalCord_PRV03``, ``Cord_PRV``: any TG-263 PRV name or a synonym of one). The bare organ's
+maximum is below its PRV's, and a PRV of a smaller or unstated margin can pass where the listed
+one fails; a clinic whose limit applies to that PRV maps the listed name to it.
+
 Combinations and partial combinations: when a member of a ``union`` is not contoured,
 the rule is measured on the members that are; an upper limit on a metric that can only
 grow with the volume (``D4cc``, the maximum, ``V20Gy[cc]``) violated there is a FAIL
@@ -73,7 +81,7 @@ from plancheck.dvh.metrics import MetricValue, parse_metric
 from plancheck.errors import MetricSpecError
 from plancheck.model.dose import dose_kind_label
 from plancheck.model.structures import Roi
-from plancheck.names.structures import MatchStatus
+from plancheck.names.structures import MatchStatus, prv_of
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import DoseConversion, DoseKind
 from plancheck.rules.base import RuleNotApplicable, TargetSelector, finding, not_evaluated
@@ -272,6 +280,31 @@ def _found(rule: DvhRule, ctx: CheckContext) -> _Subject:
     return subject
 
 
+def _no_fallback(ctx: CheckContext, name: str, lookup, spec: list[str]) -> str:
+    """Why the structures listed after ``name`` must not be measured in its place (``""`` when
+    they may): ``name`` is there but it is not known which ROI it is (AMBIGUOUS), or ``name`` is
+    a PRV that is not contoured while another PRV of the same organ is (``SpinalCord_PRV03`` or
+    ``Cord_PRV`` for ``SpinalCord_PRV05``). The limit is then NOT EVALUATED: not graded on the
+    bare organ (its maximum is lower than any PRV's: a false PASS), nor on a PRV of another
+    margin than the protocol's (a smaller or unstated margin can pass where the listed one
+    fails); a clinic whose limit applies to that PRV says so with a mapping."""
+    if lookup.roi is not None or lookup.match is None or name == spec[-1]:
+        return ""
+    if lookup.match.status is MatchStatus.AMBIGUOUS:
+        return f"{name}: {lookup.reason}; {', '.join(spec[spec.index(name) + 1:])} not measured in its place"
+    others = ctx.other_prvs(name)
+    if not others:
+        return ""
+    listed = prv_of(lookup.match.standard_name) or prv_of(name)
+    found = "; ".join(f"'{roi.name}' ({prv.describe()})" for roi, prv in others)
+    margin = f"{listed.margin_mm} mm" if listed and listed.margin_mm is not None else "its"
+    return (f"{name} is not contoured, but another PRV of {listed.organ if listed else name} is: {found}. "
+            f"The limit is defined on {name} ({margin} margin) and is not graded on a PRV of another "
+            f"margin, nor on {', '.join(spec[spec.index(name) + 1:])} while a PRV is contoured; if the "
+            f"clinic's limit applies to this PRV, map it (--map {name}=<ROI name>, or structure_mapping "
+            f"in a protocol that extends this one)")
+
+
 def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
     spec = rule.structure
     if isinstance(spec, str):
@@ -285,6 +318,9 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
             lookup = ctx.structure(name)
             if lookup.defective is not None:  # never measure the next structure in its place
                 return _Subject(None, name, reason=f"{name}: {lookup.reason}")
+            blocked = _no_fallback(ctx, name, lookup, spec)
+            if blocked:
+                return _Subject(None, name, reason=blocked)
             absent = absent and _missing(lookup)
             if lookup.roi is not None:
                 how = lookup.match.how if lookup.match else ""

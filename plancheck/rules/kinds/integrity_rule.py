@@ -593,14 +593,16 @@ def _fractions_match_protocol(rule: FractionsMatchProtocol, ctx: CheckContext) -
                                      courses=(info.label,)))
             continue
         regime = _REGIME_NAME[info.summary.regime]
+        conflict = info.declaration_conflict  # a declaration that the numbers contradict: WARN
         known = [r for r in roles if r in by_role]
         if not known:
             why = f"it treats {', '.join(roles)}" if roles else "no target could be attributed to it"
             out.append(not_evaluated(rule, f"{info.summary.describe()}: the expected regime depends on what the course "
-                                     f"treats, and {why} (expected regimes are given for {', '.join(by_role)})",
-                                     courses=(info.label,)))
+                                     f"treats, and {why} (expected regimes are given for {', '.join(by_role)})"
+                                     + (f"; {conflict}" if conflict else ""),
+                                     courses=(info.label,), details={"declaration_conflict": conflict} if conflict else None))
             continue
-        statuses, parts = [], []
+        statuses, parts = ([Status.WARN], [conflict]) if conflict else ([], [])
         for role in known:
             spec = by_role[role]  # type: ignore[index]
             if regime in spec.per_protocol:
@@ -623,7 +625,8 @@ def _fractions_match_protocol(rule: FractionsMatchProtocol, ctx: CheckContext) -
         out.append(finding(rule, status, f"{info.summary.describe()}; " + "; ".join(parts),
                            measured=float(info.summary.fractions), unit="fx", courses=(info.label,),
                            details={"regime": regime, "roles": roles,
-                                    "dose_per_fraction_gy": info.summary.dose_per_fraction_gy}))
+                                    "dose_per_fraction_gy": info.summary.dose_per_fraction_gy,
+                                    **({"declaration_conflict": conflict} if conflict else {})}))
     return out
 
 

@@ -56,6 +56,13 @@ with ``max_size_mm``/``min_size_mm`` only where the size is known and fits).
 candidate, else WARN naming them. ``match: bed10_not_lower``: PASS also when the
 BED10 reaches the lowest BED10 among the candidates.
 
+Organs (``organ`` and the schedules' ``organ``) are compared as
+:mod:`plancheck.model.organs` reads them — the vocabulary the definition rules use too
+(``extra_regional_lymph_node``, ``distant_lymph_node`` and ``lymph_node`` all mean
+``non_regional_lymph_node``). A protocol organ the vocabulary does not know is an error
+when the protocol is loaded; a lesion organ it does not know makes an ``organ``-filtered
+rule NOT_EVALUATED for that target (never "not applicable").
+
 Formulas: d = D/n; BED = D·(1 + d/(α/β)); EQD2 = BED/(1 + 2/(α/β)) (Fowler 1989; docs/clinical-basis.md).
 
 References
@@ -71,11 +78,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from plancheck.dvh.metrics import parse_metric
 from plancheck.errors import MetricSpecError
 from plancheck.model.case import Lesion
+from plancheck.model.organs import canonical_organ, recognised_organs
 from plancheck.protocol.schema import RuleBase, StrictModel
 from plancheck.radiobiology import FractionationRegime, TUMOUR_ALPHA_BETA_GY, classify_regime
 from plancheck.radiobiology.lq import bed_gy, eqd2_gy
@@ -106,6 +114,21 @@ DOSE_TOLERANCE_GY = 0.01
 """Two schedules with the same fractions and total doses within this (Gy) are the same schedule."""
 
 
+def _recognised(organ: str) -> str:
+    """A protocol's organ name, refused unless the lesion-organ vocabulary knows it
+    (:mod:`plancheck.model.organs`): a misspelt organ would silently match no lesion."""
+    if canonical_organ(organ) is None:
+        raise ValueError(f"organ {organ!r} is not a recognised organ name ({recognised_organs()}; "
+                         "spellings: plancheck/model/organs.py)")
+    return organ
+
+
+def _same_organ(a: str, b: str) -> bool:
+    """Two organ spellings mean the same organ (:func:`plancheck.model.organs.canonical_organ`)."""
+    ca = canonical_organ(a)
+    return ca is not None and ca == canonical_organ(b)
+
+
 class ReferenceSchedule(StrictModel):
     """A reference schedule of a site (consensus §3 DOS-SITE)."""
 
@@ -116,6 +139,11 @@ class ReferenceSchedule(StrictModel):
     min_size_mm: float | None = Field(default=None, ge=0)
     max_size_mm: float | None = Field(default=None, gt=0)
     description: str = ""
+
+    @field_validator("organ")
+    @classmethod
+    def _known_organ(cls, organ: str) -> str:
+        return _recognised(organ)
 
     @property
     def bed10_gy(self) -> float:
@@ -138,6 +166,13 @@ class PrescriptionRule(RuleBase):
     reference_schedules: list[ReferenceSchedule] | None = None
     match: Literal["exact", "bed10_not_lower"] | None = None
     metric: str | None = None
+
+    @field_validator("organ")
+    @classmethod
+    def _known_organs(cls, organ: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(organ, list):
+            return [_recognised(o) for o in organ]
+        return organ if organ is None else _recognised(organ)
 
     @model_validator(mode="after")
     def _check(self) -> PrescriptionRule:
@@ -269,7 +304,7 @@ def _reference(rule: PrescriptionRule, ctx: CheckContext, group: TargetGroup, rx
     notes = []
     candidates = []
     for ref in rule.reference_schedules or []:
-        if ref.organ.casefold() != organ.casefold():
+        if not _same_organ(ref.organ, organ):
             continue
         if ref.site and ref.site.casefold() not in site:
             continue
@@ -378,7 +413,14 @@ def evaluate_prescription_rule(rule: PrescriptionRule, ctx: CheckContext) -> lis
                 out.append(not_evaluated(rule, _organ_unknown(ctx, group) + f" (the rule is for {', '.join(rule.organs)} "
                                          "lesions)", structures=(group.label,)))
                 continue
-            if organ.casefold() not in {o.casefold() for o in rule.organs}:
+            canonical = canonical_organ(organ)
+            if canonical is None:  # not "not applicable": the rule may well be for this lesion
+                out.append(not_evaluated(rule, f"{group.label}: the case file gives the lesion's organ as {organ!r}, "
+                                         f"which is not a recognised organ name ({recognised_organs()}); whether "
+                                         f"this rule for {', '.join(rule.organs)} lesions applies is not known",
+                                         structures=(group.label,), details={"organ": organ}))
+                continue
+            if canonical not in {canonical_organ(o) for o in rule.organs}:
                 skipped += 1
                 continue
         out.append(_evaluate_group(rule, ctx, roi, group))
