@@ -114,6 +114,23 @@ def test_plan_option_selects_the_courses_and_reports_the_left_out_plan(with_alte
     assert composite["measured"] == pytest.approx(65, abs=0.02)  # 40 + 25 Gy
 
 
+def test_plan_option_leaving_out_a_course_the_case_file_declares_leaves_the_composite_not_evaluated(
+        two_courses, protocol_file, tmp_path):
+    # the case file says the treatment is C_A and C_B; --plan C_B checks one of them: the composite
+    # cord limit (50 Gy summed, a FAIL) must not PASS on C_B alone (25 Gy)
+    case = tmp_path / "case.yaml"
+    case.write_text("courses:\n  - plan: C_A\n  - plan: C_B\n", encoding="utf-8")
+    out = tmp_path / "r.json"
+    main(["check", str(two_courses), "--protocol", str(protocol_file), "--case", str(case), "--plan", "C_B",
+          "--format", "json", "--output", str(out)])  # exit 1: the synthetic export's integrity FAILs
+    report = json.loads(out.read_text(encoding="utf-8"))
+    composite = next(r for r in report["results"] if r["rule_id"] == "CORD-COMPOSITE")
+    assert composite["status"] == "NOT_EVALUATED"
+    assert "declares C_A as course(s) of this treatment, but this check leaves it out" in composite["message"]
+    per_course = next(r for r in report["results"] if r["rule_id"] == "CORD-COURSE")
+    assert per_course["status"] == "PASS"  # a limit per course is still graded on the course checked
+
+
 def test_unknown_plan_is_a_usage_error_naming_the_plans(with_alternative, protocol, capsys, protocol_file):
     with pytest.raises(UsageError, match=r"--plan: no plan has the label or SOP Instance UID 'C_X' "
                                          r"\(plans: C_A, C_A_IMRT, C_B\)"):

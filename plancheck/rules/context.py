@@ -291,6 +291,16 @@ class CheckContext:
             return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
         return StructureLookup(standard_name, roi, match)
 
+    @property
+    def declared_courses_left_out(self) -> tuple[str, ...]:
+        """Plans the case file declares as courses of the treatment (``courses:``) that this check
+        leaves out (e.g. by ``--plan``), by label: a limit on the whole treatment (``course:
+        composite``) is not graded on part of it."""
+        if self.case is None or not self.case.courses:
+            return ()
+        declared = {c.plan for c in self.case.courses}
+        return tuple(p.shown for p in self.export.left_out if p.label in declared or p.uid in declared)
+
     def other_prvs(self, standard_name: str) -> list[tuple[Roi, PrvName]]:
         """Contoured ROIs (or ROIs read but not measurable) that are a PRV of the same organ as
         the PRV ``standard_name`` and not that PRV (``SpinalCord_PRV03`` or ``Cord_PRV`` for

@@ -605,6 +605,13 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
                           lambda roi, course, group: _evaluate_subject(rule, ctx, _Subject(roi, roi.name), [course], course))
     if rule.course == "composite":
         courses = list(ctx.courses)
+        missing = ctx.declared_courses_left_out
+        if missing:
+            them = "it" if len(missing) == 1 else "them"
+            return [not_evaluated(rule, f"the case file declares {', '.join(missing)} as course(s) of this treatment, "
+                                        f"but this check leaves {them} out: a limit on the whole treatment is not "
+                                        "graded on part of it (check every course, or list only the checked ones in "
+                                        "the case file)")]
         if rule.when == "several_courses" and len(courses) < 2:
             raise RuleNotApplicable("one course: this limit applies to the sum of several courses")
         subject = _found(rule, ctx)
