@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from plancheck.dicom import read_dose, read_export, read_plan, read_structure_set
@@ -164,6 +165,25 @@ def test_two_patients_names_files_not_patients(tmp_path: Path) -> None:
         read_export(tmp_path)
     assert "OTHER-ID-42" not in str(info.value) and "PC-TEST-1" not in str(info.value)
     assert "Phantom" not in str(info.value)
+
+
+def test_a_file_without_patient_id_is_named_as_such_not_as_a_second_patient(tmp_path: Path) -> None:
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths["rtss"])
+    del ds.PatientID  # as a header cut short loses it
+    save(ds, paths["rtss"])
+    with pytest.raises(LinkError, match=r"has no \(0010,0020\) 'Patient ID' while the other files have one") as info:
+        read_export(tmp_path)
+    assert info.value.path.endswith("RS.dcm") and "different patients" not in str(info.value)
+
+
+def test_a_prescription_in_cgy_in_the_gy_field_is_refused(tmp_path: Path) -> None:
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths["rtplan"])
+    ds.DoseReferenceSequence[0].TargetPrescriptionDose = 6000  # 60 Gy written in cGy
+    save(ds, paths["rtplan"])
+    with pytest.raises(DicomConformanceError, match=r"'Target Prescription Dose'.* 6000 Gy is implausible"):
+        read_export(tmp_path)
 
 
 def test_closed_planar_contour_with_two_points_makes_the_roi_defective(tmp_path: Path) -> None:

@@ -112,10 +112,17 @@ class _Doses:
 
 
 def _check_one_patient(files: Sequence[ClassifiedFile]) -> None:
+    """Every file is of one patient (by Patient ID, never shown). A file without a Patient ID
+    among files with one is named as such (a header cut short loses it), not as a second patient."""
     first_of: dict[str, str] = {}
     for file in files:
         patient = optional_str(file.header, "PatientID")
         first_of.setdefault(patient, file.label)
+    if "" in first_of and len(first_of) > 1:
+        raise LinkError(
+            "has no (0010,0020) 'Patient ID' while the other files have one: it cannot be told to be of the "
+            "same patient (a file cut short in its header loses it; export it again)", first_of[""]
+        )
     if len(first_of) > 1:
         examples = list(first_of.values())
         raise LinkError(

@@ -35,7 +35,7 @@ from plancheck.dicom.read_common import (
 from plancheck.errors import DicomConformanceError, DicomReadError
 from plancheck.model import DoseGrid, DoseSource
 
-__all__ = ["DoseHeader", "dose_header_from_dataset", "dose_grid_from_dataset", "check_dose_type",
+__all__ = ["MAX_PLAUSIBLE_DOSE_GY", "DoseHeader", "dose_header_from_dataset", "dose_grid_from_dataset", "check_dose_type",
            "NOT_A_DOSE_TYPES"]
 
 logger = logging.getLogger(__name__)

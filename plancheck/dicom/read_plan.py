@@ -16,6 +16,7 @@ from pydicom.uid import RTIonPlanStorage
 from plancheck.dicom.read_common import (
     as_int, float_vector, optional_float, optional_int, optional_str, require, tag_text,
 )
+from plancheck.dicom.read_dose import MAX_PLAUSIBLE_DOSE_GY
 from plancheck.errors import DicomConformanceError, UnsupportedInputError
 from plancheck.model import Beam, DoseReference, FractionGroup, Plan
 
@@ -67,6 +68,10 @@ def _dose_references(ds: Dataset, label: str) -> tuple[DoseReference, ...]:
             raise DicomConformanceError(
                 f"{tag_text('TargetPrescriptionDose')}{where} value of {prescription:g} Gy is invalid, a target's "
                 "prescription dose must be > 0 Gy", label)
+        if prescription is not None and prescription > MAX_PLAUSIBLE_DOSE_GY:
+            raise DicomConformanceError(
+                f"{tag_text('TargetPrescriptionDose')}{where} value of {prescription:g} Gy is implausible (no plan "
+                f"dose reaches {MAX_PLAUSIBLE_DOSE_GY:g} Gy; a value in cGy in a field in Gy?)", label)
         references.append(DoseReference(
             number=as_int(require(item, "DoseReferenceNumber", label, where=where),
                           "DoseReferenceNumber", label, where),
