@@ -86,7 +86,8 @@ SURFACE_STEP_IN_DOSE_SPACINGS = 0.25
 spacings apart, or one lattice step where that is coarser (see :func:`plancheck.dvh.sampling.sample_roi`)."""
 
 DoseTransform = Callable[[np.ndarray], np.ndarray]
-"""Voxel-wise conversion of physical dose (Gy) to another dose kind (e.g. EQD2)."""
+"""Voxel-wise conversion of physical dose (Gy) to another dose kind (e.g. EQD2); increasing in
+dose (the DVH extremes rely on it: :func:`_grid_point_extremes`)."""
 
 
 @dataclass(frozen=True)
@@ -265,39 +266,71 @@ def _grid_point_extremes(roi: Roi, sampling: RoiSampling, sources: Sequence[Poin
                          known: Sequence[np.ndarray | None]) -> np.ndarray | None:
     """Summed (transformed) dose at the dose-grid points inside the ROI that can hold its minimum
     or maximum (:mod:`plancheck.dvh.vertices`). With one source: the grid's own values there.
-    With several: each source's grid points inside the ROI whose own value, added to the bounds of
-    the other sources over the dose voxel holding the point (the voxel's corner values), could
-    pass the extremes already ``known`` (cells, refined cells, surface points), interpolated there.
+    With several: each source's grid points inside the ROI that could pass the extremes already
+    ``known`` (cells, refined cells, surface points), interpolated there: first by plane (the
+    source's own extremes on the plane plus the other sources' bounds on it over the ROI's box),
+    then by point (its own value plus the other sources' bounds over the dose voxel holding it:
+    the voxel's corner values); exact, since every bound holds.
     None under a volume model that takes the extremes at interior samples (``surface_extremes``
     False), or when there is nothing to add."""
     if not sources or not sampling.surface_extremes or sampling.slab_lo_mm is None:
         return None
-    own: list[tuple[DoseGrid, np.ndarray, np.ndarray]] = []
-    for src in sources:
+    if len(sources) == 1:  # the transforms increase with dose: the extremes of the grid values
+        src = sources[0]
         found = _points_inside(roi, sampling, src.grid)
-        if found is None:
+        if found is None or not found.size:
             return None
-        own.append((src.grid, found, _transformed_values(src, np.asarray(src.grid.dose_gy.ravel()[found], dtype=float))))
-    if len(own) == 1:
-        values = own[0][2]
-        return np.array([values.min(), values.max()]) if values.size else None
+        raw = src.grid.dose_gy.ravel()[found]
+        return _transformed_values(src, np.array([raw.min(), raw.max()], dtype=float))
     seen = [a[~np.isnan(a)] for a in known if a is not None and len(a)]
     seen = [a for a in seen if a.size]
     if not seen:
         return None
     known_lo = min(float(a.min()) for a in seen)
     known_hi = max(float(a.max()) for a in seen)
+    box = _roi_box_mm(roi, sampling)
     kept = []
-    for n, (grid, found, values) in enumerate(own):
-        upper, lower = values.copy(), values.copy()
-        for m, src in enumerate(sources):
+    for n, src in enumerate(sources):
+        grid = src.grid
+        found = _points_inside(roi, sampling, grid)
+        if found is None:
+            return None
+        if not found.size:
+            continue
+        # 1. per dose plane of this grid: its own extremes there and the other sources' bounds on the
+        #    plane (over the ROI's box); the planes that cannot pass the known extremes are dropped
+        nz = grid.dose_gy.shape[0]
+        plane = found // (grid.dose_gy.shape[1] * grid.dose_gy.shape[2])
+        starts = np.searchsorted(plane, np.arange(nz + 1))  # found ascends: points plane after plane
+        present = np.flatnonzero(starts[1:] > starts[:-1])
+        raw = grid.dose_gy.ravel()[found]
+        plane_hi = np.full(nz, -np.inf)
+        plane_lo = np.full(nz, np.inf)
+        plane_hi[present] = _transformed_values(src, np.maximum.reduceat(raw, starts[present]).astype(float))
+        plane_lo[present] = _transformed_values(src, np.minimum.reduceat(raw, starts[present]).astype(float))
+        for m, other in enumerate(sources):
             if m != n:
-                hi_t, lo_t = _voxel_bounds(src, grid, found)
+                hi_t, lo_t = _plane_bounds(other, box, grid.z_mm)
+                plane_hi += hi_t
+                plane_lo += lo_t
+        wanted = present[(plane_hi[present] >= known_hi) | (plane_lo[present] <= known_lo)]  # NaN: not covered
+        if not wanted.size:
+            continue
+        pick = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in wanted])
+        found = found[pick]
+        values = _transformed_values(src, raw[pick].astype(float))
+        # 2. per point: the other sources' bounds over the dose voxel holding it
+        upper, lower = values.copy(), values.copy()
+        for m, other in enumerate(sources):
+            if m != n:
+                hi_t, lo_t = _voxel_bounds(other, grid, found)
                 upper += hi_t
                 lower += lo_t
-        maybe = (upper >= known_hi) | (lower <= known_lo)  # NaN (outside another grid): not covered
+        maybe = (upper >= known_hi) | (lower <= known_lo)
         k, j, i = np.unravel_index(found[maybe], grid.dose_gy.shape)
         kept.append(np.column_stack([grid.x_mm[i], grid.y_mm[j], grid.z_mm[k]]))
+    if not kept:
+        return None
     candidates = np.concatenate(kept)
     if not len(candidates):
         return None
@@ -330,6 +363,44 @@ def voxel_table(axis_mm: np.ndarray, positions_mm: np.ndarray) -> np.ndarray:
     cell = np.clip(np.searchsorted(axis_mm, positions_mm, side="right") - 1, 0, max(n - 2, 0))
     outside = (positions_mm < axis_mm[0] - 1e-6) | (positions_mm > axis_mm[-1] + 1e-6)
     return np.where(outside, -1, cell).astype(np.int64)
+
+
+def _roi_box_mm(roi: Roi, sampling: RoiSampling) -> tuple[float, float, float, float, float, float]:
+    """x0, x1, y0, y1, z0, z1 (mm) of the ROI's slab model."""
+    xy = np.vstack([poly for polys in roi.planes.values() for poly in polys])
+    return (float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max()),
+            float(np.min(sampling.slab_lo_mm)), float(np.max(sampling.slab_hi_mm)))
+
+
+def _plane_bounds(src: PointDoseSource, box: tuple[float, float, float, float, float, float],
+                  z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower bounds of a source's (transformed) dose on each plane ``z_mm`` (of another
+    grid) inside the ROI's box: the largest and smallest value of the source's grid on its two
+    dose planes around it, over the box widened by one voxel; NaN outside the source's grid."""
+    grid = src.grid
+    x0, x1, y0, y1, _, _ = box
+    columns = slice(max(int(np.searchsorted(grid.x_mm, x0, side="right")) - 1, 0),
+                    int(np.searchsorted(grid.x_mm, x1, side="left")) + 1)
+    rows = slice(max(int(np.searchsorted(grid.y_mm, y0, side="right")) - 1, 0),
+                 int(np.searchsorted(grid.y_mm, y1, side="left")) + 1)
+    part = grid.dose_gy[:, rows, columns]
+    nz = grid.dose_gy.shape[0]
+    if part.size == 0:
+        top = bottom = np.full(nz, np.nan)
+    else:
+        top = part.max(axis=(1, 2)).astype(float)
+        bottom = part.min(axis=(1, 2)).astype(float)
+    cell = voxel_table(grid.z_mm, np.asarray(z_mm, dtype=float))
+    outside = cell < 0
+    k0 = np.maximum(cell, 0)
+    k1 = np.minimum(k0 + 1, nz - 1)
+    upper = np.maximum(top[k0], top[k1])
+    lower = np.minimum(bottom[k0], bottom[k1])
+    upper = _transformed_values(src, np.where(outside, 0.0, upper))
+    lower = _transformed_values(src, np.where(outside, 0.0, lower))
+    upper[outside] = np.nan
+    lower[outside] = np.nan
+    return upper, lower
 
 
 def _voxel_bounds(src: PointDoseSource, grid: DoseGrid, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
