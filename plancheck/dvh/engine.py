@@ -288,7 +288,7 @@ def _grid_point_extremes(roi: Roi, sampling: RoiSampling, sources: Sequence[Poin
         return None
     known_lo = min(float(a.min()) for a in seen)
     known_hi = max(float(a.max()) for a in seen)
-    box = _roi_box_mm(roi, sampling)
+    box = _roi_xy_box_mm(roi)
     kept = []
     for n, src in enumerate(sources):
         grid = src.grid
@@ -365,20 +365,19 @@ def voxel_table(axis_mm: np.ndarray, positions_mm: np.ndarray) -> np.ndarray:
     return np.where(outside, -1, cell).astype(np.int64)
 
 
-def _roi_box_mm(roi: Roi, sampling: RoiSampling) -> tuple[float, float, float, float, float, float]:
-    """x0, x1, y0, y1, z0, z1 (mm) of the ROI's slab model."""
+def _roi_xy_box_mm(roi: Roi) -> tuple[float, float, float, float]:
+    """x0, x1, y0, y1 (mm) of the ROI's contours."""
     xy = np.vstack([poly for polys in roi.planes.values() for poly in polys])
-    return (float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max()),
-            float(np.min(sampling.slab_lo_mm)), float(np.max(sampling.slab_hi_mm)))
+    return float(xy[:, 0].min()), float(xy[:, 0].max()), float(xy[:, 1].min()), float(xy[:, 1].max())
 
 
-def _plane_bounds(src: PointDoseSource, box: tuple[float, float, float, float, float, float],
+def _plane_bounds(src: PointDoseSource, box: tuple[float, float, float, float],
                   z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower bounds of a source's (transformed) dose on each plane ``z_mm`` (of another
     grid) inside the ROI's box: the largest and smallest value of the source's grid on its two
     dose planes around it, over the box widened by one voxel; NaN outside the source's grid."""
     grid = src.grid
-    x0, x1, y0, y1, _, _ = box
+    x0, x1, y0, y1 = box
     columns = slice(max(int(np.searchsorted(grid.x_mm, x0, side="right")) - 1, 0),
                     int(np.searchsorted(grid.x_mm, x1, side="left")) + 1)
     rows = slice(max(int(np.searchsorted(grid.y_mm, y0, side="right")) - 1, 0),
