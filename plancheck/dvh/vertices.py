@@ -31,16 +31,6 @@ _FACE_TOLERANCE_MM = 1e-6
 """A dose plane this close to a slab face belongs to the slab."""
 
 
-def _uniform_ascending(axis: np.ndarray) -> float | None:
-    """The spacing of an ascending, evenly spaced axis (mm); None otherwise."""
-    if len(axis) < 2:
-        return None
-    step = float(axis[1] - axis[0])
-    if step <= 0 or not np.allclose(np.diff(axis), step, rtol=0.0, atol=1e-6 * max(step, 1.0)):
-        return None
-    return step
-
-
 def grid_points_inside(roi: Roi, slab_lo_mm: np.ndarray, slab_hi_mm: np.ndarray,
                        grid: DoseGrid) -> np.ndarray | None:
     """Flat indices ``k · ny · nx + j · nx + i`` (into ``grid.dose_gy.ravel()``, which is
@@ -58,10 +48,10 @@ def grid_points_inside(roi: Roi, slab_lo_mm: np.ndarray, slab_hi_mm: np.ndarray,
 
     Returns
     -------
-    int64 array, or None when the grid's x or y axis is not evenly spaced and ascending
-    (the grid points are then not looked for).
+    int64 array, or None when the grid's x or y spacing is not constant or it has one voxel
+    along x or y (:attr:`DoseGrid.regular_steps_mm`; the grid points are then not looked for).
     """
-    dx, dy = _uniform_ascending(grid.x_mm), _uniform_ascending(grid.y_mm)
+    dx, dy, _ = grid.regular_steps_mm  # axes increase (DoseGrid)
     empty = np.zeros(0, dtype=np.int64)
     if dx is None or dy is None:
         return None
