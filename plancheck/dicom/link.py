@@ -398,8 +398,9 @@ def _slice_positions(by_series: Mapping[str, list[tuple[str, float, float | None
     else 1 mm, for a single image)."""
     z_of: dict[str, float] = {}
     tolerance: dict[str, float] = {}
-    for images in by_series.values():
-        zs = sorted({round(z, 4) for _, z, _ in images})
+    slices = _series_slices(by_series)
+    for series, images in by_series.items():
+        zs = slices[series]
         gaps = [b - a for a, b in zip(zs, zs[1:])]
         for uid, z, thickness in images:
             if gaps:
@@ -411,6 +412,11 @@ def _slice_positions(by_series: Mapping[str, list[tuple[str, float, float | None
     return z_of, tolerance
 
 
+def _series_slices(by_series: Mapping[str, list[tuple[str, float, float | None]]]) -> dict[str, tuple[float, ...]]:
+    """The distinct slice positions (z, mm, rounded to 0.1 µm, ascending) of each axial series."""
+    return {series: tuple(sorted({round(z, 4) for _, z, _ in images})) for series, images in by_series.items()}
+
+
 def _with_image_slices(structure_set: StructureSet,
                        by_series: Mapping[str, list[tuple[str, float, float | None]]]) -> StructureSet:
     """The structure set with each ROI carrying the z of the slices of the image series it was
@@ -420,7 +426,7 @@ def _with_image_slices(structure_set: StructureSet,
     if not by_series:
         return structure_set
     series_of = {uid: series for series, images in by_series.items() for uid, _, _ in images}
-    slices = {series: tuple(sorted({round(z, 4) for _, z, _ in images})) for series, images in by_series.items()}
+    slices = _series_slices(by_series)
     only = next(iter(slices)) if len(slices) == 1 else None
     rois = []
     for roi in structure_set.rois:

@@ -795,13 +795,13 @@ def inside_grid_extent(roi: Roi, grid: DoseGrid) -> bool:
     planes = roi.planes
     if not planes:
         return False
-    xy = np.vstack([poly for polys in planes.values() for poly in polys])
+    rx0, rx1, ry0, ry1 = _roi_xy_box_mm(roi)
     lo, hi, _, _ = slab_bounds(np.array(list(planes), dtype=float), grid.spacing_mm[2] or None,
                                roi.volume_model.end_cap_spacings, roi.image_slices_z_mm)
     (x0, x1), (y0, y1), (z0, z1) = grid_extent_mm(grid)
     tol = 1e-6
-    return bool(xy[:, 0].min() >= x0 - tol and xy[:, 0].max() <= x1 + tol and xy[:, 1].min() >= y0 - tol
-                and xy[:, 1].max() <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol)
+    return bool(rx0 >= x0 - tol and rx1 <= x1 + tol and ry0 >= y0 - tol
+                and ry1 <= y1 + tol and lo.min() >= z0 - tol and hi.max() <= z1 + tol)
 
 
 def _uncovered_cc(grid: DoseGrid, sampling: RoiSampling) -> float:
