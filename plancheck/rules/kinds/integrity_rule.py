@@ -552,6 +552,9 @@ def _prescription_matches_dose(rule: PrescriptionMatchesDose, ctx: CheckContext)
                                              structures=(roi.name,), courses=(info.label,), details=details))
                     continue
                 pct, limit = None, options[0].describe()
+                details["dose_interval_gy"] = [value.lower, value.upper]
+                shown = f"is {_interval_text(value.lower, value.upper, 'Gy')} ({_interval_text(lo, hi, '%', 1)})"
+                tail = f"; {value.reason}" if value.reason else ""
             else:
                 pct = 100.0 * value.value / rx
                 status, limit = _grade_options(pct, options)
@@ -560,11 +563,22 @@ def _prescription_matches_dose(rule: PrescriptionMatchesDose, ctx: CheckContext)
                                              "depends on the regime, which is unknown", measured=pct, unit="%",
                                              limit=limit, structures=(roi.name,), courses=(info.label,), details=details))
                     continue
-            shown = f"{value.value:.4g} Gy = {pct:.1f}%" if pct is not None else "partly outside the grid"
-            out.append(finding(rule, status, f"{roi.name} {rule.metric} = {shown} of the prescription {rx:g} Gy "
-                               f"({how}): {_verdict(status)} {limit}", measured=pct, unit="%", limit=limit,
+                shown, tail = f"= {value.value:.4g} Gy = {pct:.1f}%", ""
+            out.append(finding(rule, status, f"{roi.name} {rule.metric} {shown} of the prescription {rx:g} Gy "
+                               f"({how}): {_verdict(status)} {limit}{tail}", measured=pct, unit="%", limit=limit,
                                structures=(roi.name,), courses=(info.label,), details=details))
     return out
+
+
+def _interval_text(lower: float | None, upper: float | None, unit: str, decimals: int | None = None) -> str:
+    """``lower–upper unit`` for a value known only within bounds (either may be unknown)."""
+    def num(v: float) -> str:
+        return f"{v:.{decimals}f}" if decimals is not None else f"{v:.4g}"
+    if lower is not None and upper is not None:
+        return f"between {num(lower)} and {num(upper)} {unit}"
+    if lower is not None:
+        return f"at least {num(lower)} {unit}"
+    return f"at most {num(upper)} {unit}" if upper is not None else "unknown"
 
 
 class FractionsMatchProtocol(CourseCheck):
