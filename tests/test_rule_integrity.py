@@ -186,6 +186,11 @@ def test_beam_energy(export, protocol):
     assert evaluate(protocol, mixed, "INT-ENERGY", mixed_energies="fail")[0].status is Status.FAIL
     f = evaluate(protocol, with_beams(export, 0, energy_mev=23.0), "INT-ENERGY", mixed_energies="pass")[0]
     assert f.status is Status.FAIL and "23 MV photon not among the allowed" in f.message
+    # every beam starts at 6 MV, but beam 1 switches to 18 MV in a later control point: mixed
+    switched = evaluate(protocol, with_beams(export, 0, later_energies_mev=(18.0,)), "INT-ENERGY")[0]
+    assert switched.status is Status.WARN and "mixes energies (6 MV photon, 18 MV photon)" in switched.message
+    f = evaluate(protocol, with_beams(export, 0, later_energies_mev=(25.0,)), "INT-ENERGY", mixed_energies="pass")[0]
+    assert f.status is Status.FAIL and "25 MV photon not among the allowed" in f.message
 
 
 def test_meterset(export, protocol):

@@ -101,6 +101,12 @@ def _beams(ds: Dataset, label: str, meterset_mu: dict[int, float]) -> tuple[Beam
         first = control_points[0] if len(control_points) else Dataset()
         cp_where = f" in the first control point{where}"
         energy = optional_float(first, "NominalBeamEnergy", label, cp_where)
+        later_energies: set[float] = set()
+        if keyword == "BeamSequence":  # an ion beam's energy changes layer by layer by design
+            for cp_index, cp in enumerate(control_points[1:], start=2):
+                later = optional_float(cp, "NominalBeamEnergy", label, f" in control point {cp_index}{where}")
+                if later is not None and later != energy:
+                    later_energies.add(later)
         technique = optional_str(item, "BeamType")
         if optional_str(first, "GantryRotationDirection") in ("CW", "CC"):
             technique = "ARC"
@@ -119,6 +125,7 @@ def _beams(ds: Dataset, label: str, meterset_mu: dict[int, float]) -> tuple[Beam
             machine=optional_str(item, "TreatmentMachineName"),
             radiation_type=optional_str(item, "RadiationType"),
             energy_mev=energy,
+            later_energies_mev=tuple(sorted(later_energies)),
             technique=technique,
             treatment_delivery_type=optional_str(item, "TreatmentDeliveryType", "TREATMENT"),
             meterset_mu=meterset_mu.get(number),

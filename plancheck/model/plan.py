@@ -27,6 +27,10 @@ class Beam:
         ``PHOTON``, ``ELECTRON``, ``PROTON`` ...
     energy_mev
         Nominal Beam Energy of the first control point (MV for photons), or None.
+    later_energies_mev
+        Other Nominal Beam Energies stated by later control points (PS3.3 C.8.8.14.5: the
+        energy is restated only where it changes), sorted, without ``energy_mev``; () for
+        ion beams, whose energy changes layer by layer by design.
     technique
         ``STATIC``, ``DYNAMIC`` (Beam Type) refined to ``ARC`` when the gantry rotates.
     treatment_delivery_type
@@ -44,6 +48,7 @@ class Beam:
     machine: str = ""
     radiation_type: str = ""
     energy_mev: float | None = None
+    later_energies_mev: tuple[float, ...] = ()
     technique: str = ""
     treatment_delivery_type: str = "TREATMENT"
     meterset_mu: float | None = None

@@ -770,7 +770,8 @@ def _beam_energy(rule: BeamEnergy, ctx: CheckContext) -> list[Finding]:
                                      "0 or less, which is no beam energy (a placeholder beam)", courses=(info.label,)))
             continue
         unknown = [b.name or str(b.number) for b in beams if b.energy_mev is None]
-        energies = sorted({(b.radiation_type or "?", float(b.energy_mev)) for b in beams if b.energy_mev is not None})
+        energies = sorted({(b.radiation_type or "?", float(e)) for b in beams if b.energy_mev is not None
+                           for e in (b.energy_mev, *b.later_energies_mev)})
         shown = ", ".join(f"{e:g} {'MV' if t == 'PHOTON' else 'MeV'} {t.lower()}" for t, e in energies)
         details = {"energies": [list(e) for e in energies]}
         if not beams:
