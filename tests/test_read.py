@@ -394,6 +394,17 @@ def test_energy_restated_in_a_later_control_point_is_read(tmp_path: Path) -> Non
     assert (plan.beams[1].energy_mev, plan.beams[1].later_energies_mev) == (6.0, ())
 
 
+def test_isocenter_restated_in_a_later_control_point_is_read(tmp_path: Path) -> None:
+    # PS3.3 C.8.8.14.5: Isocenter Position is restated only where it changes during the beam
+    ds = make_rtplan(rtss_uid="1.2.3.9", beams=[(1, "ARC1", 250.5), (2, "ARC2", 240.0)])
+    ds.BeamSequence[0].ControlPointSequence[1].IsocenterPosition = [1.5, 40.0, 10.0]
+    ds.BeamSequence[1].ControlPointSequence[1].IsocenterPosition = [1.5, -2.0, 10.0]  # the same
+    plan = read_plan(save(ds, tmp_path / "RP.dcm"))
+    assert plan.beams[0].isocenter_mm == (1.5, -2.0, 10.0)
+    assert plan.beams[0].later_isocenters_mm == ((1.5, 40.0, 10.0),)
+    assert plan.beams[1].later_isocenters_mm == ()
+
+
 def test_static_beam_technique(tmp_path: Path) -> None:
     plan = read_plan(save(make_rtplan(rtss_uid="1.2.3.9"), tmp_path / "RP.dcm"))
     assert plan.beams[0].technique == "STATIC"

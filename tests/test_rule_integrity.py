@@ -173,6 +173,11 @@ def test_isocenter_outside_the_body(export, protocol):
     beyond = with_beams(export, 0, isocenter_mm=(0.0, 25.0, 400.0))
     f = evaluate(protocol, beyond, "INT-ISO")[0]
     assert f.status is Status.FAIL and "outside the External contours (z -135 to 135 mm)" in f.message
+    # ARC1 starts at the sample's isocenter (0, 25, 0) mm, inside, and moves 300 mm aside in a
+    # later control point: the second position is checked too
+    moved = with_beams(export, 0, later_isocenters_mm=((0.0, 300.0, 0.0),))
+    f = evaluate(protocol, moved, "INT-ISO")[0]
+    assert f.status is Status.FAIL and "isocenter (0, 300, 0) mm of ARC1: outside the contour" in f.message
 
 
 def test_two_machines(export, protocol):

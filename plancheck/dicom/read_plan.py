@@ -110,13 +110,15 @@ def _beams(ds: Dataset, label: str, meterset_mu: dict[int, float]) -> tuple[Beam
         technique = optional_str(item, "BeamType")
         if optional_str(first, "GantryRotationDirection") in ("CW", "CC"):
             technique = "ARC"
-        isocenter = None
+        isocenters: list[tuple[float, float, float]] = []
         for cp_index, cp in enumerate(control_points, start=1):
             if "IsocenterPosition" in cp and cp.IsocenterPosition not in (None, ""):
                 iso = float_vector(cp, "IsocenterPosition", label, 3,
                                    where=f" in control point {cp_index}{where}")
-                isocenter = (float(iso[0]), float(iso[1]), float(iso[2]))
-                break
+                position = (float(iso[0]), float(iso[1]), float(iso[2]))
+                if position not in isocenters:
+                    isocenters.append(position)
+        isocenter = isocenters[0] if isocenters else None
         setup = optional_int(item, "ReferencedPatientSetupNumber", label, where)
         n_cp = optional_int(item, "NumberOfControlPoints", label, where)
         beams.append(Beam(
@@ -130,6 +132,7 @@ def _beams(ds: Dataset, label: str, meterset_mu: dict[int, float]) -> tuple[Beam
             treatment_delivery_type=optional_str(item, "TreatmentDeliveryType", "TREATMENT"),
             meterset_mu=meterset_mu.get(number),
             isocenter_mm=isocenter,
+            later_isocenters_mm=tuple(isocenters[1:]),
             patient_position=positions.get(setup, "") if setup is not None else "",
             number_of_control_points=n_cp if n_cp is not None else len(control_points),
         ))

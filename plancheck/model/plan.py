@@ -38,7 +38,10 @@ class Beam:
     meterset_mu
         Beam Meterset from the fraction group (MU per fraction), or None.
     isocenter_mm
-        Isocenter Position (x, y, z) in mm, or None.
+        Isocenter Position (x, y, z) in mm of the first control point stating one, or None.
+    later_isocenters_mm
+        Other Isocenter Positions stated by later control points (PS3.3 C.8.8.14.5: restated
+        only where the isocenter changes during the beam), in order, without ``isocenter_mm``.
     patient_position
         From the Patient Setup the beam references (e.g. ``HFS``), or "".
     """
@@ -53,6 +56,7 @@ class Beam:
     treatment_delivery_type: str = "TREATMENT"
     meterset_mu: float | None = None
     isocenter_mm: tuple[float, float, float] | None = None
+    later_isocenters_mm: tuple[tuple[float, float, float], ...] = ()
     patient_position: str = ""
     number_of_control_points: int = 0
 

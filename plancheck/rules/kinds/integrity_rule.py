@@ -675,7 +675,9 @@ def _isocenter_in_body(rule: IsocenterInBody, ctx: CheckContext) -> list[Finding
         isos: dict[tuple[float, float, float], list[str]] = {}
         for b in beams:
             if b.isocenter_mm is not None:
-                isos.setdefault(tuple(round(v, 2) for v in b.isocenter_mm), []).append(b.name or str(b.number))  # type: ignore[arg-type]
+                for position in (b.isocenter_mm, *b.later_isocenters_mm):
+                    names = isos.setdefault(tuple(round(v, 2) for v in position), [])  # type: ignore[arg-type]
+                    names.append(b.name or str(b.number))
         if not isos:
             out.append(not_evaluated(rule, "no treatment beam states its (300A,012C) 'Isocenter Position'",
                                      courses=(info.label,)))
