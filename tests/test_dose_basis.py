@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from plancheck.errors import ProtocolError
+from plancheck.model import Roi
 from plancheck.model.case import Case
 from plancheck.protocol.loader import load_protocol
 from plancheck.rules.findings import Status
@@ -158,12 +159,44 @@ def _cord_with_prv_named(consensus, prv_name: str, mapping=None, courses=1):
     ("Cord+3mm", "3 mm margin"),               # a synonym of SpinalCord_PRV03
     ("Cord_PRV", "margin not in its name"),    # a synonym of SpinalCord_PRV
     ("SpinalCord_PRV10", "10 mm margin"),
+    # spellings in no list, read as a PRV of the cord (prv_words): the cord at 41.2 Gy must not
+    # stand in for them (it would PASS ≤ 45 Gy while the PRV reaches 47 Gy)
+    ("SC_PRV07", "7 mm margin"),
+    ("PRV07_Cord", "7 mm margin"),
+    ("Cord+7mm", "7 mm margin"),
+    ("Cord+0.7cm", "7 mm margin"),
+    ("PRV_SC", "margin not in its name"),
+    ("Cord_exp", "margin not in its name"),
+    ("SpinalCord_05", "margin not in its name"),   # a bare number may be a margin
 ])
 def test_a_cord_prv_of_another_margin_is_never_replaced_by_the_cord(consensus, prv_name, margin) -> None:
     (f,) = findings_of(_cord_with_prv_named(consensus, prv_name), "OAR-CORD")
     assert f.status is Status.NOT_EVALUATED, f.message
     assert f"'{prv_name}'" in f.message and margin in f.message
     assert "SpinalCord_PRV05 (5 mm margin)" in f.message and "--map SpinalCord_PRV05=" in f.message
+
+
+@pytest.mark.parametrize("prv_name", ["SpinalCord_PRV5mm", "SpinalCord_PRV_5mm", "Cord 5mm PRV", "PRV5_SC"])
+def test_an_unlisted_spelling_of_the_5_mm_prv_is_measured(consensus, prv_name) -> None:
+    # the PRV (x 5..21) reaches the 47 Gy band (voxel centres x = 20 mm): D0.03cc = 47 Gy > 45 Gy
+    (f,) = findings_of(_cord_with_prv_named(consensus, prv_name), "OAR-CORD")
+    assert f.status is Status.FAIL and f.structures == (prv_name,)
+    assert f.measured == pytest.approx(47.0, abs=TOL_GY)
+
+
+def test_an_empty_prv_or_a_mapping_to_nothing_does_not_put_the_limit_on_the_cord(consensus) -> None:
+    # the cord alone would PASS (≤ 45 Gy, it reaches 41.2 Gy); the PRV the structure set names
+    # (without contours) or the mapping names (absent) is what the limit is on: NOT EVALUATED
+    empty = Roi(2, "SpinalCord_PRV05", "ORGAN", ())
+    report = run_check(treatment([box_roi(1, "SpinalCord", CORD), empty],
+                                 [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS))]), consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED and "'SpinalCord_PRV05' has no contours" in f.message
+    assert "SpinalCord not measured in its place" in f.message
+    (f,) = findings_of(_cord_with_prv_named(consensus, "Cord PRV", mapping={"SpinalCord_PRV05": "Cord PRV5"}),
+                       "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED and "the mapping says SpinalCord_PRV05 is 'Cord PRV5'" in f.message
+    assert "SpinalCord not measured in its place" in f.message
 
 
 def test_the_composite_cord_maximum_does_not_fall_back_either(consensus) -> None:

@@ -463,3 +463,50 @@ def test_other_prvs_of_the_same_organ_are_found_by_any_name(matcher: StructureNa
     assert found == [("SpinalCord_PRV03", "SpinalCord_PRV03"), ("PRV10_SpinalCord", "SpinalCord_PRV10"),
                      ("Cord_PRV", "SpinalCord_PRV"), ("Cord+3mm", "SpinalCord_PRV03")]
     assert matcher.other_prvs("SpinalCord", rois) == []
+
+
+# PRV spellings that are in no list: read from the organ's name or synonym and a PRV word or a
+# margin (constraints/structure_synonyms.yaml, prv_words). The margin a name states, in mm: a
+# number right after the PRV word is mm (TG-263 "SpinalCord_PRVxx"), "0.7cm" = 7 mm.
+@pytest.mark.parametrize("name, organ, margin_mm", [
+    ("SC_PRV07", "SpinalCord", 7),
+    ("PRV07_Cord", "SpinalCord", 7),
+    ("SCPRV07", "SpinalCord", 7),          # PRV glued to a synonym
+    ("PRV_SC", "SpinalCord", None),
+    ("Cord 5mm PRV", "SpinalCord", 5),
+    ("SpinalCord_PRV_5_mm", "SpinalCord", 5),
+    ("Cord+0.7cm", "SpinalCord", 7),
+    ("Cord+7", "SpinalCord", None),        # "+7" without a unit states no margin
+    ("Cord_7mm", "SpinalCord", 7),
+    ("Cord_exp", "SpinalCord", None),
+    ("Esophagus_PRV05", "Esophagus", 5),
+    ("Lung_L_PRV5", "Lung_L", 5),
+])
+def test_unlisted_prv_spellings_are_read(matcher: StructureNameMatcher, name: str, organ: str,
+                                         margin_mm: int | None) -> None:
+    read = matcher.expansion_of(name)
+    assert read is not None and (read.organ, read.margin_mm) == (organ, margin_mm)
+
+
+@pytest.mark.parametrize("name", ["Lung L+R", "Heart+Pericardium", "Lungs-PTV", "Expander", "SpinalCord", "z_cord",
+                                  "Cord_expiration", "PRV", "Lung_1"])
+def test_names_not_read_as_expansions(matcher: StructureNameMatcher, name: str) -> None:
+    assert matcher.expansion_of(name) is None
+
+
+def test_an_unlisted_prv_of_the_listed_margin_is_that_prv(matcher: StructureNameMatcher) -> None:
+    hit = matcher.match("SpinalCord_PRV05", ["SpinalCord", "SpinalCord_PRV5mm", "SC_PRV07"])
+    assert (hit.status, hit.roi_name) == (MatchStatus.MATCHED, "SpinalCord_PRV5mm")
+    assert "read as SpinalCord with a 5 mm margin" in hit.how
+    # two ROIs that both are the 5 mm PRV: never a guess
+    two = matcher.match("SpinalCord_PRV05", ["Cord+5mm", "SpinalCord_PRV_5mm"])
+    assert two.status is MatchStatus.AMBIGUOUS
+    assert matcher.match("SpinalCord_PRV05", ["SpinalCord", "SC_PRV07"]).status is MatchStatus.MISSING
+
+
+def test_other_prvs_include_unlisted_spellings(matcher: StructureNameMatcher) -> None:
+    rois = ["SpinalCord", "SC_PRV07", "Cord+7mm", "PRV_SC", "SpinalCord_05", "Cord_PRV_old", "SC_old", "Heart_PRV"]
+    found = [(roi, prv.margin_mm) for roi, prv in matcher.other_prvs("SpinalCord_PRV05", rois)]
+    # a bare number after the organ (SpinalCord_05) may be a margin: read, margin not stated
+    assert found == [("SC_PRV07", 7), ("Cord+7mm", 7), ("PRV_SC", None), ("SpinalCord_05", None),
+                     ("Cord_PRV_old", None)]
