@@ -521,3 +521,27 @@ def test_plancheck_dvh_gives_a_clinic_named_cord_the_cord_alpha_beta() -> None:
     assert "Cord is SpinalCord" in by_name["Cord"].alpha_beta_source
     for row in by_name.values():
         assert row.metrics[0].value == pytest.approx(eqd2(47, 30, 2), abs=TOL_GY)
+
+
+# ---------------------------------------------------------------------------- planning helpers
+# A ring drawn around the primary PTV is a planning helper, not a target: it must not be
+# subtracted from the esophagus in COMP-ESO-MAX ("Esophagus − PTVs"). Esophagus x -5..100,
+# PTV_Eso x -5..20 (prescribed by C1), ring x 20..60. C1 (60 Gy/30 fx) gives 90 Gy to voxel
+# centres x 20..40 (band 17.5..42.5), 0 beyond; C2 (50 Gy/5 fx) treats a lung metastasis far away.
+# The esophagus outside the PTV holds 90 Gy/30 fx: EQD2₃ = 90·(3 + 3)/5 = 108 Gy > 100 (acceptable):
+# FAIL. With the ring subtracted only x 60..100 (0 Gy) would be left: a false PASS.
+@pytest.mark.parametrize("ring_name, interpreted_type", [
+    ("PTV_Ring", "ORGAN"),        # a helper word in the name
+    ("PTV_Shell2cm", "ORGAN"),
+    ("PTV_2", "CONTROL"),         # a target-like name of a helper's Interpreted Type
+    ("PTV_exp", "AVOIDANCE"),
+])
+def test_a_ring_around_the_ptv_is_not_subtracted_from_the_esophagus(consensus, ring_name, interpreted_type) -> None:
+    rois = [box_roi(1, "Esophagus", Box(-5, 100)), box_roi(2, "PTV_Eso", Box(-5, 20), interpreted_type="PTV"),
+            box_roi(3, ring_name, Box(20, 60), interpreted_type=interpreted_type),
+            box_roi(4, "PTV_Met_Lung", Box(200, 220), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 60.0, 30, 2), banded_dose([(-12.5, 17.5, 60.0), (17.5, 42.5, 90.0)])),
+                              (plan("C2", 50.0, 5, 4), banded_dose([(190, 230, 50.0)]))])
+    (f,) = findings_of(run_check(export, consensus, threads=1), "COMP-ESO-MAX")
+    assert f.status is Status.FAIL and f.measured == pytest.approx(eqd2(90, 30, 3), abs=TOL_GY)
+    assert ring_name not in f.details["structure_match"]

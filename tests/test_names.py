@@ -510,3 +510,15 @@ def test_other_prvs_include_unlisted_spellings(matcher: StructureNameMatcher) ->
     # a bare number after the organ (SpinalCord_05) may be a margin: read, margin not stated
     assert found == [("SC_PRV07", 7), ("Cord+7mm", 7), ("PRV_SC", None), ("SpinalCord_05", None),
                      ("Cord_PRV_old", None)]
+
+
+@pytest.mark.parametrize("name, interpreted_type", [
+    ("PTV_Ring", "ORGAN"), ("PTV_ring2cm", ""), ("PTVp_Shell", "PTV"), ("PTV_6000", "CONTROL"), ("GTV_Met1", "AVOIDANCE"),
+])
+def test_planning_helpers_are_not_targets(name: str, interpreted_type: str) -> None:
+    t = parse_target_name(name, interpreted_type)
+    assert t.kind is None and "planning helper" in t.notes[0]
+
+
+def test_a_site_that_only_starts_like_a_helper_word_is_a_target() -> None:
+    assert parse_target_name("PTV_Ringfinger", "PTV").kind is TargetKind.PTV  # whole word, or word + number

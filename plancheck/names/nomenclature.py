@@ -269,10 +269,11 @@ class TargetNameWords(_Strict):
     primary: list[str] = Field(min_length=1)
     nodal: list[str] = Field(min_length=1)
     primary_sites: dict[str, list[str]] = Field(default_factory=dict)
+    helper: list[str] = Field(default_factory=list)
 
-    _dedupe = field_validator("metastasis", "primary", "nodal")(_no_duplicates)
+    _dedupe = field_validator("metastasis", "primary", "nodal", "helper")(_no_duplicates)
 
-    @field_validator("metastasis", "primary", "nodal")
+    @field_validator("metastasis", "primary", "nodal", "helper")
     @classmethod
     def _letters_only(cls, values: list[str]) -> list[str]:
         for v in values:
