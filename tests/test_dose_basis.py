@@ -545,3 +545,21 @@ def test_a_ring_around_the_ptv_is_not_subtracted_from_the_esophagus(consensus, r
     (f,) = findings_of(run_check(export, consensus, threads=1), "COMP-ESO-MAX")
     assert f.status is Status.FAIL and f.measured == pytest.approx(eqd2(90, 30, 3), abs=TOL_GY)
     assert ring_name not in f.details["structure_match"]
+
+
+def test_an_ambiguous_member_is_not_left_out_of_a_union(consensus) -> None:
+    # SBRT 50 Gy/5 fx. Trachea (x 100..120) and Bronchus_Main_L (x 130..140) get 0 Gy; two ROIs that
+    # are both synonyms of Bronchus ('Bronchi', 'Bronchial_Tree', x 40..60, 12 cc each) lie in the
+    # 30 Gy band: the airway's D4cc is 30 Gy > 16.5 Gy. Leaving the ambiguous Bronchus out of
+    # "Trachea ∪ Bronchus" measured 0 Gy (a false PASS); it is NOT EVALUATED until mapped.
+    rois = [box_roi(1, "Trachea", Box(100, 120)), box_roi(2, "Bronchus_Main_L", Box(130, 140)),
+            box_roi(3, "Bronchi", Box(40, 60)), box_roi(4, "Bronchial_Tree", Box(40, 60)),
+            box_roi(5, "PTV_Met_Lung", Box(200, 220), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 50.0, 5, 5), banded_dose([(32.5, 67.5, 30.0), (190, 230, 50.0)]))])
+    report = run_check(export, consensus, threads=1)
+    for rule_id in ("TG101-AIRWAY-D4CC", "TG101-AIRWAY-MAX"):
+        (f,) = findings_of(report, rule_id)
+        assert f.status is Status.NOT_EVALUATED and "2 structures could be Bronchus" in f.message
+    mapped = run_check(export, consensus, user_mapping={"Bronchus": "Bronchi"}, threads=1)
+    (f,) = findings_of(mapped, "TG101-AIRWAY-D4CC")
+    assert f.status is Status.FAIL and f.measured == pytest.approx(30.0, abs=TOL_GY)

@@ -280,6 +280,16 @@ def _found(rule: DvhRule, ctx: CheckContext) -> _Subject:
     return subject
 
 
+def _unknown_roi(lookup) -> bool:
+    """True when the structure is in the structure set but it is not known which ROI it is: several
+    ROIs could be it (AMBIGUOUS), or the user's mapping names an ROI the structure set lacks or
+    has without contours. Such a member is never just left out of a combination."""
+    match = lookup.match
+    if lookup.roi is not None or match is None:
+        return False
+    return match.status is MatchStatus.AMBIGUOUS or match.how.startswith("user mapping")
+
+
 def _no_fallback(ctx: CheckContext, name: str, lookup, spec: list[str]) -> str:
     """Why the structures listed after ``name`` must not be measured in its place (``""`` when
     they may): ``name`` is there but it is not known which ROI it is (AMBIGUOUS), the user's
@@ -345,8 +355,8 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
     reasons: list[str] = []
     for part in spec.parts:
         lookups = [(name, ctx.structure(name)) for name in part]
-        broken = [f"{n}: {lk.reason}" for n, lk in lookups if lk.defective is not None]
-        if broken:  # a member that cannot be measured: the combination cannot be either
+        broken = [f"{n}: {lk.reason}" for n, lk in lookups if lk.defective is not None or _unknown_roi(lk)]
+        if broken:  # a member that cannot be measured, or is not known: the combination cannot be either
             return _Subject(None, spec.parts[0][0], reason="; ".join(broken))
         here = [(name, lk.roi) for name, lk in lookups if lk.roi is not None]
         found += here
