@@ -563,3 +563,31 @@ def test_an_ambiguous_member_is_not_left_out_of_a_union(consensus) -> None:
     mapped = run_check(export, consensus, user_mapping={"Bronchus": "Bronchi"}, threads=1)
     (f,) = findings_of(mapped, "TG101-AIRWAY-D4CC")
     assert f.status is Status.FAIL and f.measured == pytest.approx(30.0, abs=TOL_GY)
+
+
+# ---------------------------------------------------------------------------- one lung for both
+# External x -100..300 (its midline x = 100). The hot lung (LUNG_HOT, x 40..59, 24 Gy) lies left of
+# the midline, the cold one (x 140..171, z 30..60, 18.6 cc, 0 Gy) right of it. Both lungs: V20 = 11.4/30
+# = 38 % > 28 %: FAIL. A "Lungs" that is the cold lung alone reads V20 = 0 %: a false PASS; it lies
+# wholly on one side of the midline, so it is NOT EVALUATED (unless the user maps it: one lung left).
+BODY = Box(-100, 300, -35, 35, z0=-10, z1=70)
+COLD_RIGHT = Box(140, 171, z0=30, z1=60)
+
+
+def _lungs_report(consensus, *lung_boxes, name="Lungs", mapping=None):
+    rois = [box_roi(9, "External", BODY, interpreted_type="EXTERNAL"), box_roi(3, name, *lung_boxes),
+            box_roi(4, "Lung_L", LUNG_HOT), box_roi(5, "PTV_Eso", Box(200, 220), interpreted_type="PTV")]
+    bands = [(32.5, 67.5, 24.0), (190, 230, 60.0)]
+    return run_check(treatment(rois, [(plan("C1", 60.0, 30, 5), banded_dose(bands))]), consensus,
+                     user_mapping=mapping, threads=1)
+
+
+def test_a_lungs_structure_of_one_lung_is_not_graded_as_both(consensus) -> None:
+    (both,) = findings_of(_lungs_report(consensus, LUNG_HOT, COLD_RIGHT), "OAR-LUNG-V20")
+    assert both.status is Status.FAIL and both.measured == pytest.approx(38.0, abs=TOL_PCT)
+    (one,) = findings_of(_lungs_report(consensus, COLD_RIGHT), "OAR-LUNG-V20")
+    assert one.status is Status.NOT_EVALUATED
+    assert "lies on one side of the body's midline (0.0 % of its volume on the other side)" in one.message
+    (mapped,) = findings_of(_lungs_report(consensus, COLD_RIGHT, name="Lung_Rest", mapping={"Lungs": "Lung_Rest"}),
+                            "OAR-LUNG-V20")
+    assert mapped.status is Status.PASS and mapped.measured == pytest.approx(0.0, abs=TOL_PCT)

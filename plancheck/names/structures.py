@@ -703,6 +703,19 @@ class StructureNameMatcher:
                 out.append((roi, other))
         return out
 
+    def paired_sides(self, standard_name: str) -> tuple[str, str] | None:
+        """The TG-263 left and right structures of a paired organ's both-sides name
+        (``Lungs`` → ``Lung_L``, ``Lung_R``; ``Kidneys``), or ``None``.
+
+        >>> StructureNameMatcher().paired_sides("Lungs")
+        ('Lung_L', 'Lung_R')
+        """
+        canon = self._canon_or_self(standard_name)
+        if not canon.endswith("s"):
+            return None
+        left, right = canon[:-1] + "_L", canon[:-1] + "_R"
+        return (left, right) if left in self._idx.table and right in self._idx.table else None
+
     def expansion_of(self, roi_name: str) -> Expansion | None:
         """An exported ROI name that is not a known structure name, read as a PRV of an organ
         (:func:`read_expansion`: ``SC_PRV07``, ``PRV_SC``, ``Cord+7mm``, ``Cord_exp``), or ``None``.

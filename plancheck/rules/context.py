@@ -25,7 +25,7 @@ import numpy as np
 from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import grid_uncovered_volume_cc, sample_for_grid, sample_for_grids
-from plancheck.dvh.geometry import OutsideVolume, volume_outside
+from plancheck.dvh.geometry import OutsideVolume, volume_fraction_below_x, volume_outside
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case, CourseDeclaration
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 # consensus §5.2: "a single 8 Gy palliative fraction is palliative, not SBRT, when the case file says so"
 PALLIATIVE_SINGLE_FRACTION_GY = 8.0
+# a both-sides structure (Lungs, Kidneys) with less than this fraction of its volume on one side of the
+# body's midline is one organ of the pair: of both lungs, each side holds one lung (right ~55 %, left
+# ~45 % of the volume); a single lung crosses the midline by a few % at most (anterior junction line)
+ONE_SIDE_FRACTION = 0.10
 
 
 
@@ -289,7 +293,40 @@ class CheckContext:
             return StructureLookup(standard_name, None, match, roi.defect_text, defective=roi)
         if roi.is_empty:
             return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
+        one_side = self._one_side_only(standard_name, roi, match)
+        if one_side:
+            return StructureLookup(standard_name, None, match, one_side, defective=roi)
         return StructureLookup(standard_name, roi, match)
+
+    @cached_property
+    def _body_midline_x_mm(self) -> float | None:
+        """x (mm) of the body's mid-sagittal plane: the middle of the External's (or Body's) x extent;
+        ``None`` without a measurable body contour."""
+        body = self.structure("External").roi
+        if body is None:
+            return None
+        xs = np.concatenate([c.points_mm[:, 0] for c in body.contours if len(c.points_mm)])
+        return float((xs.min() + xs.max()) / 2.0) if len(xs) else None
+
+    def _one_side_only(self, standard_name: str, roi: Roi, match: NameMatch) -> str:
+        """Why a both-sides structure (``Lungs``, ``Kidneys``) cannot be measured: its ROI lies on one
+        side of the body's midline (less than :data:`ONE_SIDE_FRACTION` of its volume on the other),
+        so it is one lung, not both; ``""`` when it is not such a structure, it has both sides, there
+        is no body contour, or the user's mapping named the ROI (a single remaining lung)."""
+        sides = self.matcher.paired_sides(standard_name)
+        if sides is None or match.how.startswith("user mapping"):
+            return ""
+        mid = self._body_midline_x_mm
+        if mid is None:
+            return ""
+        below = volume_fraction_below_x(roi, mid)
+        other = min(below, 1.0 - below)
+        if other >= ONE_SIDE_FRACTION:
+            return ""
+        return (f"structure {roi.name!r} lies on one side of the body's midline ({100 * other:.1f} % of its "
+                f"volume on the other side): it is one of {sides[0]}, {sides[1]}, not both, and the limits on "
+                f"{match.standard_name} are for both together; contour both, or, if one is all there is "
+                f"(e.g. after a pneumonectomy), say so with a mapping (--map {match.standard_name}={roi.name})")
 
     @property
     def declared_courses_left_out(self) -> tuple[str, ...]:
