@@ -33,7 +33,7 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher
+from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher, normalize_name
 from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
@@ -82,6 +82,38 @@ class StructureLookup:
     match: NameMatch | None
     reason: str = ""
     defective: Roi | None = None
+
+
+def structure_names(spec) -> list[str]:
+    """Every structure name a rule field names: one name, each name of a list (a rule measures the
+    first contoured), or each member of a combination and what it subtracts; ``[]`` for others."""
+    if isinstance(spec, str):
+        return [spec]
+    if isinstance(spec, list):
+        return [n for n in spec if isinstance(n, str)]
+    parts = getattr(spec, "parts", None)
+    if parts is None:
+        return []
+    return [n for part in parts for n in part] + list(getattr(spec, "minus", ()))
+
+
+# rule fields that name structures (dvh/geometry ``structure``, conformity ``body``, integrity
+# ``structures``/``only_if_structures``), and the structures looked up by name whatever the rules
+STRUCTURE_FIELDS = ("structure", "body", "structures", "only_if_structures")
+ALWAYS_LOOKED_UP = ("External",)
+
+
+def unknown_mapping_keys(protocol: Protocol, mapping: Mapping[str, str]) -> list[str]:
+    """Keys of a per-run mapping that name no structure the protocol's rules look up (``SpinalCord_PRV5mm``
+    for ``SpinalCord_PRV05``): such a mapping would silently change nothing. Keys are compared as the
+    matcher compares them (:func:`plancheck.names.structures.normalize_name`, TG-263 spelling)."""
+    matcher = StructureNameMatcher()
+    wanted = {normalize_name(n) for n in ALWAYS_LOOKED_UP}
+    for resolved in protocol.rules:
+        for field_name in STRUCTURE_FIELDS:
+            for name in structure_names(getattr(resolved.rule, field_name, None)):
+                wanted.add(normalize_name(matcher.canonical_name(name) or name))
+    return [k for k in mapping if normalize_name(matcher.canonical_name(k) or k) not in wanted]
 
 
 @dataclass(frozen=True)

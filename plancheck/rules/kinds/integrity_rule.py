@@ -77,7 +77,7 @@ from plancheck.protocol.schema import StrictModel
 from plancheck.radiobiology import FractionationRegime
 from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
 from plancheck.rules.checks import CheckKind, CheckRule
-from plancheck.rules.context import CheckContext, CourseInfo
+from plancheck.rules.context import CheckContext, CourseInfo, structure_names
 from plancheck.rules.findings import Finding, Status, worst_status
 from plancheck.rules.thresholds import Limits, grade, grade_interval
 
@@ -330,19 +330,6 @@ def _dose_summation(rule: DoseSummation, ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _structure_names(spec) -> list[str]:
-    """Every structure name a rule's ``structure`` names: one name, each name of a list (the first
-    contoured is measured), or each member of a combination and what it subtracts."""
-    if isinstance(spec, str):
-        return [spec]
-    if isinstance(spec, list):
-        return [n for n in spec if isinstance(n, str)]
-    parts = getattr(spec, "parts", None)
-    if parts is None:
-        return []
-    return [n for part in parts for n in part] + list(getattr(spec, "minus", ()))
-
-
 def _evaluated_rois(rule: GridCovers, ctx: CheckContext) -> tuple[list[Roi], list[str]]:
     """The ROIs whose coverage is checked, and the names asked for but not found."""
     rois: dict[int, Roi] = {}
@@ -361,7 +348,7 @@ def _evaluated_rois(rule: GridCovers, ctx: CheckContext) -> tuple[list[Roi], lis
                     rois[roi.number] = roi
                 missing += [f"{roi.name} (cannot be measured)" for roi in group.defective.values()]
             for resolved in ctx.protocol.rules:
-                for name in _structure_names(getattr(resolved.rule, "structure", None)):
+                for name in structure_names(getattr(resolved.rule, "structure", None)):
                     if name not in names:
                         names.append(name)
         for name in names:
