@@ -522,3 +522,7 @@ def test_planning_helpers_are_not_targets(name: str, interpreted_type: str) -> N
 
 def test_a_site_that_only_starts_like_a_helper_word_is_a_target() -> None:
     assert parse_target_name("PTV_Ringfinger", "PTV").kind is TargetKind.PTV  # whole word, or word + number
+
+
+def test_lungs_total_is_both_lungs(matcher: StructureNameMatcher) -> None:
+    assert matcher.standard_name_of("Lungs_total") == "Lungs"
