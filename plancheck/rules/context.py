@@ -45,7 +45,8 @@ from plancheck.radiobiology import (
 )
 from plancheck.radiobiology.course_dvh import composite_dvhs, course_dvh
 
-__all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
+__all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo", "ONE_SIDE_FRACTION", "structure_names",
+           "unknown_mapping_keys"]
 
 log = logging.getLogger(__name__)
 
