@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plancheck.errors import ProtocolError, UsageError
@@ -526,3 +526,11 @@ def test_a_site_that_only_starts_like_a_helper_word_is_a_target() -> None:
 
 def test_lungs_total_is_both_lungs(matcher: StructureNameMatcher) -> None:
     assert matcher.standard_name_of("Lungs_total") == "Lungs"
+
+
+@settings(deadline=None)  # the first example builds the name index (once per process)
+@given(st.text(alphabet="CordSPRVexpmc_ .-+0123456789", max_size=24))
+def test_reading_any_name_as_an_expansion_never_fails(name: str) -> None:
+    # ROI names are untrusted: any text is read or not, never an exception; a margin read is ≥ 0
+    read = StructureNameMatcher().expansion_of(name)
+    assert read is None or (read.mentioned and (read.margin_mm is None or read.margin_mm >= 0))
