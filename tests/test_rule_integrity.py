@@ -253,3 +253,20 @@ def test_the_schema_tells_which_fields_belong_to_each_check():
                                            "category": "integrity",
                                            "provenance": {"source": "s", "section": "s", "confidence": "provisional"}})
     assert type(rule).__name__ == "SingleMachine" and rule.course == "all"
+
+
+def test_grid_cover_checks_the_structures_of_lists_and_combinations():
+    # The cord rules name [SpinalCord_PRV05, SpinalCord], the airway rules Trachea ∪ Bronchus: their
+    # structures are evaluated too. Both lie at z 60..100 mm, the grid's last voxel centre is at
+    # z = 80 mm (rt_cases: 5 mm voxels): about half of each is outside — 20/40 = 50 % to the last
+    # centre, 22.5/40 = 56.25 % with its half voxel. Before, only single-name rules were checked: PASS.
+    from rt_cases import Box, banded_dose, box_roi, plan, treatment
+
+    from plancheck.rules.runner import protocol_for_check, run_check
+    rois = [box_roi(1, "SpinalCord", Box(10, 16, -3, 3)), box_roi(2, "SpinalCord_PRV05", Box(5, 21, -8, 8, z0=60, z1=100)),
+            box_roi(3, "Trachea", Box(100, 120, z0=60, z1=100)), box_roi(4, "PTV_Eso", Box(40, 60), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 60.0, 30, 4), banded_dose([(32.5, 67.5, 60.0)]))])
+    report = run_check(export, protocol_for_check("esophagus-oligomet-2025"), threads=1)
+    (f,) = [f for f in report.findings if f.rule_id == "INT-GRID-COVER"]
+    assert f.status is Status.FAIL and set(f.structures) == {"SpinalCord_PRV05", "Trachea"}
+    assert 50.0 <= f.measured <= 56.25 + 0.01

@@ -77,7 +77,7 @@ from plancheck.protocol.schema import StrictModel
 from plancheck.radiobiology import FractionationRegime
 from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
 from plancheck.rules.checks import CheckKind, CheckRule
-from plancheck.rules.context import CheckContext, CourseInfo
+from plancheck.rules.context import CheckContext, CourseInfo, structure_names
 from plancheck.rules.findings import Finding, Status, worst_status
 from plancheck.rules.thresholds import Limits, grade, grade_interval
 
@@ -348,9 +348,9 @@ def _evaluated_rois(rule: GridCovers, ctx: CheckContext) -> tuple[list[Roi], lis
                     rois[roi.number] = roi
                 missing += [f"{roi.name} (cannot be measured)" for roi in group.defective.values()]
             for resolved in ctx.protocol.rules:
-                name = getattr(resolved.rule, "structure", None)
-                if isinstance(name, str) and name not in names:
-                    names.append(name)
+                for name in structure_names(getattr(resolved.rule, "structure", None)):
+                    if name not in names:
+                        names.append(name)
         for name in names:
             lookup = ctx.structure(name)
             if lookup.roi is None:
