@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from plancheck.dicom import read_export
-from plancheck.dicom.link import SKIPPED_FILES_SHOWN, skipped_files_note
+from plancheck.dicom.link import SKIPPED_FILES_SHOWN, _worth_naming, skipped_files_note
 from plancheck.errors import LinkError
 from plancheck.model import SkippedFile
 from test_read import RT_IMAGE, _base, save, write_export
@@ -69,8 +69,17 @@ def test_note_names_at_most_the_shown_number_and_counts_the_rest() -> None:
     n = SKIPPED_FILES_SHOWN + 3
     skipped = [SkippedFile(f"/in/RI{k}.dcm", "SOP class RT Image Storage is not used by plancheck") for k in range(n)]
     skipped.append(SkippedFile("/in/a.zip!sub/notes.txt", "not a DICOM file (no 'DICM' prefix)"))
+    skipped.append(SkippedFile("/in/RD_C1.dcm", "dose of plan C1, which is not a course of this check (not "
+                                                "selected by --plan)"))
     note = skipped_files_note(skipped)
-    assert note.startswith(f"{n + 1} file(s) of the input were not used — RI0.dcm: ")
+    assert note.startswith(f"{n + 2} file(s) of the input were not used — RI0.dcm: ")
     assert f"RI{SKIPPED_FILES_SHOWN - 1}.dcm" in note and f"RI{SKIPPED_FILES_SHOWN}.dcm" not in note
-    assert note.endswith("; 3 more; 1 file(s) that are not DICOM")
+    assert note.endswith("; 3 more; 1 dose file(s) of the plans left out; 1 file(s) that are not DICOM")
     assert "/in/" not in note
+
+
+def test_doses_of_plans_left_out_give_no_note_of_their_own() -> None:
+    # --plan leaves a plan out: the plan's own warning says so; its dose file is not named again
+    assert not _worth_naming(SkippedFile("RD.dcm", "dose of plan C1, which is not a course of this check (x)"))
+    assert _worth_naming(SkippedFile("RD.dcm", "superseded by the PLAN dose RD2.dcm"))
+    assert not _worth_naming(SkippedFile("a.txt", "not a DICOM file (no 'DICM' prefix)"))

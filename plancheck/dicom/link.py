@@ -643,14 +643,26 @@ def skipped_files_note(skipped: Sequence[SkippedFile]) -> str:
     the first :data:`SKIPPED_FILES_SHOWN` DICOM (or damaged) files are named with the reason,
     the rest counted, and files that are not DICOM at all (notes, the case file) only counted.
     """
-    named = [s for s in skipped if not s.reason.startswith("not a DICOM")]
-    plain = len(skipped) - len(named)
+    named = [s for s in skipped if _worth_naming(s)]
+    plain = sum(s.reason.startswith("not a DICOM") for s in skipped)
+    left_out = len(skipped) - len(named) - plain
     parts = [f"{_file_name(s.path)}: {s.reason}" for s in named[:SKIPPED_FILES_SHOWN]]
     if len(named) > SKIPPED_FILES_SHOWN:
         parts.append(f"{len(named) - SKIPPED_FILES_SHOWN} more")
+    if left_out:
+        parts.append(f"{left_out} dose file(s) of the plans left out")
     if plain:
         parts.append(f"{plain} file(s) that are not DICOM")
     return f"{len(skipped)} file(s) of the input were not used — {'; '.join(parts)}"
+
+
+_LEFT_OUT_DOSE = "which is not a course of this check"
+"""In the reason a dose of a plan left out is skipped with (the plan's own warning explains it)."""
+
+
+def _worth_naming(skipped: SkippedFile) -> bool:
+    """A skipped file the report names: DICOM (or damaged) and not the dose of a plan left out."""
+    return not skipped.reason.startswith("not a DICOM") and _LEFT_OUT_DOSE not in skipped.reason
 
 
 def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[SkippedFile],
@@ -750,7 +762,7 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
     for header, file in dose_headers:
         owner = next((left_out_uids[u] for u in header.plan_uids if u in left_out_uids), None)
         if owner is not None:
-            skipped.append(SkippedFile(file.label, f"dose of plan {owner.shown}, which is not a course of this "
+            skipped.append(SkippedFile(file.label, f"dose of plan {owner.shown}, {_LEFT_OUT_DOSE} "
                                                    f"check ({owner.reason})"))
             dose_bytes.pop(file.label, None)
             continue
@@ -819,7 +831,7 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
 
     for warning in warnings:
         logger.warning("%s", warning)
-    if any(not s.reason.startswith("not a DICOM") for s in skipped):
+    if any(_worth_naming(s) for s in skipped):
         warnings.append(skipped_files_note(skipped))
         logger.info("%s", warnings[-1])
     for note in [p.describe() for p in left_out] + list(course_notes):
