@@ -188,7 +188,7 @@ class TreatmentChecker:
             if check.error is not None:
                 raise _NotCheckable(check.error)
             args = (tuple(str(f) for f in check.files), self.protocol, str(staging), tuple(self.formats), case_file,
-                    selection, self.threads)
+                    selection, self.threads, check.outside_plans)
             outcome = call_in_process(_check_and_summarise, args, limits=self.limits) if self.isolate \
                 else _check_and_summarise(*args)
         except Exception as exc:  # includes unreadable input and bugs: recorded, the service goes on
@@ -241,11 +241,11 @@ class TreatmentChecker:
 
 
 def _check_and_summarise(files: tuple[str, ...], protocol: Protocol, out_dir: str, formats: tuple[str, ...],
-                         case_file: str | None, selection, threads: int | None = None) -> dict:
+                         case_file: str | None, selection, threads: int | None = None, outside=()) -> dict:
     """Check and write the reports; return what the record needs (small, picklable: the
     report itself, with its dose grids, stays in the worker)."""
     report, paths = check_treatment_files(files, protocol, out_dir, formats=formats, case_file=case_file,
-                                          selection=selection, threads=threads)
+                                          selection=selection, threads=threads, outside=outside)
     return {
         "status": str(worst_status([f.status for f in report.findings])), "summary": dict(report.summary),
         "labels": tuple(c.label for c in report.export.courses),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from plancheck.batch.job import TreatmentJob
 from plancheck.analysis.check_treatment import find_case, read_case, selection_for
-from plancheck.model.course_selection import PlanSelection
+from plancheck.model.course_selection import LeftOutPlan, PlanSelection
 from plancheck.dicom.store import (
     IndexResult, TreatmentCheck, TreatmentGroup, group_treatments, index_archive, index_objects, treatment_checks,
 )
@@ -121,10 +121,13 @@ def _case_bytes(source: str) -> bytes:
         return b""
 
 
-def _job_fingerprint(base: str, case_file: str | None, selection: PlanSelection | None) -> str:
+def _job_fingerprint(base: str, case_file: str | None, selection: PlanSelection | None,
+                     outside: tuple[LeftOutPlan, ...] = ()) -> str:
     h = hashlib.sha256(base.encode())
     h.update(b"\ncase:" + (_case_bytes(case_file) if case_file else b"-"))
     h.update(b"\nselection:" + repr(selection).encode())
+    if outside:  # a plan of the patient added in another frame makes the composite limits NOT EVALUATED
+        h.update(b"\noutside:" + ",".join(sorted(p.uid for p in outside)).encode())
     return h.hexdigest()[:32]
 
 
@@ -198,8 +201,32 @@ def discover_treatments(root: str | os.PathLike[str], reports_dir: str | os.Path
                 files=tuple(str(p) for p in check.files), out_dir=str(reports / key / check.check_id),
                 left_out=tuple((p.uid, p.label, p.reason) for p in (choice.left_out if choice else ())),
                 formats=formats, case_file=case_file, selection=explicit,
-                fingerprint=_job_fingerprint(base, case_file, explicit),
+                fingerprint=_job_fingerprint(base, case_file, explicit, check.outside_plans),
                 error=case_error or check.error,
-                secrets=(treatment.patient_id, treatment.patient_name),
+                secrets=(treatment.patient_id, treatment.patient_name), outside=check.outside_plans,
             ))
+    _list_unused(discovery)
     return discovery
+
+
+def _list_unused(discovery: Discovery) -> None:
+    """Add to ``discovery.index.skipped`` every indexed object that no job reads (a structure
+    set, dose or image with no plan of its patient in its frame of reference, or of a
+    treatment ``--plan`` left out), so that no file under the root is passed over unsaid."""
+    read = {(str(o.path), o.member) for c in discovery.checks for o in c.objects}
+    checked = {c.treatment.key for c in discovery.checks}
+    places = {(t.patient_id, t.frame_of_reference_uid): t.key for t in discovery.treatments}
+    for o in discovery.index.objects:
+        if (str(o.path), o.member) in read:
+            continue
+        label = Path(f"{o.path}!{o.member}") if o.member else o.path
+        place = places.get((o.patient_id, o.frame_of_reference_uid))
+        if place is not None and place not in checked:
+            reason = "its treatment has none of the plans named by --plan"
+        else:
+            reason = (f"no RT Plan of its patient in its frame of reference ({o.frame_of_reference_uid or 'none'}) "
+                      f"uses this {_KIND_NAMES.get(o.kind, o.kind)}")
+        discovery.index.skipped.append((label, reason))
+
+
+_KIND_NAMES = {"RTSTRUCT": "RT Structure Set", "RTDOSE": "RT Dose", "IMAGE": "image"}

@@ -202,10 +202,12 @@ class ExportFolder:
         return float("inf") if unstable else last
 
     def _signature(self, check: TreatmentCheck, case_file: str | None) -> tuple:
-        """What a decision on a check depends on: its objects' files and times, its courses."""
+        """What a decision on a check depends on: its objects' files and times, its courses, the
+        patient's plans in other frames (which leave its composite limits NOT EVALUATED)."""
         files = tuple(sorted((o.sop_instance_uid, str(o.path), self._files[o.path].mtime_ns if o.path in self._files
                               else 0) for o in check.objects))
-        return files, check.choice.courses if check.choice else (), check.error, case_file
+        elsewhere = tuple(sorted(p.sop_instance_uid for p in check.treatment.elsewhere))
+        return files, check.choice.courses if check.choice else (), check.error, case_file, elsewhere
 
     def _check_ready(self, now: float) -> list[CheckRecord]:
         self._needs_grouping = False
