@@ -181,3 +181,45 @@ def test_watch_checks_a_treatment_again_when_a_course_arrives_on_another_image_s
     assert sorted(r.plan_labels for r in records) == [("C_A",), ("C_B",)]
     for record in records:
         assert _cord(Path(record.report_files[0]))["CORD-COMPOSITE"][0] == "NOT_EVALUATED"
+
+
+@pytest.fixture(scope="module")
+def shared_frame(tmp_path_factory) -> Path:
+    """Two patients planned on one template CT (one frame of reference UID): MRN-1 has course C_A,
+    MRN-2 course C_B (each cord 25 Gy)."""
+    out = tmp_path_factory.mktemp("shared-frame")
+    frame = "1.2.826.0.1.3680043.8.498.4242"
+    two_frame_export(out / "p1", key="p1", patient_id="MRN-1", patient_name="ONE^PAT", courses=("C_A",),
+                     frame_uid=frame)
+    two_frame_export(out / "p2", key="p2", patient_id="MRN-2", patient_name="TWO^PAT", courses=("C_B",),
+                     frame_uid=frame)
+    return out
+
+
+def test_batch_keeps_both_patients_who_share_a_frame_of_reference(shared_frame, tmp_path, protocol):
+    outcome = run_batch(shared_frame, tmp_path / "reports", protocol, BatchOptions(workers=0))
+    # one result per patient (the second used to replace the first: C_B reported twice, C_A lost)
+    assert sorted(r.plan_labels for r in outcome.results) == [("C_A",), ("C_B",)]
+    assert len({r.patient_key for r in outcome.results}) == 2
+    assert sorted(r["plans"] for r in outcome.rows if r["rule_id"] == "CORD-COMPOSITE") == ["C_A", "C_B"]
+
+
+def test_watch_files_the_reports_of_two_patients_who_share_a_frame_apart(shared_frame, tmp_path, protocol):
+    shutil.copytree(shared_frame, tmp_path / "in")
+    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
+                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
+    records = []
+    for now in (0.0, 2.0, 4.0):
+        folder.scan()
+        records += folder.step(now=now)
+    assert sorted(r.plan_labels for r in records) == [("C_A",), ("C_B",)]
+    assert records[0].treatment_id == records[1].treatment_id  # the frame of reference UID
+    assert records[0].patient_key != records[1].patient_key
+    for record in records:
+        treatment = Path(record.folder).parent
+        assert treatment.parent.name == record.patient_key
+        # each patient's report is the newest of its own treatment, superseded by no other patient's
+        assert json.loads((treatment / "latest.json").read_text(encoding="utf-8")) == {
+            "latest": Path(record.folder).name, "superseded": []}
+    names = [p.name for p in (tmp_path / "reports").rglob("*")]
+    assert not any("MRN" in n or "PAT" in n for n in names)

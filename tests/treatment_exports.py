@@ -127,12 +127,13 @@ def two_course_export(out: Path, *, key: str = "two-course", patient_id: str = "
 
 def two_frame_export(out: Path, *, key: str = "two-frame", patient_id: str = "MRN-434343",
                      patient_name: str = "SPLIT^CASE", courses: tuple[str, ...] = ("C_A", "C_B"),
-                     orphan_dose: bool = False) -> dict[str, Path]:
+                     orphan_dose: bool = False, frame_uid: str | None = None) -> dict[str, Path]:
     """The two courses of :func:`two_course_export`, each planned on its own image set: C_A with
     its own structure set in frame A (folder ``out/A``), C_B in frame B (``out/B``); the
     geometry and doses as there (cord 25 Gy in each course). ``courses`` chooses which are
     written. ``orphan_dose``: also the dose of a third course C_X in frame A (cord 25 Gy)
-    whose plan is not written (``out/A/RD_C_X.dcm``)."""
+    whose plan is not written (``out/A/RD_C_X.dcm``). ``frame_uid``: one frame of reference UID for
+    every course (e.g. two patients on one template CT)."""
     patient = PatientSpec(patient_id, patient_name, study_instance_uid=deterministic_uid(key, "study"))
     rois = [RoiSpec(1, "PTV_A", "PTV", _box_contours(*BOXES["PTV_A"])),
             RoiSpec(2, "PTV_B", "PTV", _box_contours(*BOXES["PTV_B"])),
@@ -142,7 +143,8 @@ def two_frame_export(out: Path, *, key: str = "two-frame", patient_id: str = "MR
     files: dict[str, Path] = {}
     for label in courses:
         place, target, rx_gy, fractions, doses = specs[label]
-        folder, frame, rtss_uid = out / place, deterministic_uid(key, "frame", place), deterministic_uid(key, "rtss", place)
+        folder, rtss_uid = out / place, deterministic_uid(key, "rtss", place)
+        frame = frame_uid or deterministic_uid(key, "frame", place)
         files[f"RS_{place}"] = save_dataset(rtstruct_dataset(rois=rois, frame_of_reference_uid=frame, patient=patient,
                                                              sop_instance_uid=rtss_uid), folder / "RS.dcm")
         plan_uid = deterministic_uid(key, "plan", label)

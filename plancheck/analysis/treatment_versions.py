@@ -8,9 +8,14 @@ plan or an added course gives a new version. Each version's reports are written 
 staging folder and renamed into place when complete, never overwritten; earlier versions
 are kept::
 
-    REPORTS/<treatment id>/<UTC time>_<version>/   reports and record.json
-    REPORTS/<treatment id>/latest.json              the newest version, and the superseded ones
-    REPORTS/checks.jsonl                            one line per check
+    REPORTS/<patient key>/<treatment id>/<UTC time>_<version>/   reports and record.json
+    REPORTS/<patient key>/<treatment id>/latest.json              the newest version, and the superseded ones
+    REPORTS/checks.jsonl                                          one line per check
+
+The patient key is a salted hash of the Patient ID (:mod:`plancheck.analysis.patient_keys`,
+as ``plancheck batch`` files its reports): a treatment id is a frame of reference UID, which
+two patients may share (a template CT), and one patient's report must never be listed as
+superseded by another's.
 
 A treatment that cannot be checked from its files (unreadable input, too many alternative
 plans, still incomplete when given up on) is recorded as ERROR once per version; an internal
@@ -29,12 +34,13 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from plancheck.atomic_write import write_file_atomically
 from plancheck.analysis.processes import JobLimits, WorkerFailed, call_in_process
 from plancheck.analysis.check_treatment import check_treatment_files
+from plancheck.analysis.patient_keys import patient_keyer
 from plancheck.dicom.store import TreatmentCheck, scrub, treatment_version
 from plancheck.errors import InputError, ProtocolError, UsageError
 from plancheck.protocol.loader import Protocol
@@ -67,6 +73,8 @@ class CheckRecord:
         The courses checked together.
     left_out
         ``"label: reason"`` of the treatment's other plans.
+    patient_key
+        The patient's key (a salted hash of the Patient ID; the folder above the treatment's).
     status
         Worst finding status, or ERROR when the check could not be done.
     summary
@@ -88,6 +96,7 @@ class CheckRecord:
     elapsed_s: float = 0.0
     left_out: tuple[str, ...] = ()
     folder: str = ""
+    patient_key: str = ""
 
 
 class TreatmentChecker:
@@ -131,6 +140,7 @@ class TreatmentChecker:
         self.isolate = isolate
         self.limits = limits or JobLimits()
         self.threads = threads
+        self._patient_key = patient_keyer(self.reports_dir)
         self._log_lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()  # (check id, version) being checked now
         self._flight_lock = threading.Lock()
@@ -143,9 +153,13 @@ class TreatmentChecker:
             except Exception as exc:  # the first check will try again and report
                 log.warning("the check worker server could not be started: %s", exc)
 
+    def treatment_folder(self, check: TreatmentCheck) -> Path:
+        """The folder of the treatment's versions: ``REPORTS/<patient key>/<treatment id>``."""
+        return self.reports_dir / self._patient_key(check.treatment.patient_id) / check.check_id
+
     def version_folder(self, check: TreatmentCheck, version: str) -> Path | None:
         """The folder of a version already checked, if any."""
-        folder = self.reports_dir / check.check_id
+        folder = self.treatment_folder(check)
         found = sorted(folder.glob(f"*_{version}")) if folder.is_dir() else []
         return found[-1] if found else None
 
@@ -210,7 +224,8 @@ class TreatmentChecker:
             left_out = tuple(scrub(x, secrets) for x in outcome["left_out"])
             record = CheckRecord(stamp, check.check_id, version, treatment.study_uid, uids, labels, outcome["status"],
                                  outcome["summary"], elapsed_s=time.perf_counter() - start, left_out=left_out)
-        final = self.reports_dir / check.check_id / f"{stamp}_{version}"
+        final = self.treatment_folder(check) / f"{stamp}_{version}"
+        record = replace(record, patient_key=final.parent.parent.name)
         if crashed:
             shutil.rmtree(staging, ignore_errors=True)
         else:

@@ -12,14 +12,13 @@ same targets) are never summed: each combination is checked as its own treatment
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from plancheck.analysis.patient_keys import SALT_FILE, patient_keyer
 from plancheck.batch.job import TreatmentJob
 from plancheck.analysis.check_treatment import find_case, read_case, selection_for
 from plancheck.model.course_selection import LeftOutPlan, PlanSelection
@@ -32,9 +31,6 @@ from plancheck.protocol.loader import Protocol
 __all__ = ["Discovery", "discover_treatments", "patient_keyer", "protocol_fingerprint", "data_fingerprint",
            "SALT_FILE"]
 
-#: Secret salt of the patient keys, kept in the reports folder (same folder → same keys).
-SALT_FILE = ".patient-key-salt"
-
 
 @dataclass
 class Discovery:
@@ -45,27 +41,6 @@ class Discovery:
     checks: list[TreatmentCheck] = field(default_factory=list)
     index: IndexResult = field(default_factory=IndexResult)
     not_selected: int = 0
-
-
-def patient_keyer(reports_dir: Path):
-    """A function ``patient_id -> key``: HMAC-SHA256 with a salt stored in ``reports_dir``.
-
-    A plain hash of a medical record number can be reversed by trying every number; the
-    salt (random, created on first use, readable only by its owner) prevents that while
-    keeping keys stable across runs into the same reports folder.
-    """
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    path = reports_dir / SALT_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(secrets.token_hex(32))
-    salt = bytes.fromhex(path.read_text(encoding="ascii").strip())
-
-    def key(patient_id: str) -> str:
-        return "P" + hmac.new(salt, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
-
-    return key
 
 
 def data_fingerprint() -> str:

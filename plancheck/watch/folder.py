@@ -15,7 +15,7 @@ order. :class:`ExportFolder` is fed the paths that changed (by a file-system obs
 3. **checks**: a treatment whose folders have been quiet for ``settle_s`` seconds (no
    unstable file in them) and that is complete (every course has its structure set and
    doses) is checked, once per version (:class:`plancheck.analysis.treatment_versions.TreatmentChecker`),
-   into ``REPORTS/<treatment id>/<time>_<version>/``. One still incomplete after
+   into ``REPORTS/<patient key>/<treatment id>/<time>_<version>/``. One still incomplete after
    ``incomplete_after_s`` quiet seconds is recorded once as ERROR naming what is missing,
    so an export that stays partial is not silently ignored; when the missing file arrives,
    the new version is checked.
