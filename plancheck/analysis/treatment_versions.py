@@ -1,12 +1,14 @@
 """Checking each version of a treatment once, into report folders that are written once.
 
 Shared by the DICOM receiver (:mod:`plancheck.net.checks`) and the watched export folder
-(:mod:`plancheck.watch`). A treatment's *version* is a hash of its course selection and of
-the content of its RT objects (:func:`plancheck.dicom.store.treatment_version`): the same
-objects sent (or copied) again give the same version, which is not checked again; a changed
-plan or an added course gives a new version. Each version's reports are written into a
-staging folder and renamed into place when complete, never overwritten; earlier versions
-are kept::
+(:mod:`plancheck.watch`). A treatment's *version* is a hash of its course selection, of
+the content of its RT objects (:func:`plancheck.dicom.store.treatment_version`) and of its
+case file's content: the same objects sent (or copied) again give the same version, which
+is not checked again; a changed plan or case file, or an added course, gives a new version.
+A version checked before that is the treatment's current one again (a plan re-sent as it
+was, a case file edit undone) becomes its newest again in ``latest.json``. Each version's
+reports are written into a staging folder and renamed into place when complete, never
+overwritten; earlier versions are kept::
 
     REPORTS/<patient key>/<treatment id>/<UTC time>_<version>/   reports and record.json
     REPORTS/<patient key>/<treatment id>/latest.json              the newest version, and the superseded ones
@@ -25,6 +27,7 @@ version is tried again. The check itself is :func:`plancheck.analysis.check_trea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -43,6 +46,7 @@ from plancheck.analysis.check_treatment import check_treatment_files
 from plancheck.analysis.patient_keys import patient_keyer
 from plancheck.dicom.store import TreatmentCheck, scrub, treatment_version
 from plancheck.errors import InputError, ProtocolError, UsageError
+from plancheck.model.case_files import read_case_text
 from plancheck.protocol.loader import Protocol
 from plancheck.rules.findings import Status, worst_status
 
@@ -166,8 +170,8 @@ class TreatmentChecker:
     def check(self, check: TreatmentCheck, *, case_file: str | None = None) -> CheckRecord | None:
         """Check ``check`` unless its current version was checked already or is being checked
         now; returns the record (None when nothing was done). ``case_file``: the treatment's
-        case file, if any."""
-        version = treatment_version(check)
+        case file, if any (its content is part of the version)."""
+        version = _version(check, case_file)
         key = (check.check_id, version)
         with self._flight_lock:
             if key in self._in_flight:
@@ -187,6 +191,7 @@ class TreatmentChecker:
         if done is not None:
             log.info("treatment %s (%s) version %s was checked already; reports in %s", check.check_id,
                      " + ".join(labels), version, done)
+            self._update_latest(done)  # it is the treatment's current version (again)
             return None
         secrets = (treatment.patient_id, treatment.patient_name)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -247,12 +252,30 @@ class TreatmentChecker:
     def _update_latest(self, newest: Path) -> None:
         folders = sorted(p for p in newest.parent.iterdir() if p.is_dir())
         data = {"latest": newest.name, "superseded": [p.name for p in folders if p != newest]}
+        try:
+            if json.loads((newest.parent / LATEST_NAME).read_text(encoding="utf-8")) == data:
+                return
+        except (OSError, ValueError):
+            pass
         write_file_atomically(newest.parent / LATEST_NAME, json.dumps(data, indent=1))
 
     def _append(self, record: CheckRecord) -> None:
         line = json.dumps(asdict(record), sort_keys=True)
         with self._log_lock, (self.reports_dir / CHECK_LOG_NAME).open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+
+def _version(check: TreatmentCheck, case_file: str | None) -> str:
+    """The version of ``check`` with the case file ``case_file`` (its content; the version of
+    the files alone when there is none)."""
+    version = treatment_version(check)
+    if not case_file:
+        return version
+    try:
+        content = read_case_text(case_file)[0].encode("utf-8")
+    except ProtocolError:  # unreadable: the check says why
+        content = b"(unreadable)"
+    return hashlib.sha256(f"{version}\ncase:".encode() + content).hexdigest()[:16]
 
 
 def _check_and_summarise(files: tuple[str, ...], protocol: Protocol, out_dir: str, formats: tuple[str, ...],

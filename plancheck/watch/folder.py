@@ -203,11 +203,16 @@ class ExportFolder:
 
     def _signature(self, check: TreatmentCheck, case_file: str | None) -> tuple:
         """What a decision on a check depends on: its objects' files and times, its courses, the
-        patient's plans in other frames (which leave its composite limits NOT EVALUATED)."""
+        patient's plans in other frames (which leave its composite limits NOT EVALUATED), its
+        case file and that file's size and time (an edited case file is a new version)."""
         files = tuple(sorted((o.sop_instance_uid, str(o.path), self._files[o.path].mtime_ns if o.path in self._files
                               else 0) for o in check.objects))
         elsewhere = tuple(sorted(p.sop_instance_uid for p in check.treatment.elsewhere))
-        return files, check.choice.courses if check.choice else (), check.error, case_file, elsewhere
+        try:
+            case_stat = (os.stat(case_file).st_size, os.stat(case_file).st_mtime_ns) if case_file else None
+        except OSError:
+            case_stat = None
+        return files, check.choice.courses if check.choice else (), check.error, case_file, case_stat, elsewhere
 
     def _check_ready(self, now: float) -> list[CheckRecord]:
         self._needs_grouping = False
