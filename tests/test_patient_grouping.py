@@ -223,3 +223,47 @@ def test_watch_files_the_reports_of_two_patients_who_share_a_frame_apart(shared_
             "latest": Path(record.folder).name, "superseded": []}
     names = [p.name for p in (tmp_path / "reports").rglob("*")]
     assert not any("MRN" in n or "PAT" in n for n in names)
+
+
+def _in_modality_folders(tmp_path: Path) -> Path:
+    """:func:`two_course_export` (cord 25 Gy per course) laid out as some systems export:
+    ``in/exp/RTPLAN``, ``in/exp/RTDOSE``, ``in/exp/RTSTRUCT``; ``in/exp/case.yaml`` declares both
+    courses; ``in/case.yaml`` (above the export folder) is not this export's and names no plan of it."""
+    from treatment_exports import two_course_export
+
+    exp = tmp_path / "in" / "exp"
+    for name, path in two_course_export(tmp_path / "flat", key="modality-folders").items():
+        folder = exp / {"RP": "RTPLAN", "RD": "RTDOSE", "RS": "RTSTRUCT"}[name[:2]]
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), folder / path.name)
+    (exp / "case.yaml").write_text("courses:\n  - plan: C_A\n  - plan: C_B\n", encoding="utf-8")
+    (tmp_path / "in" / "case.yaml").write_text("courses:\n  - plan: C_Z\n", encoding="utf-8")
+    return exp
+
+
+def test_batch_finds_the_case_file_of_an_export_whose_plans_lie_in_a_subfolder(tmp_path, protocol_file, protocol):
+    exp = _in_modality_folders(tmp_path)
+    out = tmp_path / "check.json"
+    main(["check", str(exp), "--protocol", str(protocol_file), "--plan", "C_A", "--format", "json",
+          "--output", str(out)])  # exit 1: the synthetic export's integrity FAILs
+    assert _cord(out)["CORD-COMPOSITE"][0] == "NOT_EVALUATED"  # C_B, a declared course, is left out
+    outcome = run_batch(tmp_path / "in", tmp_path / "reports", protocol, BatchOptions(workers=0, plans=("C_A",)))
+    [result] = outcome.results
+    assert result.error is None  # in/case.yaml (naming C_Z) is above the export folder: not its case file
+    cord = _cord(next(Path(p) for p in result.report_files if p.endswith(".json")))
+    # as check: not graded on C_A's 25 Gy while the case file declares C_B too (the sum is 50 Gy > 45 Gy)
+    assert cord["CORD-COMPOSITE"][0] == "NOT_EVALUATED" and "declares C_B" in cord["CORD-COMPOSITE"][2]
+
+
+def test_watch_finds_the_case_file_of_an_export_whose_plans_lie_in_a_subfolder(tmp_path, protocol):
+    exp = _in_modality_folders(tmp_path)
+    (exp / "case.yaml").write_text("courses:\n  - plan: C_A\n", encoding="utf-8")
+    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
+                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
+    records = []
+    for now in (0.0, 2.0, 4.0):
+        folder.scan()
+        records += folder.step(now=now)
+    [record] = records
+    assert record.error is None and record.plan_labels == ("C_A",)  # the case file's courses, not every plan
+    assert _cord(Path(record.report_files[0]))["CORD-COMPOSITE"][:2] == ("PASS", pytest.approx(25.0, abs=0.01))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from plancheck.analysis.patient_keys import SALT_FILE, patient_keyer
 from plancheck.batch.job import TreatmentJob
-from plancheck.analysis.check_treatment import find_case, read_case, selection_for
+from plancheck.analysis.check_treatment import read_case, selection_for
+from plancheck.model.case_files import find_treatment_case
 from plancheck.model.course_selection import LeftOutPlan, PlanSelection
 from plancheck.dicom.store import (
     IndexResult, TreatmentCheck, TreatmentGroup, group_treatments, index_archive, index_objects, treatment_checks,
@@ -109,14 +110,16 @@ def _job_fingerprint(base: str, case_file: str | None, selection: PlanSelection 
 def _case_of(treatment: TreatmentGroup) -> tuple[str | None, str | None]:
     """The treatment's case file (next to its plans, or inside their .zip), and an error when
     its plans sit next to different case files."""
-    found = []
-    for group in treatment.plans:
-        case = find_case(group.plan.path if group.plan.member else group.plan.path.parent)
-        if case and case not in found:
-            found.append(case)
+    found = find_treatment_case([g.plan.path for g in treatment.plans], _treatment_paths(treatment))
     if len(found) > 1:
         return None, f"its plans lie next to {len(found)} different case files ({', '.join(found)}); keep one"
     return (found[0] if found else None), None
+
+
+def _treatment_paths(treatment: TreatmentGroup) -> list[Path]:
+    """Every file of the treatment (its plans, structure sets, doses, images)."""
+    return [o.path for g in treatment.plans for o in (g.plan, *g.structure_sets, *g.doses)] + [
+        o.path for o in (*treatment.structure_sets, *treatment.unplaced_doses, *treatment.images)]
 
 
 def discover_treatments(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str], protocol: Protocol,

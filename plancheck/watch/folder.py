@@ -34,7 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from plancheck.analysis.check_treatment import find_case, read_case, selection_for
+from plancheck.analysis.check_treatment import read_case, selection_for
+from plancheck.model.case_files import find_treatment_case
 from plancheck.dicom.store import (
     ObjectInfo, TreatmentCheck, TreatmentGroup, group_treatments, incomplete_reason, index_objects, treatment_checks,
 )
@@ -246,11 +247,9 @@ class ExportFolder:
         return done
 
     def _case_of(self, treatment: TreatmentGroup):
-        found = []
-        for group in treatment.plans:
-            case = find_case(group.plan.path.parent)
-            if case and case not in found:
-                found.append(case)
+        found = find_treatment_case([g.plan.path for g in treatment.plans], [
+            o.path for o in (*(o for g in treatment.plans for o in (g.plan, *g.structure_sets, *g.doses)),
+                             *treatment.structure_sets, *treatment.unplaced_doses, *treatment.images)])
         if len(found) > 1:
             return None, None, f"its plans lie next to {len(found)} different case files ({', '.join(found)}); keep one"
         if not found:
