@@ -66,3 +66,33 @@ def test_an_edited_case_file_is_a_new_version_and_an_undone_edit_makes_the_old_o
     assert _latest(only_a) == Path(only_a.folder).name  # ... and it is the current one again
     superseded = json.loads((Path(only_a.folder).parent / "latest.json").read_text(encoding="utf-8"))["superseded"]
     assert sorted(superseded) == sorted(Path(r.folder).name for r in (both, declared_both))
+
+
+def test_a_check_failed_by_a_file_rewritten_while_it_was_read_is_tried_again(tmp_path, protocol, monkeypatch):
+    import plancheck.analysis.treatment_versions as versions
+
+    files = two_course_export(tmp_path / "in" / "exp", key="rewritten")
+    dose, whole = files["RD_C_B"], files["RD_C_B"].read_bytes()
+    real, calls = versions.check_treatment_files, []
+
+    def rewritten_while_read(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            return real(*args, **kwargs)
+        dose.write_bytes(whole[: len(whole) // 2])  # the planning system writes the file again ...
+        try:
+            return real(*args, **kwargs)
+        finally:
+            dose.write_bytes(whole)  # ... with the same bytes: the same version as the one that failed
+
+    monkeypatch.setattr(versions, "check_treatment_files", rewritten_while_read)
+    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
+                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
+    records = []
+    for now in (0.0, 2.0, 4.0, 10.0, 12.0, 14.0):
+        folder.scan()
+        records += folder.step(now=now)
+    [failed, checked] = records
+    assert failed.status == "ERROR" and "truncated" in failed.error and failed.folder == ""  # not kept as the version
+    assert failed.version == checked.version and checked.error is None
+    assert _composite(checked) == ("FAIL", pytest.approx(50.0, abs=0.01)) and _latest(checked) == Path(checked.folder).name

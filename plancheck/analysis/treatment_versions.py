@@ -21,8 +21,8 @@ superseded by another's.
 
 A treatment that cannot be checked from its files (unreadable input, too many alternative
 plans, still incomplete when given up on) is recorded as ERROR once per version; an internal
-error (a bug) is logged and recorded in ``checks.jsonl`` but leaves no version folder, so the
-version is tried again. The check itself is :func:`plancheck.analysis.check_treatment.check_treatment_files`.
+error (a bug), or a failure while one of its files was being rewritten or removed, is logged
+and recorded in ``checks.jsonl`` but leaves no version folder, so the version is tried again. The check itself is :func:`plancheck.analysis.check_treatment.check_treatment_files`.
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ class TreatmentChecker:
         selection = check.choice.as_selection(
             f"combination {check.choice.variant} of alternative plans") if check.choice and check.choice.variant else None
         crashed = False
+        before = _file_states(check.files)
         try:
             if check.error is not None:
                 raise _NotCheckable(check.error)
@@ -217,6 +218,8 @@ class TreatmentChecker:
             at_limit = isinstance(exc, WorkerFailed) and str(exc).startswith("stopped:")
             crashed = not (at_limit or isinstance(exc, (_NotCheckable, InputError, ProtocolError, UsageError)))
             plain = not crashed or isinstance(exc, WorkerFailed)
+            # a file rewritten (or removed) while it was read failed this check, not the version: try it again
+            crashed = crashed or _file_states(check.files) != before
             reason = scrub(str(exc) if plain else f"{type(exc).__name__}: {exc}", secrets)
             log.error("treatment %s (%s): check failed: %s", check.check_id, " + ".join(labels), reason)
             log.debug("treatment %s: traceback:\n%s", check.check_id, scrub(traceback.format_exc(), secrets))
@@ -263,6 +266,18 @@ class TreatmentChecker:
         line = json.dumps(asdict(record), sort_keys=True)
         with self._log_lock, (self.reports_dir / CHECK_LOG_NAME).open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+
+
+def _file_states(files) -> tuple:
+    """Size and modification time of each file (None for one that cannot be read)."""
+    out = []
+    for path in files:
+        try:
+            st = os.stat(path)
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def _version(check: TreatmentCheck, case_file: str | None) -> str:
