@@ -298,6 +298,7 @@ def test_eight_concurrent_senders_of_one_export_give_one_check(tmp_path, protoco
         assert len(rx.records) == 1
         lines = (tmp_path / "reports" / CHECK_LOG_NAME).read_text(encoding="utf-8").splitlines()
         assert len(lines) == 1
-        [treatment] = [p for p in (tmp_path / "reports").iterdir() if p.is_dir() and not p.name.startswith(".")]
+        [patient] = [p for p in (tmp_path / "reports").iterdir() if p.is_dir() and not p.name.startswith(".")]
+        [treatment] = [p for p in patient.iterdir() if p.is_dir()]  # REPORTS/<patient key>/<treatment id>/
         [version] = [p for p in treatment.iterdir() if p.is_dir()]
         assert Path(rx.records[0].folder) == version

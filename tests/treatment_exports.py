@@ -30,7 +30,7 @@ from testkit.write import (
     save_dataset,
 )
 
-__all__ = ["two_course_export", "COMPOSITE_PROTOCOL", "write_composite_protocol"]
+__all__ = ["two_course_export", "two_frame_export", "COMPOSITE_PROTOCOL", "write_composite_protocol"]
 
 _VOXEL_MM = 5.0
 _X = np.arange(-50.0, 400.0 + _VOXEL_MM, _VOXEL_MM)
@@ -122,4 +122,46 @@ def two_course_export(out: Path, *, key: str = "two-course", patient_id: str = "
                               referenced_plan_uid=plan_uid, patient=patient,
                               sop_instance_uid=deterministic_uid(key, "dose", label))
         files[f"RD_{label}"] = save_dataset(dose, out / f"RD_{label}.dcm")
+    return files
+
+
+def two_frame_export(out: Path, *, key: str = "two-frame", patient_id: str = "MRN-434343",
+                     patient_name: str = "SPLIT^CASE", courses: tuple[str, ...] = ("C_A", "C_B"),
+                     orphan_dose: bool = False, frame_uid: str | None = None) -> dict[str, Path]:
+    """The two courses of :func:`two_course_export`, each planned on its own image set: C_A with
+    its own structure set in frame A (folder ``out/A``), C_B in frame B (``out/B``); the
+    geometry and doses as there (cord 25 Gy in each course). ``courses`` chooses which are
+    written. ``orphan_dose``: also the dose of a third course C_X in frame A (cord 25 Gy)
+    whose plan is not written (``out/A/RD_C_X.dcm``). ``frame_uid``: one frame of reference UID for
+    every course (e.g. two patients on one template CT)."""
+    patient = PatientSpec(patient_id, patient_name, study_instance_uid=deterministic_uid(key, "study"))
+    rois = [RoiSpec(1, "PTV_A", "PTV", _box_contours(*BOXES["PTV_A"])),
+            RoiSpec(2, "PTV_B", "PTV", _box_contours(*BOXES["PTV_B"])),
+            RoiSpec(3, "SpinalCord", "ORGAN", _box_contours(*BOXES["SpinalCord"]))]
+    specs = {"C_A": ("A", 1, 50.0, 25, {"PTV_A": 50.0, "SpinalCord": 25.0}),
+             "C_B": ("B", 2, 30.0, 10, {"PTV_B": 30.0, "SpinalCord": 25.0})}
+    files: dict[str, Path] = {}
+    for label in courses:
+        place, target, rx_gy, fractions, doses = specs[label]
+        folder, rtss_uid = out / place, deterministic_uid(key, "rtss", place)
+        frame = frame_uid or deterministic_uid(key, "frame", place)
+        files[f"RS_{place}"] = save_dataset(rtstruct_dataset(rois=rois, frame_of_reference_uid=frame, patient=patient,
+                                                             sop_instance_uid=rtss_uid), folder / "RS.dcm")
+        plan_uid = deterministic_uid(key, "plan", label)
+        beam = BeamSpec(1, "B1", "LINAC", 6.0, 0.0, None, 100.0, (15.0, 0.0, 15.0))
+        plan = rtplan_dataset(label=label, name=label, date="20250602", approval_status="UNAPPROVED",
+                              fractions_planned=fractions, prescriptions=[(target, rx_gy, f"{label} target")],
+                              beams=[beam], structure_set_uid=rtss_uid, frame_of_reference_uid=frame, patient=patient,
+                              sop_instance_uid=plan_uid)
+        files[f"RP_{label}"] = save_dataset(plan, folder / f"RP_{label}.dcm")
+        files[f"RD_{label}"] = save_dataset(rtdose_dataset(
+            dose_gy=_banded(doses), origin_mm=(_X[0], _Y[0], _Z[0]), spacing_mm=(_VOXEL_MM, _VOXEL_MM, _VOXEL_MM),
+            frame_of_reference_uid=frame, referenced_plan_uid=plan_uid, patient=patient,
+            sop_instance_uid=deterministic_uid(key, "dose", label)), folder / f"RD_{label}.dcm")
+    if orphan_dose:
+        files["RD_C_X"] = save_dataset(rtdose_dataset(
+            dose_gy=_banded({"SpinalCord": 25.0}), origin_mm=(_X[0], _Y[0], _Z[0]),
+            spacing_mm=(_VOXEL_MM, _VOXEL_MM, _VOXEL_MM), frame_of_reference_uid=deterministic_uid(key, "frame", "A"),
+            referenced_plan_uid=deterministic_uid(key, "plan", "C_X"), patient=patient,
+            sop_instance_uid=deterministic_uid(key, "dose", "C_X")), out / "A" / "RD_C_X.dcm")
     return files

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from plancheck.analysis.read_ahead import read_treatment_export
 from plancheck.errors import PlancheckError
 from plancheck.model.case import Case, case_from_text
 from plancheck.model.case_files import ARCHIVE_SEPARATOR, find_case, read_case_text
-from plancheck.model.course_selection import PlanSelection, selection_from
+from plancheck.model.course_selection import LeftOutPlan, PlanSelection, selection_from
 from plancheck.model.export import PlanExport
 from plancheck.model.volume_model import VolumeModel, volume_model_named
 from plancheck.protocol.loader import Protocol
@@ -55,7 +56,7 @@ def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                     case: Case | None = None, case_source: str | None = None,
                     selection: PlanSelection | None = None, user_mapping: Mapping[str, str] | None = None,
                     volume_model: VolumeModel | str | None = None, threads: int | None = None,
-                    processes: int = 1) -> CheckReport:
+                    processes: int = 1, outside: Sequence[LeftOutPlan] = ()) -> CheckReport:
     """Read one patient's treatment and check it against ``protocol``.
 
     Parameters
@@ -80,6 +81,10 @@ def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     processes
         Processes the rules are split among (:func:`plancheck.rules.runner.run_check`; more
         than 1 only for an interactive check: ``plancheck check``).
+    outside
+        The patient's plans outside these files' frame of reference, found by a pipeline
+        that grouped the files (:attr:`plancheck.dicom.store.TreatmentCheck.outside_plans`):
+        listed as left out, and limits on the whole treatment are then not graded.
 
     Returns
     -------
@@ -98,8 +103,12 @@ def check_treatment(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     """
     if selection is None:
         selection = selection_for(case, case_source)
-    return check_export(read_treatment_export(paths, selection), protocol, case=case, case_source=case_source,
-                        user_mapping=user_mapping, volume_model=volume_model, threads=threads, processes=processes)
+    export = read_treatment_export(paths, selection)
+    if outside:
+        export = replace(export, left_out=export.left_out + tuple(outside),
+                         warnings=export.warnings + tuple(p.describe() for p in outside))
+    return check_export(export, protocol, case=case, case_source=case_source, user_mapping=user_mapping,
+                        volume_model=volume_model, threads=threads, processes=processes)
 
 
 def check_export(export: PlanExport, protocol: Protocol, *, case: Case | None = None, case_source: str | None = None,
@@ -120,9 +129,10 @@ def check_export(export: PlanExport, protocol: Protocol, *, case: Case | None = 
 def check_treatment_files(files: Sequence[str | os.PathLike[str]], protocol: Protocol,
                           out_dir: str | os.PathLike[str], *, formats: Sequence[str] = ("json", "html"),
                           case_file: str | None = None, selection: PlanSelection | None = None,
-                          threads: int | None = None) -> tuple[CheckReport, list[Path]]:
+                          threads: int | None = None, outside: Sequence[LeftOutPlan] = ()
+                          ) -> tuple[CheckReport, list[Path]]:
     """:func:`check_treatment` on ``files``, then the reports written into ``out_dir``
-    (all formats appear together or none).
+    (all formats appear together or none). ``outside``: as :func:`check_treatment`.
 
     Raises
     ------
@@ -136,7 +146,7 @@ def check_treatment_files(files: Sequence[str | os.PathLike[str]], protocol: Pro
     case = read_case(case_file) if case_file else None
     paths = [str(f) for f in files]
     report = check_treatment(paths if len(paths) != 1 else paths[0], protocol, case=case, case_source=case_file,
-                             selection=selection, threads=threads)
+                             selection=selection, threads=threads, outside=outside)
     write_reports = getattr(_report, "write_reports", None)
     if write_reports is None:
         raise PlancheckError("plancheck.report.write_reports is not available in this installation")

@@ -1,25 +1,33 @@
 """Checking each version of a treatment once, into report folders that are written once.
 
 Shared by the DICOM receiver (:mod:`plancheck.net.checks`) and the watched export folder
-(:mod:`plancheck.watch`). A treatment's *version* is a hash of its course selection and of
-the content of its RT objects (:func:`plancheck.dicom.store.treatment_version`): the same
-objects sent (or copied) again give the same version, which is not checked again; a changed
-plan or an added course gives a new version. Each version's reports are written into a
-staging folder and renamed into place when complete, never overwritten; earlier versions
-are kept::
+(:mod:`plancheck.watch`). A treatment's *version* is a hash of its course selection, of
+the content of its RT objects (:func:`plancheck.dicom.store.treatment_version`) and of its
+case file's content: the same objects sent (or copied) again give the same version, which
+is not checked again; a changed plan or case file, or an added course, gives a new version.
+A version checked before that is the treatment's current one again (a plan re-sent as it
+was, a case file edit undone) becomes its newest again in ``latest.json``. Each version's
+reports are written into a staging folder and renamed into place when complete, never
+overwritten; earlier versions are kept::
 
-    REPORTS/<treatment id>/<UTC time>_<version>/   reports and record.json
-    REPORTS/<treatment id>/latest.json              the newest version, and the superseded ones
-    REPORTS/checks.jsonl                            one line per check
+    REPORTS/<patient key>/<treatment id>/<UTC time>_<version>/   reports and record.json
+    REPORTS/<patient key>/<treatment id>/latest.json              the newest version, and the superseded ones
+    REPORTS/checks.jsonl                                          one line per check
+
+The patient key is a salted hash of the Patient ID (:mod:`plancheck.analysis.patient_keys`,
+as ``plancheck batch`` files its reports): a treatment id is a frame of reference UID, which
+two patients may share (a template CT), and one patient's report must never be listed as
+superseded by another's.
 
 A treatment that cannot be checked from its files (unreadable input, too many alternative
 plans, still incomplete when given up on) is recorded as ERROR once per version; an internal
-error (a bug) is logged and recorded in ``checks.jsonl`` but leaves no version folder, so the
-version is tried again. The check itself is :func:`plancheck.analysis.check_treatment.check_treatment_files`.
+error (a bug), or a failure while one of its files was being rewritten or removed, is logged
+and recorded in ``checks.jsonl`` but leaves no version folder, so the version is tried again. The check itself is :func:`plancheck.analysis.check_treatment.check_treatment_files`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,14 +37,16 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from plancheck.atomic_write import write_file_atomically
 from plancheck.analysis.processes import JobLimits, WorkerFailed, call_in_process
 from plancheck.analysis.check_treatment import check_treatment_files
+from plancheck.analysis.patient_keys import patient_keyer
 from plancheck.dicom.store import TreatmentCheck, scrub, treatment_version
 from plancheck.errors import InputError, ProtocolError, UsageError
+from plancheck.model.case_files import read_case_text
 from plancheck.protocol.loader import Protocol
 from plancheck.rules.findings import Status, worst_status
 
@@ -67,6 +77,8 @@ class CheckRecord:
         The courses checked together.
     left_out
         ``"label: reason"`` of the treatment's other plans.
+    patient_key
+        The patient's key (a salted hash of the Patient ID; the folder above the treatment's).
     status
         Worst finding status, or ERROR when the check could not be done.
     summary
@@ -88,6 +100,7 @@ class CheckRecord:
     elapsed_s: float = 0.0
     left_out: tuple[str, ...] = ()
     folder: str = ""
+    patient_key: str = ""
 
 
 class TreatmentChecker:
@@ -131,6 +144,7 @@ class TreatmentChecker:
         self.isolate = isolate
         self.limits = limits or JobLimits()
         self.threads = threads
+        self._patient_key = patient_keyer(self.reports_dir)
         self._log_lock = threading.Lock()
         self._in_flight: set[tuple[str, str]] = set()  # (check id, version) being checked now
         self._flight_lock = threading.Lock()
@@ -143,17 +157,21 @@ class TreatmentChecker:
             except Exception as exc:  # the first check will try again and report
                 log.warning("the check worker server could not be started: %s", exc)
 
+    def treatment_folder(self, check: TreatmentCheck) -> Path:
+        """The folder of the treatment's versions: ``REPORTS/<patient key>/<treatment id>``."""
+        return self.reports_dir / self._patient_key(check.treatment.patient_id) / check.check_id
+
     def version_folder(self, check: TreatmentCheck, version: str) -> Path | None:
         """The folder of a version already checked, if any."""
-        folder = self.reports_dir / check.check_id
+        folder = self.treatment_folder(check)
         found = sorted(folder.glob(f"*_{version}")) if folder.is_dir() else []
         return found[-1] if found else None
 
     def check(self, check: TreatmentCheck, *, case_file: str | None = None) -> CheckRecord | None:
         """Check ``check`` unless its current version was checked already or is being checked
         now; returns the record (None when nothing was done). ``case_file``: the treatment's
-        case file, if any."""
-        version = treatment_version(check)
+        case file, if any (its content is part of the version)."""
+        version = _version(check, case_file)
         key = (check.check_id, version)
         with self._flight_lock:
             if key in self._in_flight:
@@ -173,6 +191,7 @@ class TreatmentChecker:
         if done is not None:
             log.info("treatment %s (%s) version %s was checked already; reports in %s", check.check_id,
                      " + ".join(labels), version, done)
+            self._update_latest(done)  # it is the treatment's current version (again)
             return None
         secrets = (treatment.patient_id, treatment.patient_name)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -184,11 +203,12 @@ class TreatmentChecker:
         selection = check.choice.as_selection(
             f"combination {check.choice.variant} of alternative plans") if check.choice and check.choice.variant else None
         crashed = False
+        before = _file_states(check.files)
         try:
             if check.error is not None:
                 raise _NotCheckable(check.error)
             args = (tuple(str(f) for f in check.files), self.protocol, str(staging), tuple(self.formats), case_file,
-                    selection, self.threads)
+                    selection, self.threads, check.outside_plans)
             outcome = call_in_process(_check_and_summarise, args, limits=self.limits) if self.isolate \
                 else _check_and_summarise(*args)
         except Exception as exc:  # includes unreadable input and bugs: recorded, the service goes on
@@ -198,6 +218,8 @@ class TreatmentChecker:
             at_limit = isinstance(exc, WorkerFailed) and str(exc).startswith("stopped:")
             crashed = not (at_limit or isinstance(exc, (_NotCheckable, InputError, ProtocolError, UsageError)))
             plain = not crashed or isinstance(exc, WorkerFailed)
+            # a file rewritten (or removed) while it was read failed this check, not the version: try it again
+            crashed = crashed or _file_states(check.files) != before
             reason = scrub(str(exc) if plain else f"{type(exc).__name__}: {exc}", secrets)
             log.error("treatment %s (%s): check failed: %s", check.check_id, " + ".join(labels), reason)
             log.debug("treatment %s: traceback:\n%s", check.check_id, scrub(traceback.format_exc(), secrets))
@@ -210,7 +232,8 @@ class TreatmentChecker:
             left_out = tuple(scrub(x, secrets) for x in outcome["left_out"])
             record = CheckRecord(stamp, check.check_id, version, treatment.study_uid, uids, labels, outcome["status"],
                                  outcome["summary"], elapsed_s=time.perf_counter() - start, left_out=left_out)
-        final = self.reports_dir / check.check_id / f"{stamp}_{version}"
+        final = self.treatment_folder(check) / f"{stamp}_{version}"
+        record = replace(record, patient_key=final.parent.parent.name)
         if crashed:
             shutil.rmtree(staging, ignore_errors=True)
         else:
@@ -232,6 +255,11 @@ class TreatmentChecker:
     def _update_latest(self, newest: Path) -> None:
         folders = sorted(p for p in newest.parent.iterdir() if p.is_dir())
         data = {"latest": newest.name, "superseded": [p.name for p in folders if p != newest]}
+        try:
+            if json.loads((newest.parent / LATEST_NAME).read_text(encoding="utf-8")) == data:
+                return
+        except (OSError, ValueError):
+            pass
         write_file_atomically(newest.parent / LATEST_NAME, json.dumps(data, indent=1))
 
     def _append(self, record: CheckRecord) -> None:
@@ -240,12 +268,37 @@ class TreatmentChecker:
             fh.write(line + "\n")
 
 
+def _file_states(files) -> tuple:
+    """Size and modification time of each file (None for one that cannot be read)."""
+    out = []
+    for path in files:
+        try:
+            st = os.stat(path)
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _version(check: TreatmentCheck, case_file: str | None) -> str:
+    """The version of ``check`` with the case file ``case_file`` (its content; the version of
+    the files alone when there is none)."""
+    version = treatment_version(check)
+    if not case_file:
+        return version
+    try:
+        content = read_case_text(case_file)[0].encode("utf-8")
+    except ProtocolError:  # unreadable: the check says why
+        content = b"(unreadable)"
+    return hashlib.sha256(f"{version}\ncase:".encode() + content).hexdigest()[:16]
+
+
 def _check_and_summarise(files: tuple[str, ...], protocol: Protocol, out_dir: str, formats: tuple[str, ...],
-                         case_file: str | None, selection, threads: int | None = None) -> dict:
+                         case_file: str | None, selection, threads: int | None = None, outside=()) -> dict:
     """Check and write the reports; return what the record needs (small, picklable: the
     report itself, with its dose grids, stays in the worker)."""
     report, paths = check_treatment_files(files, protocol, out_dir, formats=formats, case_file=case_file,
-                                          selection=selection, threads=threads)
+                                          selection=selection, threads=threads, outside=outside)
     return {
         "status": str(worst_status([f.status for f in report.findings])), "summary": dict(report.summary),
         "labels": tuple(c.label for c in report.export.courses),

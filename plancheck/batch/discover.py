@@ -12,17 +12,17 @@ same targets) are never summed: each combination is checked as its own treatment
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from plancheck.analysis.patient_keys import SALT_FILE, patient_keyer
 from plancheck.batch.job import TreatmentJob
-from plancheck.analysis.check_treatment import find_case, read_case, selection_for
-from plancheck.model.course_selection import PlanSelection
+from plancheck.analysis.check_treatment import read_case, selection_for
+from plancheck.model.case_files import find_treatment_case
+from plancheck.model.course_selection import LeftOutPlan, PlanSelection
 from plancheck.dicom.store import (
     IndexResult, TreatmentCheck, TreatmentGroup, group_treatments, index_archive, index_objects, treatment_checks,
 )
@@ -31,9 +31,6 @@ from plancheck.protocol.loader import Protocol
 
 __all__ = ["Discovery", "discover_treatments", "patient_keyer", "protocol_fingerprint", "data_fingerprint",
            "SALT_FILE"]
-
-#: Secret salt of the patient keys, kept in the reports folder (same folder → same keys).
-SALT_FILE = ".patient-key-salt"
 
 
 @dataclass
@@ -45,27 +42,6 @@ class Discovery:
     checks: list[TreatmentCheck] = field(default_factory=list)
     index: IndexResult = field(default_factory=IndexResult)
     not_selected: int = 0
-
-
-def patient_keyer(reports_dir: Path):
-    """A function ``patient_id -> key``: HMAC-SHA256 with a salt stored in ``reports_dir``.
-
-    A plain hash of a medical record number can be reversed by trying every number; the
-    salt (random, created on first use, readable only by its owner) prevents that while
-    keeping keys stable across runs into the same reports folder.
-    """
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    path = reports_dir / SALT_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(secrets.token_hex(32))
-    salt = bytes.fromhex(path.read_text(encoding="ascii").strip())
-
-    def key(patient_id: str) -> str:
-        return "P" + hmac.new(salt, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
-
-    return key
 
 
 def data_fingerprint() -> str:
@@ -121,24 +97,29 @@ def _case_bytes(source: str) -> bytes:
         return b""
 
 
-def _job_fingerprint(base: str, case_file: str | None, selection: PlanSelection | None) -> str:
+def _job_fingerprint(base: str, case_file: str | None, selection: PlanSelection | None,
+                     outside: tuple[LeftOutPlan, ...] = ()) -> str:
     h = hashlib.sha256(base.encode())
     h.update(b"\ncase:" + (_case_bytes(case_file) if case_file else b"-"))
     h.update(b"\nselection:" + repr(selection).encode())
+    if outside:  # a plan of the patient added in another frame makes the composite limits NOT EVALUATED
+        h.update(b"\noutside:" + ",".join(sorted(p.uid for p in outside)).encode())
     return h.hexdigest()[:32]
 
 
 def _case_of(treatment: TreatmentGroup) -> tuple[str | None, str | None]:
     """The treatment's case file (next to its plans, or inside their .zip), and an error when
     its plans sit next to different case files."""
-    found = []
-    for group in treatment.plans:
-        case = find_case(group.plan.path if group.plan.member else group.plan.path.parent)
-        if case and case not in found:
-            found.append(case)
+    found = find_treatment_case([g.plan.path for g in treatment.plans], _treatment_paths(treatment))
     if len(found) > 1:
         return None, f"its plans lie next to {len(found)} different case files ({', '.join(found)}); keep one"
     return (found[0] if found else None), None
+
+
+def _treatment_paths(treatment: TreatmentGroup) -> list[Path]:
+    """Every file of the treatment (its plans, structure sets, doses, images)."""
+    return [o.path for g in treatment.plans for o in (g.plan, *g.structure_sets, *g.doses)] + [
+        o.path for o in (*treatment.structure_sets, *treatment.unplaced_doses, *treatment.images)]
 
 
 def discover_treatments(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str], protocol: Protocol,
@@ -198,8 +179,32 @@ def discover_treatments(root: str | os.PathLike[str], reports_dir: str | os.Path
                 files=tuple(str(p) for p in check.files), out_dir=str(reports / key / check.check_id),
                 left_out=tuple((p.uid, p.label, p.reason) for p in (choice.left_out if choice else ())),
                 formats=formats, case_file=case_file, selection=explicit,
-                fingerprint=_job_fingerprint(base, case_file, explicit),
+                fingerprint=_job_fingerprint(base, case_file, explicit, check.outside_plans),
                 error=case_error or check.error,
-                secrets=(treatment.patient_id, treatment.patient_name),
+                secrets=(treatment.patient_id, treatment.patient_name), outside=check.outside_plans,
             ))
+    _list_unused(discovery)
     return discovery
+
+
+def _list_unused(discovery: Discovery) -> None:
+    """Add to ``discovery.index.skipped`` every indexed object that no job reads (a structure
+    set, dose or image with no plan of its patient in its frame of reference, or of a
+    treatment ``--plan`` left out), so that no file under the root is passed over unsaid."""
+    read = {(str(o.path), o.member) for c in discovery.checks for o in c.objects}
+    checked = {c.treatment.key for c in discovery.checks}
+    places = {(t.patient_id, t.frame_of_reference_uid): t.key for t in discovery.treatments}
+    for o in discovery.index.objects:
+        if (str(o.path), o.member) in read:
+            continue
+        label = Path(f"{o.path}!{o.member}") if o.member else o.path
+        place = places.get((o.patient_id, o.frame_of_reference_uid))
+        if place is not None and place not in checked:
+            reason = "its treatment has none of the plans named by --plan"
+        else:
+            reason = (f"no RT Plan of its patient in its frame of reference ({o.frame_of_reference_uid or 'none'}) "
+                      f"uses this {_KIND_NAMES.get(o.kind, o.kind)}")
+        discovery.index.skipped.append((label, reason))
+
+
+_KIND_NAMES = {"RTSTRUCT": "RT Structure Set", "RTDOSE": "RT Dose", "IMAGE": "image"}

@@ -20,7 +20,7 @@ from typing import Any
 
 from plancheck.atomic_write import write_file_atomically
 from plancheck.analysis.check_treatment import check_treatment_files
-from plancheck.model.course_selection import PlanSelection
+from plancheck.model.course_selection import LeftOutPlan, PlanSelection
 from plancheck.dicom.store import scrub
 from plancheck.errors import InputError, PlancheckError, ProtocolError
 from plancheck.protocol.loader import Protocol
@@ -72,6 +72,10 @@ class TreatmentJob:
         tables, case file content, selection, formats); a report made with another is not current.
     error
         Set when discovery already knows the treatment cannot be checked (reported as ERROR).
+    outside
+        The patient's plans in other frames of reference
+        (:attr:`plancheck.dicom.store.TreatmentCheck.outside_plans`): left out, and the
+        limits on the whole treatment not graded.
     """
 
     treatment_id: str
@@ -88,6 +92,7 @@ class TreatmentJob:
     fingerprint: str = ""
     error: str | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    outside: tuple[LeftOutPlan, ...] = ()
 
     @property
     def shown(self) -> str:
@@ -206,7 +211,8 @@ def run_job(job: TreatmentJob, protocol: Protocol, threads: int | None = None) -
     else:
         try:
             report, paths = check_treatment_files(job.files, protocol, job.out_dir, formats=job.formats,
-                                                  case_file=job.case_file, selection=job.selection, threads=threads)
+                                                  case_file=job.case_file, selection=job.selection, threads=threads,
+                                                  outside=job.outside)
         except (InputError, ProtocolError, PlancheckError) as exc:
             result = error_result(job, str(exc), elapsed_s=time.perf_counter() - start,
                                   protocol=_protocol_label(protocol))

@@ -190,7 +190,7 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
                                  f"--plan {' '.join(options.plans)}", root)
         raise DicomReadError(f"no RT Plan found among {len(discovery.index.objects)} DICOM object(s) "
                              f"({len(discovery.index.skipped)} other file(s) passed over)", root)
-    by_id: dict[str, TreatmentResult] = {}
+    by_id: dict[tuple[str, str], TreatmentResult] = {}  # (patient key, treatment id): a frame UID two patients may share
     todo: list[TreatmentJob] = []
     resumed: list[TreatmentResult] = []
     for job in discovery.jobs:
@@ -205,7 +205,7 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
                           skipped=list(discovery.index.skipped))
 
     def collect(result: TreatmentResult) -> None:
-        by_id[result.treatment_id] = result
+        by_id[(result.patient_key, result.treatment_id)] = result
         if result.peak_rss_mb is not None and result.worker:
             outcome.worker_peak_rss_mb[result.worker] = max(result.peak_rss_mb,
                                                             outcome.worker_peak_rss_mb.get(result.worker, 0.0))
@@ -227,7 +227,7 @@ def run_batch(root: str | os.PathLike[str], reports_dir: str | os.PathLike[str],
         else:
             run_in_processes(todo, protocol, workers=min(options.workers, len(todo)), limits=options.limits,
                              on_result=collect, log_level=options.worker_log_level, on_job_start=on_job_start)
-    outcome.results = [by_id[j.treatment_id] for j in discovery.jobs]
+    outcome.results = [by_id[(j.patient_key, j.treatment_id)] for j in discovery.jobs]
     outcome.summary_files = write_summary(outcome.rows, reports)
     outcome.skipped_list = write_skipped(outcome.skipped, reports)
     outcome.elapsed_s = time.perf_counter() - start

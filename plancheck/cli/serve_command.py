@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "validates and stores them under --store and, when an association is released, checks every "
                     "treatment (all plans of a patient in one frame of reference) whose courses have their "
                     "structure set and dose(s), once per version, writing JSON and HTML reports under "
-                    "--reports/<treatment id>/<time>_<version>/ and a line per check in checks.jsonl.",
+                    "--reports/<patient key>/<treatment id>/<time>_<version>/ and a line per check in checks.jsonl.",
     )
     p.add_argument("--port", type=int, default=11112, help="TCP port (default 11112; 0 picks a free one)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",

@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Watch DIR (the folder a planning system exports to) and check every patient's treatment "
                     "(all plans of one patient in one frame of reference) once its export is complete and "
                     "stable: each file unchanged for --settle seconds and whole, every course with its structure "
-                    "set and dose. Reports go to REPORTS/<treatment id>/<time>_<version>/ with a line per check "
-                    "in REPORTS/checks.jsonl; a version already checked is not checked again, also after a "
+                    "set and dose. Reports go to REPORTS/<patient key>/<treatment id>/<time>_<version>/ with a "
+                    "line per check in REPORTS/checks.jsonl; a version already checked is not checked again, also after a "
                     "restart. Use --poll on network file systems (SMB, NFS), where change events do not arrive.",
     )
     p.add_argument("folder", metavar="DIR", help="the export folder to watch (searched recursively)")

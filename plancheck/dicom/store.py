@@ -67,7 +67,9 @@ from pydicom.uid import (
     RTStructureSetStorage,
 )
 
-from plancheck.model.course_selection import AlternativesPolicy, CourseChoice, PlanFacts, PlanSelection, choose_courses
+from plancheck.model.course_selection import (
+    AlternativesPolicy, CourseChoice, LeftOutPlan, PlanFacts, PlanSelection, choose_courses,
+)
 from plancheck.dicom.read_common import (
     SourceFile, check_not_truncated, kind_of, not_dicom_reason, read_header, sop_class_name, sop_class_of,
 )
@@ -830,6 +832,15 @@ class TreatmentGroup:
         One :class:`PlanGroup` per RT Plan (its structure set, doses, what it lacks).
     structure_sets, images
         Every structure set and image of the patient in this frame.
+    unplaced_doses
+        Doses of the patient in this frame that belong to none of its plans (they reference
+        a plan that is not present, or no plan while the frame has several): a course whose
+        plan is missing. The treatment is incomplete while they are there, and they are read
+        with it, so the check refuses them as ``plancheck check`` does.
+    elsewhere
+        The patient's plans in other frames of reference (other image sets): their doses
+        cannot be summed with this treatment's, so its limits on the whole treatment are
+        not graded (:attr:`TreatmentCheck.outside_plans`).
     """
 
     patient_id: str = field(repr=False)
@@ -838,6 +849,8 @@ class TreatmentGroup:
     plans: tuple[PlanGroup, ...]
     structure_sets: tuple[ObjectInfo, ...] = ()
     images: tuple[ObjectInfo, ...] = ()
+    unplaced_doses: tuple[ObjectInfo, ...] = ()
+    elsewhere: tuple[ObjectInfo, ...] = ()
 
     @property
     def key(self) -> str:
@@ -902,11 +915,25 @@ class TreatmentCheck:
         out: list[str] = []
         for group in self.courses:
             out += [f"plan {group.plan.label or safe_uid(group.plan.sop_instance_uid)}: {m}" for m in group.missing]
+        for dose in self.treatment.unplaced_doses:
+            refs = ", ".join(safe_uid(u) for u in dose.referenced_uids)
+            out.append(f"RT Dose {safe_uid(dose.sop_instance_uid)} references RT Plan {refs}, which is not present"
+                       if refs else f"RT Dose {safe_uid(dose.sop_instance_uid)} references no RT Plan, and the "
+                                    f"frame of reference has {len(self.treatment.plans)} plans")
         return tuple(out)
 
     @property
     def complete(self) -> bool:
         return self.error is None and self.choice is not None and not self.missing
+
+    @property
+    def outside_plans(self) -> tuple[LeftOutPlan, ...]:
+        """The patient's plans in other frames of reference, as plans left out of this check
+        (``outside``: its limits on the whole treatment are not graded)."""
+        return tuple(LeftOutPlan(p.sop_instance_uid, p.label, f"a plan of the same patient in another frame of "
+                                 f"reference ({safe_uid(p.frame_of_reference_uid) or 'none'}: another image set); "
+                                 "its dose cannot be added to this treatment's", outside=True)
+                     for p in self.treatment.elsewhere)
 
     @property
     def objects(self) -> tuple[ObjectInfo, ...]:
@@ -919,7 +946,7 @@ class TreatmentCheck:
                 seen.setdefault(o.sop_instance_uid, o)
         for group in self.treatment.plans:
             seen.setdefault(group.plan.sop_instance_uid, group.plan)
-        for o in (*self.treatment.structure_sets, *self.treatment.images):
+        for o in (*self.treatment.structure_sets, *self.treatment.unplaced_doses, *self.treatment.images):
             seen.setdefault(o.sop_instance_uid, o)
         return tuple(seen.values())
 
@@ -933,14 +960,17 @@ class TreatmentCheck:
         """SOP Instance UIDs of every plan, structure set and dose of the treatment."""
         return frozenset(o.sop_instance_uid for g in self.treatment.plans
                          for o in (g.plan, *g.structure_sets, *g.doses)) | frozenset(
-            o.sop_instance_uid for o in self.treatment.structure_sets)
+            o.sop_instance_uid for o in (*self.treatment.structure_sets, *self.treatment.unplaced_doses,
+                                         *self.treatment.elsewhere))
 
 
 def group_treatments(objects: Sequence[ObjectInfo]) -> list[TreatmentGroup]:
     """Group indexed objects into treatments: one per patient and frame of reference.
 
     Plans are grouped as by :func:`group_plans` (structure set, doses, completeness per
-    plan); a plan without a frame of reference takes its structure set's.
+    plan); a plan without a frame of reference takes its structure set's. A dose of the
+    patient and frame that belongs to none of the plans is the treatment's (``unplaced_doses``);
+    the patient's plans in other frames are named (``elsewhere``).
 
     Returns
     -------
@@ -949,6 +979,7 @@ def group_treatments(objects: Sequence[ObjectInfo]) -> list[TreatmentGroup]:
     """
     plan_groups = group_plans(objects)
     rtss_by_uid = {o.sop_instance_uid: o for o in objects if o.kind == "RTSTRUCT"}
+    placed = {d.sop_instance_uid for g in plan_groups for d in g.doses}
 
     by_place: dict[tuple[str, str], list[PlanGroup]] = {}
     for group in plan_groups:
@@ -959,7 +990,10 @@ def group_treatments(objects: Sequence[ObjectInfo]) -> list[TreatmentGroup]:
         groups.sort(key=lambda g: (str(g.plan.path), g.plan.member, g.plan.sop_instance_uid))
         out.append(TreatmentGroup(
             patient, groups[0].plan.patient_name, frame, tuple(groups),
-            tuple(o for o in same if o.kind == "RTSTRUCT"), tuple(o for o in same if o.kind == "IMAGE")))
+            tuple(o for o in same if o.kind == "RTSTRUCT"), tuple(o for o in same if o.kind == "IMAGE"),
+            tuple(o for o in same if o.kind == "RTDOSE" and o.sop_instance_uid not in placed),
+            tuple(g.plan for (other, other_frame), gs in by_place.items() for g in gs
+                  if other == patient and other_frame != frame)))
     out.sort(key=lambda t: (t.patient_id, t.frame_of_reference_uid))
     return out
 
@@ -979,10 +1013,13 @@ def treatment_checks(treatment: TreatmentGroup, selection: PlanSelection | None 
 
 def treatment_version(check: TreatmentCheck) -> str:
     """A content hash of a treatment check's inputs: its course selection, the SOP Instance
-    UID and bytes of every RT object, and the UIDs of its images. The same objects sent
-    again give the same version; any changed object, added plan or other choice a new one."""
+    UID and bytes of every RT object, the UIDs of its images and of the patient's plans in
+    other frames. The same objects sent again give the same version; any changed object,
+    added plan (here or in another frame) or other choice a new one."""
     h = hashlib.sha256()
     h.update(("courses:" + ",".join(sorted(check.choice.courses if check.choice else ())) + "\n").encode())
+    if check.treatment.elsewhere:  # the patient's plans in other frames decide whether the composite is graded
+        h.update(("elsewhere:" + ",".join(sorted(p.sop_instance_uid for p in check.treatment.elsewhere)) + "\n").encode())
     for o in sorted(check.objects, key=lambda o: o.sop_instance_uid):
         h.update(f"{o.kind}:{o.sop_instance_uid}".encode())
         if o.kind != "IMAGE" and not o.member:

@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 from plancheck.datafile import load_data_text, read_data_text
 from plancheck.errors import PlancheckError, ProtocolError
 
-__all__ = ["CASE_FILE_NAMES", "ARCHIVE_SEPARATOR", "find_case_file", "find_case", "read_case_text",
-           "declared_plans"]
+__all__ = ["CASE_FILE_NAMES", "ARCHIVE_SEPARATOR", "find_case_file", "find_case", "find_treatment_case",
+           "read_case_text", "declared_plans"]
 
 CASE_FILE_NAMES = ("case.yaml", "case.yml", "case.json")
 """The names a case file has, in order of preference."""
@@ -78,6 +78,38 @@ def find_case(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) 
             return inside
     found = find_case_file(first)
     return str(found) if found else None
+
+
+def find_treatment_case(plan_paths: Sequence[Path], all_paths: Sequence[Path]) -> list[str]:
+    """The case files of a treatment found among files (``plancheck batch``, ``plancheck
+    watch``): for each plan, the nearest case file in its folder or a folder above it, up to
+    the export folder (the deepest folder holding every file of the treatment, ``all_paths``),
+    as ``plancheck check EXPORT`` finds ``EXPORT/case.yaml`` when the plans lie in a subfolder
+    (``EXPORT/RTPLAN/``); a plan inside a ``.zip`` has the archive's case file (:func:`find_case`).
+
+    Returns
+    -------
+    list of str
+        The distinct case files found, in plan order (several: the caller reports the conflict).
+    """
+    folders = [p.parent for p in all_paths if p.suffix.lower() != ".zip"]
+    top = Path(os.path.commonpath([str(f) for f in folders])) if folders else None
+    found: list[str] = []
+    for path in plan_paths:
+        case = None
+        if path.suffix.lower() == ".zip" or top is None:
+            case = find_case(path if path.suffix.lower() == ".zip" else path.parent)
+        else:
+            folder = path.parent
+            while case is None:
+                hit = find_case_file(folder)
+                case = str(hit) if hit else None
+                if folder == top or folder == folder.parent or top not in folder.parents:
+                    break
+                folder = folder.parent
+        if case and case not in found:
+            found.append(case)
+    return found
 
 
 def read_case_text(source: str | os.PathLike[str]) -> tuple[str, str]:

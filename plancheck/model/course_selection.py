@@ -151,11 +151,18 @@ def selection_from(plans: Sequence[str], declared: Sequence[str] | None, case_so
 
 @dataclass(frozen=True)
 class LeftOutPlan:
-    """A plan of the treatment that is not one of its courses, and why."""
+    """A plan of the treatment that is not one of its courses, and why.
+
+    ``outside``: a plan of the same patient outside the treatment (in another frame of
+    reference, i.e. planned on another image set), whose dose plancheck cannot add to the
+    treatment's: a limit on the whole treatment is then not graded (unless the case file
+    declares the courses).
+    """
 
     uid: str
     label: str
     reason: str
+    outside: bool = False
 
     @property
     def shown(self) -> str:

@@ -371,6 +371,15 @@ class CheckContext:
         declared = {c.plan for c in self.case.courses}
         return tuple(p.shown for p in self.export.left_out if p.label in declared or p.uid in declared)
 
+    @property
+    def courses_outside(self) -> tuple[str, ...]:
+        """The patient's plans outside this treatment (another frame of reference: another
+        image set), by label, unless the case file declares the courses: their doses cannot
+        be added, so a limit on the whole treatment (``course: composite``) is not graded."""
+        if self.case is not None and self.case.courses:
+            return ()
+        return tuple(p.shown for p in self.export.left_out if p.outside)
+
     def other_prvs(self, standard_name: str) -> list[tuple[Roi, PrvName]]:
         """Contoured ROIs (or ROIs read but not measurable) that are a PRV of the same organ as
         the PRV ``standard_name`` and not that PRV (``SpinalCord_PRV03`` or ``Cord_PRV`` for

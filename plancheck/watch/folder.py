@@ -15,7 +15,7 @@ order. :class:`ExportFolder` is fed the paths that changed (by a file-system obs
 3. **checks**: a treatment whose folders have been quiet for ``settle_s`` seconds (no
    unstable file in them) and that is complete (every course has its structure set and
    doses) is checked, once per version (:class:`plancheck.analysis.treatment_versions.TreatmentChecker`),
-   into ``REPORTS/<treatment id>/<time>_<version>/``. One still incomplete after
+   into ``REPORTS/<patient key>/<treatment id>/<time>_<version>/``. One still incomplete after
    ``incomplete_after_s`` quiet seconds is recorded once as ERROR naming what is missing,
    so an export that stays partial is not silently ignored; when the missing file arrives,
    the new version is checked.
@@ -34,7 +34,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from plancheck.analysis.check_treatment import find_case, read_case, selection_for
+from plancheck.analysis.check_treatment import read_case, selection_for
+from plancheck.model.case_files import find_treatment_case
 from plancheck.dicom.store import (
     ObjectInfo, TreatmentCheck, TreatmentGroup, group_treatments, incomplete_reason, index_objects, treatment_checks,
 )
@@ -202,10 +203,17 @@ class ExportFolder:
         return float("inf") if unstable else last
 
     def _signature(self, check: TreatmentCheck, case_file: str | None) -> tuple:
-        """What a decision on a check depends on: its objects' files and times, its courses."""
+        """What a decision on a check depends on: its objects' files and times, its courses, the
+        patient's plans in other frames (which leave its composite limits NOT EVALUATED), its
+        case file and that file's size and time (an edited case file is a new version)."""
         files = tuple(sorted((o.sop_instance_uid, str(o.path), self._files[o.path].mtime_ns if o.path in self._files
                               else 0) for o in check.objects))
-        return files, check.choice.courses if check.choice else (), check.error, case_file
+        elsewhere = tuple(sorted(p.sop_instance_uid for p in check.treatment.elsewhere))
+        try:
+            case_stat = (os.stat(case_file).st_size, os.stat(case_file).st_mtime_ns) if case_file else None
+        except OSError:
+            case_stat = None
+        return files, check.choice.courses if check.choice else (), check.error, case_file, case_stat, elsewhere
 
     def _check_ready(self, now: float) -> list[CheckRecord]:
         self._needs_grouping = False
@@ -239,11 +247,9 @@ class ExportFolder:
         return done
 
     def _case_of(self, treatment: TreatmentGroup):
-        found = []
-        for group in treatment.plans:
-            case = find_case(group.plan.path.parent)
-            if case and case not in found:
-                found.append(case)
+        found = find_treatment_case([g.plan.path for g in treatment.plans], [
+            o.path for o in (*(o for g in treatment.plans for o in (g.plan, *g.structure_sets, *g.doses)),
+                             *treatment.structure_sets, *treatment.unplaced_doses, *treatment.images)])
         if len(found) > 1:
             return None, None, f"its plans lie next to {len(found)} different case files ({', '.join(found)}); keep one"
         if not found:

@@ -632,6 +632,12 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
                                         f"but this check leaves {them} out: a limit on the whole treatment is not "
                                         "graded on part of it (check every course, or list only the checked ones in "
                                         "the case file)")]
+        outside = ctx.courses_outside
+        if outside:
+            return [not_evaluated(rule, f"the patient also has plan(s) {', '.join(outside)} in another frame of "
+                                        "reference (another image set), whose dose plancheck cannot add to this "
+                                        "treatment's: a limit on the whole treatment is not graded on part of it "
+                                        "(declare the courses in the case file if those plans are not part of it)")]
         if rule.when == "several_courses" and len(courses) < 2:
             raise RuleNotApplicable("one course: this limit applies to the sum of several courses")
         subject = _found(rule, ctx)
