@@ -369,6 +369,24 @@ def test_plan_without_fractions_cannot_be_converted(groups: tuple[FractionGroup,
     assert description.fractions == (25, unknown.plan.fractions_planned)
 
 
+def test_plan_of_several_fraction_groups_cannot_be_converted() -> None:
+    # 25 fractions and a 3-fraction boost in one plan: its dose is their sum, and how much of a
+    # point's dose each group gives is not known. Dividing by 28 fractions would give a point of
+    # 24 Gy that all came from the boost (8 Gy/fx, EQD2₃ = 24·(8 + 3)/5 = 52.8 Gy) an EQD2₃ of
+    # 24·(0.857 + 3)/5 = 18.5 Gy; plancheck refuses to convert instead.
+    a, _ = courses()
+    two = course(_plan("B2", None, 24.0, groups=(FractionGroup(1, 25), FractionGroup(2, 3))), grid_b())
+    assert two.plan.fractions_planned == 28 and two.plan.dose_fractions is None
+    with pytest.raises(UsageError, match=r"plan 'B2' has 2 fraction groups \(25 \+ 3 fx\) whose doses are summed: "
+                                         r"the dose per fraction of each point is not known; EQD2/BED cannot be computed"):
+        composite_dvh(ORGAN.roi, [a, two], DoseConversion.eqd2(ALPHA_BETA_GY))
+    with pytest.raises(UsageError, match=r"plan 'B2' has 2 fraction groups"):
+        course_dvh(ORGAN.roi, two, DoseConversion.bed(ALPHA_BETA_GY))
+    # the physical sum needs no fractions
+    dvh, _ = composite_dvh(ORGAN.roi, [a, two], DoseConversion.physical())
+    assert evaluate_metric("Max[Gy]", dvh).value == pytest.approx(69.0, rel=1e-9)
+
+
 # ---------------------------------------------------------------- end to end on sample_dicom
 
 def _dvh_json(capsys, *extra: str) -> dict:

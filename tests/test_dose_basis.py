@@ -348,6 +348,31 @@ def test_a_course_that_cannot_be_placed_is_not_evaluated_never_conventional(tabl
     assert "cannot be placed" in f.message
 
 
+def test_a_plan_of_several_fraction_groups_is_never_graded_on_its_summed_fractions(consensus) -> None:
+    # One RT Plan, two fraction groups: 25 fx to a primary and a 3 fx SBRT boost (8 Gy/fx). The
+    # plan's dose is their sum; the cord's 22 Gy all comes from the boost. The truth: EQD2₂ =
+    # 22·(22/3 + 2)/4 = 51.33 Gy > 45 Gy (OAR-CORD FAIL) and 22 Gy > 21.9 Gy, the 3-fraction
+    # cord maximum (TG101-CORD-MAX FAIL). Taken as 74 Gy / 28 fx (2.64 Gy/fx, not SBRT) it read
+    # EQD2₂ = 22·(22/28 + 2)/4 = 15.32 Gy and no SBRT limit: PASS (the false PASS). Which group
+    # gives a point its dose is not known from the sum, so neither is graded: NOT EVALUATED.
+    from dataclasses import replace
+    from plancheck.model import FractionGroup
+
+    two_groups = replace(plan("P", 74.0, 25), fraction_groups=(FractionGroup(1, 25), FractionGroup(2, 3)))
+    export = treatment([box_roi(1, "SpinalCord", CORD)], [(two_groups, banded_dose([(-2.5, 27.5, 22.0)]))])
+    report = run_check(export, consensus, threads=1)
+    (cord,) = findings_of(report, "OAR-CORD")
+    assert cord.status is Status.NOT_EVALUATED
+    assert [m.status for m in cord.measurements] == [Status.PASS, Status.NOT_EVALUATED]  # 22 Gy physical ≤ 45 Gy
+    assert cord.measurements[0].value == pytest.approx(22.0, abs=TOL_GY)
+    assert "2 fraction groups (25 + 3 fx) whose doses are summed" in cord.message
+    for rule_id in ("TG101-CORD-MAX", "TG101-CORD-D0_35CC"):
+        (f,) = findings_of(report, rule_id)
+        assert f.status is Status.NOT_EVALUATED and "cannot be placed" in f.message
+    (fx,) = findings_of(report, "INT-FRACTIONATION")
+    assert fx.status is Status.NOT_EVALUATED and "fraction groups" in fx.message
+
+
 # ---------------------------------------------------------------------------- airways
 
 

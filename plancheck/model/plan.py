@@ -131,11 +131,38 @@ class Plan:
 
     @property
     def fractions_planned(self) -> int | None:
-        """Total number of fractions planned over all fraction groups (None if unknown)."""
+        """Total number of fractions planned over all fraction groups (None if unknown); the
+        dose per fraction of the plan's dose divides by :attr:`dose_fractions`, not by this."""
         counts = [g.fractions_planned for g in self.fraction_groups]
         if not counts or any(c is None for c in counts):
             return None
         return int(sum(counts))  # type: ignore[arg-type]
+
+    @property
+    def dose_fractions(self) -> int | None:
+        """The number of fractions in which every point of the plan's dose is delivered: the
+        Number of Fractions Planned of its one fraction group; the dose per fraction of a point
+        (BED, EQD2, the regime) is its dose divided by it.
+
+        None when the plan does not state it, and for a plan of several fraction groups
+        (:attr:`fractions_unknown_reason`): its dose is the sum of the groups', and how much of a
+        point's dose each group gives (e.g. 25 fractions to a primary and a 3-fraction SBRT boost)
+        is not known from the sum. Dividing by all the fractions together would spread a boost's
+        8 Gy fractions over 28 and give an EQD2 far too low (a false PASS)."""
+        if len(self.fraction_groups) != 1:
+            return None
+        return self.fraction_groups[0].fractions_planned
+
+    @property
+    def fractions_unknown_reason(self) -> str:
+        """Why :attr:`dose_fractions` is None, in words (``""`` when it is known)."""
+        if len(self.fraction_groups) > 1:
+            counts = " + ".join(f"{g.fractions_planned if g.fractions_planned else '?'}" for g in self.fraction_groups)
+            return (f"the plan has {len(self.fraction_groups)} fraction groups ({counts} fx) whose doses are summed: "
+                    "the dose per fraction of each point is not known")
+        if not self.dose_fractions:
+            return "the plan states no number of fractions planned"
+        return ""
 
     @property
     def target_prescriptions(self) -> tuple[DoseReference, ...]:

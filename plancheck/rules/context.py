@@ -89,7 +89,9 @@ class CourseInfo:
     course
         The course (plan and dose).
     prescription_gy, fractions
-        The plan's prescription and number of fractions (None when the plan does not state them).
+        The plan's prescription and the number of fractions its dose is delivered in (None when
+        the plan does not state them, and for a plan of several fraction groups:
+        :attr:`plancheck.model.Plan.dose_fractions`).
     summary
         Dose per fraction, BED₁₀, EQD2₁₀ and the regime by numbers (None without prescription
         or fractions).
@@ -168,7 +170,8 @@ class CourseInfo:
         """How the course was placed, in words (for reports)."""
         d = self.declaration
         s = self.summary
-        numbers = s.describe() if s else "prescription or number of fractions not stated in the plan"
+        numbers = s.describe() if s else (self.course.plan.fractions_unknown_reason if self.prescription_gy
+                                          else "prescription or number of fractions not stated in the plan")
         if d is not None and (d.technique or d.intent):
             declared = ", ".join(x for x in (d.technique, d.intent) if x)
             conflict = " (the declaration contradicts the numbers: SBRT limits graded)" if self.declaration_conflict else ""
@@ -346,7 +349,7 @@ class CheckContext:
     def courses(self) -> tuple[CourseInfo, ...]:
         out = []
         for c in self.export.courses:
-            rx, n = c.plan.prescription_dose_gy, c.plan.fractions_planned
+            rx, n = c.plan.prescription_dose_gy, c.plan.dose_fractions  # None for several fraction groups
             summary = summarize_fractionation(rx, n) if rx and n else None
             declaration = self.case.course_declaration(c.label, c.plan.sop_instance_uid) if self.case else None
             out.append(CourseInfo(c, rx, n, summary, declaration))

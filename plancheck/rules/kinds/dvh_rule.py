@@ -511,10 +511,10 @@ def _computable(basis: _Basis, courses: list[CourseInfo]) -> bool:
 def _measure(ctx: CheckContext, metric: str, roi: Roi, courses: list[CourseInfo], basis: _Basis,
              rx_course: CourseInfo | None) -> MetricValue:
     if not _computable(basis, courses):
-        lacking = [c.label for c in courses if not c.fractions]
+        lacking = "; ".join(f"{c.label} {c.course.plan.fractions_unknown_reason.removeprefix('the plan ')}"
+                            for c in courses if not c.fractions)
         return MetricValue(metric, None, parse_metric(metric).result_unit,
-                           reason=f"{', '.join(lacking)} states no number of fractions, so "
-                                  f"{basis.conversion.kind.value} cannot be computed")
+                           reason=f"{lacking}, so {basis.conversion.kind.value} cannot be computed")
     rx = basis.conversion.convert_total_dose(rx_course.prescription_gy, rx_course.fractions) if rx_course else None
     return ctx.metric(metric, roi, courses, basis.conversion, rx)
 
