@@ -371,6 +371,10 @@ def test_a_plan_of_several_fraction_groups_is_never_graded_on_its_summed_fractio
         assert f.status is Status.NOT_EVALUATED and "cannot be placed" in f.message
     (fx,) = findings_of(report, "INT-FRACTIONATION")
     assert fx.status is Status.NOT_EVALUATED and "fraction groups" in fx.message
+    # the groups are courses of different kinds in one plan: the composite maxima apply, and
+    # cannot be computed (EQD2 of the summed dose): NOT EVALUATED, not "one course"
+    (composite,) = findings_of(report, "COMP-CORD-MAX")
+    assert composite.status is Status.NOT_EVALUATED and "fraction groups" in composite.message
 
 
 # ---------------------------------------------------------------------------- airways

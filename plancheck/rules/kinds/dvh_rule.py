@@ -17,7 +17,8 @@ Protocol-file fields::
                                           #   physical | physical_conventional | eqd2 | bed
       alpha_beta_gy: 2                    # optional (eqd2/bed); default: protocol, then α/β table
       course: composite                   # all | conventional | sbrt | composite | a course label
-      when: always                        # always | several_courses (composite limits of several courses)
+      when: always                        # always | several_courses (composite limits of several courses,
+                                          # or of a plan of several fraction groups)
       if_contoured: false                 # true: not applicable (stated) when the organ is not contoured
                                           # at all, e.g. brain organs on a thoracic plan
       limits: {unit: Gy, upper: {per_protocol: 45}}
@@ -612,7 +613,8 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
                                         f"but this check leaves {them} out: a limit on the whole treatment is not "
                                         "graded on part of it (check every course, or list only the checked ones in "
                                         "the case file)")]
-        if rule.when == "several_courses" and len(courses) < 2:
+        # a plan of several fraction groups (e.g. a primary and an SBRT boost) is several courses in one
+        if rule.when == "several_courses" and len(courses) < 2 and len(courses[0].course.plan.fraction_groups) < 2:
             raise RuleNotApplicable("one course: this limit applies to the sum of several courses")
         subject = _found(rule, ctx)
         if subject.roi is None:
