@@ -387,6 +387,21 @@ def test_plan_of_several_fraction_groups_cannot_be_converted() -> None:
     assert evaluate_metric("Max[Gy]", dvh).value == pytest.approx(69.0, rel=1e-9)
 
 
+def test_a_fraction_group_of_setup_beams_only_gives_no_dose() -> None:
+    # group 1: the treatment beam in 25 fractions; group 2: a setup beam only. The dose is group 1's:
+    # 25 fractions (the total planned, 26, would lower every point's dose per fraction).
+    from dataclasses import replace
+    from plancheck.model import Beam
+
+    groups = (FractionGroup(1, 25, (1,)), FractionGroup(2, 1, (2,)))
+    beams = (Beam(1, "ARC1"), Beam(2, "CBCT", treatment_delivery_type="SETUP"))
+    p = replace(_plan("S", None, 50.0, groups=groups), beams=beams)
+    assert p.fractions_planned == 26 and p.dose_fractions == 25 and p.fractions_unknown_reason == ""
+    # both groups with a treatment beam: not known
+    both = replace(p, beams=(Beam(1, "ARC1"), Beam(2, "ARC2")))
+    assert both.dose_fractions is None and "2 fraction groups (25 + 1 fx)" in both.fractions_unknown_reason
+
+
 # ---------------------------------------------------------------- end to end on sample_dicom
 
 def _dvh_json(capsys, *extra: str) -> dict:

@@ -614,7 +614,7 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
                                         "graded on part of it (check every course, or list only the checked ones in "
                                         "the case file)")]
         # a plan of several fraction groups (e.g. a primary and an SBRT boost) is several courses in one
-        if rule.when == "several_courses" and len(courses) < 2 and len(courses[0].course.plan.fraction_groups) < 2:
+        if rule.when == "several_courses" and len(courses) < 2 and len(courses[0].course.plan.dose_fraction_groups) < 2:
             raise RuleNotApplicable("one course: this limit applies to the sum of several courses")
         subject = _found(rule, ctx)
         if subject.roi is None:
