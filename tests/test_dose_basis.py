@@ -377,6 +377,19 @@ def test_a_plan_of_several_fraction_groups_is_never_graded_on_its_summed_fractio
     assert composite.status is Status.NOT_EVALUATED and "fraction groups" in composite.message
 
 
+def test_a_target_no_course_can_be_attributed_to_is_not_evaluated_by_regime_rules(consensus) -> None:
+    # PTV_Met receives 30 Gy from the only plan (50 Gy / 5 fx, whose dose reference names no ROI):
+    # a median of 60 % of its prescription, below the 80 % that attributes a target to a plan. Its
+    # course, so its regime, is not known: the SBRT and conventional coverage rules are NOT
+    # EVALUATED for it (before: "not applicable", and the underdosed target vanished from them).
+    ptv = box_roi(1, "PTV_Met", Box(40, 59), interpreted_type="PTV")
+    report = run_check(treatment([ptv], [(plan("S", 50.0, 5), banded_dose([(32.5, 67.5, 30.0)]))]), consensus, threads=1)
+    for rule_id in ("COV-SBRT-V100", "COV-CONV-V100"):
+        (f,) = findings_of(report, rule_id)
+        assert f.status is Status.NOT_EVALUATED
+        assert "no plan prescribes to or covers PTV_Met, so its regime is not known" in f.message
+
+
 # ---------------------------------------------------------------------------- airways
 
 

@@ -205,16 +205,18 @@ class DvhRule(RuleBase):
 def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
     """(roi, course, group) for each target group matching the selector.
 
-    Raises RuleNotApplicable when the export has no target of the asked regime.
-    Groups without the asked volume or without an identified course are returned
-    with roi/course None so the caller reports NOT_EVALUATED with the reason; so is a
-    group whose course cannot be placed when the selector asks for a regime.
+    Raises RuleNotApplicable when the export has no target of the asked regime and none
+    whose regime is unknown. Groups without the asked volume or without an identified course
+    are returned with roi/course None so the caller reports NOT_EVALUATED with the reason
+    (also when the selector asks for a regime: a target no plan can be attributed to has no
+    known regime); so is a group whose course cannot be placed.
     """
     groups = [g for g in ctx.targets if selector.role in ("any", g.role)]
     if selector.regime != "any":
         wanted = selector.regime == "sbrt"
         chosen = [g for g in groups if g.course is not None and g.course.is_sbrt is wanted]
-        unplaced = [g for g in groups if g.course is not None and g.course.is_sbrt is None]
+        # a group whose course is not identified, or cannot be placed: its regime is not known
+        unplaced = [g for g in groups if g.course is None or g.course.is_sbrt is None]
         if not chosen and not unplaced:
             raise RuleNotApplicable(f"no {selector.role if selector.role != 'any' else ''} target treated with a {selector.regime} course".replace("  ", " "))
         return ([(g.volumes.get(selector.volume), g.course, g) for g in chosen]
@@ -223,7 +225,9 @@ def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
 
 
 def _unplaced(group):
-    """The group with no course, and why: its course's regime is unknown."""
+    """The group with no course, and why: its course, or its course's regime, is unknown."""
+    if group.course is None:
+        return replace(group, how=f"{group.how}, so its regime is not known; regime-specific limits not evaluated")
     return replace(group, course=None, how=f"{group.course.placement}; regime-specific limits not evaluated "
                                               f"(declare the course in the case file)")
 
