@@ -390,6 +390,22 @@ def test_a_target_no_course_can_be_attributed_to_is_not_evaluated_by_regime_rule
         assert "no plan prescribes to or covers PTV_Met, so its regime is not known" in f.message
 
 
+def test_a_protocol_alpha_beta_of_an_organ_applies_to_its_prv(tmp_path: Path) -> None:
+    # A clinic sets the cord's α/β to 0.87 Gy. OAR-CORD measures the PRV (contoured): 38 Gy in
+    # 45 Gy / 15 fx (not conventional: EQD2 graded too). With the cord's 0.87 Gy: EQD2 =
+    # 38·(38/15 + 0.87)/2.87 = 45.06 Gy > 45 Gy, FAIL; the table's 2 Gy for SpinalCord_* gave
+    # 38·(38/15 + 2)/4 = 43.07 Gy, a PASS by the clinic's own α/β.
+    clinic = tmp_path / "clinic.yaml"
+    clinic.write_text('schema_version: 1\nid: clinic-ab\ntitle: clinic\nversion: "1"\n'
+                      "extends: [esophagus-oligomet-2025]\nalpha_beta_gy: {SpinalCord: 0.87}\n", encoding="utf-8")
+    export = treatment(issue_rois(), [(plan("S", 45.0, 15), banded_dose([(-2.5, 27.5, 38.0)]))])
+    (cord,) = findings_of(run_check(export, protocol_for_check(str(clinic)), threads=1), "OAR-CORD")
+    assert cord.status is Status.FAIL
+    assert cord.measurements[1].value == pytest.approx(38 * (38 / 15 + 0.87) / 2.87, abs=TOL_GY)
+    assert cord.details["alpha_beta_gy"] == 0.87
+    assert "for SpinalCord, the organ of the PRV SpinalCord_PRV05" in cord.details["alpha_beta_source"]
+
+
 # ---------------------------------------------------------------------------- airways
 
 

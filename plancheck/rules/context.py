@@ -33,7 +33,7 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher
+from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher, prv_of
 from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
@@ -375,11 +375,16 @@ class CheckContext:
 
     def alpha_beta(self, standard_name: str, roi: Roi, explicit_gy: float | None = None) -> tuple[float, str]:
         """α/β (Gy) for a structure and where it came from: the rule's own value,
-        the protocol's ``alpha_beta_gy``, else the α/β table."""
+        the protocol's ``alpha_beta_gy`` (for a PRV, the protocol's value of its organ:
+        ``SpinalCord_PRV05`` takes ``SpinalCord``'s), else the α/β table."""
         if explicit_gy is not None:
             return explicit_gy, "set by the rule"
         if standard_name in self.protocol.alpha_beta_gy:
             return self.protocol.alpha_beta_gy[standard_name], f"set by protocol {self.protocol.id}"
+        prv = prv_of(standard_name) if standard_name else None
+        if prv is not None and prv.organ in self.protocol.alpha_beta_gy:
+            return (self.protocol.alpha_beta_gy[prv.organ],
+                    f"set by protocol {self.protocol.id} for {prv.organ}, the organ of the PRV {standard_name}")
         choice = self.alpha_beta_table.lookup(standard_name or roi.name, is_target=is_target_roi(roi))
         return choice.alpha_beta_gy, choice.describe()
 
