@@ -261,3 +261,11 @@ def test_explain_of_an_unknown_rule_exits_2(capsys, protocols) -> None:
     assert code == ExitCode.USAGE_ERROR == 2
     assert out == ""
     assert "protocol test-protocol has no rule 'OAR-CROD'; did you mean OAR-CORD" in err
+
+
+def test_a_map_key_no_rule_looks_up_is_a_usage_error(capsys, protocols, export_dir) -> None:
+    # 'Bowels' is no structure of the test protocol (it asks for 'Bowel'): the mapping would change
+    # nothing and the rule would be graded as if it were not given
+    code, _, err = run_cli(capsys, "check", export_dir, "--protocol", protocols["test"], "--map", "Bowels=Stomach")
+    assert code == ExitCode.USAGE_ERROR
+    assert "structure mapping: 'Bowels' is no structure that a rule of protocol" in err

@@ -274,3 +274,21 @@ def test_stricter_if_never_loosens_an_overridden_limit(tmp_path, sample_export):
     # without a case file both candidate limits (5 % and the stricter-if) fail 5.5 % alike
     report = run_check(sample_export, _subset(clinic, "OAR-LUNG-V20"), case=None)
     assert _finding(report, "OAR-LUNG-V20").status is Status.FAIL
+
+
+def test_prescription_dose_on_bounds_states_them(sample_export, protocol):
+    # C1's grid cut at z = 54 mm: PTVp (contours at z -57..57 mm) is 1.5 % outside it. Less than
+    # 5 % outside, so D95 is bounded (the coldest 5 % may lie outside, or not) and INT-RX-DOSE
+    # grades the interval: PASS only when both bounds, as a percentage of the 60 Gy
+    # prescription, lie within 95-107 %. The message must state the bounds it graded (it read
+    # "= partly outside the grid of the prescription" with no number).
+    export = _crop_z(sample_export, C1, -200.0, 54.0)
+    report = run_check(export, _subset(protocol, "INT-RX-DOSE"), case=None)
+    f = _finding(report, "INT-RX-DOSE", C1)
+    lower, upper = f.details["dose_interval_gy"]
+    lo, hi = 100 * lower / 60.0, 100 * upper / 60.0
+    assert 95 <= lo < hi <= 107  # the sample's PTVp is covered at about 100 %
+    assert f.status is Status.PASS and f.measured is None
+    assert f.message.startswith(f"PTVp D95%[Gy] is between {lower:.4g} and {upper:.4g} Gy "
+                                f"(between {lo:.1f} and {hi:.1f} %) of the prescription 60 Gy")
+    assert "% of the structure is inside the dose grid" in f.message

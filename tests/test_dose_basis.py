@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from plancheck.errors import ProtocolError
+from plancheck.model import Roi
 from plancheck.model.case import Case
 from plancheck.protocol.loader import load_protocol
 from plancheck.rules.findings import Status
@@ -158,12 +159,44 @@ def _cord_with_prv_named(consensus, prv_name: str, mapping=None, courses=1):
     ("Cord+3mm", "3 mm margin"),               # a synonym of SpinalCord_PRV03
     ("Cord_PRV", "margin not in its name"),    # a synonym of SpinalCord_PRV
     ("SpinalCord_PRV10", "10 mm margin"),
+    # spellings in no list, read as a PRV of the cord (prv_words): the cord at 41.2 Gy must not
+    # stand in for them (it would PASS ≤ 45 Gy while the PRV reaches 47 Gy)
+    ("SC_PRV07", "7 mm margin"),
+    ("PRV07_Cord", "7 mm margin"),
+    ("Cord+7mm", "7 mm margin"),
+    ("Cord+0.7cm", "7 mm margin"),
+    ("PRV_SC", "margin not in its name"),
+    ("Cord_exp", "margin not in its name"),
+    ("SpinalCord_05", "margin not in its name"),   # a bare number may be a margin
 ])
 def test_a_cord_prv_of_another_margin_is_never_replaced_by_the_cord(consensus, prv_name, margin) -> None:
     (f,) = findings_of(_cord_with_prv_named(consensus, prv_name), "OAR-CORD")
     assert f.status is Status.NOT_EVALUATED, f.message
     assert f"'{prv_name}'" in f.message and margin in f.message
     assert "SpinalCord_PRV05 (5 mm margin)" in f.message and "--map SpinalCord_PRV05=" in f.message
+
+
+@pytest.mark.parametrize("prv_name", ["SpinalCord_PRV5mm", "SpinalCord_PRV_5mm", "Cord 5mm PRV", "PRV5_SC"])
+def test_an_unlisted_spelling_of_the_5_mm_prv_is_measured(consensus, prv_name) -> None:
+    # the PRV (x 5..21) reaches the 47 Gy band (voxel centres x = 20 mm): D0.03cc = 47 Gy > 45 Gy
+    (f,) = findings_of(_cord_with_prv_named(consensus, prv_name), "OAR-CORD")
+    assert f.status is Status.FAIL and f.structures == (prv_name,)
+    assert f.measured == pytest.approx(47.0, abs=TOL_GY)
+
+
+def test_an_empty_prv_or_a_mapping_to_nothing_does_not_put_the_limit_on_the_cord(consensus) -> None:
+    # the cord alone would PASS (≤ 45 Gy, it reaches 41.2 Gy); the PRV the structure set names
+    # (without contours) or the mapping names (absent) is what the limit is on: NOT EVALUATED
+    empty = Roi(2, "SpinalCord_PRV05", "ORGAN", ())
+    report = run_check(treatment([box_roi(1, "SpinalCord", CORD), empty],
+                                 [(plan("C1", 60.0, 30), banded_dose(PRV_EDGE_BANDS))]), consensus, threads=1)
+    (f,) = findings_of(report, "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED and "'SpinalCord_PRV05' has no contours" in f.message
+    assert "SpinalCord not measured in its place" in f.message
+    (f,) = findings_of(_cord_with_prv_named(consensus, "Cord PRV", mapping={"SpinalCord_PRV05": "Cord PRV5"}),
+                       "OAR-CORD")
+    assert f.status is Status.NOT_EVALUATED and "the mapping says SpinalCord_PRV05 is 'Cord PRV5'" in f.message
+    assert "SpinalCord not measured in its place" in f.message
 
 
 def test_the_composite_cord_maximum_does_not_fall_back_either(consensus) -> None:
@@ -546,3 +579,73 @@ def test_plancheck_dvh_gives_a_clinic_named_cord_the_cord_alpha_beta() -> None:
     assert "Cord is SpinalCord" in by_name["Cord"].alpha_beta_source
     for row in by_name.values():
         assert row.metrics[0].value == pytest.approx(eqd2(47, 30, 2), abs=TOL_GY)
+
+
+# ---------------------------------------------------------------------------- planning helpers
+# A ring drawn around the primary PTV is a planning helper, not a target: it must not be
+# subtracted from the esophagus in COMP-ESO-MAX ("Esophagus − PTVs"). Esophagus x -5..100,
+# PTV_Eso x -5..20 (prescribed by C1), ring x 20..60. C1 (60 Gy/30 fx) gives 90 Gy to voxel
+# centres x 20..40 (band 17.5..42.5), 0 beyond; C2 (50 Gy/5 fx) treats a lung metastasis far away.
+# The esophagus outside the PTV holds 90 Gy/30 fx: EQD2₃ = 90·(3 + 3)/5 = 108 Gy > 100 (acceptable):
+# FAIL. With the ring subtracted only x 60..100 (0 Gy) would be left: a false PASS.
+@pytest.mark.parametrize("ring_name, interpreted_type", [
+    ("PTV_Ring", "ORGAN"),        # a helper word in the name
+    ("PTV_Shell2cm", "ORGAN"),
+    ("PTV_2", "CONTROL"),         # a target-like name of a helper's Interpreted Type
+    ("PTV_exp", "AVOIDANCE"),
+])
+def test_a_ring_around_the_ptv_is_not_subtracted_from_the_esophagus(consensus, ring_name, interpreted_type) -> None:
+    rois = [box_roi(1, "Esophagus", Box(-5, 100)), box_roi(2, "PTV_Eso", Box(-5, 20), interpreted_type="PTV"),
+            box_roi(3, ring_name, Box(20, 60), interpreted_type=interpreted_type),
+            box_roi(4, "PTV_Met_Lung", Box(200, 220), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 60.0, 30, 2), banded_dose([(-12.5, 17.5, 60.0), (17.5, 42.5, 90.0)])),
+                              (plan("C2", 50.0, 5, 4), banded_dose([(190, 230, 50.0)]))])
+    (f,) = findings_of(run_check(export, consensus, threads=1), "COMP-ESO-MAX")
+    assert f.status is Status.FAIL and f.measured == pytest.approx(eqd2(90, 30, 3), abs=TOL_GY)
+    assert ring_name not in f.details["structure_match"]
+
+
+def test_an_ambiguous_member_is_not_left_out_of_a_union(consensus) -> None:
+    # SBRT 50 Gy/5 fx. Trachea (x 100..120) and Bronchus_Main_L (x 130..140) get 0 Gy; two ROIs that
+    # are both synonyms of Bronchus ('Bronchi', 'Bronchial_Tree', x 40..60, 12 cc each) lie in the
+    # 30 Gy band: the airway's D4cc is 30 Gy > 16.5 Gy. Leaving the ambiguous Bronchus out of
+    # "Trachea ∪ Bronchus" measured 0 Gy (a false PASS); it is NOT EVALUATED until mapped.
+    rois = [box_roi(1, "Trachea", Box(100, 120)), box_roi(2, "Bronchus_Main_L", Box(130, 140)),
+            box_roi(3, "Bronchi", Box(40, 60)), box_roi(4, "Bronchial_Tree", Box(40, 60)),
+            box_roi(5, "PTV_Met_Lung", Box(200, 220), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 50.0, 5, 5), banded_dose([(32.5, 67.5, 30.0), (190, 230, 50.0)]))])
+    report = run_check(export, consensus, threads=1)
+    for rule_id in ("TG101-AIRWAY-D4CC", "TG101-AIRWAY-MAX"):
+        (f,) = findings_of(report, rule_id)
+        assert f.status is Status.NOT_EVALUATED and "2 structures could be Bronchus" in f.message
+    mapped = run_check(export, consensus, user_mapping={"Bronchus": "Bronchi"}, threads=1)
+    (f,) = findings_of(mapped, "TG101-AIRWAY-D4CC")
+    assert f.status is Status.FAIL and f.measured == pytest.approx(30.0, abs=TOL_GY)
+
+
+# ---------------------------------------------------------------------------- one lung for both
+# External x -100..300 (its midline x = 100). The hot lung (LUNG_HOT, x 40..59, 24 Gy) lies left of
+# the midline, the cold one (x 140..171, z 30..60, 18.6 cc, 0 Gy) right of it. Both lungs: V20 = 11.4/30
+# = 38 % > 28 %: FAIL. A "Lungs" that is the cold lung alone reads V20 = 0 %: a false PASS; it lies
+# wholly on one side of the midline, so it is NOT EVALUATED (unless the user maps it: one lung left).
+BODY = Box(-100, 300, -35, 35, z0=-10, z1=70)
+COLD_RIGHT = Box(140, 171, z0=30, z1=60)
+
+
+def _lungs_report(consensus, *lung_boxes, name="Lungs", mapping=None):
+    rois = [box_roi(9, "External", BODY, interpreted_type="EXTERNAL"), box_roi(3, name, *lung_boxes),
+            box_roi(4, "Lung_L", LUNG_HOT), box_roi(5, "PTV_Eso", Box(200, 220), interpreted_type="PTV")]
+    bands = [(32.5, 67.5, 24.0), (190, 230, 60.0)]
+    return run_check(treatment(rois, [(plan("C1", 60.0, 30, 5), banded_dose(bands))]), consensus,
+                     user_mapping=mapping, threads=1)
+
+
+def test_a_lungs_structure_of_one_lung_is_not_graded_as_both(consensus) -> None:
+    (both,) = findings_of(_lungs_report(consensus, LUNG_HOT, COLD_RIGHT), "OAR-LUNG-V20")
+    assert both.status is Status.FAIL and both.measured == pytest.approx(38.0, abs=TOL_PCT)
+    (one,) = findings_of(_lungs_report(consensus, COLD_RIGHT), "OAR-LUNG-V20")
+    assert one.status is Status.NOT_EVALUATED
+    assert "lies on one side of the body's midline (0.0 % of its volume on the other side)" in one.message
+    (mapped,) = findings_of(_lungs_report(consensus, COLD_RIGHT, name="Lung_Rest", mapping={"Lungs": "Lung_Rest"}),
+                            "OAR-LUNG-V20")
+    assert mapped.status is Status.PASS and mapped.measured == pytest.approx(0.0, abs=TOL_PCT)

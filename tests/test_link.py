@@ -35,7 +35,11 @@ def test_plan_dose_export(tmp_path: Path) -> None:
     reasons = {Path(s.path).name: s.reason for s in export.skipped}
     assert "not a DICOM file" in reasons["notes.txt"]
     assert "RT Image Storage" in reasons["RI.dcm"]
-    assert export.warnings == ()
+    # The RT Image is DICOM the physicist may have expected to be read, so it is named in the
+    # report's one note on skipped files; notes.txt is only counted.
+    assert export.warnings == (
+        "2 file(s) of the input were not used — RI.dcm: SOP class RT Image Storage "
+        "(1.2.840.10008.5.1.4.1.1.481.1) is not used by plancheck; 1 file(s) that are not DICOM",)
 
 
 def test_list_of_files_and_zip(tmp_path: Path) -> None:

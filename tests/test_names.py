@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plancheck.errors import ProtocolError, UsageError
@@ -463,3 +463,74 @@ def test_other_prvs_of_the_same_organ_are_found_by_any_name(matcher: StructureNa
     assert found == [("SpinalCord_PRV03", "SpinalCord_PRV03"), ("PRV10_SpinalCord", "SpinalCord_PRV10"),
                      ("Cord_PRV", "SpinalCord_PRV"), ("Cord+3mm", "SpinalCord_PRV03")]
     assert matcher.other_prvs("SpinalCord", rois) == []
+
+
+# PRV spellings that are in no list: read from the organ's name or synonym and a PRV word or a
+# margin (constraints/structure_synonyms.yaml, prv_words). The margin a name states, in mm: a
+# number right after the PRV word is mm (TG-263 "SpinalCord_PRVxx"), "0.7cm" = 7 mm.
+@pytest.mark.parametrize("name, organ, margin_mm", [
+    ("SC_PRV07", "SpinalCord", 7),
+    ("PRV07_Cord", "SpinalCord", 7),
+    ("SCPRV07", "SpinalCord", 7),          # PRV glued to a synonym
+    ("PRV_SC", "SpinalCord", None),
+    ("Cord 5mm PRV", "SpinalCord", 5),
+    ("SpinalCord_PRV_5_mm", "SpinalCord", 5),
+    ("Cord+0.7cm", "SpinalCord", 7),
+    ("Cord+7", "SpinalCord", None),        # "+7" without a unit states no margin
+    ("Cord_7mm", "SpinalCord", 7),
+    ("Cord_exp", "SpinalCord", None),
+    ("Esophagus_PRV05", "Esophagus", 5),
+    ("Lung_L_PRV5", "Lung_L", 5),
+])
+def test_unlisted_prv_spellings_are_read(matcher: StructureNameMatcher, name: str, organ: str,
+                                         margin_mm: int | None) -> None:
+    read = matcher.expansion_of(name)
+    assert read is not None and (read.organ, read.margin_mm) == (organ, margin_mm)
+
+
+@pytest.mark.parametrize("name", ["Lung L+R", "Heart+Pericardium", "Lungs-PTV", "Expander", "SpinalCord", "z_cord",
+                                  "Cord_expiration", "PRV", "Lung_1"])
+def test_names_not_read_as_expansions(matcher: StructureNameMatcher, name: str) -> None:
+    assert matcher.expansion_of(name) is None
+
+
+def test_an_unlisted_prv_of_the_listed_margin_is_that_prv(matcher: StructureNameMatcher) -> None:
+    hit = matcher.match("SpinalCord_PRV05", ["SpinalCord", "SpinalCord_PRV5mm", "SC_PRV07"])
+    assert (hit.status, hit.roi_name) == (MatchStatus.MATCHED, "SpinalCord_PRV5mm")
+    assert "read as SpinalCord with a 5 mm margin" in hit.how
+    # two ROIs that both are the 5 mm PRV: never a guess
+    two = matcher.match("SpinalCord_PRV05", ["Cord+5mm", "SpinalCord_PRV_5mm"])
+    assert two.status is MatchStatus.AMBIGUOUS
+    assert matcher.match("SpinalCord_PRV05", ["SpinalCord", "SC_PRV07"]).status is MatchStatus.MISSING
+
+
+def test_other_prvs_include_unlisted_spellings(matcher: StructureNameMatcher) -> None:
+    rois = ["SpinalCord", "SC_PRV07", "Cord+7mm", "PRV_SC", "SpinalCord_05", "Cord_PRV_old", "SC_old", "Heart_PRV"]
+    found = [(roi, prv.margin_mm) for roi, prv in matcher.other_prvs("SpinalCord_PRV05", rois)]
+    # a bare number after the organ (SpinalCord_05) may be a margin: read, margin not stated
+    assert found == [("SC_PRV07", 7), ("Cord+7mm", 7), ("PRV_SC", None), ("SpinalCord_05", None),
+                     ("Cord_PRV_old", None)]
+
+
+@pytest.mark.parametrize("name, interpreted_type", [
+    ("PTV_Ring", "ORGAN"), ("PTV_ring2cm", ""), ("PTVp_Shell", "PTV"), ("PTV_6000", "CONTROL"), ("GTV_Met1", "AVOIDANCE"),
+])
+def test_planning_helpers_are_not_targets(name: str, interpreted_type: str) -> None:
+    t = parse_target_name(name, interpreted_type)
+    assert t.kind is None and "planning helper" in t.notes[0]
+
+
+def test_a_site_that_only_starts_like_a_helper_word_is_a_target() -> None:
+    assert parse_target_name("PTV_Ringfinger", "PTV").kind is TargetKind.PTV  # whole word, or word + number
+
+
+def test_lungs_total_is_both_lungs(matcher: StructureNameMatcher) -> None:
+    assert matcher.standard_name_of("Lungs_total") == "Lungs"
+
+
+@settings(deadline=None)  # the first example builds the name index (once per process)
+@given(st.text(alphabet="CordSPRVexpmc_ .-+0123456789", max_size=24))
+def test_reading_any_name_as_an_expansion_never_fails(name: str) -> None:
+    # ROI names are untrusted: any text is read or not, never an exception; a margin read is ≥ 0
+    read = StructureNameMatcher().expansion_of(name)
+    assert read is None or (read.mentioned and (read.margin_mm is None or read.margin_mm >= 0))

@@ -374,13 +374,35 @@ def test_read_plan_fills_every_field(tmp_path: Path) -> None:
     assert plan.dose_references[0].referenced_roi_number == 3
     beam = plan.beams[0]
     assert (beam.number, beam.name, beam.machine, beam.radiation_type) == (1, "ARC1", "TrueBeam1", "PHOTON")
-    assert beam.energy_mev == 6.0
+    assert beam.energy_mev == 6.0 and beam.later_energies_mev == ()
     assert beam.technique == "ARC"  # DYNAMIC refined by GantryRotationDirection CW
     assert beam.meterset_mu == 250.5
     assert beam.isocenter_mm == (1.5, -2.0, 10.0)
     assert beam.patient_position == "HFS"
     assert beam.number_of_control_points == 2
     assert plan.path == str(tmp_path / "RP.dcm")
+
+
+def test_energy_restated_in_a_later_control_point_is_read(tmp_path: Path) -> None:
+    # PS3.3 C.8.8.14.5: Nominal Beam Energy is given in the first control point and again only
+    # where it changes; a beam whose second control point switches to 18 MV delivers 18 MV too.
+    ds = make_rtplan(rtss_uid="1.2.3.9", beams=[(1, "ARC1", 250.5), (2, "ARC2", 240.0)])
+    ds.BeamSequence[0].ControlPointSequence[1].NominalBeamEnergy = 18
+    ds.BeamSequence[1].ControlPointSequence[1].NominalBeamEnergy = 6  # restated, unchanged
+    plan = read_plan(save(ds, tmp_path / "RP.dcm"))
+    assert (plan.beams[0].energy_mev, plan.beams[0].later_energies_mev) == (6.0, (18.0,))
+    assert (plan.beams[1].energy_mev, plan.beams[1].later_energies_mev) == (6.0, ())
+
+
+def test_isocenter_restated_in_a_later_control_point_is_read(tmp_path: Path) -> None:
+    # PS3.3 C.8.8.14.5: Isocenter Position is restated only where it changes during the beam
+    ds = make_rtplan(rtss_uid="1.2.3.9", beams=[(1, "ARC1", 250.5), (2, "ARC2", 240.0)])
+    ds.BeamSequence[0].ControlPointSequence[1].IsocenterPosition = [1.5, 40.0, 10.0]
+    ds.BeamSequence[1].ControlPointSequence[1].IsocenterPosition = [1.5, -2.0, 10.0]  # the same
+    plan = read_plan(save(ds, tmp_path / "RP.dcm"))
+    assert plan.beams[0].isocenter_mm == (1.5, -2.0, 10.0)
+    assert plan.beams[0].later_isocenters_mm == ((1.5, 40.0, 10.0),)
+    assert plan.beams[1].later_isocenters_mm == ()
 
 
 def test_static_beam_technique(tmp_path: Path) -> None:

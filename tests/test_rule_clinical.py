@@ -8,9 +8,10 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from plancheck.dicom import read_export
+from plancheck.errors import ProtocolError
 from plancheck.model.case import Case, load_case
 from plancheck.model.organs import NON_REGIONAL_LYMPH_NODE, ORGAN_SPELLINGS
-from plancheck.protocol.loader import Protocol
+from plancheck.protocol.loader import Protocol, load_protocol
 from plancheck.rules.base import RuleNotApplicable
 from plancheck.rules.context import CheckContext
 from plancheck.rules.findings import Status
@@ -317,3 +318,14 @@ def test_bad_limits_refused():
         rule("definition_count", by_histology={"squamous_cell_carcinoma": {"max_lessions": 5}})
     with pytest.raises(ValidationError, match="Input should be 'warn' or 'fail'"):
         rule("lesions_treated", on_violation="pass")
+
+
+def test_removed_nodal_organs_field_is_refused_with_the_reason(tmp_path: Path) -> None:
+    # A clinic protocol written before the organ vocabulary was unified still sets nodal_organs:
+    # it must not load silently with a second list of nodal organs, and must say what to do.
+    path = tmp_path / "clinic.yaml"
+    path.write_text('schema_version: 1\nid: clinic-old\ntitle: Old clinic protocol\nversion: "1"\n'
+                    "extends: [esophagus-oligomet-2025]\n"
+                    "overrides:\n  DEF-SCC: {nodal_organs: [lymph_node]}\n", encoding="utf-8")
+    with pytest.raises(ProtocolError, match=r"DEF-SCC.*'nodal_organs' was removed.*delete the field"):
+        load_protocol(str(path))

@@ -247,3 +247,15 @@ def test_the_context_measures_each_pair_once():
     assert ctx.outside_volume(inner, outer) is first
     assert first == volume_outside(inner, outer)
     assert ctx.outside_volume(outer, inner) is not first  # the other way round is another question
+
+
+def test_volume_fraction_below_x():
+    # a box x 0..10 mm on planes z 1.25..28.75 (rt_cases): x < 2.5 holds 2.5/10 = 25 % of it; the
+    # lattice step is about sqrt(area of all planes / 40 000) = sqrt(12 · 200 / 40 000) ≈ 0.24 mm, so a
+    # column of samples may fall either side of x = 2.5: ± one step / 10 mm ≈ 2.5 % (tolerance 3 %)
+    from rt_cases import Box, box_roi
+
+    from plancheck.dvh.geometry import volume_fraction_below_x
+    roi = box_roi(1, "B", Box(0, 10))
+    assert volume_fraction_below_x(roi, 2.5) == pytest.approx(0.25, abs=0.03)
+    assert volume_fraction_below_x(roi, -1.0) == 0.0 and volume_fraction_below_x(roi, 11.0) == 1.0

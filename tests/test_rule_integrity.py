@@ -173,6 +173,11 @@ def test_isocenter_outside_the_body(export, protocol):
     beyond = with_beams(export, 0, isocenter_mm=(0.0, 25.0, 400.0))
     f = evaluate(protocol, beyond, "INT-ISO")[0]
     assert f.status is Status.FAIL and "outside the External contours (z -135 to 135 mm)" in f.message
+    # ARC1 starts at the sample's isocenter (0, 25, 0) mm, inside, and moves 300 mm aside in a
+    # later control point: the second position is checked too
+    moved = with_beams(export, 0, later_isocenters_mm=((0.0, 300.0, 0.0),))
+    f = evaluate(protocol, moved, "INT-ISO")[0]
+    assert f.status is Status.FAIL and "isocenter (0, 300, 0) mm of ARC1: outside the contour" in f.message
 
 
 def test_two_machines(export, protocol):
@@ -186,6 +191,11 @@ def test_beam_energy(export, protocol):
     assert evaluate(protocol, mixed, "INT-ENERGY", mixed_energies="fail")[0].status is Status.FAIL
     f = evaluate(protocol, with_beams(export, 0, energy_mev=23.0), "INT-ENERGY", mixed_energies="pass")[0]
     assert f.status is Status.FAIL and "23 MV photon not among the allowed" in f.message
+    # every beam starts at 6 MV, but beam 1 switches to 18 MV in a later control point: mixed
+    switched = evaluate(protocol, with_beams(export, 0, later_energies_mev=(18.0,)), "INT-ENERGY")[0]
+    assert switched.status is Status.WARN and "mixes energies (6 MV photon, 18 MV photon)" in switched.message
+    f = evaluate(protocol, with_beams(export, 0, later_energies_mev=(25.0,)), "INT-ENERGY", mixed_energies="pass")[0]
+    assert f.status is Status.FAIL and "25 MV photon not among the allowed" in f.message
 
 
 def test_meterset(export, protocol):
@@ -243,3 +253,20 @@ def test_the_schema_tells_which_fields_belong_to_each_check():
                                            "category": "integrity",
                                            "provenance": {"source": "s", "section": "s", "confidence": "provisional"}})
     assert type(rule).__name__ == "SingleMachine" and rule.course == "all"
+
+
+def test_grid_cover_checks_the_structures_of_lists_and_combinations():
+    # The cord rules name [SpinalCord_PRV05, SpinalCord], the airway rules Trachea ∪ Bronchus: their
+    # structures are evaluated too. Both lie at z 60..100 mm, the grid's last voxel centre is at
+    # z = 80 mm (rt_cases: 5 mm voxels): about half of each is outside — 20/40 = 50 % to the last
+    # centre, 22.5/40 = 56.25 % with its half voxel. Before, only single-name rules were checked: PASS.
+    from rt_cases import Box, banded_dose, box_roi, plan, treatment
+
+    from plancheck.rules.runner import protocol_for_check, run_check
+    rois = [box_roi(1, "SpinalCord", Box(10, 16, -3, 3)), box_roi(2, "SpinalCord_PRV05", Box(5, 21, -8, 8, z0=60, z1=100)),
+            box_roi(3, "Trachea", Box(100, 120, z0=60, z1=100)), box_roi(4, "PTV_Eso", Box(40, 60), interpreted_type="PTV")]
+    export = treatment(rois, [(plan("C1", 60.0, 30, 4), banded_dose([(32.5, 67.5, 60.0)]))])
+    report = run_check(export, protocol_for_check("esophagus-oligomet-2025"), threads=1)
+    (f,) = [f for f in report.findings if f.rule_id == "INT-GRID-COVER"]
+    assert f.status is Status.FAIL and set(f.structures) == {"SpinalCord_PRV05", "Trachea"}
+    assert 50.0 <= f.measured <= 56.25 + 0.01

@@ -21,8 +21,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from plancheck.dicom.read_common import (
-    MAX_FILE_BYTES, SourceFile, kind_of, looks_like_dicom, not_dicom_reason, read_header, sop_class_name,
-    sop_class_of,
+    MAX_FILE_BYTES, SourceFile, is_damaged_reason, kind_of, looks_like_dicom, not_dicom_reason, read_header,
+    sop_class_name, sop_class_of,
 )
 from plancheck.errors import DicomReadError
 from plancheck.model import SkippedFile
@@ -80,7 +80,7 @@ def _zip_members(archive: Path) -> tuple[list[SourceFile], list[SkippedFile]]:
                 with zf.open(info) as fh:
                     head = fh.read(256)
                     if not looks_like_dicom(head):
-                        skipped.append(SkippedFile(label, not_dicom_reason(SourceFile(label))))
+                        skipped.append(SkippedFile(label, not_dicom_reason(SourceFile(label), head)))
                         continue
                     data = head + fh.read()
                 members.append(SourceFile(label=label, data=data))
@@ -155,8 +155,12 @@ def classify(sources: Sequence[SourceFile]) -> Classified:
         except InvalidDicomError as exc:
             if source.explicit:
                 raise DicomReadError(not_dicom_reason(source), source.label) from exc
-            result.skipped.append(SkippedFile(source.label, not_dicom_reason(source)))
-            result.not_dicom += 1
+            reason = not_dicom_reason(source)
+            result.skipped.append(SkippedFile(source.label, reason))
+            if is_damaged_reason(reason):
+                result.unreadable += 1
+            else:
+                result.not_dicom += 1
             continue
         except DicomReadError as exc:
             if source.explicit:

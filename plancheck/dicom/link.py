@@ -53,7 +53,7 @@ from plancheck.model.course_selection import (
 from plancheck.dicom.classify import ClassifiedFile, classify, gather_sources
 from plancheck.dicom.dose_sum import sum_grids
 from plancheck.dicom.read_common import (
-    IMAGE_SOP_CLASSES, check_not_truncated, optional_float, optional_int, optional_str, read_full,
+    IMAGE_SOP_CLASSES, check_not_truncated, is_damaged_reason, optional_float, optional_int, optional_str, read_full,
 )
 from plancheck.dicom.read_dose import (
     NOT_A_DOSE_TYPES, DoseHeader, check_dose_type, dose_grid_from_dataset, dose_header_from_dataset,
@@ -632,6 +632,47 @@ def read_export(paths: str | Path | Sequence[str | Path], *, volume_model: Volum
                         f"e.g. {first.path}: {first.reason})", exc.path) from exc
 
 
+SKIPPED_FILES_SHOWN = 6
+"""How many skipped files the report's note names one by one (the rest are counted)."""
+
+
+def _file_name(label: str) -> str:
+    """The last component of a file label (``dir/x.dcm`` or ``archive.zip!member/x.dcm``)."""
+    return label.replace("\\", "/").replace("!", "/").rsplit("/", 1)[-1]
+
+
+def skipped_files_note(skipped: Sequence[SkippedFile]) -> str:
+    """One line for the report: the input files that were not used, each with its reason.
+
+    Written when at least one skipped file is DICOM or damaged (a superseded or duplicate
+    object, an RT Image, a file cut short): the files a physicist may have expected to be read.
+
+    Files are named by their file name only (a folder name may carry the patient's name);
+    the first :data:`SKIPPED_FILES_SHOWN` DICOM (or damaged) files are named with the reason,
+    the rest counted, and files that are not DICOM at all (notes, the case file) only counted.
+    """
+    named = [s for s in skipped if _worth_naming(s)]
+    plain = sum(s.reason.startswith("not a DICOM") for s in skipped)
+    left_out = len(skipped) - len(named) - plain
+    parts = [f"{_file_name(s.path)}: {s.reason}" for s in named[:SKIPPED_FILES_SHOWN]]
+    if len(named) > SKIPPED_FILES_SHOWN:
+        parts.append(f"{len(named) - SKIPPED_FILES_SHOWN} more")
+    if left_out:
+        parts.append(f"{left_out} dose file(s) of the plans left out")
+    if plain:
+        parts.append(f"{plain} file(s) that are not DICOM")
+    return f"{len(skipped)} file(s) of the input were not used — {'; '.join(parts)}"
+
+
+_LEFT_OUT_DOSE = "which is not a course of this check"
+"""In the reason a dose of a plan left out is skipped with (the plan's own warning explains it)."""
+
+
+def _worth_naming(skipped: SkippedFile) -> bool:
+    """A skipped file the report names: DICOM (or damaged) and not the dose of a plan left out."""
+    return not skipped.reason.startswith("not a DICOM") and _LEFT_OUT_DOSE not in skipped.reason
+
+
 def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[SkippedFile],
                  volume_model: VolumeModel | str | None, selection: PlanSelection | None,
                  alternatives: AlternativesPolicy, require_dose: bool) -> PlanExport:
@@ -639,8 +680,9 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
     started = time.perf_counter()
     sources, skipped = gather_sources(paths)
     classified = classify(sources)
-    skipped += classified.skipped
+    unreadable += [s for s in skipped if is_damaged_reason(s.reason)]
     unreadable += [s for s in classified.skipped if not s.reason.startswith(("not a DICOM", "SOP class"))]
+    skipped += classified.skipped
     shown_input = str(paths) if isinstance(paths, (str, Path)) else f"{len(sources)} input files"
 
     # Drop duplicate instances (the same object exported twice).
@@ -728,7 +770,7 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
     for header, file in dose_headers:
         owner = next((left_out_uids[u] for u in header.plan_uids if u in left_out_uids), None)
         if owner is not None:
-            skipped.append(SkippedFile(file.label, f"dose of plan {owner.shown}, which is not a course of this "
+            skipped.append(SkippedFile(file.label, f"dose of plan {owner.shown}, {_LEFT_OUT_DOSE} "
                                                    f"check ({owner.reason})"))
             dose_bytes.pop(file.label, None)
             continue
@@ -797,6 +839,9 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
 
     for warning in warnings:
         logger.warning("%s", warning)
+    if any(_worth_naming(s) for s in skipped):
+        warnings.append(skipped_files_note(skipped))
+        logger.info("%s", warnings[-1])
     for note in [p.describe() for p in left_out] + list(course_notes):
         logger.info("%s", note)
         warnings.append(note)

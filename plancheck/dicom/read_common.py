@@ -47,7 +47,7 @@ __all__ = [
     "IMAGE_SOP_CLASSES", "SourceFile",
     "kind_of", "sop_class_name", "tag_text", "require", "optional_str", "optional_float",
     "optional_int", "as_int", "as_float", "float_vector", "check_not_truncated", "read_header",
-    "read_full", "read_single", "not_dicom_reason", "looks_like_dicom", "sop_class_of", "kind_of_dataset",
+    "read_full", "read_single", "not_dicom_reason", "is_damaged_reason", "looks_like_dicom", "sop_class_of", "kind_of_dataset",
     "MAX_FILE_BYTES",
 ]
 
@@ -484,8 +484,34 @@ def read_full(source: SourceFile, data: bytes) -> Dataset:
                              source.label) from exc
 
 
-def not_dicom_reason(source: SourceFile) -> str:
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+"""File name endings that say the file was meant to be DICOM (compared case-insensitively)."""
+
+PART10_HEADER_BYTES = 132
+"""The 128-byte preamble and the ``DICM`` prefix of a DICOM Part 10 file (PS3.10 §7.1)."""
+
+
+def not_dicom_reason(source: SourceFile, head: bytes | None = None) -> str:
+    """Why ``source`` is not read as DICOM, for the skipped-file list and error messages.
+
+    An empty file, or a file named like DICOM (``.dcm``) that is shorter than a Part 10
+    header, is called what it most likely is — a file cut short in the export or the copy —
+    rather than "not DICOM": :func:`is_damaged_reason` is True for those reasons, so callers
+    can name the file when a needed object turns out to be missing. ``head`` is the file's
+    first bytes when the caller already has them (a zip member), else they are read.
+    """
+    first = source.head(PART10_HEADER_BYTES) if head is None else head[:PART10_HEADER_BYTES]
+    if not first:
+        return "empty file (0 bytes): cut short in the export or the copy? Export it again"
+    if len(first) < PART10_HEADER_BYTES and source.label.lower().endswith(DICOM_SUFFIXES):
+        return (f"only {len(first)} bytes, shorter than a DICOM file header: cut short in the export or the "
+                "copy? Export it again")
     return "not a DICOM file (no 'DICM' prefix and no DICOM data set at its start)"
+
+
+def is_damaged_reason(reason: str) -> bool:
+    """True for a :func:`not_dicom_reason` that says the file was cut short (empty or too short)."""
+    return reason.startswith(("empty file", "only ")) and reason.endswith("Export it again")
 
 
 def read_single(path: str | Path, expected_kind: str,

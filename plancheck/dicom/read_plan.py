@@ -101,16 +101,24 @@ def _beams(ds: Dataset, label: str, meterset_mu: dict[int, float]) -> tuple[Beam
         first = control_points[0] if len(control_points) else Dataset()
         cp_where = f" in the first control point{where}"
         energy = optional_float(first, "NominalBeamEnergy", label, cp_where)
+        later_energies: set[float] = set()
+        if keyword == "BeamSequence":  # an ion beam's energy changes layer by layer by design
+            for cp_index, cp in enumerate(control_points[1:], start=2):
+                later = optional_float(cp, "NominalBeamEnergy", label, f" in control point {cp_index}{where}")
+                if later is not None and later != energy:
+                    later_energies.add(later)
         technique = optional_str(item, "BeamType")
         if optional_str(first, "GantryRotationDirection") in ("CW", "CC"):
             technique = "ARC"
-        isocenter = None
+        isocenters: list[tuple[float, float, float]] = []
         for cp_index, cp in enumerate(control_points, start=1):
             if "IsocenterPosition" in cp and cp.IsocenterPosition not in (None, ""):
                 iso = float_vector(cp, "IsocenterPosition", label, 3,
                                    where=f" in control point {cp_index}{where}")
-                isocenter = (float(iso[0]), float(iso[1]), float(iso[2]))
-                break
+                position = (float(iso[0]), float(iso[1]), float(iso[2]))
+                if position not in isocenters:
+                    isocenters.append(position)
+        isocenter = isocenters[0] if isocenters else None
         setup = optional_int(item, "ReferencedPatientSetupNumber", label, where)
         n_cp = optional_int(item, "NumberOfControlPoints", label, where)
         beams.append(Beam(
@@ -119,10 +127,12 @@ def _beams(ds: Dataset, label: str, meterset_mu: dict[int, float]) -> tuple[Beam
             machine=optional_str(item, "TreatmentMachineName"),
             radiation_type=optional_str(item, "RadiationType"),
             energy_mev=energy,
+            later_energies_mev=tuple(sorted(later_energies)),
             technique=technique,
             treatment_delivery_type=optional_str(item, "TreatmentDeliveryType", "TREATMENT"),
             meterset_mu=meterset_mu.get(number),
             isocenter_mm=isocenter,
+            later_isocenters_mm=tuple(isocenters[1:]),
             patient_position=positions.get(setup, "") if setup is not None else "",
             number_of_control_points=n_cp if n_cp is not None else len(control_points),
         ))

@@ -48,6 +48,7 @@ __all__ = [
     "RadialMargins",
     "slab_extent_mm",
     "volume_outside",
+    "volume_fraction_below_x",
     "cranio_caudal_margins",
     "radial_margins",
     "point_to_segments_distance_mm",
@@ -199,6 +200,38 @@ def volume_outside(inner: Roi, outer: Roi, *, target_samples: int = DEFAULT_LATT
     inner_cc = float(np.sum(area * slab) / 1000.0)
     outside_cc = float(np.sum(area * slab * frac) / 1000.0)
     return OutsideVolume(inner_cc, outside_cc, tuple(float(v) for v in z[which < 0]), step)
+
+
+def volume_fraction_below_x(roi: Roi, x_mm: float, *, target_samples: int = 40_000) -> float:
+    """Fraction (0..1) of ``roi``'s volume (slab model) at ``x < x_mm``, e.g. on one side of the
+    patient's mid-sagittal plane.
+
+    Each plane's even-odd region is sampled on a square lattice of about ``target_samples``
+    points over all planes (error about ``step × plane height`` of area per plane); a plane's
+    weight is its sample count times its slab thickness.
+
+    Raises
+    ------
+    ValueError
+        When the ROI has no closed planar contours.
+    """
+    _require_planes(roi)
+    z, lo, hi, _ = _slabs(roi)
+    polys = list(roi.planes.values())
+    all_xy = np.vstack([p for pp in polys for p in pp])
+    total_area = float(sum(_abs_area(p) for pp in polys for p in pp))
+    step = float(min(max((total_area / target_samples) ** 0.5 if total_area > 0 else 0.05, 0.05), 2.0))
+    x0 = math.floor(all_xy[:, 0].min() / step) * step - step
+    y0 = math.floor(all_xy[:, 1].min() / step) * step - step
+    nx = int(math.ceil((all_xy[:, 0].max() - x0) / step)) + 2
+    ny = int(math.ceil((all_xy[:, 1].max() - y0) / step)) + 2
+    p_in, i_in, _ = rasterize_planes(polys, PlaneLattice(x0, y0, step, nx, ny))
+    weight = (hi - lo)[p_in]
+    total = float(weight.sum())
+    if total <= 0:
+        return 0.0
+    below = (x0 + (i_in + 0.5) * step) < x_mm
+    return float(weight[below].sum()) / total
 
 
 def _abs_area(poly: np.ndarray) -> float:

@@ -27,6 +27,10 @@ class Beam:
         ``PHOTON``, ``ELECTRON``, ``PROTON`` ...
     energy_mev
         Nominal Beam Energy of the first control point (MV for photons), or None.
+    later_energies_mev
+        Other Nominal Beam Energies stated by later control points (PS3.3 C.8.8.14.5: the
+        energy is restated only where it changes), sorted, without ``energy_mev``; () for
+        ion beams, whose energy changes layer by layer by design.
     technique
         ``STATIC``, ``DYNAMIC`` (Beam Type) refined to ``ARC`` when the gantry rotates.
     treatment_delivery_type
@@ -34,7 +38,10 @@ class Beam:
     meterset_mu
         Beam Meterset from the fraction group (MU per fraction), or None.
     isocenter_mm
-        Isocenter Position (x, y, z) in mm, or None.
+        Isocenter Position (x, y, z) in mm of the first control point stating one, or None.
+    later_isocenters_mm
+        Other Isocenter Positions stated by later control points (PS3.3 C.8.8.14.5: restated
+        only where the isocenter changes during the beam), in order, without ``isocenter_mm``.
     patient_position
         From the Patient Setup the beam references (e.g. ``HFS``), or "".
     """
@@ -44,10 +51,12 @@ class Beam:
     machine: str = ""
     radiation_type: str = ""
     energy_mev: float | None = None
+    later_energies_mev: tuple[float, ...] = ()
     technique: str = ""
     treatment_delivery_type: str = "TREATMENT"
     meterset_mu: float | None = None
     isocenter_mm: tuple[float, float, float] | None = None
+    later_isocenters_mm: tuple[tuple[float, float, float], ...] = ()
     patient_position: str = ""
     number_of_control_points: int = 0
 

@@ -269,10 +269,11 @@ class TargetNameWords(_Strict):
     primary: list[str] = Field(min_length=1)
     nodal: list[str] = Field(min_length=1)
     primary_sites: dict[str, list[str]] = Field(default_factory=dict)
+    helper: list[str] = Field(default_factory=list)
 
-    _dedupe = field_validator("metastasis", "primary", "nodal")(_no_duplicates)
+    _dedupe = field_validator("metastasis", "primary", "nodal", "helper")(_no_duplicates)
 
-    @field_validator("metastasis", "primary", "nodal")
+    @field_validator("metastasis", "primary", "nodal", "helper")
     @classmethod
     def _letters_only(cls, values: list[str]) -> list[str]:
         for v in values:
@@ -298,6 +299,18 @@ class SynonymsFile(_Strict):
     source: str = Field(min_length=1)
     structures: list[StructureSynonyms]
     target_names: TargetNameWords
+    # words that mark an exported ROI as an expansion (PRV) of an organ whose name is not a
+    # listed PRV name ("SC_PRV07", "Cord_exp"); see plancheck.names.structures.read_expansion
+    prv_words: list[str] = Field(default_factory=lambda: ["PRV"])
+
+    @field_validator("prv_words")
+    @classmethod
+    def _prv_words(cls, values: list[str]) -> list[str]:
+        _no_duplicates(values)
+        for v in values:
+            if not v.isalpha():
+                raise ValueError(f"{v!r} must be letters only (a margin after the word is read as its number)")
+        return values
 
     _origin: str = PrivateAttr(default="synonyms file")
 

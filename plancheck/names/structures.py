@@ -52,6 +52,8 @@ __all__ = [
     "NameMatch",
     "PrvName",
     "prv_of",
+    "Expansion",
+    "read_expansion",
     "StructureNameMatcher",
 ]
 
@@ -185,6 +187,107 @@ def prv_of(standard_name: str) -> PrvName | None:
     return PrvName(standard_name.strip(), m["organ"] + (m["side"] or ""), int(m["mm"]) if m["mm"] else None)
 
 
+_PLUS_MARGIN = re.compile(r"(?P<organ>.*?[^\s+])\s*\+\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>mm|cm)?")
+_NAME_TOKEN = re.compile(r"\d+(?:\.\d+)?(?:mm|cm)?|[^\W\d_]+|[^\w\s]+")
+_MARGIN_TOKEN = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<unit>mm|cm)?")
+
+
+def _margin_mm(number: str, unit: str | None) -> int | float:
+    value = float(number) * (10.0 if unit == "cm" else 1.0)
+    return int(value) if value.is_integer() else value
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """An exported ROI name read as an expansion (PRV) of an organ, by :func:`read_expansion`.
+
+    Attributes
+    ----------
+    organ
+        The standard name of the organ when the rest of the name is exactly an organ's
+        name or synonym (``SC_PRV07`` → ``SpinalCord``), else ``None``.
+    mentioned
+        Standard names of every organ some run of the name's words spells (``Cord`` in
+        ``Cord_PRV_old``): the organs the ROI may be a PRV of.
+    margin_mm
+        The margin the name states (mm; ``Cord+0.7cm`` → 7), or ``None``.
+    """
+
+    organ: str | None
+    mentioned: frozenset[str]
+    margin_mm: int | float | None
+
+
+def read_expansion(roi_name: str, prv_words: Sequence[str], organ_of) -> Expansion | None:
+    """Read an ROI name as an organ expanded by a margin, or ``None`` when it is not one.
+
+    An expansion is named by one of ``prv_words`` (``PRV``, ``exp`` …; as a word, or
+    glued to an organ name: ``SCPRV07``) or by ``+`` and a number (``Cord+7mm``). A number
+    after the word is the margin in mm (TG-263 ``SpinalCord_PRVxx``); elsewhere a margin
+    needs its unit (``Cord 5mm PRV``, ``Cord+0.5cm``); ``Cord+7`` states no margin.
+    ``organ_of`` reads a piece of the name as a standard name (or ``None``); a name none
+    of whose pieces is an organ is not an expansion.
+    """
+    text = roi_name.strip().casefold()
+    margin: int | float | None = None
+    marked = True
+    plus = _PLUS_MARGIN.fullmatch(text)
+    if plus is not None:
+        tokens = _NAME_TOKEN.findall(plus["organ"])
+        if plus["unit"]:
+            margin = _margin_mm(plus["n"], plus["unit"])
+    else:
+        tokens = []
+        for token in _NAME_TOKEN.findall(text):
+            if token in ("mm", "cm") and tokens and tokens[-1][-1].isdigit():
+                tokens[-1] += token  # "5_mm"
+                continue
+            glued = next((w for w in prv_words if token != w and (token.endswith(w) or token.startswith(w))
+                          and organ_of(token.removesuffix(w) if token.endswith(w) else token.removeprefix(w))), None)
+            if glued is None:
+                tokens.append(token)
+            elif token.endswith(glued):
+                tokens += [token.removesuffix(glued), glued]
+            else:
+                tokens += [glued, token.removeprefix(glued)]
+        at = next((i for i, t in enumerate(tokens) if t in prv_words), None)
+        if at is None:
+            # no PRV word: a margin with its unit ("Cord_7mm") names an expansion; a bare
+            # number ("SpinalCord_05") may (read only to keep the organ from being measured)
+            numbers = [i for i, t in enumerate(tokens) if _MARGIN_TOKEN.fullmatch(t)]
+            if len(numbers) != 1 or len(tokens) < 2:
+                return None
+            at = numbers[0]
+            marked = bool(_MARGIN_TOKEN.fullmatch(tokens[at])["unit"])  # type: ignore[index]
+            tokens.insert(at, "")
+        del tokens[at]
+        number = _MARGIN_TOKEN.fullmatch(tokens[at]) if at < len(tokens) else None
+        if number is not None:
+            margin = _margin_mm(number["n"], number["unit"] or "mm")
+            del tokens[at]
+        else:
+            unit = next((i for i, t in enumerate(tokens) if (m := _MARGIN_TOKEN.fullmatch(t)) and m["unit"]), None)
+            if unit is not None:
+                m = _MARGIN_TOKEN.fullmatch(tokens.pop(unit))
+                assert m is not None
+                margin = _margin_mm(m["n"], m["unit"])
+    words = [t for t in tokens if t.strip()]
+    if not words:
+        return None
+    whole = organ_of("_".join(words))
+    mentioned = set()
+    for i in range(len(words)):
+        for j in range(i + 1, len(words) + 1):
+            std = organ_of("_".join(words[i:j]))
+            if std is not None and prv_of(std) is None:
+                mentioned.add(std)
+    if whole is not None and prv_of(whole) is not None:
+        whole = None  # a PRV of a PRV is not read
+    if not mentioned:
+        return None
+    return Expansion(whole if marked else None, frozenset(mentioned), margin if marked else None)
+
+
 # --------------------------------------------------------------------------- the index
 
 
@@ -212,6 +315,7 @@ class _Index:
     by_reverse: dict[str, set[str]] = field(default_factory=dict)
     by_synonym: dict[str, str] = field(default_factory=dict)
     words: TargetNameWords | None = None
+    prv_words: tuple[str, ...] = ()
     # keys two standards share at the same level (resolved by _strict_key), for tests/docs
     name_collisions: list[tuple[str, ...]] = field(default_factory=list)
     # generated laterality variants dropped because they belong to another structure
@@ -221,7 +325,8 @@ class _Index:
 
     @classmethod
     def build(cls, table: Sequence[Tg263Structure], synonyms: SynonymsFile, where: str) -> _Index:
-        idx = cls(words=synonyms.target_names)
+        idx = cls(words=synonyms.target_names,
+                  prv_words=tuple(sorted({w.casefold() for w in synonyms.prv_words}, key=len, reverse=True)))
         for row in table:
             idx.table[row.primary_name] = row
             if row.is_template:
@@ -535,6 +640,7 @@ class StructureNameMatcher:
             self._idx = _Index.build(
                 table if table is not None else default_tg263_table(), synonyms, synonyms.origin
             )
+        self._expansions: dict[str, Expansion | None] = {}
         self._mapping: dict[str, str] = {}
         for key, value in (mapping or {}).items():
             if not isinstance(key, str) or not key.strip():
@@ -589,9 +695,37 @@ class StructureNameMatcher:
         for roi in roi_names:
             std = self.standard_name_of(roi)
             other = prv_of(std) if std else None
+            if other is None and std is None:
+                read = self.expansion_of(roi)
+                if read is not None and wanted.organ in read.mentioned:
+                    other = PrvName(roi.strip(), wanted.organ, read.margin_mm)
             if other is not None and other.organ == wanted.organ and other.name != wanted.name:
                 out.append((roi, other))
         return out
+
+    def paired_sides(self, standard_name: str) -> tuple[str, str] | None:
+        """The TG-263 left and right structures of a paired organ's both-sides name
+        (``Lungs`` → ``Lung_L``, ``Lung_R``; ``Kidneys``), or ``None``.
+
+        >>> StructureNameMatcher().paired_sides("Lungs")
+        ('Lung_L', 'Lung_R')
+        """
+        canon = self._canon_or_self(standard_name)
+        if not canon.endswith("s"):
+            return None
+        left, right = canon[:-1] + "_L", canon[:-1] + "_R"
+        return (left, right) if left in self._idx.table and right in self._idx.table else None
+
+    def expansion_of(self, roi_name: str) -> Expansion | None:
+        """An exported ROI name that is not a known structure name, read as a PRV of an organ
+        (:func:`read_expansion`: ``SC_PRV07``, ``PRV_SC``, ``Cord+7mm``, ``Cord_exp``), or ``None``.
+
+        >>> StructureNameMatcher().expansion_of("SC_PRV07").margin_mm
+        7
+        """
+        if roi_name not in self._expansions:
+            self._expansions[roi_name] = read_expansion(roi_name, self._idx.prv_words, self.standard_name_of)
+        return self._expansions[roi_name]
 
     def match(self, standard_name: str, roi_names: Sequence[str]) -> NameMatch:
         """Find ``standard_name`` among the exported ``roi_names``.
@@ -623,6 +757,7 @@ class StructureNameMatcher:
         collision = len(self._idx.by_name.get(own_key, ())) > 1
         reverse_key = normalize_name(std.reverse_name) if std.reverse_name else None
         stand_ins = set(std.stand_ins)
+        wanted_prv = prv_of(canon)
 
         # level -> list of (roi, description)
         levels: dict[int, list[tuple[str, str]]] = {}
@@ -649,6 +784,10 @@ class StructureNameMatcher:
                 else:
                     desc = f"side written differently ('{text}')"
                 level = 4
+            elif wanted_prv is not None and self._reads_as(roi, wanted_prv):
+                level = 4
+                margin = f"a {wanted_prv.margin_mm} mm margin" if wanted_prv.margin_mm is not None else "no margin stated"
+                desc = f"PRV name read as {wanted_prv.organ} with {margin} ('{text}')"
             elif stand_ins:
                 other = self._idx.canonical(roi) or self._idx.by_synonym.get(key)
                 if other in stand_ins:
@@ -685,6 +824,14 @@ class StructureNameMatcher:
         )
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _reads_as(self, roi: str, prv: PrvName) -> bool:
+        """True when ``roi`` is no known structure name and reads exactly as ``prv``: the
+        organ's name or synonym with a PRV word and the same margin (``SpinalCord_PRV5mm``)."""
+        if self.standard_name_of(roi) is not None:
+            return False
+        read = self.expansion_of(roi)
+        return read is not None and read.organ == prv.organ and read.margin_mm == prv.margin_mm
 
     def _canon_or_self(self, name: str) -> str:
         return self._idx.canonical(name) or name.strip()

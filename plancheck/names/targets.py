@@ -220,6 +220,17 @@ def _read_token(token: str, first: bool, words: TargetNameWords, r: _Reading) ->
     r.site.append(token)
 
 
+# DICOM PS3.3 C.8.8.8: CONTROL "structure used in dose optimization", AVOIDANCE "region in which
+# dose is to be minimized": helpers drawn around a target, never the target itself
+_HELPER_TYPES = {"CONTROL", "AVOIDANCE"}
+
+
+def _helper_word(token: str, words: TargetNameWords) -> bool:
+    """``Ring``, ``Ring2``, ``Shell2cm``: a helper word, alone or followed by a number."""
+    m = re.fullmatch(r"([^\W\d_]+)(\d.*)?", token)
+    return m is not None and any(m.group(1).casefold() == w.casefold() for w in words.helper)
+
+
 def parse_target_name(
     roi_name: str, interpreted_type: str = "", *, words: TargetNameWords | None = None
 ) -> TargetName:
@@ -255,6 +266,9 @@ def parse_target_name(
       ``L4``), tokens starting with a digit that are no dose are noted and ignored.
     * ``-`` after the type's own tokens, or ``+``, mark a derived structure
       (``PTV_6000-Rectum``); ``-05`` (digits) is a crop margin and ignored.
+    * a planning helper is not a target: an ROI of Interpreted Type ``CONTROL`` or
+      ``AVOIDANCE``, or a name with a helper word (``target_names.helper``: ``PTV_Ring``,
+      ``PTV_Shell2cm``); its ``kind`` is ``None`` and a note says why.
 
     Role is conservative: a name with no marker, or with markers that disagree
     (``PTVp_Met``), has role ``unknown``. A dose alone does not make a target
@@ -285,6 +299,11 @@ def parse_target_name(
     text = roi_name.strip()
     itype = interpreted_type.strip().upper()
     notes: list[str] = []
+    if itype in _HELPER_TYPES:
+        return TargetName(roi_name=roi_name, notes=(f"RT ROI Interpreted Type {itype}: a planning helper, not a target",))
+    helper = next((t for t in re.split(r"[\s_\-+]+", text) if _helper_word(t, words)), None)
+    if helper is not None and _TYPE_HEAD.match(text):
+        return TargetName(roi_name=roi_name, notes=(f"'{helper}' names a planning helper (target_names.helper), not a target",))
 
     head = _TYPE_HEAD.match(text)
     if head is not None:

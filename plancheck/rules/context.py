@@ -25,7 +25,7 @@ import numpy as np
 from plancheck.dvh.clip import local_isodose_volume
 from plancheck.dvh.dvh import DVH
 from plancheck.dvh.engine import grid_uncovered_volume_cc, sample_for_grid, sample_for_grids
-from plancheck.dvh.geometry import OutsideVolume, volume_outside
+from plancheck.dvh.geometry import OutsideVolume, volume_fraction_below_x, volume_outside
 from plancheck.dvh.metrics import MetricValue, evaluate_metric
 from plancheck.dvh.sampling import RoiSampling
 from plancheck.model.case import Case, CourseDeclaration
@@ -33,7 +33,7 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher, prv_of
+from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher, normalize_name, prv_of
 from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
@@ -45,12 +45,17 @@ from plancheck.radiobiology import (
 )
 from plancheck.radiobiology.course_dvh import composite_dvhs, course_dvh
 
-__all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo"]
+__all__ = ["CheckContext", "StructureLookup", "TargetGroup", "CourseInfo", "ONE_SIDE_FRACTION", "structure_names",
+           "unknown_mapping_keys"]
 
 log = logging.getLogger(__name__)
 
 # consensus §5.2: "a single 8 Gy palliative fraction is palliative, not SBRT, when the case file says so"
 PALLIATIVE_SINGLE_FRACTION_GY = 8.0
+# a both-sides structure (Lungs, Kidneys) with less than this fraction of its volume on one side of the
+# body's midline is one organ of the pair: of both lungs, each side holds one lung (right ~55 %, left
+# ~45 % of the volume); a single lung crosses the midline by a few % at most (anterior junction line)
+ONE_SIDE_FRACTION = 0.10
 
 
 
@@ -78,6 +83,38 @@ class StructureLookup:
     match: NameMatch | None
     reason: str = ""
     defective: Roi | None = None
+
+
+def structure_names(spec) -> list[str]:
+    """Every structure name a rule field names: one name, each name of a list (a rule measures the
+    first contoured), or each member of a combination and what it subtracts; ``[]`` for others."""
+    if isinstance(spec, str):
+        return [spec]
+    if isinstance(spec, list):
+        return [n for n in spec if isinstance(n, str)]
+    parts = getattr(spec, "parts", None)
+    if parts is None:
+        return []
+    return [n for part in parts for n in part] + list(getattr(spec, "minus", ()))
+
+
+# rule fields that name structures (dvh/geometry ``structure``, conformity ``body``, integrity
+# ``structures``/``only_if_structures``), and the structures looked up by name whatever the rules
+STRUCTURE_FIELDS = ("structure", "body", "structures", "only_if_structures")
+ALWAYS_LOOKED_UP = ("External",)
+
+
+def unknown_mapping_keys(protocol: Protocol, mapping: Mapping[str, str]) -> list[str]:
+    """Keys of a per-run mapping that name no structure the protocol's rules look up (``SpinalCord_PRV5mm``
+    for ``SpinalCord_PRV05``): such a mapping would silently change nothing. Keys are compared as the
+    matcher compares them (:func:`plancheck.names.structures.normalize_name`, TG-263 spelling)."""
+    matcher = StructureNameMatcher()
+    wanted = {normalize_name(n) for n in ALWAYS_LOOKED_UP}
+    for resolved in protocol.rules:
+        for field_name in STRUCTURE_FIELDS:
+            for name in structure_names(getattr(resolved.rule, field_name, None)):
+                wanted.add(normalize_name(matcher.canonical_name(name) or name))
+    return [k for k in mapping if normalize_name(matcher.canonical_name(k) or k) not in wanted]
 
 
 @dataclass(frozen=True)
@@ -292,7 +329,40 @@ class CheckContext:
             return StructureLookup(standard_name, None, match, roi.defect_text, defective=roi)
         if roi.is_empty:
             return StructureLookup(standard_name, None, match, f"structure {roi.name!r} has no contours")
+        one_side = self._one_side_only(standard_name, roi, match)
+        if one_side:
+            return StructureLookup(standard_name, None, match, one_side, defective=roi)
         return StructureLookup(standard_name, roi, match)
+
+    @cached_property
+    def _body_midline_x_mm(self) -> float | None:
+        """x (mm) of the body's mid-sagittal plane: the middle of the External's (or Body's) x extent;
+        ``None`` without a measurable body contour."""
+        body = self.structure("External").roi
+        if body is None:
+            return None
+        xs = np.concatenate([c.points_mm[:, 0] for c in body.contours if len(c.points_mm)])
+        return float((xs.min() + xs.max()) / 2.0) if len(xs) else None
+
+    def _one_side_only(self, standard_name: str, roi: Roi, match: NameMatch) -> str:
+        """Why a both-sides structure (``Lungs``, ``Kidneys``) cannot be measured: its ROI lies on one
+        side of the body's midline (less than :data:`ONE_SIDE_FRACTION` of its volume on the other),
+        so it is one lung, not both; ``""`` when it is not such a structure, it has both sides, there
+        is no body contour, or the user's mapping named the ROI (a single remaining lung)."""
+        sides = self.matcher.paired_sides(standard_name)
+        if sides is None or match.how.startswith("user mapping"):
+            return ""
+        mid = self._body_midline_x_mm
+        if mid is None:
+            return ""
+        below = volume_fraction_below_x(roi, mid)
+        other = min(below, 1.0 - below)
+        if other >= ONE_SIDE_FRACTION:
+            return ""
+        return (f"structure {roi.name!r} lies on one side of the body's midline ({100 * other:.1f} % of its "
+                f"volume on the other side): it is one of {sides[0]}, {sides[1]}, not both, and the limits on "
+                f"{match.standard_name} are for both together; contour both, or, if one is all there is "
+                f"(e.g. after a pneumonectomy), say so with a mapping (--map {match.standard_name}={roi.name})")
 
     @property
     def declared_courses_left_out(self) -> tuple[str, ...]:

@@ -15,7 +15,8 @@ from plancheck.model.export import PlanExport
 from plancheck.parallel import can_fork, default_threads, map_in_forks, map_in_threads
 from plancheck.protocol.loader import INTEGRITY_PROTOCOL, Protocol, ResolvedRule, load_protocol
 from plancheck.rules.base import RuleNotApplicable
-from plancheck.rules.context import CheckContext
+from plancheck.errors import UsageError
+from plancheck.rules.context import CheckContext, unknown_mapping_keys
 from plancheck.rules.findings import Finding, Provenance, Status
 from plancheck.rules.registry import rule_kinds
 
@@ -192,6 +193,11 @@ def run_check(
     computes a DVH again if asked). The findings are the same and keep the protocol's order
     whatever the numbers."""
     start = time.perf_counter()
+    unknown = unknown_mapping_keys(protocol, user_mapping or {})
+    if unknown:
+        raise UsageError(f"structure mapping: {', '.join(repr(k) for k in unknown)} is no structure that a rule of "
+                         f"protocol {protocol.id!r} looks up, so the mapping would change nothing; use the "
+                         f"protocol's name (e.g. SpinalCord_PRV05; 'plancheck explain RULE_ID' shows a rule's structure)")
     ctx = CheckContext(export, protocol, case, case_source, dict(user_mapping or {}))
     kinds = rule_kinds()
 

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -137,6 +137,16 @@ class DefinitionCheck(ClinicalCheck):
     """A check against the oligometastatic definition, per histology."""
 
     by_histology: dict[Histology, DefinitionLimits]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "nodal_organs" in data:
+            raise ValueError("'nodal_organs' was removed: which lesion organs are extra-regional lymph nodes is "
+                             "now one vocabulary for every rule (plancheck.model.organs: lymph_node, "
+                             "non_regional_lymph_node, extra_regional_lymph_node, distant_lymph_node); delete the "
+                             "field")
+        return data
 
     @model_validator(mode="after")
     def _histologies(self) -> DefinitionCheck:

@@ -285,18 +285,38 @@ def _found(rule: DvhRule, ctx: CheckContext) -> _Subject:
     return subject
 
 
+def _unknown_roi(lookup) -> bool:
+    """True when the structure is in the structure set but it is not known which ROI it is: several
+    ROIs could be it (AMBIGUOUS), or the user's mapping names an ROI the structure set lacks or
+    has without contours. Such a member is never just left out of a combination."""
+    match = lookup.match
+    if lookup.roi is not None or match is None:
+        return False
+    return match.status is MatchStatus.AMBIGUOUS or match.how.startswith("user mapping")
+
+
 def _no_fallback(ctx: CheckContext, name: str, lookup, spec: list[str]) -> str:
     """Why the structures listed after ``name`` must not be measured in its place (``""`` when
-    they may): ``name`` is there but it is not known which ROI it is (AMBIGUOUS), or ``name`` is
-    a PRV that is not contoured while another PRV of the same organ is (``SpinalCord_PRV03`` or
-    ``Cord_PRV`` for ``SpinalCord_PRV05``). The limit is then NOT EVALUATED: not graded on the
+    they may): ``name`` is there but it is not known which ROI it is (AMBIGUOUS), the user's
+    mapping names it but that ROI is absent or empty, its ROI is in the structure set without
+    contours (a PRV named but never drawn), or ``name`` is a PRV that is not contoured while
+    another PRV of the same organ is (``SpinalCord_PRV03``, ``Cord_PRV`` or an unlisted spelling
+    read as a PRV such as ``SC_PRV07`` or ``Cord+7mm``, for ``SpinalCord_PRV05``). The limit is then NOT EVALUATED: not graded on the
     bare organ (its maximum is lower than any PRV's: a false PASS), nor on a PRV of another
     margin than the protocol's (a smaller or unstated margin can pass where the listed one
     fails); a clinic whose limit applies to that PRV says so with a mapping."""
     if lookup.roi is not None or lookup.match is None or name == spec[-1]:
         return ""
+    rest = ", ".join(spec[spec.index(name) + 1:])
     if lookup.match.status is MatchStatus.AMBIGUOUS:
-        return f"{name}: {lookup.reason}; {', '.join(spec[spec.index(name) + 1:])} not measured in its place"
+        return f"{name}: {lookup.reason}; {rest} not measured in its place"
+    if lookup.match.how.startswith("user mapping"):  # the user said which ROI it is
+        return (f"{name}: {lookup.reason}; {rest} not measured in its place (the mapping names the structure "
+                f"the limit is on): correct the mapping or the structure set")
+    if lookup.match.status is MatchStatus.MATCHED:  # the ROI is in the structure set, without contours
+        return (f"{name}: {lookup.reason}; {rest} not measured in its place ({name} is named in the structure "
+                f"set but not drawn, or not exported): contour {name}, or remove the empty structure "
+                f"'{lookup.match.roi_name}' if {rest} is what the limit is on")
     others = ctx.other_prvs(name)
     if not others:
         return ""
@@ -340,8 +360,8 @@ def _subject(rule: DvhRule, ctx: CheckContext) -> _Subject:
     reasons: list[str] = []
     for part in spec.parts:
         lookups = [(name, ctx.structure(name)) for name in part]
-        broken = [f"{n}: {lk.reason}" for n, lk in lookups if lk.defective is not None]
-        if broken:  # a member that cannot be measured: the combination cannot be either
+        broken = [f"{n}: {lk.reason}" for n, lk in lookups if lk.defective is not None or _unknown_roi(lk)]
+        if broken:  # a member that cannot be measured, or is not known: the combination cannot be either
             return _Subject(None, spec.parts[0][0], reason="; ".join(broken))
         here = [(name, lk.roi) for name, lk in lookups if lk.roi is not None]
         found += here

@@ -77,7 +77,7 @@ from plancheck.protocol.schema import StrictModel
 from plancheck.radiobiology import FractionationRegime
 from plancheck.rules.base import RuleNotApplicable, finding, not_evaluated
 from plancheck.rules.checks import CheckKind, CheckRule
-from plancheck.rules.context import CheckContext, CourseInfo
+from plancheck.rules.context import CheckContext, CourseInfo, structure_names
 from plancheck.rules.findings import Finding, Status, worst_status
 from plancheck.rules.thresholds import Limits, grade, grade_interval
 
@@ -348,9 +348,9 @@ def _evaluated_rois(rule: GridCovers, ctx: CheckContext) -> tuple[list[Roi], lis
                     rois[roi.number] = roi
                 missing += [f"{roi.name} (cannot be measured)" for roi in group.defective.values()]
             for resolved in ctx.protocol.rules:
-                name = getattr(resolved.rule, "structure", None)
-                if isinstance(name, str) and name not in names:
-                    names.append(name)
+                for name in structure_names(getattr(resolved.rule, "structure", None)):
+                    if name not in names:
+                        names.append(name)
         for name in names:
             lookup = ctx.structure(name)
             if lookup.roi is None:
@@ -552,6 +552,9 @@ def _prescription_matches_dose(rule: PrescriptionMatchesDose, ctx: CheckContext)
                                              structures=(roi.name,), courses=(info.label,), details=details))
                     continue
                 pct, limit = None, options[0].describe()
+                details["dose_interval_gy"] = [value.lower, value.upper]
+                shown = f"is {_interval_text(value.lower, value.upper, 'Gy')} ({_interval_text(lo, hi, '%', 1)})"
+                tail = f"; {value.reason}" if value.reason else ""
             else:
                 pct = 100.0 * value.value / rx
                 status, limit = _grade_options(pct, options)
@@ -560,11 +563,22 @@ def _prescription_matches_dose(rule: PrescriptionMatchesDose, ctx: CheckContext)
                                              "depends on the regime, which is unknown", measured=pct, unit="%",
                                              limit=limit, structures=(roi.name,), courses=(info.label,), details=details))
                     continue
-            shown = f"{value.value:.4g} Gy = {pct:.1f}%" if pct is not None else "partly outside the grid"
-            out.append(finding(rule, status, f"{roi.name} {rule.metric} = {shown} of the prescription {rx:g} Gy "
-                               f"({how}): {_verdict(status)} {limit}", measured=pct, unit="%", limit=limit,
+                shown, tail = f"= {value.value:.4g} Gy = {pct:.1f}%", ""
+            out.append(finding(rule, status, f"{roi.name} {rule.metric} {shown} of the prescription {rx:g} Gy "
+                               f"({how}): {_verdict(status)} {limit}{tail}", measured=pct, unit="%", limit=limit,
                                structures=(roi.name,), courses=(info.label,), details=details))
     return out
+
+
+def _interval_text(lower: float | None, upper: float | None, unit: str, decimals: int | None = None) -> str:
+    """``lower–upper unit`` for a value known only within bounds (either may be unknown)."""
+    def num(v: float) -> str:
+        return f"{v:.{decimals}f}" if decimals is not None else f"{v:.4g}"
+    if lower is not None and upper is not None:
+        return f"between {num(lower)} and {num(upper)} {unit}"
+    if lower is not None:
+        return f"at least {num(lower)} {unit}"
+    return f"at most {num(upper)} {unit}" if upper is not None else "unknown"
 
 
 class FractionsMatchProtocol(CourseCheck):
@@ -662,7 +676,9 @@ def _isocenter_in_body(rule: IsocenterInBody, ctx: CheckContext) -> list[Finding
         isos: dict[tuple[float, float, float], list[str]] = {}
         for b in beams:
             if b.isocenter_mm is not None:
-                isos.setdefault(tuple(round(v, 2) for v in b.isocenter_mm), []).append(b.name or str(b.number))  # type: ignore[arg-type]
+                for position in (b.isocenter_mm, *b.later_isocenters_mm):
+                    names = isos.setdefault(tuple(round(v, 2) for v in position), [])  # type: ignore[arg-type]
+                    names.append(b.name or str(b.number))
         if not isos:
             out.append(not_evaluated(rule, "no treatment beam states its (300A,012C) 'Isocenter Position'",
                                      courses=(info.label,)))
@@ -757,7 +773,8 @@ def _beam_energy(rule: BeamEnergy, ctx: CheckContext) -> list[Finding]:
                                      "0 or less, which is no beam energy (a placeholder beam)", courses=(info.label,)))
             continue
         unknown = [b.name or str(b.number) for b in beams if b.energy_mev is None]
-        energies = sorted({(b.radiation_type or "?", float(b.energy_mev)) for b in beams if b.energy_mev is not None})
+        energies = sorted({(b.radiation_type or "?", float(e)) for b in beams if b.energy_mev is not None
+                           for e in (b.energy_mev, *b.later_energies_mev)})
         shown = ", ".join(f"{e:g} {'MV' if t == 'PHOTON' else 'MeV'} {t.lower()}" for t, e in energies)
         details = {"energies": [list(e) for e in energies]}
         if not beams:
