@@ -172,3 +172,20 @@ def test_check_without_a_case_file_says_how_to_write_one(capsys, tmp_path: Path)
     assert lines[first].endswith("need the clinical context. Write one:")  # a long path moves the command whole
     assert lines[first + 1] == f"    plancheck case init '{export}'"
     assert out.count("Case file: none") == 1
+
+
+def test_a_plan_of_several_fraction_groups_gets_no_drafted_technique() -> None:
+    # 25 fx and a 3 fx boost in one plan (74 Gy): its dose per fraction is not known, so the draft
+    # must not propose "conventional" from 74 Gy / 28 fx (confirmed, it would take the SBRT
+    # limits off the boost's course)
+    from dataclasses import replace
+
+    from plancheck.analysis.case_draft import draft_case_file
+    from plancheck.model import FractionGroup
+    from rt_cases import banded_dose, plan, treatment
+
+    two_groups = replace(plan("P", 74.0, 25), fraction_groups=(FractionGroup(1, 25), FractionGroup(2, 3)))
+    draft = draft_case_file(treatment([], [(two_groups, banded_dose([]))]))
+    line = next(x for x in draft.splitlines() if x.strip().startswith("technique:"))
+    assert line.split("#")[0].strip() == "technique: null"
+    assert "2 fraction groups (25 + 3 fx)" in line

@@ -369,6 +369,39 @@ def test_plan_without_fractions_cannot_be_converted(groups: tuple[FractionGroup,
     assert description.fractions == (25, unknown.plan.fractions_planned)
 
 
+def test_plan_of_several_fraction_groups_cannot_be_converted() -> None:
+    # 25 fractions and a 3-fraction boost in one plan: its dose is their sum, and how much of a
+    # point's dose each group gives is not known. Dividing by 28 fractions would give a point of
+    # 24 Gy that all came from the boost (8 Gy/fx, EQD2₃ = 24·(8 + 3)/5 = 52.8 Gy) an EQD2₃ of
+    # 24·(0.857 + 3)/5 = 18.5 Gy; plancheck refuses to convert instead.
+    a, _ = courses()
+    two = course(_plan("B2", None, 24.0, groups=(FractionGroup(1, 25), FractionGroup(2, 3))), grid_b())
+    assert two.plan.fractions_planned == 28 and two.plan.dose_fractions is None
+    with pytest.raises(UsageError, match=r"plan 'B2' has 2 fraction groups \(25 \+ 3 fx\) whose doses are summed: "
+                                         r"the dose per fraction of each point is not known; EQD2/BED cannot be computed"):
+        composite_dvh(ORGAN.roi, [a, two], DoseConversion.eqd2(ALPHA_BETA_GY))
+    with pytest.raises(UsageError, match=r"plan 'B2' has 2 fraction groups"):
+        course_dvh(ORGAN.roi, two, DoseConversion.bed(ALPHA_BETA_GY))
+    # the physical sum needs no fractions
+    dvh, _ = composite_dvh(ORGAN.roi, [a, two], DoseConversion.physical())
+    assert evaluate_metric("Max[Gy]", dvh).value == pytest.approx(69.0, rel=1e-9)
+
+
+def test_a_fraction_group_of_setup_beams_only_gives_no_dose() -> None:
+    # group 1: the treatment beam in 25 fractions; group 2: a setup beam only. The dose is group 1's:
+    # 25 fractions (the total planned, 26, would lower every point's dose per fraction).
+    from dataclasses import replace
+    from plancheck.model import Beam
+
+    groups = (FractionGroup(1, 25, (1,)), FractionGroup(2, 1, (2,)))
+    beams = (Beam(1, "ARC1"), Beam(2, "CBCT", treatment_delivery_type="SETUP"))
+    p = replace(_plan("S", None, 50.0, groups=groups), beams=beams)
+    assert p.fractions_planned == 26 and p.dose_fractions == 25 and p.fractions_unknown_reason == ""
+    # both groups with a treatment beam: not known
+    both = replace(p, beams=(Beam(1, "ARC1"), Beam(2, "ARC2")))
+    assert both.dose_fractions is None and "2 fraction groups (25 + 1 fx)" in both.fractions_unknown_reason
+
+
 # ---------------------------------------------------------------- end to end on sample_dicom
 
 def _dvh_json(capsys, *extra: str) -> dict:

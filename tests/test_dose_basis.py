@@ -381,6 +381,64 @@ def test_a_course_that_cannot_be_placed_is_not_evaluated_never_conventional(tabl
     assert "cannot be placed" in f.message
 
 
+def test_a_plan_of_several_fraction_groups_is_never_graded_on_its_summed_fractions(consensus) -> None:
+    # One RT Plan, two fraction groups: 25 fx to a primary and a 3 fx SBRT boost (8 Gy/fx). The
+    # plan's dose is their sum; the cord's 22 Gy all comes from the boost. The truth: EQD2₂ =
+    # 22·(22/3 + 2)/4 = 51.33 Gy > 45 Gy (OAR-CORD FAIL) and 22 Gy > 21.9 Gy, the 3-fraction
+    # cord maximum (TG101-CORD-MAX FAIL). Taken as 74 Gy / 28 fx (2.64 Gy/fx, not SBRT) it read
+    # EQD2₂ = 22·(22/28 + 2)/4 = 15.32 Gy and no SBRT limit: PASS (the false PASS). Which group
+    # gives a point its dose is not known from the sum, so neither is graded: NOT EVALUATED.
+    from dataclasses import replace
+    from plancheck.model import FractionGroup
+
+    two_groups = replace(plan("P", 74.0, 25), fraction_groups=(FractionGroup(1, 25), FractionGroup(2, 3)))
+    export = treatment([box_roi(1, "SpinalCord", CORD)], [(two_groups, banded_dose([(-2.5, 27.5, 22.0)]))])
+    report = run_check(export, consensus, threads=1)
+    (cord,) = findings_of(report, "OAR-CORD")
+    assert cord.status is Status.NOT_EVALUATED
+    assert [m.status for m in cord.measurements] == [Status.PASS, Status.NOT_EVALUATED]  # 22 Gy physical ≤ 45 Gy
+    assert cord.measurements[0].value == pytest.approx(22.0, abs=TOL_GY)
+    assert "2 fraction groups (25 + 3 fx) whose doses are summed" in cord.message
+    for rule_id in ("TG101-CORD-MAX", "TG101-CORD-D0_35CC"):
+        (f,) = findings_of(report, rule_id)
+        assert f.status is Status.NOT_EVALUATED and "cannot be placed" in f.message
+    (fx,) = findings_of(report, "INT-FRACTIONATION")
+    assert fx.status is Status.NOT_EVALUATED and "fraction groups" in fx.message
+    # the groups are courses of different kinds in one plan: the composite maxima apply, and
+    # cannot be computed (EQD2 of the summed dose): NOT EVALUATED, not "one course"
+    (composite,) = findings_of(report, "COMP-CORD-MAX")
+    assert composite.status is Status.NOT_EVALUATED and "fraction groups" in composite.message
+
+
+def test_a_target_no_course_can_be_attributed_to_is_not_evaluated_by_regime_rules(consensus) -> None:
+    # PTV_Met receives 30 Gy from the only plan (50 Gy / 5 fx, whose dose reference names no ROI):
+    # a median of 60 % of its prescription, below the 80 % that attributes a target to a plan. Its
+    # course, so its regime, is not known: the SBRT and conventional coverage rules are NOT
+    # EVALUATED for it (before: "not applicable", and the underdosed target vanished from them).
+    ptv = box_roi(1, "PTV_Met", Box(40, 59), interpreted_type="PTV")
+    report = run_check(treatment([ptv], [(plan("S", 50.0, 5), banded_dose([(32.5, 67.5, 30.0)]))]), consensus, threads=1)
+    for rule_id in ("COV-SBRT-V100", "COV-CONV-V100"):
+        (f,) = findings_of(report, rule_id)
+        assert f.status is Status.NOT_EVALUATED
+        assert "no plan prescribes to or covers PTV_Met, so its regime is not known" in f.message
+
+
+def test_a_protocol_alpha_beta_of_an_organ_applies_to_its_prv(tmp_path: Path) -> None:
+    # A clinic sets the cord's α/β to 0.87 Gy. OAR-CORD measures the PRV (contoured): 38 Gy in
+    # 45 Gy / 15 fx (not conventional: EQD2 graded too). With the cord's 0.87 Gy: EQD2 =
+    # 38·(38/15 + 0.87)/2.87 = 45.06 Gy > 45 Gy, FAIL; the table's 2 Gy for SpinalCord_* gave
+    # 38·(38/15 + 2)/4 = 43.07 Gy, a PASS by the clinic's own α/β.
+    clinic = tmp_path / "clinic.yaml"
+    clinic.write_text('schema_version: 1\nid: clinic-ab\ntitle: clinic\nversion: "1"\n'
+                      "extends: [esophagus-oligomet-2025]\nalpha_beta_gy: {SpinalCord: 0.87}\n", encoding="utf-8")
+    export = treatment(issue_rois(), [(plan("S", 45.0, 15), banded_dose([(-2.5, 27.5, 38.0)]))])
+    (cord,) = findings_of(run_check(export, protocol_for_check(str(clinic)), threads=1), "OAR-CORD")
+    assert cord.status is Status.FAIL
+    assert cord.measurements[1].value == pytest.approx(38 * (38 / 15 + 0.87) / 2.87, abs=TOL_GY)
+    assert cord.details["alpha_beta_gy"] == 0.87
+    assert "for SpinalCord, the organ of the PRV SpinalCord_PRV05" in cord.details["alpha_beta_source"]
+
+
 # ---------------------------------------------------------------------------- airways
 
 

@@ -97,6 +97,44 @@ def test_beam_doses_on_different_grids_are_resampled(tmp_path: Path) -> None:
     np.testing.assert_allclose(course.dose.dose_gy, 2 * field(a_origin, a_spacing, a_shape), rtol=1e-5)
 
 
+def _partial_beam_export(tmp_path: Path, b_origin_x: float) -> None:
+    """Beam 1 on grid A (x -10..0 every 2 mm); beam 2 on a finer grid B of 8 columns from
+    ``b_origin_x`` (1 mm apart), as tall and deep as A. Both doses are the linear field."""
+    rtss = make_rtstruct([(1, "BODY", "EXTERNAL", [square(0, 40)])])
+    plan = make_rtplan(rtss_uid=rtss.SOPInstanceUID, beams=[(1, "B1", 100), (2, "B2", 100)])
+    save(rtss, tmp_path / "RS.dcm")
+    save(plan, tmp_path / "RP.dcm")
+    for beam, origin, spacing, shape in ((1, (-10.0, -20.0, -5.0), (2.0, 2.5, 3.0), (4, 5, 6)),
+                                         (2, (b_origin_x, -22.0, -8.0), (1.0, 1.0, 1.5), (14, 16, 8))):
+        k, j, i = np.indices(shape)
+        field = 100 + (origin[0] + spacing[0] * i) + 2 * (origin[1] + spacing[1] * j) + 3 * (origin[2] + spacing[2] * k)
+        save(make_rtdose(field, plan_uid=plan.SOPInstanceUID, origin_mm=origin, spacing_mm=spacing,
+                         summation="BEAM", beams=[beam]), tmp_path / f"RD_b{beam}.dcm")
+
+
+def test_beam_doses_are_summed_only_where_every_grid_covers(tmp_path: Path) -> None:
+    # Grid B's columns are x = -12..-5 mm, its region reaches x = -4.5 mm (half a spacing). Grid
+    # A's columns x = -4, -2, 0 lie beyond it: beam 2's dose there is not known, and a sum with
+    # 0 Gy from it would let a structure there pass on a lower bound. The sum keeps A's columns
+    # x = -10, -8, -6 (shape 4 × 5 × 3); there both doses are the linear field, so the sum is twice it.
+    _partial_beam_export(tmp_path, b_origin_x=-12.0)
+    export = read_export(tmp_path)
+    course = export.courses[0]
+    assert "cropped to the region every dose covers" in course.dose_summary
+    assert course.dose.shape == (4, 5, 3)
+    np.testing.assert_allclose(course.dose.x_mm, [-10.0, -8.0, -6.0])
+    zz, yy, xx = np.meshgrid(course.dose.z_mm, course.dose.y_mm, course.dose.x_mm, indexing="ij")
+    np.testing.assert_allclose(course.dose.dose_gy, 2 * (100 + xx + 2 * yy + 3 * zz), rtol=1e-5)
+    (warning,) = [w for w in export.warnings if "RD_b2.dcm" in w]
+    assert "does not cover 60 voxel(s) of the grid of RD_b1.dcm, where its dose is not known" in warning  # 3·5·4
+
+
+def test_beam_doses_that_share_no_region_are_refused(tmp_path: Path) -> None:
+    _partial_beam_export(tmp_path, b_origin_x=40.0)  # grid B: x 40..47 mm, grid A: x -10..0 mm
+    with pytest.raises(LinkError, match=r"the BEAM doses of RT Plan .* \(RD_b1\.dcm, RD_b2\.dcm\) share no region"):
+        read_export(tmp_path)
+
+
 def test_plan_dose_supersedes_beam_doses(tmp_path: Path) -> None:
     paths = write_export(tmp_path)
     plan_uid = read_export(tmp_path).courses[0].plan.sop_instance_uid

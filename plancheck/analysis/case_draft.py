@@ -160,12 +160,15 @@ def draft_case_file(export: PlanExport, *, source: str = "", today: dt.date | No
         lines.append("courses:")
         for course in export.courses:
             plan = course.plan
-            rx, n = plan.prescription_dose_gy, plan.fractions_planned
+            rx, n = plan.prescription_dose_gy, plan.dose_fractions  # None for several fraction groups
             if rx and n:
                 summary = summarize_fractionation(rx, n)
                 technique = "sbrt" if summary.regime is FractionationRegime.SBRT else "conventional"
                 numbers = f"{rx:g} Gy / {n} fx = {summary.dose_per_fraction_gy:.3g} Gy/fx"
                 why = f"CONFIRM: from the numbers ({numbers}; ≥ 4 Gy/fx in ≤ 12 fx is sbrt)"
+            elif rx and len(plan.dose_fraction_groups) > 1:
+                technique = "null"
+                why = f"FILL IN: sbrt | conventional ({plan.fractions_unknown_reason.removeprefix('the plan ')})"
             else:
                 technique = "null"
                 why = "FILL IN: sbrt | conventional (the plan states no prescription or fractions)"

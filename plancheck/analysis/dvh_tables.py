@@ -102,7 +102,7 @@ def _standard_names() -> StructureNameMatcher:
 
 
 def _prescription_in_kind(course: Course, conversion: DoseConversion) -> float | None:
-    return conversion.convert_total_dose(course.plan.prescription_dose_gy, course.plan.fractions_planned)
+    return conversion.convert_total_dose(course.plan.prescription_dose_gy, course.plan.dose_fractions)
 
 
 def _metrics(specs: Sequence[MetricSpec], dvh: DVH, rx: float | None) -> tuple[MetricValue, ...]:

@@ -58,9 +58,12 @@ def course_fractionation(course: Course | PlanWithoutDose) -> CourseFractionatio
     n = plan.fractions_planned
     if n is None:
         remarks.append("no number of fractions planned in the plan's fraction group")
-    if len(plan.fraction_groups) > 1:
-        remarks.append(f"{len(plan.fraction_groups)} fraction groups: fractions added")
-    summary = summarize_fractionation(rx, n) if rx and n else None
+    if len(plan.dose_fraction_groups) > 1:
+        remarks.append(f"{plan.fractions_unknown_reason.removeprefix('the plan has ')}, so the regime is not placed")
+    elif len(plan.fraction_groups) > 1:
+        remarks.append(f"{len(plan.fraction_groups)} fraction groups: the fractions of the one with treatment beams are used")
+    dose_n = plan.dose_fractions  # the fractions the dose is delivered in (Plan.dose_fractions)
+    summary = summarize_fractionation(rx, dose_n) if rx and dose_n else None
     target_name = d95 = None
     ref = next((t for t in targets if t.target_prescription_dose_gy == rx and t.referenced_roi_number is not None), None)
     if ref is not None and course.structure_set is None:

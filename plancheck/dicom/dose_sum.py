@@ -4,8 +4,11 @@ Grids with the same geometry are added voxel by voxel. A grid with another geome
 resampled with trilinear interpolation onto the voxel centres of the first (reference)
 grid; reference voxels within half a voxel outside the other grid's outermost centres take
 the edge value (each voxel fills half a spacing around its centre, see
-:class:`plancheck.model.DoseGrid`); voxels further out receive 0 Gy from that grid, and the
-caller is told how many there were.
+:class:`plancheck.model.DoseGrid`). The dose a grid gives beyond its region is not known
+(not 0 Gy): the sum is cropped to the reference voxels every grid covers (a box: each grid's
+region is one), and the caller is told how many voxels each grid did not cover. A structure
+beyond the cropped grid is then not covered by the plan's dose (its metrics are undefined or
+bounded), instead of being graded on a sum that lacks a beam's dose.
 
 This module does not import pydicom: it works on :class:`plancheck.model.DoseGrid` only.
 """
@@ -82,13 +85,34 @@ def resample_trilinear(grid: DoseGrid, x_mm: np.ndarray, y_mm: np.ndarray,
     return dz.astype(np.float32, copy=False), outside
 
 
+def _covered_axes(grid: DoseGrid, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per axis, which target coordinates lie in ``grid``'s region (``x``, ``y``, ``z`` masks)."""
+    return tuple(_axis_weights(source, target)[3]
+                 for source, target in ((grid.x_mm, x_mm), (grid.y_mm, y_mm), (grid.z_mm, z_mm)))
+
+
 @dataclass(frozen=True)
 class SumResult:
-    """The summed dose on the reference grid and what was done to get it."""
+    """The summed dose and what was done to get it.
+
+    Attributes
+    ----------
+    dose_gy
+        The sum, Gy, on ``(z_mm, y_mm, x_mm)``; empty when the grids share no voxel.
+    x_mm, y_mm, z_mm
+        Its axes: the reference grid's, cropped to the voxels every grid covers.
+    resampled
+        Indices of the grids that were resampled.
+    outside_voxels
+        Per resampled grid, the number of reference voxels it did not cover (left out of the sum).
+    """
 
     dose_gy: np.ndarray
     resampled: tuple[int, ...]
     outside_voxels: dict[int, int]
+    x_mm: np.ndarray
+    y_mm: np.ndarray
+    z_mm: np.ndarray
 
 
 def sum_grids(grids: Sequence[DoseGrid], factors: Sequence[float]) -> SumResult:
@@ -104,11 +128,14 @@ def sum_grids(grids: Sequence[DoseGrid], factors: Sequence[float]) -> SumResult:
     Returns
     -------
     SumResult
-        The summed array (float32, Gy), the indices of the grids that were
-        resampled, and per resampled grid the number of reference voxels it did not cover.
+        The summed array (float32, Gy) on the reference grid cropped to the voxels every grid
+        covers, its axes, the indices of the grids that were resampled, and per resampled grid
+        the number of reference voxels it did not cover.
     """
     reference = grids[0]
+    axes = (reference.x_mm, reference.y_mm, reference.z_mm)
     total = reference.dose_gy.astype(np.float32) * np.float32(factors[0])
+    keep = [np.ones(len(a), dtype=bool) for a in axes]
     resampled: list[int] = []
     outside: dict[int, int] = {}
     for index in range(1, len(grids)):
@@ -116,9 +143,14 @@ def sum_grids(grids: Sequence[DoseGrid], factors: Sequence[float]) -> SumResult:
         if same_geometry(reference, grid):
             total += grid.dose_gy * factor
         else:
-            values, n_out = resample_trilinear(grid, reference.x_mm, reference.y_mm, reference.z_mm)
+            values, n_out = resample_trilinear(grid, *axes)
             total += values * factor
             resampled.append(index)
             if n_out:
                 outside[index] = n_out
-    return SumResult(dose_gy=total, resampled=tuple(resampled), outside_voxels=outside)
+                keep = [k & c for k, c in zip(keep, _covered_axes(grid, *axes))]
+    kx, ky, kz = keep
+    if not all(k.all() for k in keep):
+        total = total[np.ix_(kz, ky, kx)]
+    return SumResult(dose_gy=total, resampled=tuple(resampled), outside_voxels=outside,
+                     x_mm=np.asarray(axes[0])[kx], y_mm=np.asarray(axes[1])[ky], z_mm=np.asarray(axes[2])[kz])

@@ -21,7 +21,8 @@ Linking rules
      plan's fraction groups needed exactly once.
 
   Doses of 2./3. are summed on the grid of the first file (sorted by name); grids of
-  another geometry are resampled trilinearly onto it (see :mod:`plancheck.dicom.dose_sum`).
+  another geometry are resampled trilinearly onto it, and the sum is cropped to the region
+  every grid covers: beyond a grid its dose is not known (see :mod:`plancheck.dicom.dose_sum`).
   A ``*_SESSION`` dose holds one session: it is multiplied by the referenced fraction
   group's Number of Fractions Planned. ``MULTI_PLAN``, ``PLAN_OVERVIEW``, ``RECORD``,
   ``CONTROL_POINT`` and brachy doses are refused (listed as skipped with the reason; a
@@ -319,17 +320,24 @@ def _plan_dose(plan: Plan, doses: _Doses, dose_bytes: dict[str, bytes], skipped:
         if notes:
             summary += f"; per-session doses scaled: {', '.join(notes)}"
     summary += _dose_type_note(grids[0], grids)
+    if result.dose_gy.size == 0:
+        raise LinkError(f"the {types} doses of RT Plan {plan.label or plan.sop_instance_uid!r} ("
+                        + ", ".join(_name(f.label) for _, f in chosen) + ") share no region: they cannot be summed",
+                        plan.path)
+    if result.outside_voxels:
+        summary += "; cropped to the region every dose covers"
     for index, count in result.outside_voxels.items():
         warnings.append(
-            f"{chosen[index][1].label}: its grid does not cover {count} voxel(s) of the grid of {first}; "
-            f"they received 0 Gy from it in the sum for RT Plan {plan.label or plan.sop_instance_uid!r}"
+            f"{chosen[index][1].label}: its grid does not cover {count} voxel(s) of the grid of {first}, where its "
+            f"dose is not known: the sum for RT Plan {plan.label or plan.sop_instance_uid!r} is cropped to the "
+            "region every dose covers (structures beyond it are not covered by the plan's dose)"
         )
     heterogeneity: list[str] = []
     for grid in grids:
         heterogeneity += [h for h in grid.heterogeneity_correction if h not in heterogeneity]
     reference = grids[0]
     return DoseGrid(
-        dose_gy=result.dose_gy, x_mm=reference.x_mm, y_mm=reference.y_mm, z_mm=reference.z_mm,
+        dose_gy=result.dose_gy, x_mm=result.x_mm, y_mm=result.y_mm, z_mm=result.z_mm,
         frame_of_reference_uid=reference.frame_of_reference_uid,
         dose_type="" if any(not g.dose_type for g in grids) else reference.dose_type,
         summation_type="SUMMED", heterogeneity_correction=tuple(heterogeneity),

@@ -140,11 +140,49 @@ class Plan:
 
     @property
     def fractions_planned(self) -> int | None:
-        """Total number of fractions planned over all fraction groups (None if unknown)."""
+        """Total number of fractions planned over all fraction groups (None if unknown); the
+        dose per fraction of the plan's dose divides by :attr:`dose_fractions`, not by this."""
         counts = [g.fractions_planned for g in self.fraction_groups]
         if not counts or any(c is None for c in counts):
             return None
         return int(sum(counts))  # type: ignore[arg-type]
+
+    @property
+    def dose_fractions(self) -> int | None:
+        """The number of fractions in which every point of the plan's dose is delivered: the
+        Number of Fractions Planned of its one fraction group; the dose per fraction of a point
+        (BED, EQD2, the regime) is its dose divided by it.
+
+        None when the plan does not state it, and for a plan of several fraction groups
+        (:attr:`fractions_unknown_reason`): its dose is the sum of the groups', and how much of a
+        point's dose each group gives (e.g. 25 fractions to a primary and a 3-fraction SBRT boost)
+        is not known from the sum. Dividing by all the fractions together would spread a boost's
+        8 Gy fractions over 28 and give an EQD2 far too low (a false PASS). A fraction group of
+        setup beams only gives no dose and does not count (:attr:`dose_fraction_groups`)."""
+        groups = self.dose_fraction_groups
+        if len(groups) != 1:
+            return None
+        return groups[0].fractions_planned
+
+    @property
+    def dose_fraction_groups(self) -> tuple[FractionGroup, ...]:
+        """The fraction groups that give the plan's dose: those that reference a treatment beam
+        (all of them when none names one)."""
+        treatment = {b.number for b in self.treatment_beams}
+        giving = tuple(g for g in self.fraction_groups if treatment & set(g.beam_numbers))
+        return giving or self.fraction_groups
+
+    @property
+    def fractions_unknown_reason(self) -> str:
+        """Why :attr:`dose_fractions` is None, in words (``""`` when it is known)."""
+        groups = self.dose_fraction_groups
+        if len(groups) > 1:
+            counts = " + ".join(f"{g.fractions_planned if g.fractions_planned else '?'}" for g in groups)
+            return (f"the plan has {len(groups)} fraction groups ({counts} fx) whose doses are summed: "
+                    "the dose per fraction of each point is not known")
+        if not self.dose_fractions:
+            return "the plan states no number of fractions planned"
+        return ""
 
     @property
     def target_prescriptions(self) -> tuple[DoseReference, ...]:

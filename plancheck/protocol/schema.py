@@ -18,7 +18,8 @@ A protocol file (YAML) looks like::
       OAR-CORD: {limits: {unit: Gy, upper: {per_protocol: 44}}}
     disable: [OAR-KID]                 # switch inherited rules off
     structure_mapping: {SpinalCord: "Cord"}   # standard name → this clinic's ROI name
-    alpha_beta_gy: {Lungs: 4}          # α/β overrides per standard structure name
+    alpha_beta_gy: {Lungs: 4}          # α/β overrides per standard structure name (a PRV of an
+                                       # organ, e.g. SpinalCord_PRV05, takes the organ's)
 
 Every model forbids unknown keys, so a misspelt key is an error that names the
 file, the rule id and the field, never a silently ignored value.

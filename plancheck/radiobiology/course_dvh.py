@@ -37,10 +37,11 @@ __all__ = ["course_dvh", "composite_dvh", "composite_dvhs", "CompositeDescriptio
 
 
 def _fractions(course: Course) -> int:
-    n = course.plan.fractions_planned
+    """The number of fractions each point's dose is delivered in (:attr:`Plan.dose_fractions`)."""
+    n = course.plan.dose_fractions
     if not n:
         raise UsageError(
-            f"plan {course.label!r} states no number of fractions planned; "
+            f"plan {course.label!r} {course.plan.fractions_unknown_reason.removeprefix('the plan ')}; "
             "EQD2/BED cannot be computed for it"
         )
     return int(n)
@@ -66,7 +67,8 @@ def course_dvh(
     Raises
     ------
     UsageError
-        If a conversion is asked for and the plan states no number of fractions.
+        If a conversion is asked for and the plan states no number of fractions or has several
+        fraction groups (:attr:`plancheck.model.Plan.dose_fractions`).
     """
     conversion = conversion or DoseConversion.physical()
     sampling = sampling or sample_for_grid(roi, course.dose)
@@ -128,7 +130,7 @@ def composite_dvhs(
     ------
     UsageError
         No course, courses in different frames of reference, or a conversion asked for a
-        course that states no number of fractions.
+        course that states no number of fractions or has several fraction groups.
     """
     if not courses:
         raise UsageError("a composite needs at least one course")
@@ -140,7 +142,7 @@ def composite_dvhs(
     sampling = sampling or sample_for_grids(roi, grids)
     descriptions = [CompositeDescription(
         course_labels=tuple(c.label for c in courses),
-        fractions=tuple(c.plan.fractions_planned for c in courses),
+        fractions=tuple(c.plan.dose_fractions for c in courses),
         dose_kind=conversion.label,
         grid=f"sampled at {sampling.step_mm:.2g} mm in-plane, split at the dose planes of all {len(courses)} grids",
     ) for conversion in conversions]

@@ -119,7 +119,7 @@ def plan_dicts(report: CheckReport) -> list[dict[str, Any]]:
             "sop_instance_uid": plan.sop_instance_uid,
             "date": plan.date or None,
             "approval_status": plan.approval_status or None,
-            "fractions": info.fractions,
+            "fractions": plan.fractions_planned,
             "prescription_gy": jsonable(info.prescription_gy),
             "dose_per_fraction_gy": jsonable(s.dose_per_fraction_gy) if s else None,
             "bed10_gy": jsonable(s.bed10_gy) if s else None,

@@ -119,7 +119,10 @@ def plan_line(info) -> str:
     if info.summary is not None:
         return f"{info.label}: {info.summary.describe()}{weighted}"
     rx = f"{info.prescription_gy:g} Gy" if info.prescription_gy else "no prescription dose"
-    fx = f"{info.fractions} fx" if info.fractions else "fractions not stated"
+    groups = info.course.plan.dose_fraction_groups
+    fx = (f"{info.fractions} fx" if info.fractions else "fractions not stated" if len(groups) < 2
+          else f"{' + '.join(str(g.fractions_planned or '?') for g in groups)} fx in {len(groups)} fraction groups "
+               "(dose per fraction not known)")
     return f"{info.label}: {rx} / {fx}{weighted}"
 
 

@@ -33,7 +33,7 @@ from plancheck.model.export import Course, PlanExport
 from plancheck.model.structures import Roi
 from plancheck.parallel import OnceCache
 from plancheck.protocol.loader import Protocol
-from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher, normalize_name
+from plancheck.names.structures import MatchStatus, NameMatch, PrvName, StructureNameMatcher, normalize_name, prv_of
 from plancheck.names.targets import TargetName, is_target_roi, parse_target_name
 from plancheck.radiobiology import (
     AlphaBetaTable,
@@ -126,7 +126,9 @@ class CourseInfo:
     course
         The course (plan and dose).
     prescription_gy, fractions
-        The plan's prescription and number of fractions (None when the plan does not state them).
+        The plan's prescription and the number of fractions its dose is delivered in (None when
+        the plan does not state them, and for a plan of several fraction groups:
+        :attr:`plancheck.model.Plan.dose_fractions`).
     summary
         Dose per fraction, BED₁₀, EQD2₁₀ and the regime by numbers (None without prescription
         or fractions).
@@ -205,7 +207,8 @@ class CourseInfo:
         """How the course was placed, in words (for reports)."""
         d = self.declaration
         s = self.summary
-        numbers = s.describe() if s else "prescription or number of fractions not stated in the plan"
+        numbers = s.describe() if s else (self.course.plan.fractions_unknown_reason if self.prescription_gy
+                                          else "prescription or number of fractions not stated in the plan")
         if d is not None and (d.technique or d.intent):
             declared = ", ".join(x for x in (d.technique, d.intent) if x)
             conflict = " (the declaration contradicts the numbers: SBRT limits graded)" if self.declaration_conflict else ""
@@ -425,7 +428,7 @@ class CheckContext:
     def courses(self) -> tuple[CourseInfo, ...]:
         out = []
         for c in self.export.courses:
-            rx, n = c.plan.prescription_dose_gy, c.plan.fractions_planned
+            rx, n = c.plan.prescription_dose_gy, c.plan.dose_fractions  # None for several fraction groups
             summary = summarize_fractionation(rx, n) if rx and n else None
             declaration = self.case.course_declaration(c.label, c.plan.sop_instance_uid) if self.case else None
             out.append(CourseInfo(c, rx, n, summary, declaration))
@@ -451,11 +454,16 @@ class CheckContext:
 
     def alpha_beta(self, standard_name: str, roi: Roi, explicit_gy: float | None = None) -> tuple[float, str]:
         """α/β (Gy) for a structure and where it came from: the rule's own value,
-        the protocol's ``alpha_beta_gy``, else the α/β table."""
+        the protocol's ``alpha_beta_gy`` (for a PRV, the protocol's value of its organ:
+        ``SpinalCord_PRV05`` takes ``SpinalCord``'s), else the α/β table."""
         if explicit_gy is not None:
             return explicit_gy, "set by the rule"
         if standard_name in self.protocol.alpha_beta_gy:
             return self.protocol.alpha_beta_gy[standard_name], f"set by protocol {self.protocol.id}"
+        prv = prv_of(standard_name) if standard_name else None
+        if prv is not None and prv.organ in self.protocol.alpha_beta_gy:
+            return (self.protocol.alpha_beta_gy[prv.organ],
+                    f"set by protocol {self.protocol.id} for {prv.organ}, the organ of the PRV {standard_name}")
         choice = self.alpha_beta_table.lookup(standard_name or roi.name, is_target=is_target_roi(roi))
         return choice.alpha_beta_gy, choice.describe()
 

@@ -17,7 +17,8 @@ Protocol-file fields::
                                           #   physical | physical_conventional | eqd2 | bed
       alpha_beta_gy: 2                    # optional (eqd2/bed); default: protocol, then α/β table
       course: composite                   # all | conventional | sbrt | composite | a course label
-      when: always                        # always | several_courses (composite limits of several courses)
+      when: always                        # always | several_courses (composite limits of several courses,
+                                          # or of a plan of several fraction groups)
       if_contoured: false                 # true: not applicable (stated) when the organ is not contoured
                                           # at all, e.g. brain organs on a thoracic plan
       limits: {unit: Gy, upper: {per_protocol: 45}}
@@ -204,16 +205,18 @@ class DvhRule(RuleBase):
 def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
     """(roi, course, group) for each target group matching the selector.
 
-    Raises RuleNotApplicable when the export has no target of the asked regime.
-    Groups without the asked volume or without an identified course are returned
-    with roi/course None so the caller reports NOT_EVALUATED with the reason; so is a
-    group whose course cannot be placed when the selector asks for a regime.
+    Raises RuleNotApplicable when the export has no target of the asked regime and none
+    whose regime is unknown. Groups without the asked volume or without an identified course
+    are returned with roi/course None so the caller reports NOT_EVALUATED with the reason
+    (also when the selector asks for a regime: a target no plan can be attributed to has no
+    known regime); so is a group whose course cannot be placed.
     """
     groups = [g for g in ctx.targets if selector.role in ("any", g.role)]
     if selector.regime != "any":
         wanted = selector.regime == "sbrt"
         chosen = [g for g in groups if g.course is not None and g.course.is_sbrt is wanted]
-        unplaced = [g for g in groups if g.course is not None and g.course.is_sbrt is None]
+        # a group whose course is not identified, or cannot be placed: its regime is not known
+        unplaced = [g for g in groups if g.course is None or g.course.is_sbrt is None]
         if not chosen and not unplaced:
             raise RuleNotApplicable(f"no {selector.role if selector.role != 'any' else ''} target treated with a {selector.regime} course".replace("  ", " "))
         return ([(g.volumes.get(selector.volume), g.course, g) for g in chosen]
@@ -222,7 +225,9 @@ def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
 
 
 def _unplaced(group):
-    """The group with no course, and why: its course's regime is unknown."""
+    """The group with no course, and why: its course, or its course's regime, is unknown."""
+    if group.course is None:
+        return replace(group, how=f"{group.how}, so its regime is not known; regime-specific limits not evaluated")
     return replace(group, course=None, how=f"{group.course.placement}; regime-specific limits not evaluated "
                                               f"(declare the course in the case file)")
 
@@ -531,10 +536,10 @@ def _computable(basis: _Basis, courses: list[CourseInfo]) -> bool:
 def _measure(ctx: CheckContext, metric: str, roi: Roi, courses: list[CourseInfo], basis: _Basis,
              rx_course: CourseInfo | None) -> MetricValue:
     if not _computable(basis, courses):
-        lacking = [c.label for c in courses if not c.fractions]
+        lacking = "; ".join(f"{c.label} {c.course.plan.fractions_unknown_reason.removeprefix('the plan ')}"
+                            for c in courses if not c.fractions)
         return MetricValue(metric, None, parse_metric(metric).result_unit,
-                           reason=f"{', '.join(lacking)} states no number of fractions, so "
-                                  f"{basis.conversion.kind.value} cannot be computed")
+                           reason=f"{lacking}, so {basis.conversion.kind.value} cannot be computed")
     rx = basis.conversion.convert_total_dose(rx_course.prescription_gy, rx_course.fractions) if rx_course else None
     return ctx.metric(metric, roi, courses, basis.conversion, rx)
 
@@ -638,7 +643,9 @@ def evaluate_dvh_rule(rule: DvhRule, ctx: CheckContext) -> list[Finding]:
                                         "reference (another image set), whose dose plancheck cannot add to this "
                                         "treatment's: a limit on the whole treatment is not graded on part of it "
                                         "(declare the courses in the case file if those plans are not part of it)")]
-        if rule.when == "several_courses" and len(courses) < 2:
+        # a plan of several fraction groups (e.g. a primary and an SBRT boost) is several courses in one
+        if rule.when == "several_courses" and len(courses) < 2 and (
+                not courses or len(courses[0].course.plan.dose_fraction_groups) < 2):
             raise RuleNotApplicable("one course: this limit applies to the sum of several courses")
         subject = _found(rule, ctx)
         if subject.roi is None:

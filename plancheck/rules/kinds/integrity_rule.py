@@ -603,7 +603,8 @@ def _fractions_match_protocol(rule: FractionsMatchProtocol, ctx: CheckContext) -
     for info in _courses(rule, ctx):
         roles = sorted({g.role for g in ctx.targets if g.course is info})
         if info.summary is None:
-            out.append(not_evaluated(rule, "the plan states no prescription dose and number of fractions",
+            why = info.course.plan.fractions_unknown_reason if info.prescription_gy else ""
+            out.append(not_evaluated(rule, why or "the plan states no prescription dose and number of fractions",
                                      courses=(info.label,)))
             continue
         regime = _REGIME_NAME[info.summary.regime]

@@ -265,7 +265,8 @@ def target_prescription(group: TargetGroup) -> tuple[TargetPrescription | None, 
     if not dose or dose <= 0:
         return None, f"{group.label}: plan {info.label} states no target prescription dose (RT Prescription module)"
     if not n:
-        return None, f"{group.label}: plan {info.label} states no number of fractions planned (RT Fraction Scheme module)"
+        why = plan.fractions_unknown_reason.removeprefix("the plan ")
+        return None, f"{group.label}: plan {info.label} {why} (RT Fraction Scheme module)"
     return TargetPrescription(float(dose), int(n), source), ""
 
 
