@@ -8,6 +8,7 @@ LQ formulas used by hand: EQD2 = D·(d + α/β)/(2 + α/β) with d = D/n.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from plancheck.errors import ProtocolError
 from plancheck.model import Roi
 from plancheck.model.case import Case
+from plancheck.model.course_selection import LeftOutPlan
 from plancheck.protocol.loader import load_protocol
 from plancheck.rules.findings import Status
 from plancheck.rules.runner import protocol_for_check, run_check
@@ -421,6 +423,25 @@ def test_a_target_no_course_can_be_attributed_to_is_not_evaluated_by_regime_rule
         (f,) = findings_of(report, rule_id)
         assert f.status is Status.NOT_EVALUATED
         assert "no plan prescribes to or covers PTV_Met, so its regime is not known" in f.message
+
+
+def test_a_target_of_a_plan_left_out_of_the_check_is_that_plans_business(consensus) -> None:
+    # Same PTV_Met and dose, but a plan left out of this check (--plan chose the other course)
+    # prescribes to ROI 1 of this structure set: its regime-specific rules are that plan's check's,
+    # neither graded here nor NOT EVALUATED ("not applicable": no target of this check's courses).
+    ptv = box_roi(1, "PTV_Met", Box(40, 59), interpreted_type="PTV")
+    export = treatment([ptv], [(plan("S", 50.0, 5), banded_dose([(32.5, 67.5, 30.0)]))])
+    other = LeftOutPlan("1.2.3.4", "C_Met", "not selected by --plan",
+                        structure_set_uid=export.structure_sets[0].sop_instance_uid, target_rois=frozenset({1}))
+    report = run_check(dataclasses.replace(export, left_out=(other,)), consensus, threads=1)
+    for rule_id in ("COV-SBRT-V100", "COV-CONV-V100"):
+        assert not [f for f in report.findings if f.rule_id == rule_id]
+        assert rule_id in {n.rule_id for n in report.not_applicable}
+    # a left-out plan of another structure set says nothing about this one's ROI 1
+    unrelated = dataclasses.replace(other, structure_set_uid="1.2.3.99")
+    report = run_check(dataclasses.replace(export, left_out=(unrelated,)), consensus, threads=1)
+    (f,) = findings_of(report, "COV-SBRT-V100")
+    assert f.status is Status.NOT_EVALUATED
 
 
 def test_a_protocol_alpha_beta_of_an_organ_applies_to_its_prv(tmp_path: Path) -> None:

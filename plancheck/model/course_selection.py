@@ -156,13 +156,17 @@ class LeftOutPlan:
     ``outside``: a plan of the same patient outside the treatment (in another frame of
     reference, i.e. planned on another image set), whose dose plancheck cannot add to the
     treatment's: a limit on the whole treatment is then not graded (unless the case file
-    declares the courses).
+    declares the courses). ``structure_set_uid`` and ``target_rois`` (the ROI numbers of its
+    TARGET dose references): the targets this plan treats, which the check's target rules
+    leave to the plan's own check.
     """
 
     uid: str
     label: str
     reason: str
     outside: bool = False
+    structure_set_uid: str = ""
+    target_rois: frozenset[int] = frozenset()
 
     @property
     def shown(self) -> str:
@@ -295,7 +299,8 @@ def choose_courses(plans: Sequence[PlanFacts], selection: PlanSelection | None =
         if not chosen:
             return []
         reasons = dict(selection.reasons)
-        left_out = tuple(LeftOutPlan(p.uid, p.label, reasons.get(p.uid, f"not selected by {selection.source}"))
+        left_out = tuple(LeftOutPlan(p.uid, p.label, reasons.get(p.uid, f"not selected by {selection.source}"),
+                                     structure_set_uid=p.structure_set_uid, target_rois=p.target_rois)
                          for p in plans if p not in chosen)
         notes = [f"{_alternatives_text(g)}; they are summed as courses because {selection.source} names them all"
                  for g in alternative_groups(chosen)]
@@ -311,7 +316,8 @@ def choose_courses(plans: Sequence[PlanFacts], selection: PlanSelection | None =
                 if p not in kept:
                     left_out.append(LeftOutPlan(p.uid, p.label, "approval status REJECTED, and it is an alternative "
                                                 f"of {', '.join(k.shown for k in kept)} (same structure set, same "
-                                                f"target(s) {p.targets_text})"))
+                                                f"target(s) {p.targets_text})",
+                                                structure_set_uid=p.structure_set_uid, target_rois=p.target_rois))
                     candidates.remove(p)
     groups = alternative_groups(candidates)
     notes = _undecidable_note(candidates)

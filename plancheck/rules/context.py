@@ -239,6 +239,10 @@ class TargetGroup:
     defective
         Target volumes of the lesion that were read but cannot be measured
         (``Roi.defects``), by kind; they are not in ``volumes``.
+    left_out_plan
+        When no course treats it but a plan left out of this check does (``--plan``, a rejected
+        alternative): that plan's label; its regime-specific target rules are that plan's
+        check's, not this one's. "" otherwise.
     """
 
     role: str
@@ -249,6 +253,7 @@ class TargetGroup:
     organ: str | None = None
     site: str | None = None
     defective: Mapping[str, Roi] = field(default_factory=dict)
+    left_out_plan: str = ""
 
     @property
     def ptv(self) -> Roi | None:
@@ -640,13 +645,25 @@ class CheckContext:
             elif primary_target and primary_target in names:
                 role = "primary"
             course, how = self._course_for(volumes) if volumes else (None, "no measurable target volume")
+            left_out = self._left_out_plan_for(volumes) if course is None and volumes else None
+            if left_out is not None:
+                how = f"plan {left_out.shown} prescribes to it, and it is not a course of this check"
             out.append(TargetGroup(
                 role=role, key=key, volumes=volumes, course=course, how=how,
                 organ=lesion.organ if lesion else None,
                 site=(lesion.site if lesion else None) or (key[1] or None),
                 defective=defective.get(key, {}),
+                left_out_plan=left_out.shown if left_out is not None else "",
             ))
         return tuple(out)
+
+    def _left_out_plan_for(self, volumes: Mapping[str, Roi]):
+        """The plan left out of this check (:attr:`PlanExport.left_out`) that prescribes to one of
+        ``volumes`` in this structure set, or None."""
+        numbers = {r.number for r in volumes.values()}
+        uid = self.structure_set.sop_instance_uid
+        return next((p for p in self.export.left_out
+                     if not p.outside and p.structure_set_uid == uid and p.target_rois & numbers), None)
 
     def _course_for(self, volumes: Mapping[str, Roi]) -> tuple[CourseInfo | None, str]:
         numbers = {r.number for r in volumes.values()}

@@ -215,8 +215,10 @@ def target_subjects(rule, ctx: CheckContext, selector: TargetSelector):
     if selector.regime != "any":
         wanted = selector.regime == "sbrt"
         chosen = [g for g in groups if g.course is not None and g.course.is_sbrt is wanted]
-        # a group whose course is not identified, or cannot be placed: its regime is not known
-        unplaced = [g for g in groups if g.course is None or g.course.is_sbrt is None]
+        # a group whose course is not identified, or cannot be placed: its regime is not known; a
+        # group a plan left out of this check treats is that plan's check's (not graded here)
+        unplaced = [g for g in groups if (g.course is None and not g.left_out_plan)
+                    or (g.course is not None and g.course.is_sbrt is None)]
         if not chosen and not unplaced:
             raise RuleNotApplicable(f"no {selector.role if selector.role != 'any' else ''} target treated with a {selector.regime} course".replace("  ", " "))
         return ([(g.volumes.get(selector.volume), g.course, g) for g in chosen]
