@@ -158,3 +158,15 @@ def test_bad_metric_strings_are_rejected_with_the_reason(text: str, message: str
         parse_metric(text)
     with pytest.raises(MetricSpecError, match=message):
         evaluate_metric(text, uniform_dvh())
+
+
+@pytest.mark.parametrize("plateau_gy", [30.0, 10.0 + 20.0, 0.1 * 300, 30.0 - 4e-15, 30.0 - 1e-12])
+def test_a_plateau_at_the_threshold_receives_it(plateau_gy: float) -> None:
+    # 5 cc all at "30 Gy" as floating point leaves it (a sum of courses, a conversion): V30Gy is
+    # the whole volume, not 0 (a V30Gy limit passed at 0 % for a heart all at 30 Gy). A plateau
+    # 1 mGy below is below: V30Gy = 0.
+    dvh = DVH.from_samples("plateau", np.full(50, plateau_gy), np.full(50, 0.1))
+    assert evaluate_metric("V30Gy[%]", dvh).value == pytest.approx(100.0)
+    assert evaluate_metric("V30Gy[cc]", dvh).value == pytest.approx(5.0)
+    below = DVH.from_samples("plateau", np.full(50, 29.999), np.full(50, 0.1))
+    assert evaluate_metric("V30Gy[%]", below).value == 0.0

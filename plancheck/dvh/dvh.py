@@ -24,10 +24,16 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["DVH", "DEFAULT_BIN_WIDTH_GY", "MAX_BINS"]
+__all__ = ["DVH", "DEFAULT_BIN_WIDTH_GY", "DOSE_EQUAL_GY", "MAX_BINS"]
 
 DEFAULT_BIN_WIDTH_GY = 0.001
 """Histogram bin width, Gy (1 mGy: far below any clinical tolerance)."""
+
+DOSE_EQUAL_GY = 1e-9
+"""Doses this close to the minimum count as the minimum in V(D) (volume receiving at least D):
+floating-point sums and LQ conversions put a plateau meant to be exactly D a few 1e-15 Gy below
+it (10 + 20 Gy from two courses, or an EQD2 of exactly D), and V(D) must not drop from the whole
+volume to 0 for that (a V30Gy limit passed at 0 % for a structure all at 30 Gy)."""
 
 MAX_BINS = 400_000
 """The bin width grows beyond the default when the maximum dose would need more bins."""
@@ -252,9 +258,9 @@ class DVH:
         """Covered volume receiving at least ``dose_gy``, cc (linear between knots)."""
         if self.is_empty:
             return 0.0
-        if dose_gy <= self.min_gy:  # type: ignore[operator]
+        if dose_gy <= self.min_gy + DOSE_EQUAL_GY:  # type: ignore[operator]
             return self.covered_volume_cc
-        if dose_gy > self.max_gy:  # type: ignore[operator]
+        if dose_gy > self.max_gy + DOSE_EQUAL_GY:  # type: ignore[operator]
             return 0.0
         d, v = self._knots
         return float(np.interp(dose_gy, d, v))
