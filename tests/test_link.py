@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
@@ -184,6 +185,30 @@ def test_duplicate_file_is_skipped(tmp_path: Path) -> None:
     export = read_export(tmp_path)
     reasons = {Path(s.path).name: s.reason for s in export.skipped}
     assert "duplicate of" in reasons.get("RD.dcm", "") + reasons.get("RD_copy.dcm", "")
+
+
+def test_duplicate_with_rewritten_file_meta_is_the_same_object(tmp_path: Path) -> None:
+    # an export tool rewrites the File Meta Information (its own implementation name): same object
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths["rtplan"])
+    ds.file_meta.ImplementationVersionName = "OTHER_TOOL_1"
+    ds.save_as(tmp_path / "RP_copy.dcm")
+    export = read_export(tmp_path)
+    assert len(export.courses) == 1
+    assert any("duplicate of" in s.reason for s in export.skipped)
+
+
+@pytest.mark.parametrize("key", ["rtplan", "rtdose", "rtss"])
+def test_two_different_objects_with_one_uid_are_refused(tmp_path: Path, key: str) -> None:
+    # an edited object re-exported under its old SOP Instance UID beside the old file: which one is
+    # current cannot be told, so neither is used (keeping the first by path could grade the old one)
+    paths = write_export(tmp_path)
+    ds = pydicom.dcmread(paths[key])
+    ds.SeriesDescription = "edited"
+    ds.save_as(tmp_path / "z_edited.dcm")
+    with pytest.raises(LinkError, match=r"same SOP Instance UID but different contents: plancheck cannot tell "
+                                        r"which one is current"):
+        read_export(tmp_path)
 
 
 def test_ct_in_other_frame_is_a_warning(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from plancheck.batch import BatchOptions, run_batch
@@ -267,3 +268,33 @@ def test_watch_finds_the_case_file_of_an_export_whose_plans_lie_in_a_subfolder(t
     [record] = records
     assert record.error is None and record.plan_labels == ("C_A",)  # the case file's courses, not every plan
     assert _cord(Path(record.report_files[0]))["CORD-COMPOSITE"][:2] == ("PASS", pytest.approx(25.0, abs=0.01))
+
+
+@pytest.mark.parametrize("name", ["RD_C_A.dcm", "RP_C_A.dcm"])
+def test_batch_refuses_two_different_objects_under_one_uid_as_check_does(source, tmp_path, protocol_file, capsys,
+                                                                          name):
+    # C_A's dose (or plan) edited and written again under its old SOP Instance UID beside the old
+    # file: which one is current cannot be told. check refuses it; batch kept the first file by
+    # path and graded it (the old one when it sorts first).
+    export = _export(source, tmp_path / "in", "A")
+    ds = pydicom.dcmread(export / "A" / name)
+    ds.SeriesDescription = "edited"
+    ds.save_as(export / "A" / f"z_{name}")
+    assert main(["check", str(export), "--protocol", str(protocol_file)]) == 3
+    assert "same SOP Instance UID but different contents" in capsys.readouterr().err
+    reports = tmp_path / "reports"
+    assert main(["batch", str(export), "--reports", str(reports), "--protocol", str(protocol_file),
+                 "--workers", "0"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and PATIENT_ID not in err
+    with (reports / "summary.csv").open(encoding="utf-8") as fh:
+        [row] = list(csv.DictReader(fh))
+    assert row["status"] == "ERROR" and "same SOP Instance UID but different contents" in row["message"]
+
+
+def test_an_identical_copy_is_still_a_duplicate_in_the_index(source, tmp_path):
+    export = _export(source, tmp_path / "in", "A")
+    shutil.copy(export / "A" / "RD_C_A.dcm", export / "A" / "z_copy.dcm")
+    index = index_objects(export)
+    assert [(p.name, r) for p, r in index.skipped] == [("z_copy.dcm", f"duplicate of {export / 'A' / 'RD_C_A.dcm'}")]
+    assert all(not o.conflicting_paths for o in index.objects)

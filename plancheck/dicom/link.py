@@ -54,6 +54,7 @@ from plancheck.dicom.classify import ClassifiedFile, classify, gather_sources
 from plancheck.dicom.dose_sum import sum_grids
 from plancheck.dicom.read_common import (
     IMAGE_SOP_CLASSES, check_not_truncated, is_damaged_reason, optional_float, optional_int, optional_str, read_full,
+    same_object,
 )
 from plancheck.dicom.read_dose import (
     NOT_A_DOSE_TYPES, DoseHeader, check_dose_type, dose_grid_from_dataset, dose_header_from_dataset,
@@ -685,15 +686,21 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
     skipped += classified.skipped
     shown_input = str(paths) if isinstance(paths, (str, Path)) else f"{len(sources)} input files"
 
-    # Drop duplicate instances (the same object exported twice).
+    # Drop duplicate instances (the same object exported twice); refuse two different objects
+    # under one SOP Instance UID (which one is current cannot be told).
     files: list[ClassifiedFile] = []
-    seen_uid: dict[str, str] = {}
+    seen_uid: dict[str, ClassifiedFile] = {}
     for file in classified.files:
         uid = optional_str(file.header, "SOPInstanceUID")
         if uid and uid in seen_uid and file.kind != "IMAGE":
-            skipped.append(SkippedFile(file.label, f"duplicate of {seen_uid[uid]} (same SOP Instance UID)"))
+            first = seen_uid[uid]
+            if not same_object(first.source, file.source):
+                raise LinkError(f"{file.label} and {first.label} have the same SOP Instance UID but different "
+                                "contents: plancheck cannot tell which one is current; remove the outdated file "
+                                "from the export", file.label)
+            skipped.append(SkippedFile(file.label, f"duplicate of {first.label} (same SOP Instance UID)"))
             continue
-        seen_uid.setdefault(uid, file.label)
+        seen_uid.setdefault(uid, file)
         files.append(file)
 
     rt_files = [f for f in files if f.kind != "IMAGE"]

@@ -47,7 +47,7 @@ __all__ = [
     "IMAGE_SOP_CLASSES", "SourceFile",
     "kind_of", "sop_class_name", "tag_text", "require", "optional_str", "optional_float",
     "optional_int", "as_int", "as_float", "float_vector", "check_not_truncated", "read_header",
-    "read_full", "read_single", "not_dicom_reason", "is_damaged_reason", "looks_like_dicom", "sop_class_of", "kind_of_dataset",
+    "read_full", "read_single", "not_dicom_reason", "is_damaged_reason", "same_object", "looks_like_dicom", "sop_class_of", "kind_of_dataset",
     "MAX_FILE_BYTES",
 ]
 
@@ -482,6 +482,19 @@ def read_full(source: SourceFile, data: bytes) -> Dataset:
     except Exception as exc:
         raise DicomReadError(f"is not a readable DICOM file (truncated or corrupt): {exc}",
                              source.label) from exc
+
+
+def same_object(a: SourceFile, b: SourceFile) -> bool:
+    """Whether two files of one SOP Instance UID hold the same object: the same bytes, or data sets
+    equal element by element (the File Meta Information, which export tools rewrite, is not
+    compared). An unreadable file is not the same object."""
+    try:
+        data_a, data_b = a.read_bytes(), b.read_bytes()
+        if data_a == data_b:
+            return True
+        return read_full(a, data_a) == read_full(b, data_b)
+    except DicomReadError:
+        return False
 
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")

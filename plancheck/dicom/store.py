@@ -71,7 +71,8 @@ from plancheck.model.course_selection import (
     AlternativesPolicy, CourseChoice, LeftOutPlan, PlanFacts, PlanSelection, choose_courses,
 )
 from plancheck.dicom.read_common import (
-    SourceFile, check_not_truncated, kind_of, not_dicom_reason, read_header, sop_class_name, sop_class_of,
+    SourceFile, check_not_truncated, kind_of, not_dicom_reason, read_header, same_object, sop_class_name,
+    sop_class_of,
 )
 from plancheck.errors import DicomConformanceError, DicomReadError, PlancheckError, StorageLimitError
 
@@ -525,6 +526,10 @@ class ObjectInfo:
         references (to tell alternative plans from courses, :mod:`plancheck.model.course_selection`).
     member
         The member name when the object is inside a zip archive (``path`` is the archive).
+    conflicting_paths
+        Other files with this SOP Instance UID whose contents differ (an edited object
+        re-exported under its old UID beside the old file). They are read with the object, so
+        the check refuses the treatment naming both (it cannot tell which one is current).
     """
 
     path: Path
@@ -546,6 +551,7 @@ class ObjectInfo:
     plan_date: str = ""
     target_rois: tuple[int, ...] = ()
     member: str = ""
+    conflicting_paths: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -643,6 +649,7 @@ def index_objects(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             files.append(p)
     result = IndexResult()
     seen: dict[str, Path] = {}
+    position: dict[str, int] = {}
     for path in files:
         source = SourceFile(label=str(path), path=path)
         try:
@@ -661,10 +668,17 @@ def index_objects(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str
         if info is None:
             result.skipped.append((path, f"SOP class {sop_class_name(sop_class_of(ds))} is not used by plancheck"))
             continue
-        if info.sop_instance_uid in seen:
-            result.skipped.append((path, f"duplicate of {seen[info.sop_instance_uid]}"))
+        uid = info.sop_instance_uid
+        if uid in seen:
+            first = seen[uid]
+            if info.kind != "IMAGE" and not same_object(SourceFile(str(first), first), source):
+                kept = result.objects[position[uid]]
+                result.objects[position[uid]] = replace(kept, conflicting_paths=(*kept.conflicting_paths, path))
+                continue
+            result.skipped.append((path, f"duplicate of {first}"))
             continue
-        seen[info.sop_instance_uid] = path
+        seen[uid] = path
+        position[uid] = len(result.objects)
         result.objects.append(info)
     return result
 
@@ -952,8 +966,9 @@ class TreatmentCheck:
 
     @property
     def files(self) -> tuple[Path, ...]:
-        """The files to read (an archive once, however many members it holds)."""
-        return tuple(dict.fromkeys(o.path for o in self.objects))
+        """The files to read (an archive once, however many members it holds), with any file
+        holding another version of one of the objects (:attr:`ObjectInfo.conflicting_paths`)."""
+        return tuple(dict.fromkeys(p for o in self.objects for p in (o.path, *o.conflicting_paths)))
 
     @property
     def component_uids(self) -> frozenset[str]:
@@ -1023,10 +1038,11 @@ def treatment_version(check: TreatmentCheck) -> str:
     for o in sorted(check.objects, key=lambda o: o.sop_instance_uid):
         h.update(f"{o.kind}:{o.sop_instance_uid}".encode())
         if o.kind != "IMAGE" and not o.member:
-            try:
-                h.update(_file_sha256(o.path).encode())
-            except OSError:
-                h.update(b"unreadable")
+            for path in (o.path, *o.conflicting_paths):
+                try:
+                    h.update(_file_sha256(path).encode())
+                except OSError:
+                    h.update(b"unreadable")
         h.update(b"\n")
     return h.hexdigest()[:16]
 
