@@ -175,7 +175,8 @@ class ExportFolder:
             reason = incomplete_reason(path)
             if reason is not None and reason != "not a DICOM file":
                 if reason != state.waiting_reason:
-                    log.info("%s: waiting, not a whole DICOM object yet (%s)", path, reason)
+                    # the file's name only: the folders of an export are often named after the patient
+                    log.info("%s: waiting, not a whole DICOM object yet (%s)", path.name, reason)
                     state.waiting_reason = reason
                 state.seen = now  # look again after another settle period
                 continue
