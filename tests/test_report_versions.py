@@ -96,3 +96,33 @@ def test_a_check_failed_by_a_file_rewritten_while_it_was_read_is_tried_again(tmp
     assert failed.status == "ERROR" and "truncated" in failed.error and failed.folder == ""  # not kept as the version
     assert failed.version == checked.version and checked.error is None
     assert _composite(checked) == ("FAIL", pytest.approx(50.0, abs=0.01)) and _latest(checked) == Path(checked.folder).name
+
+
+def test_a_single_plan_report_is_no_longer_latest_once_an_alternative_plan_arrives(tmp_path, protocol):
+    # C_A + C_B checked together; then an alternative of C_A arrives (C_A_IMRT, same target on the
+    # same structure set): the treatment is checked per combination, in folders of their own.
+    # The first folder's latest.json must stop naming its report as the treatment's current one.
+    export = tmp_path / "in" / "exp"
+    two_course_export(export, key="alternatives-late")
+    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
+                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
+    clock = [0.0]
+
+    def settle():
+        out = []
+        for _ in range(3):
+            folder.scan()
+            out += folder.step(now=clock[0])
+            clock[0] += 2.0
+        return out
+
+    [single] = settle()
+    assert _latest(single) == Path(single.folder).name
+    two_course_export(export, key="alternatives-late", alternatives=True)  # adds RP/RD_C_A_IMRT
+    variants = settle()
+    assert len(variants) == 2 and all(Path(r.folder).parent != Path(single.folder).parent for r in variants)
+    old = json.loads((Path(single.folder).parent / "latest.json").read_text(encoding="utf-8"))
+    assert old["latest"] is None and Path(single.folder).name in old["superseded"]
+    assert old["replaced_by"] == sorted(Path(r.folder).parent.name for r in variants)
+    for record in variants:
+        assert _latest(record) == Path(record.folder).name

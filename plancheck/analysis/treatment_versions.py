@@ -14,6 +14,10 @@ overwritten; earlier versions are kept::
     REPORTS/<patient key>/<treatment id>/latest.json              the newest version, and the superseded ones
     REPORTS/checks.jsonl                                          one line per check
 
+When a treatment's choice of courses changes shape — an alternative plan arrives, so it is
+checked per combination (``<treatment id>_<digest>``), or the alternatives go — the folders of
+the choices no longer made get ``"latest": null`` and ``replaced_by`` in their ``latest.json``.
+
 The patient key is a salted hash of the Patient ID (:mod:`plancheck.analysis.patient_keys`,
 as ``plancheck batch`` files its reports): a treatment id is a frame of reference UID, which
 two patients may share (a template CT), and one patient's report must never be listed as
@@ -31,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -192,6 +197,7 @@ class TreatmentChecker:
             log.info("treatment %s (%s) version %s was checked already; reports in %s", check.check_id,
                      " + ".join(labels), version, done)
             self._update_latest(done)  # it is the treatment's current version (again)
+            self._retire_other_choices(check, done.parent)
             return None
         secrets = (treatment.patient_id, treatment.patient_name)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -243,6 +249,7 @@ class TreatmentChecker:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging, final)  # the version appears whole, once
             self._update_latest(final)
+            self._retire_other_choices(check, final.parent)
         counts = ", ".join(f"{v} {k.upper()}" for k, v in record.summary.items() if v)
         if record.error is None:
             log.info("treatment %s (%s) checked: %s (%s) in %.1f s; reports in %s", check.check_id,
@@ -261,6 +268,32 @@ class TreatmentChecker:
         except (OSError, ValueError):
             pass
         write_file_atomically(newest.parent / LATEST_NAME, json.dumps(data, indent=1))
+
+    def _retire_other_choices(self, check: TreatmentCheck, current: Path) -> None:
+        """Point the ``latest.json`` of the treatment's other choices of courses away from their
+        reports: a treatment checked as one plan, then sent an alternative plan, is checked per
+        combination (``<treatment id>_<digest>``) and the single-plan folder's ``latest`` would
+        still name a report of a treatment that no longer exists as it was (and the other way
+        round when alternatives go). Such a ``latest.json`` gets ``"latest": null`` and
+        ``replaced_by``: the folders of the current choices."""
+        base = check.treatment.key
+        choice_folder = re.compile(re.escape(base) + r"(_[0-9a-f]{8})?")  # TreatmentCheck.check_id
+        for folder in current.parent.iterdir():
+            if folder == current or not folder.is_dir() or not choice_folder.fullmatch(folder.name):
+                continue
+            if (check.choice is None or not check.choice.variant) == (folder.name == base):
+                continue  # a sibling combination of alternatives, still current
+            latest = folder / LATEST_NAME
+            try:
+                data = json.loads(latest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            replaced = sorted({*data.get("replaced_by", ()), current.name})
+            if data.get("latest") is None and data.get("replaced_by") == replaced:
+                continue
+            superseded = sorted({*data.get("superseded", ()), *([data["latest"]] if data.get("latest") else [])})
+            write_file_atomically(latest, json.dumps({"latest": None, "superseded": superseded,
+                                                      "replaced_by": replaced}, indent=1))
 
     def _append(self, record: CheckRecord) -> None:
         line = json.dumps(asdict(record), sort_keys=True)
