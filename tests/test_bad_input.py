@@ -47,6 +47,19 @@ def test_truncated_file(tmp_path: Path, role: str) -> None:
         read_export(tmp_path)
 
 
+def test_dose_cut_exactly_before_its_pixel_data_is_truncated(tmp_path: Path) -> None:
+    # cut at an element boundary, what is left parses: the grid's header (Rows, Columns) is there
+    # and its Pixel Data is not. Also cut before the Dose Summation Type (3004,000A): before, that
+    # read as a conformance error ("is missing") instead of a truncated file, by chance of the cut.
+    paths = write_export(tmp_path)
+    data = paths["rtdose"].read_bytes()
+    for tag in (b"\xe0\x7f\x10\x00", b"\x04\x30\x0a\x00"):  # (7FE0,0010), (3004,000A), little endian
+        paths["rtdose"].write_bytes(data[:data.rindex(tag)])
+        with pytest.raises(DicomReadError, match=r"RD\.dcm: the file is truncated \(\d+ bytes\): it ends before its "
+                                                 r"\(7FE0,0010\) 'Pixel Data'"):
+            read_export(tmp_path)
+
+
 def test_truncated_dose_pixel_data(tmp_path: Path) -> None:
     paths = write_export(tmp_path)
     data = paths["rtdose"].read_bytes()

@@ -359,6 +359,12 @@ def check_not_truncated(data: bytes, ds: Dataset, label: str) -> None:
             what = f"the data stops at byte {offset} inside a sequence or element header"
         raise DicomReadError(f"the file is truncated ({len(data)} bytes): {what}; export it again",
                              label) from None
+    pixel_tag = b"\xe0\x7f\x10\x00" if little else b"\x7f\xe0\x00\x10"
+    if kind_of(sop_class_of(ds)) == "RTDOSE" and "Rows" in ds and pixel_tag not in data:
+        # cut exactly between two elements: what is left parses, but an RT Dose grid (it has Rows;
+        # a DVH-only RT Dose has none) without its (7FE0,0010) Pixel Data has lost its end
+        raise DicomReadError(f"the file is truncated ({len(data)} bytes): it ends before its (7FE0,0010) "
+                             "'Pixel Data'; export it again", label)
 
 
 def _meta_step(data: bytes, pos: int) -> int:
