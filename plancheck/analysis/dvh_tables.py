@@ -88,10 +88,16 @@ def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion,
         ab, source = request.alpha_beta_gy, "given on the command line"
     else:
         # by the ROI's standard (TG-263) name, as the check does: "Cord" gets the spinal cord's α/β
-        standard = _standard_names().standard_name_of(roi.name) or roi.name
+        names = _standard_names()
+        standard = names.standard_name_of(roi.name) or roi.name
+        expansion = names.expansion_of(roi.name) if standard == roi.name else None
+        if expansion is not None and expansion.organ is not None:
+            standard = expansion.organ  # a PRV spelling no table lists ("SC_PRV07"): its organ's α/β
         choice = default_alpha_beta_table().lookup(standard, is_target=is_target_roi(roi))
         ab, source = choice.alpha_beta_gy, choice.describe()
-        if standard != roi.name:
+        if expansion is not None and expansion.organ is not None:
+            source = f"{roi.name} is a PRV of {standard}; {source}"
+        elif standard != roi.name:
             source = f"{roi.name} is {standard}; {source}"
     return DoseConversion(request.kind, ab), ab, source
 
