@@ -89,14 +89,15 @@ def _conversion_for(roi: Roi, request: DoseKindRequest) -> tuple[DoseConversion,
     else:
         # by the ROI's standard (TG-263) name, as the check does: "Cord" gets the spinal cord's α/β
         names = _standard_names()
+        table = default_alpha_beta_table()
         standard = names.standard_name_of(roi.name) or roi.name
-        expansion = names.expansion_of(roi.name) if standard == roi.name else None
-        if expansion is not None and expansion.organ is not None:
-            standard = expansion.organ  # a PRV spelling no table lists ("SC_PRV07"): its organ's α/β
-        choice = default_alpha_beta_table().lookup(standard, is_target=is_target_roi(roi))
+        choice = table.lookup(standard, is_target=is_target_roi(roi))
         ab, source = choice.alpha_beta_gy, choice.describe()
+        expansion = names.expansion_of(roi.name) if choice.pattern is None else None
         if expansion is not None and expansion.organ is not None:
-            source = f"{roi.name} is a PRV of {standard}; {source}"
+            # a PRV spelt as no table lists ("SC_PRV07"): its organ's α/β, not the default
+            choice = table.lookup(expansion.organ, is_target=is_target_roi(roi))
+            ab, source = choice.alpha_beta_gy, f"{roi.name} is a PRV of {expansion.organ}; {choice.describe()}"
         elif standard != roi.name:
             source = f"{roi.name} is {standard}; {source}"
     return DoseConversion(request.kind, ab), ab, source
