@@ -637,11 +637,6 @@ SKIPPED_FILES_SHOWN = 6
 """How many skipped files the report's note names one by one (the rest are counted)."""
 
 
-def _file_name(label: str) -> str:
-    """The last component of a file label (``dir/x.dcm`` or ``archive.zip!member/x.dcm``)."""
-    return label.replace("\\", "/").replace("!", "/").rsplit("/", 1)[-1]
-
-
 def skipped_files_note(skipped: Sequence[SkippedFile]) -> str:
     """One line for the report: the input files that were not used, each with its reason.
 
@@ -655,7 +650,7 @@ def skipped_files_note(skipped: Sequence[SkippedFile]) -> str:
     named = [s for s in skipped if _worth_naming(s)]
     plain = sum(s.reason.startswith("not a DICOM") for s in skipped)
     left_out = len(skipped) - len(named) - plain
-    parts = [f"{_file_name(s.path)}: {s.reason}" for s in named[:SKIPPED_FILES_SHOWN]]
+    parts = [f"{_name(s.path)}: {s.reason}" for s in named[:SKIPPED_FILES_SHOWN]]
     if len(named) > SKIPPED_FILES_SHOWN:
         parts.append(f"{len(named) - SKIPPED_FILES_SHOWN} more")
     if left_out:
@@ -698,7 +693,7 @@ def _read_export(paths: str | Path | Sequence[str | Path], unreadable: list[Skip
                 raise LinkError(f"{file.label} and {first.label} have the same SOP Instance UID but different "
                                 "contents: plancheck cannot tell which one is current; remove the outdated file "
                                 "from the export", file.label)
-            skipped.append(SkippedFile(file.label, f"duplicate of {first.label} (same SOP Instance UID)"))
+            skipped.append(SkippedFile(file.label, f"duplicate of {_name(first.label)} (same SOP Instance UID)"))
             continue
         seen_uid.setdefault(uid, file)
         files.append(file)
