@@ -53,8 +53,8 @@ from plancheck.model.course_selection import (
 from plancheck.dicom.classify import ClassifiedFile, classify, gather_sources
 from plancheck.dicom.dose_sum import sum_grids
 from plancheck.dicom.read_common import (
-    IMAGE_SOP_CLASSES, check_not_truncated, is_damaged_reason, optional_float, optional_int, optional_str, read_full,
-    same_object,
+    IMAGE_SOP_CLASSES, check_not_truncated, is_damaged_reason, optional_float, optional_int, optional_str,
+    read_full, same_object,
 )
 from plancheck.dicom.read_dose import (
     NOT_A_DOSE_TYPES, DoseHeader, check_dose_type, dose_grid_from_dataset, dose_header_from_dataset,

@@ -47,7 +47,8 @@ __all__ = [
     "IMAGE_SOP_CLASSES", "SourceFile",
     "kind_of", "sop_class_name", "tag_text", "require", "optional_str", "optional_float",
     "optional_int", "as_int", "as_float", "float_vector", "check_not_truncated", "read_header",
-    "read_full", "read_single", "not_dicom_reason", "is_damaged_reason", "same_object", "looks_like_dicom", "sop_class_of", "kind_of_dataset",
+    "read_full", "read_single", "not_dicom_reason", "is_damaged_reason", "same_object", "looks_like_dicom",
+    "sop_class_of", "kind_of_dataset",
     "MAX_FILE_BYTES",
 ]
 
