@@ -29,8 +29,7 @@ from plancheck.batch import BatchOptions, run_batch
 from plancheck.cli.main import main
 from plancheck.dicom.store import group_treatments, index_objects, treatment_checks, treatment_version
 from plancheck.protocol.loader import load_protocol
-from plancheck.watch import ExportFolder, WatchOptions
-from treatment_exports import two_frame_export, write_composite_protocol
+from treatment_exports import WatchedFolder, two_frame_export, write_composite_protocol
 
 PATIENT_ID, PATIENT_NAME = "MRN-434343", "SPLIT^CASE"
 
@@ -164,21 +163,12 @@ def test_grouping_makes_a_treatment_with_a_dose_without_plan_incomplete_and_name
 
 def test_watch_checks_a_treatment_again_when_a_course_arrives_on_another_image_set(source, tmp_path, protocol):
     (tmp_path / "in").mkdir()
-    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
-                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
-
-    def run(*times: float):
-        out = []
-        for now in times:
-            folder.scan()
-            out += folder.step(now=now)
-        return out
-
+    watched = WatchedFolder(tmp_path / "in", tmp_path / "reports", protocol)
     _export(source, tmp_path / "in", "A")
-    [first] = run(0.0, 2.0, 4.0)
+    [first] = watched.settle()
     assert _cord(Path(first.report_files[0]))["CORD-COMPOSITE"][0] == "PASS"  # C_A alone: 25 Gy
     _export(source, tmp_path / "in", "B")
-    records = run(10.0, 12.0, 14.0)
+    records = watched.settle()
     assert sorted(r.plan_labels for r in records) == [("C_A",), ("C_B",)]
     for record in records:
         assert _cord(Path(record.report_files[0]))["CORD-COMPOSITE"][0] == "NOT_EVALUATED"
@@ -207,12 +197,7 @@ def test_batch_keeps_both_patients_who_share_a_frame_of_reference(shared_frame, 
 
 def test_watch_files_the_reports_of_two_patients_who_share_a_frame_apart(shared_frame, tmp_path, protocol):
     shutil.copytree(shared_frame, tmp_path / "in")
-    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
-                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
-    records = []
-    for now in (0.0, 2.0, 4.0):
-        folder.scan()
-        records += folder.step(now=now)
+    records = WatchedFolder(tmp_path / "in", tmp_path / "reports", protocol).settle()
     assert sorted(r.plan_labels for r in records) == [("C_A",), ("C_B",)]
     assert records[0].treatment_id == records[1].treatment_id  # the frame of reference UID
     assert records[0].patient_key != records[1].patient_key
@@ -259,13 +244,7 @@ def test_batch_finds_the_case_file_of_an_export_whose_plans_lie_in_a_subfolder(t
 def test_watch_finds_the_case_file_of_an_export_whose_plans_lie_in_a_subfolder(tmp_path, protocol):
     exp = _in_modality_folders(tmp_path)
     (exp / "case.yaml").write_text("courses:\n  - plan: C_A\n", encoding="utf-8")
-    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
-                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
-    records = []
-    for now in (0.0, 2.0, 4.0):
-        folder.scan()
-        records += folder.step(now=now)
-    [record] = records
+    [record] = WatchedFolder(tmp_path / "in", tmp_path / "reports", protocol).settle()
     assert record.error is None and record.plan_labels == ("C_A",)  # the case file's courses, not every plan
     assert _cord(Path(record.report_files[0]))["CORD-COMPOSITE"][:2] == ("PASS", pytest.approx(25.0, abs=0.01))
 

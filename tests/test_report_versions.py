@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from plancheck.protocol.loader import load_protocol
-from plancheck.watch import ExportFolder, WatchOptions
-from treatment_exports import two_course_export, write_composite_protocol
+from treatment_exports import WatchedFolder, two_course_export, write_composite_protocol
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +38,7 @@ def _latest(record) -> str:
 def test_an_edited_case_file_is_a_new_version_and_an_undone_edit_makes_the_old_one_latest(tmp_path, protocol):
     export = tmp_path / "in" / "exp"
     two_course_export(export, key="versions")
-    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
-                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
-    clock = [0.0]
-
-    def settle():
-        out = []
-        for _ in range(3):
-            folder.scan()
-            out += folder.step(now=clock[0])
-            clock[0] += 2.0
-        return out
-
+    settle = WatchedFolder(tmp_path / "in", tmp_path / "reports", protocol).settle
     [both] = settle()
     assert _composite(both) == ("FAIL", pytest.approx(50.0, abs=0.01))  # 25 + 25 Gy
     case = export / "case.yaml"
@@ -86,12 +74,7 @@ def test_a_check_failed_by_a_file_rewritten_while_it_was_read_is_tried_again(tmp
             dose.write_bytes(whole)  # ... with the same bytes: the same version as the one that failed
 
     monkeypatch.setattr(versions, "check_treatment_files", rewritten_while_read)
-    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
-                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
-    records = []
-    for now in (0.0, 2.0, 4.0, 10.0, 12.0, 14.0):
-        folder.scan()
-        records += folder.step(now=now)
+    records = WatchedFolder(tmp_path / "in", tmp_path / "reports", protocol).settle(steps=6)
     [failed, checked] = records
     assert failed.status == "ERROR" and "truncated" in failed.error and failed.folder == ""  # not kept as the version
     assert failed.version == checked.version and checked.error is None
@@ -104,18 +87,7 @@ def test_a_single_plan_report_is_no_longer_latest_once_an_alternative_plan_arriv
     # The first folder's latest.json must stop naming its report as the treatment's current one.
     export = tmp_path / "in" / "exp"
     two_course_export(export, key="alternatives-late")
-    folder = ExportFolder(tmp_path / "in", tmp_path / "reports", protocol,
-                          WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",), isolate=False))
-    clock = [0.0]
-
-    def settle():
-        out = []
-        for _ in range(3):
-            folder.scan()
-            out += folder.step(now=clock[0])
-            clock[0] += 2.0
-        return out
-
+    settle = WatchedFolder(tmp_path / "in", tmp_path / "reports", protocol).settle
     [single] = settle()
     assert _latest(single) == Path(single.folder).name
     two_course_export(export, key="alternatives-late", alternatives=True)  # adds RP/RD_C_A_IMRT

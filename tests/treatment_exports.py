@@ -165,3 +165,24 @@ def two_frame_export(out: Path, *, key: str = "two-frame", patient_id: str = "MR
             referenced_plan_uid=deterministic_uid(key, "plan", "C_X"), patient=patient,
             sop_instance_uid=deterministic_uid(key, "dose", "C_X")), out / "A" / "RD_C_X.dcm")
     return files
+
+
+class WatchedFolder:
+    """``plancheck watch`` on ``root`` driven by a test clock: :meth:`settle` scans and steps
+    three times, 2 s apart (past the 1 s settle time), and returns the records checked."""
+
+    def __init__(self, root: Path, reports: Path, protocol) -> None:
+        from plancheck.watch import ExportFolder, WatchOptions
+
+        self.folder = ExportFolder(root, reports, protocol,
+                                   WatchOptions(settle_s=1.0, incomplete_after_s=30.0, formats=("json",),
+                                                isolate=False))
+        self.now = 0.0
+
+    def settle(self, steps: int = 3) -> list:
+        out = []
+        for _ in range(steps):
+            self.folder.scan()
+            out += self.folder.step(now=self.now)
+            self.now += 2.0
+        return out
