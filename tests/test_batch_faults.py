@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from plancheck.batch import BatchOptions, JobLimits, run_batch
-from plancheck.protocol.loader import load_protocol
-from treatment_exports import two_course_export, write_composite_protocol
+from treatment_exports import protocol, protocol_file, two_course_export  # noqa: F401 (protocol fixtures)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process checks read /proc")
 
@@ -30,15 +29,6 @@ def archive(tmp_path_factory) -> Path:
         two_course_export(root / f"patient{i}", key=f"faults-{i}", patient_id=f"MRN-{i:04d}")
     return root
 
-
-@pytest.fixture(scope="module")
-def protocol_file(tmp_path_factory) -> Path:
-    return write_composite_protocol(tmp_path_factory.mktemp("protocol"))
-
-
-@pytest.fixture(scope="module")
-def protocol(protocol_file):
-    return load_protocol(str(protocol_file))
 
 
 def test_a_killed_worker_errors_only_its_treatment(archive, protocol, tmp_path):

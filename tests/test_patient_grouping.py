@@ -28,20 +28,10 @@ import pytest
 from plancheck.batch import BatchOptions, run_batch
 from plancheck.cli.main import main
 from plancheck.dicom.store import group_treatments, index_objects, treatment_checks, treatment_version
-from plancheck.protocol.loader import load_protocol
-from treatment_exports import WatchedFolder, two_frame_export, write_composite_protocol
+from treatment_exports import WatchedFolder, protocol, protocol_file, two_frame_export  # noqa: F401 (protocol fixtures)
 
 PATIENT_ID, PATIENT_NAME = "MRN-434343", "SPLIT^CASE"
 
-
-@pytest.fixture(scope="module")
-def protocol_file(tmp_path_factory) -> Path:
-    return write_composite_protocol(tmp_path_factory.mktemp("protocol"))
-
-
-@pytest.fixture(scope="module")
-def protocol(protocol_file):
-    return load_protocol(str(protocol_file))
 
 
 @pytest.fixture(scope="module")

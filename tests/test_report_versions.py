@@ -16,13 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from plancheck.protocol.loader import load_protocol
-from treatment_exports import WatchedFolder, two_course_export, write_composite_protocol
+from treatment_exports import WatchedFolder, protocol, protocol_file, two_course_export  # noqa: F401 (protocol fixtures)
 
-
-@pytest.fixture(scope="module")
-def protocol(tmp_path_factory):
-    return load_protocol(str(write_composite_protocol(tmp_path_factory.mktemp("protocol"))))
 
 
 def _composite(record) -> tuple[str, float | None]:

@@ -26,18 +26,8 @@ from plancheck.cli.main import main
 from plancheck.model.course_selection import LeftOutPlan, PlanFacts, PlanSelection, choose_courses
 from plancheck.dicom import read_export
 from plancheck.errors import LinkError, ProtocolError, UsageError
-from plancheck.protocol.loader import load_protocol
-from treatment_exports import two_course_export, write_composite_protocol
+from treatment_exports import protocol, protocol_file, two_course_export  # noqa: F401 (protocol fixtures)
 
-
-@pytest.fixture(scope="module")
-def protocol_file(tmp_path_factory) -> Path:
-    return write_composite_protocol(tmp_path_factory.mktemp("protocol"))
-
-
-@pytest.fixture(scope="module")
-def protocol(protocol_file):
-    return load_protocol(str(protocol_file))
 
 
 @pytest.fixture(scope="module")

@@ -19,21 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from plancheck.protocol.loader import load_protocol
 from plancheck.watch import ExportFolder, WatchOptions, watch
-from treatment_exports import two_course_export, write_composite_protocol
+from treatment_exports import protocol, protocol_file, two_course_export  # noqa: F401 (protocol fixtures)
 
 SETTLE_S = 2.0
 
-
-@pytest.fixture(scope="module")
-def protocol_file(tmp_path_factory) -> Path:
-    return write_composite_protocol(tmp_path_factory.mktemp("protocol"))
-
-
-@pytest.fixture(scope="module")
-def protocol(protocol_file):
-    return load_protocol(str(protocol_file))
 
 
 @pytest.fixture(scope="module")

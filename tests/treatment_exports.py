@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from testkit.write import (
     BeamSpec, PatientSpec, RoiSpec, deterministic_uid, rtdose_dataset, rtplan_dataset, rtstruct_dataset,
@@ -186,3 +187,17 @@ class WatchedFolder:
             out += self.folder.step(now=self.now)
             self.now += 2.0
         return out
+
+
+@pytest.fixture(scope="module")
+def protocol_file(tmp_path_factory) -> Path:
+    """The composite protocol (:func:`write_composite_protocol`) written once per test module."""
+    return write_composite_protocol(tmp_path_factory.mktemp("protocol"))
+
+
+@pytest.fixture(scope="module")
+def protocol(protocol_file):
+    """The composite protocol, loaded (a test module imports both fixtures to use them)."""
+    from plancheck.protocol.loader import load_protocol
+
+    return load_protocol(str(protocol_file))
